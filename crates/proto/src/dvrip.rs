@@ -1,0 +1,167 @@
+//! Dahua DVRIP: a 32-byte binary header followed by a body.
+//!
+//! ```text
+//! off size  meaning (little-endian)
+//!  0   1    command (0x69 alarm upload, 0xF6 JSON, 0xF4 text, 0xA1/0xB1 heartbeat, 0xA0/0xB0 login, …)
+//!  1   2    zero
+//!  3   1    0x00 in requests, 0x78 in device replies (meaning unknown)
+//!  4   4    body length in bytes (u32); frame length = 32 + body length
+//!  8  24    command-specific
+//! ```
+
+use serde::Serialize;
+
+use crate::frame::{le_u32, Frame};
+
+/// Length of the DVRIP header in bytes.
+pub const HEADER_LEN: usize = 32;
+
+/// 0x69: alarm upload (bitmask or `Key:Value` text body).
+pub const CMD_ALARM: u8 = 0x69;
+/// 0x68: alarm subscription request on the device's own port.
+pub const CMD_ALARM_REQUEST: u8 = 0x68;
+/// 0xA0: login request.
+pub const CMD_LOGIN: u8 = 0xA0;
+/// 0xB0: login reply.
+pub const CMD_LOGIN_REPLY: u8 = 0xB0;
+/// 0xA1: heartbeat (keepAlive).
+pub const CMD_HEARTBEAT: u8 = 0xA1;
+/// 0xB1: heartbeat reply / state.
+pub const CMD_HEARTBEAT_REPLY: u8 = 0xB1;
+/// 0xF4: text configuration.
+pub const CMD_TEXT: u8 = 0xF4;
+/// 0xF6: JSON-RPC body.
+pub const CMD_JSON: u8 = 0xF6;
+
+/// Command bytes accepted as the start of a DVRIP frame. Others are junk: a byte table this
+/// small keeps resynchronisation after garbage from locking onto random bytes.
+pub const KNOWN_COMMANDS: [u8; 10] = [
+    CMD_ALARM_REQUEST,
+    CMD_ALARM,
+    CMD_LOGIN,
+    CMD_HEARTBEAT,
+    CMD_LOGIN_REPLY,
+    CMD_HEARTBEAT_REPLY,
+    0xB4,
+    CMD_TEXT,
+    0xF5,
+    CMD_JSON,
+];
+
+/// Offset of the alarm type byte in a 0x69 header.
+pub const ALARM_TYPE_AT: usize = 12;
+/// Offset of the channel group byte in a 0x69 header (mask covers channels group×32 … group×32+31).
+pub const CHANNEL_GROUP_AT: usize = 13;
+/// Offset of the body format byte in a 0x69 header (0 = binary mask, 1 = `Key:Value` text).
+pub const BODY_FORMAT_AT: usize = 17;
+
+/// 0x69 alarm type 120: the scheduled self-report ("timed upload"), not an alarm.
+pub const ALARM_TYPE_REPORT: u8 = 120;
+/// 0x69 alarm type 6: disk full; the body is a boolean (non-zero = full), not a bitmask.
+pub const ALARM_TYPE_DISK_FULL: u8 = 6;
+
+/// True when `cmd` is a command byte we frame as DVRIP.
+pub fn is_known_command(cmd: u8) -> bool {
+    KNOWN_COMMANDS.contains(&cmd)
+}
+
+/// The normalized event code for a 0x69 alarm type byte (REFERENCE.md §3.2); `None` for unknown types
+/// and for the self-report (120).
+pub fn alarm_code(alarm_type: u8) -> Option<&'static str> {
+    Some(match alarm_type {
+        1 => "AlarmLocal",
+        2 => "VideoMotion",
+        3 => "VideoLoss",
+        4 => "VideoBlind",
+        5 => "AudioMutation",
+        6 => "StorageLowSpace",
+        7 => "StorageFailure",
+        8 => "StorageNotExist",
+        9 => "AlarmDecoder",
+        10 => "PosTicket",
+        11 => "PosRawData",
+        150 => "Special",
+        _ => return None,
+    })
+}
+
+/// Decoded DVRIP header fields, as they appear in the `header` object of the JSON output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Header {
+    /// Byte 3: 0x00 in requests, 0x78 seen in device replies.
+    pub byte3: u8,
+    /// Bytes 4–7: body length in bytes.
+    pub body_length: u32,
+    /// 0x69 only: byte 12, the alarm type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alarm_type: Option<u8>,
+    /// 0x69 only: byte 13, the channel group (mask bit i = channel index i + 32 × group).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel_group: Option<u8>,
+    /// 0x69 only: byte 17, the body format (0 mask, 1 text).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_format_byte: Option<u8>,
+    /// 0xF6/0xF4: bytes 8–11, request id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<u32>,
+    /// 0xF6/0xF4: bytes 12–15 (0 in requests, 1 seen in replies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flags: Option<u32>,
+    /// 0xF6/0xF4: bytes 16–19, total body length across fragments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_length: Option<u32>,
+    /// 0xF6/0xF4: bytes 24–27, session id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<u32>,
+    /// Hex of the header bytes 8–31 that no field above interprets, when any of them is non-zero.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other: Option<String>,
+}
+
+impl Header {
+    /// Parses the header of a DVRIP frame (missing bytes read as zero).
+    pub fn parse(frame: &Frame) -> Header {
+        let h = frame.header();
+        let byte = |at: usize| h.get(at).copied().unwrap_or(0);
+        let word = |at: usize| le_u32(h, at).unwrap_or(0);
+        let cmd = byte(0);
+        let mut header = Header {
+            byte3: byte(3),
+            body_length: word(4),
+            alarm_type: None,
+            channel_group: None,
+            body_format_byte: None,
+            request_id: None,
+            flags: None,
+            total_length: None,
+            session_id: None,
+            other: None,
+        };
+        // Bytes of 8..32 that the typed fields above cover, as a bit set over the header.
+        let mut covered = [false; HEADER_LEN];
+        let mut cover = |from: usize, len: usize| covered[from..from + len].fill(true);
+        match cmd {
+            CMD_ALARM => {
+                header.alarm_type = Some(byte(ALARM_TYPE_AT));
+                header.channel_group = Some(byte(CHANNEL_GROUP_AT));
+                header.body_format_byte = Some(byte(BODY_FORMAT_AT));
+                cover(ALARM_TYPE_AT, 2);
+                cover(BODY_FORMAT_AT, 1);
+            }
+            CMD_JSON | CMD_TEXT => {
+                header.request_id = Some(word(8));
+                header.flags = Some(word(12));
+                header.total_length = Some(word(16));
+                header.session_id = Some(word(24));
+                cover(8, 12);
+                cover(24, 4);
+            }
+            _ => {}
+        }
+        let uncovered = (8..HEADER_LEN).any(|i| !covered[i] && byte(i) != 0);
+        if uncovered {
+            header.other = Some(crate::record::hex(h.get(8..).unwrap_or(&[])));
+        }
+        header
+    }
+}

@@ -1,0 +1,118 @@
+//! A frame as cut from the byte stream by the [`Decoder`](crate::Decoder), before interpretation.
+
+use bytes::Bytes;
+use serde::Serialize;
+
+/// Which wire variant a frame was recognised as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Dahua DVRIP: 32-byte binary header, command byte at offset 0, body length at offset 4.
+    Dvrip,
+    /// Dahua DHIP: `20 00 00 00 'DHIP'`, 32-byte header, JSON-RPC body.
+    Dhip,
+    /// XM/HiSilicon ("Sofia"): `FF 01`, 20-byte header, JSON body.
+    Xm,
+    /// A bare JSON object with no binary header.
+    Json,
+    /// Bytes that are no recognisable frame; kept verbatim.
+    Junk,
+}
+
+impl Protocol {
+    /// The lower-case name used in the JSON output and in metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Dvrip => "dvrip",
+            Protocol::Dhip => "dhip",
+            Protocol::Xm => "xm",
+            Protocol::Json => "json",
+            Protocol::Junk => "junk",
+        }
+    }
+}
+
+/// Why a frame is not a clean, whole frame. The bytes are kept in every case.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Bytes that start no known frame; decoding resumed at the next plausible frame start.
+    #[error("unrecognized bytes")]
+    Unrecognized,
+    /// The header declared a frame larger than the configured maximum; only the first
+    /// `kept` bytes were kept and the rest of the declared length was skipped unread.
+    #[error("oversized: declared frame length {declared} bytes exceeds the maximum of {max} bytes")]
+    Oversized {
+        /// Whole frame length (header + body) declared by the header, in bytes.
+        declared: u64,
+        /// The configured maximum frame size, in bytes.
+        max: usize,
+    },
+    /// The stream ended (or had a gap) inside a frame.
+    #[error("incomplete: stream ended after {have} of {need} bytes")]
+    Incomplete {
+        /// Bytes received.
+        have: usize,
+        /// Bytes the header announced (for JSON: 0 = unknown, the object never closed).
+        need: usize,
+    },
+}
+
+impl FrameError {
+    /// A short stable label for metrics (`decode_errors_total{cause=…}`).
+    pub fn cause(&self) -> &'static str {
+        match self {
+            FrameError::Unrecognized => "unrecognized",
+            FrameError::Oversized { .. } => "oversized",
+            FrameError::Incomplete { .. } => "incomplete",
+        }
+    }
+}
+
+/// One frame cut from a stream: the exact bytes received plus where its body starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// Offset of the first byte of this frame in its stream (bytes since the stream began).
+    pub offset: u64,
+    /// The frame's bytes exactly as received (header and body; truncated for oversized frames).
+    pub bytes: Bytes,
+    /// The variant the framing recognised.
+    pub protocol: Protocol,
+    /// Length of the binary header in bytes (0 for bare JSON and junk); the body is `bytes[header_len..]`.
+    pub header_len: usize,
+    /// Set when the frame is not whole and clean.
+    pub error: Option<FrameError>,
+}
+
+impl Frame {
+    /// The body: everything after the binary header.
+    pub fn body(&self) -> &[u8] {
+        self.bytes.get(self.header_len..).unwrap_or(&[])
+    }
+
+    /// The binary header (empty for bare JSON and junk).
+    pub fn header(&self) -> &[u8] {
+        &self.bytes[..self.header_len.min(self.bytes.len())]
+    }
+
+    /// Number of bytes this frame occupies in the stream as kept (may be less than declared when oversized).
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// True for a frame with no bytes (never produced by the decoder).
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+/// Reads a little-endian `u32` at `at`; `None` when out of range.
+pub(crate) fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    let b = bytes.get(at..at + 4)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Reads a little-endian `u16` at `at`; `None` when out of range.
+pub(crate) fn le_u16(bytes: &[u8], at: usize) -> Option<u16> {
+    let b = bytes.get(at..at + 2)?;
+    Some(u16::from_le_bytes([b[0], b[1]]))
+}

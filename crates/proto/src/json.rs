@@ -1,0 +1,107 @@
+//! Framing of bare JSON objects: string- and escape-aware brace matching, resumable across chunks.
+
+/// Progress of a brace-matching scan over a candidate that starts with `{` at offset 0.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct JsonScan {
+    /// Bytes of the candidate already scanned.
+    pos: usize,
+    /// Open `{`/`[` not yet closed.
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+}
+
+/// Outcome of [`JsonScan::scan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scan {
+    /// The object closes at this length (bytes from the opening `{`).
+    Complete(usize),
+    /// All bytes so far are consistent with JSON; the object is still open.
+    Open,
+    /// The byte at this offset cannot occur in JSON text here: not a JSON object.
+    Invalid(usize),
+}
+
+impl JsonScan {
+    /// Continues the scan over `buf` (the candidate from its `{`, including bytes seen before).
+    pub(crate) fn scan(&mut self, buf: &[u8]) -> Scan {
+        while self.pos < buf.len() {
+            let at = self.pos;
+            let b = buf[at];
+            self.pos += 1;
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                } else if b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n') {
+                    return Scan::Invalid(at);
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    if self.depth == 0 {
+                        return Scan::Invalid(at);
+                    }
+                    self.depth -= 1;
+                    if self.depth == 0 {
+                        return Scan::Complete(self.pos);
+                    }
+                }
+                b' ' | b'\t' | b'\r' | b'\n' => {}
+                0x21..=0x7E => {}
+                _ => return Scan::Invalid(at),
+            }
+        }
+        Scan::Open
+    }
+
+    /// Bytes scanned so far.
+    pub(crate) fn scanned(&self) -> usize {
+        self.pos
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan_all(text: &[u8]) -> Scan {
+        JsonScan::default().scan(text)
+    }
+
+    #[test]
+    fn strings_hide_braces_and_escaped_quotes() {
+        let text = br#"{"a":"}{\"}","b":[1,{"c":2}]} trailing"#;
+        assert_eq!(scan_all(text), Scan::Complete(29));
+    }
+
+    #[test]
+    fn resumes_across_chunks() {
+        let text = br#"{"k":"v\\","x":{"y":[]}}"#;
+        let mut scan = JsonScan::default();
+        for end in 1..text.len() {
+            assert_eq!(scan.scan(&text[..end]), Scan::Open, "prefix {end}");
+        }
+        assert_eq!(scan.scan(text), Scan::Complete(text.len()));
+    }
+
+    #[test]
+    fn binary_bytes_are_invalid() {
+        assert_eq!(scan_all(b"{\x00\x00"), Scan::Invalid(1));
+        assert_eq!(scan_all(b"{\"a\x01\""), Scan::Invalid(3));
+        assert_eq!(scan_all(b"{}"), Scan::Complete(2));
+        assert_eq!(scan_all(b"{\xff}"), Scan::Invalid(1));
+    }
+
+    #[test]
+    fn utf8_inside_strings_is_fine() {
+        let text = "{\"name\":\"Caméra 東\"}".as_bytes();
+        assert_eq!(scan_all(text), Scan::Complete(text.len()));
+    }
+}

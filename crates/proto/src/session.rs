@@ -1,0 +1,420 @@
+//! Per-stream interpretation: classification, event extraction and the DVRIP 0x69 mask diff.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::event::{Action, DeviceInfo, Event};
+use crate::extract::json_facts;
+use crate::frame::{le_u32, Frame, Protocol};
+use crate::{dhip, dvrip, text, xm};
+
+/// What a frame is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Carries alarm events (or a 0x69 alarm state snapshot).
+    Alarm,
+    /// Proves the device alive and nothing more.
+    Keepalive,
+    /// DVRIP 0x69 type 120: the scheduled self-report.
+    Report,
+    /// A JSON-RPC reply (`result` without `method`), a DVRIP 0xB0/0xB1.
+    Reply,
+    /// A JSON-RPC request or notification that is none of the above.
+    Request,
+    /// Nothing we understand.
+    Unknown,
+}
+
+impl Kind {
+    /// The lower-case name used in the output and in metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Alarm => "alarm",
+            Kind::Keepalive => "keepalive",
+            Kind::Report => "report",
+            Kind::Reply => "reply",
+            Kind::Request => "request",
+            Kind::Unknown => "unknown",
+        }
+    }
+}
+
+/// How the body was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyFormat {
+    /// A little-endian u32 bitmask (or several).
+    Mask,
+    /// `Key:Value` lines.
+    Text,
+    /// A JSON value.
+    Json,
+    /// Bytes we do not interpret.
+    Binary,
+    /// No body.
+    None,
+}
+
+/// The interpreted body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// No body bytes.
+    None,
+    /// DVRIP 0x69 format 0: `words[0]` covers the header's channel group, `words[j]` group + j.
+    Mask(Vec<u32>),
+    /// `Key:Value` pairs in order.
+    Text(Vec<(String, String)>),
+    /// A parsed JSON value.
+    Json(Value),
+    /// Uninterpreted bytes.
+    Binary(Bytes),
+}
+
+/// Header fields of the frame's variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Header {
+    /// DVRIP fields.
+    Dvrip(dvrip::Header),
+    /// DHIP fields.
+    Dhip(dhip::Header),
+    /// XM fields.
+    Xm(xm::Header),
+    /// Bare JSON and junk have no header.
+    None,
+}
+
+/// Everything the session read from one frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// DVRIP command byte or XM message id.
+    pub command: Option<u32>,
+    /// What the frame is for.
+    pub kind: Kind,
+    /// How the body was read.
+    pub body_format: BodyFormat,
+    /// Variant header fields.
+    pub header: Header,
+    /// The body.
+    pub body: Body,
+    /// Events found (after the mask diff for 0x69 snapshots).
+    pub events: Vec<Event>,
+    /// Identity the frame carries.
+    pub device: DeviceInfo,
+    /// Keep-alive period the device announced, in seconds.
+    pub keepalive_period: Option<u32>,
+    /// Why the frame or its body could not be read fully.
+    pub error: Option<String>,
+}
+
+impl Decoded {
+    fn new(command: Option<u32>, header: Header) -> Decoded {
+        Decoded {
+            command,
+            kind: Kind::Unknown,
+            body_format: BodyFormat::None,
+            header,
+            body: Body::None,
+            events: Vec::new(),
+            device: DeviceInfo::default(),
+            keepalive_period: None,
+            error: None,
+        }
+    }
+
+    fn set_binary(&mut self, body: &Bytes) {
+        self.body_format = BodyFormat::Binary;
+        self.body = Body::Binary(body.clone());
+    }
+}
+
+/// Per-stream state: the last 0x69 mask per (alarm type, channel group).
+#[derive(Debug, Clone, Default)]
+pub struct Session {
+    masks: Vec<((u8, u8), u32)>,
+}
+
+/// Strips trailing NUL padding and whitespace, and leading whitespace, from a JSON body.
+fn trim_json(body: &[u8]) -> &[u8] {
+    let end = body
+        .iter()
+        .rposition(|b| !matches!(b, 0 | b' ' | b'\t' | b'\r' | b'\n'))
+        .map_or(0, |p| p + 1);
+    let start = body[..end]
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(end);
+    &body[start..end]
+}
+
+impl Session {
+    /// A session at the start of a stream (no masks seen).
+    pub fn new() -> Session {
+        Session::default()
+    }
+
+    /// The active bits of every (alarm type, channel group) seen, as `((type, group), mask)`.
+    pub fn masks(&self) -> &[((u8, u8), u32)] {
+        &self.masks
+    }
+
+    /// Interprets one frame, updating the mask state.
+    pub fn decode(&mut self, frame: &Frame) -> Decoded {
+        let body = frame.bytes.slice(frame.header_len.min(frame.bytes.len())..);
+        let mut out = match frame.protocol {
+            Protocol::Dvrip => {
+                let header = dvrip::Header::parse(frame);
+                Decoded::new(frame.bytes.first().map(|&c| u32::from(c)), Header::Dvrip(header))
+            }
+            Protocol::Dhip => Decoded::new(None, Header::Dhip(dhip::Header::parse(frame))),
+            Protocol::Xm => {
+                let header = xm::Header::parse(frame);
+                Decoded::new(Some(u32::from(header.message_id)), Header::Xm(header))
+            }
+            Protocol::Json | Protocol::Junk => Decoded::new(None, Header::None),
+        };
+        if let Some(error) = &frame.error {
+            // Truncated or unrecognised: keep the bytes, interpret nothing.
+            out.error = Some(error.to_string());
+            if !body.is_empty() {
+                out.set_binary(&body);
+            }
+            return out;
+        }
+        match frame.protocol {
+            Protocol::Dvrip => self.dvrip(frame, &body, &mut out),
+            Protocol::Dhip | Protocol::Json => generic_body(&body, &mut out),
+            Protocol::Xm => xm_body(&body, &mut out),
+            Protocol::Junk => out.set_binary(&body),
+        }
+        if out.kind == Kind::Unknown && !out.events.is_empty() {
+            out.kind = Kind::Alarm;
+        }
+        out
+    }
+
+    fn dvrip(&mut self, frame: &Frame, body: &Bytes, out: &mut Decoded) {
+        let h = frame.header();
+        let cmd = h[0];
+        if cmd != dvrip::CMD_ALARM {
+            generic_body(body, out);
+            if out.kind == Kind::Unknown || out.body_format != BodyFormat::Json {
+                out.kind = match cmd {
+                    dvrip::CMD_HEARTBEAT => Kind::Keepalive,
+                    dvrip::CMD_HEARTBEAT_REPLY | dvrip::CMD_LOGIN_REPLY => Kind::Reply,
+                    dvrip::CMD_LOGIN | dvrip::CMD_ALARM_REQUEST => Kind::Request,
+                    _ => out.kind,
+                };
+            }
+            return;
+        }
+        let alarm_type = h[dvrip::ALARM_TYPE_AT];
+        let group = h[dvrip::CHANNEL_GROUP_AT];
+        let format = h[dvrip::BODY_FORMAT_AT];
+        out.kind = if alarm_type == dvrip::ALARM_TYPE_REPORT {
+            Kind::Report
+        } else {
+            Kind::Alarm
+        };
+        if body.is_empty() {
+            return;
+        }
+        if trim_json(body).first() == Some(&b'{') {
+            // Later firmware may put JSON here.
+            generic_body(body, out);
+            if alarm_type == dvrip::ALARM_TYPE_REPORT {
+                out.kind = Kind::Report;
+            }
+            return;
+        }
+        match format {
+            0 if body.len() >= 4 => {
+                let words: Vec<u32> = body
+                    .chunks_exact(4)
+                    .filter_map(|w| le_u32(w, 0))
+                    .collect();
+                if body.len() % 4 != 0 {
+                    out.error = Some(format!(
+                        "mask body of {} bytes is not a whole number of 32-bit words; trailing bytes ignored",
+                        body.len()
+                    ));
+                }
+                self.apply_masks(alarm_type, group, &words, None, None, &mut out.events);
+                out.body_format = BodyFormat::Mask;
+                out.body = Body::Mask(words);
+            }
+            0 => {
+                out.error = Some(format!("mask body of {} bytes is shorter than 4 bytes", body.len()));
+                out.set_binary(body);
+            }
+            _ if format == 1 || text::looks_like_text(body) => {
+                let pairs = text::parse(body);
+                self.text_alarm(alarm_type, group, &pairs, out);
+                out.body_format = BodyFormat::Text;
+                out.body = Body::Text(pairs);
+            }
+            _ => out.set_binary(body),
+        }
+    }
+
+    /// A format-1 body: the decimal `alarm channel` mask updates the same state as a binary mask.
+    fn text_alarm(&mut self, alarm_type: u8, group: u8, pairs: &[(String, String)], out: &mut Decoded) {
+        out.device.domain = text::get(pairs, text::KEY_DOMAIN)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned);
+        out.device.ip = text::get(pairs, text::KEY_GLOBAL_IP)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned);
+        let Some(channels) = text::get(pairs, text::KEY_ALARM_CHANNEL) else {
+            return;
+        };
+        let Ok(mask) = channels.trim().parse::<u64>() else {
+            out.error = Some(format!("text body: `alarm channel` value {channels:?} is not a decimal bitmask"));
+            return;
+        };
+        let time = text::get(pairs, text::KEY_TIME).map(str::to_owned);
+        let data: serde_json::Map<String, Value> = pairs
+            .iter()
+            .filter(|(k, _)| {
+                !k.eq_ignore_ascii_case(text::KEY_ALARM_CHANNEL) && !k.eq_ignore_ascii_case(text::KEY_TIME)
+            })
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let data = (!data.is_empty()).then_some(Value::Object(data));
+        let mut words = vec![mask as u32];
+        if mask >> 32 != 0 {
+            words.push((mask >> 32) as u32);
+        }
+        self.apply_masks(alarm_type, group, &words, time, data, &mut out.events);
+    }
+
+    /// Diffs each word against the last mask of its (type, group) and emits start/stop events.
+    fn apply_masks(
+        &mut self,
+        alarm_type: u8,
+        group: u8,
+        words: &[u32],
+        device_time: Option<String>,
+        data: Option<Value>,
+        events: &mut Vec<Event>,
+    ) {
+        if alarm_type == dvrip::ALARM_TYPE_REPORT {
+            return;
+        }
+        let code: Cow<'static, str> = match dvrip::alarm_code(alarm_type) {
+            Some(name) => Cow::Borrowed(name),
+            None => Cow::Owned(format!("DvripAlarmType{alarm_type}")),
+        };
+        for (j, &word) in words.iter().enumerate() {
+            let Some(group) = group.checked_add(j as u8).filter(|_| j < 256) else {
+                break;
+            };
+            // Disk full is a boolean: non-zero means full.
+            let new = if alarm_type == dvrip::ALARM_TYPE_DISK_FULL {
+                u32::from(word != 0)
+            } else {
+                word
+            };
+            let old = self.swap_mask((alarm_type, group), new);
+            let mut changed = old ^ new;
+            while changed != 0 {
+                let bit = changed.trailing_zeros();
+                changed &= changed - 1;
+                let action = if new & (1 << bit) != 0 {
+                    Action::Start
+                } else {
+                    Action::Stop
+                };
+                events.push(Event {
+                    code: code.clone(),
+                    action,
+                    index: Some(i64::from(bit) + 32 * i64::from(group)),
+                    device_time: device_time.clone(),
+                    data: data.clone(),
+                });
+            }
+        }
+    }
+
+    /// Stores `new` as the mask of `key`, returning the previous one (0 when first seen).
+    fn swap_mask(&mut self, key: (u8, u8), new: u32) -> u32 {
+        match self.masks.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, mask)) => std::mem::replace(mask, new),
+            None => {
+                self.masks.push((key, new));
+                0
+            }
+        }
+    }
+}
+
+/// Reads a body whose framing does not say its format: JSON if it parses, text if it looks like
+/// `Key:Value` lines, else binary. Classifies JSON per the kind rules.
+fn generic_body(body: &Bytes, out: &mut Decoded) {
+    if body.is_empty() {
+        return;
+    }
+    let json = trim_json(body);
+    if json.first() == Some(&b'{') || json.first() == Some(&b'[') {
+        match serde_json::from_slice::<Value>(json) {
+            Ok(value) => {
+                json_body(value, out);
+                return;
+            }
+            Err(err) => out.error = Some(format!("invalid JSON body: {err}")),
+        }
+    } else if text::looks_like_text(body) {
+        out.body_format = BodyFormat::Text;
+        out.body = Body::Text(text::parse(body));
+        return;
+    }
+    out.set_binary(body);
+}
+
+/// Classifies a parsed JSON body and extracts its events and identity.
+fn json_body(value: Value, out: &mut Decoded) {
+    let facts = json_facts(&value, &mut out.device);
+    let keepalive_method = facts
+        .method
+        .as_deref()
+        .is_some_and(|m| m.to_ascii_lowercase().ends_with("keepalive"));
+    let keepalive_code = facts
+        .events
+        .iter()
+        .any(|e| e.code.eq_ignore_ascii_case("KeepAlive") || e.code.eq_ignore_ascii_case("Heartbeat"));
+    out.kind = if keepalive_method || keepalive_code {
+        Kind::Keepalive
+    } else if !facts.events.is_empty() {
+        Kind::Alarm
+    } else if facts.method.is_none() && facts.has_result {
+        Kind::Reply
+    } else if facts.method.is_some() {
+        Kind::Request
+    } else {
+        Kind::Unknown
+    };
+    if matches!(out.kind, Kind::Keepalive | Kind::Reply) {
+        out.keepalive_period = facts.keepalive_period;
+    }
+    out.events = facts.events;
+    out.body_format = BodyFormat::Json;
+    out.body = Body::Json(value);
+}
+
+/// XM: message 1508 is the alarm-center push, 1006 a keepAlive; every body is JSON in practice.
+fn xm_body(body: &Bytes, out: &mut Decoded) {
+    generic_body(body, out);
+    match out.command.and_then(|c| u16::try_from(c).ok()) {
+        Some(xm::MSG_KEEPALIVE) => out.kind = Kind::Keepalive,
+        Some(xm::MSG_ALARM_CENTER) if out.body_format == BodyFormat::Json => {
+            if out.kind != Kind::Keepalive {
+                out.kind = Kind::Alarm;
+            }
+        }
+        _ => {}
+    }
+}
