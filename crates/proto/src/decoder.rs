@@ -236,6 +236,12 @@ impl Decoder {
         }
     }
 
+    /// Counts one more byte as junk; a junk frame reaching the maximum size is emitted at once.
+    fn grow_junk(&mut self) -> Option<Frame> {
+        self.junk += 1;
+        (self.junk >= self.max_frame).then(|| self.take_junk())
+    }
+
     fn take_junk(&mut self) -> Frame {
         let n = std::mem::take(&mut self.junk);
         self.split(n, Protocol::Junk, 0, Some(FrameError::Unrecognized))
@@ -268,13 +274,12 @@ impl Decoder {
             };
             match found {
                 Probe::No => {
-                    self.junk += 1;
-                    if self.junk >= self.max_frame {
-                        return Some(self.take_junk());
+                    if let Some(junk) = self.grow_junk() {
+                        return Some(junk);
                     }
                 }
                 Probe::NeedMore if eof => {
-                    self.junk = self.buf.len();
+                    self.junk = self.buf.len().min(self.max_frame);
                     return Some(self.take_junk());
                 }
                 Probe::NeedMore => return None,
@@ -305,7 +310,9 @@ impl Decoder {
                             // Too long for one frame: treat as junk and look again inside it.
                             self.json_dead_until = self.base + (at + self.max_frame) as u64;
                             self.json = None;
-                            self.junk += 1;
+                            if let Some(junk) = self.grow_junk() {
+                                return Some(junk);
+                            }
                         }
                         Scan::Open if eof => {
                             self.json = None;
@@ -317,7 +324,9 @@ impl Decoder {
                         Scan::Invalid(k) => {
                             self.json_dead_until = self.base + (at + k) as u64 + 1;
                             self.json = None;
-                            self.junk += 1;
+                            if let Some(junk) = self.grow_junk() {
+                                return Some(junk);
+                            }
                         }
                     }
                 }

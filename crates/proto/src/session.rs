@@ -223,13 +223,17 @@ impl Session {
         if body.is_empty() {
             return;
         }
-        if trim_json(body).first() == Some(&b'{') {
-            // Later firmware may put JSON here.
-            generic_body(body, out);
-            if alarm_type == dvrip::ALARM_TYPE_REPORT {
-                out.kind = Kind::Report;
+        // Later firmware may put JSON here; a whole number of 32-bit words in format 0 is a mask even
+        // when its first byte happens to be `{`.
+        let mask_shaped = format == 0 && body.len() % 4 == 0;
+        if !mask_shaped {
+            if let Some(value) = parse_json(body) {
+                json_body(value, out);
+                if alarm_type == dvrip::ALARM_TYPE_REPORT {
+                    out.kind = Kind::Report;
+                }
+                return;
             }
-            return;
         }
         match format {
             0 if body.len() >= 4 => {
@@ -352,6 +356,18 @@ impl Session {
     }
 }
 
+fn looks_like_json(trimmed: &[u8]) -> bool {
+    matches!(trimmed.first(), Some(b'{' | b'['))
+}
+
+/// The body as JSON, when it is JSON.
+fn parse_json(body: &[u8]) -> Option<Value> {
+    let json = trim_json(body);
+    looks_like_json(json)
+        .then(|| serde_json::from_slice(json).ok())
+        .flatten()
+}
+
 /// Reads a body whose framing does not say its format: JSON if it parses, text if it looks like
 /// `Key:Value` lines, else binary. Classifies JSON per the kind rules.
 fn generic_body(body: &Bytes, out: &mut Decoded) {
@@ -359,7 +375,7 @@ fn generic_body(body: &Bytes, out: &mut Decoded) {
         return;
     }
     let json = trim_json(body);
-    if json.first() == Some(&b'{') || json.first() == Some(&b'[') {
+    if looks_like_json(json) {
         match serde_json::from_slice::<Value>(json) {
             Ok(value) => {
                 json_body(value, out);
