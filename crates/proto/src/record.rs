@@ -48,6 +48,31 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// Removes the whitespace outside strings from a JSON text (one object per output line, original key
+/// order and number spelling kept). Invalid UTF-8 is replaced.
+pub fn minify_json(text: &[u8]) -> String {
+    let text = String::from_utf8_lossy(text);
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if matches!(c, ' ' | '\t' | '\r' | '\n') {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Serialises a body per the schema: `{"mask":N}`, a text object, the JSON value, `{"hex":…}`.
 struct BodyJson<'a>(&'a Body);
 
@@ -55,11 +80,11 @@ impl Serialize for BodyJson<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.0 {
             Body::None => serializer.serialize_none(),
-            Body::Mask(words) => {
+            Body::Mask { mask, more } => {
                 let mut map = serializer.serialize_map(None)?;
-                map.serialize_entry("mask", &words.first().copied().unwrap_or(0))?;
-                if words.len() > 1 {
-                    map.serialize_entry("words", words)?;
+                map.serialize_entry("mask", mask)?;
+                if !more.is_empty() {
+                    map.serialize_entry("more", more)?;
                 }
                 map.end()
             }
@@ -73,7 +98,11 @@ impl Serialize for BodyJson<'_> {
                 }
                 map.end()
             }
-            Body::Json(value) => value.serialize(serializer),
+            Body::Json(text) => {
+                // The body parsed when it was decoded, so its minified text is valid JSON.
+                let raw = serde_json::value::RawValue::from_string(minify_json(text)).map_err(serde::ser::Error::custom)?;
+                raw.serialize(serializer)
+            }
             Body::Binary(bytes) => {
                 let mut map = serializer.serialize_map(Some(1))?;
                 map.serialize_entry("hex", &hex(bytes))?;

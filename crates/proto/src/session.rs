@@ -64,14 +64,31 @@ pub enum BodyFormat {
 pub enum Body {
     /// No body bytes.
     None,
-    /// DVRIP 0x69 format 0: `words[0]` covers the header's channel group, `words[j]` group + j.
-    Mask(Vec<u32>),
+    /// DVRIP 0x69 format 0: `mask` covers the header's channel group; `more[j]` (rarely present) covers
+    /// group + j + 1.
+    Mask {
+        /// The first 32-bit word, little-endian on the wire.
+        mask: u32,
+        /// Further words when the body is longer than 4 bytes.
+        more: Vec<u32>,
+    },
     /// `Key:Value` pairs in order.
     Text(Vec<(String, String)>),
-    /// A parsed JSON value.
-    Json(Value),
+    /// A JSON text that parsed: the body bytes with surrounding whitespace and NUL padding trimmed.
+    /// Kept as text so that key order and number spelling survive; [`Body::json_value`] parses it.
+    Json(Bytes),
     /// Uninterpreted bytes.
     Binary(Bytes),
+}
+
+impl Body {
+    /// The JSON value of a JSON body.
+    pub fn json_value(&self) -> Option<Value> {
+        match self {
+            Body::Json(text) => serde_json::from_slice(text).ok(),
+            _ => None,
+        }
+    }
 }
 
 /// Header fields of the frame's variant.
@@ -227,8 +244,8 @@ impl Session {
         // when its first byte happens to be `{`.
         let mask_shaped = format == 0 && body.len() % 4 == 0;
         if !mask_shaped {
-            if let Some(value) = parse_json(body) {
-                json_body(value, out);
+            if let Some((value, text)) = parse_json(body) {
+                json_body(value, text, out);
                 if alarm_type == dvrip::ALARM_TYPE_REPORT {
                     out.kind = Kind::Report;
                 }
@@ -237,10 +254,7 @@ impl Session {
         }
         match format {
             0 if body.len() >= 4 => {
-                let words: Vec<u32> = body
-                    .chunks_exact(4)
-                    .filter_map(|w| le_u32(w, 0))
-                    .collect();
+                let words: Vec<u32> = body.chunks_exact(4).filter_map(|w| le_u32(w, 0)).collect();
                 if body.len() % 4 != 0 {
                     out.error = Some(format!(
                         "mask body of {} bytes is not a whole number of 32-bit words; trailing bytes ignored",
@@ -249,7 +263,10 @@ impl Session {
                 }
                 self.apply_masks(alarm_type, group, &words, None, None, &mut out.events);
                 out.body_format = BodyFormat::Mask;
-                out.body = Body::Mask(words);
+                out.body = Body::Mask {
+                    mask: words[0],
+                    more: words[1..].to_vec(),
+                };
             }
             0 => {
                 out.error = Some(format!("mask body of {} bytes is shorter than 4 bytes", body.len()));
@@ -325,6 +342,7 @@ impl Session {
             };
             let old = self.swap_mask((alarm_type, group), new);
             let mut changed = old ^ new;
+            events.reserve(changed.count_ones() as usize);
             while changed != 0 {
                 let bit = changed.trailing_zeros();
                 changed &= changed - 1;
@@ -360,12 +378,13 @@ fn looks_like_json(trimmed: &[u8]) -> bool {
     matches!(trimmed.first(), Some(b'{' | b'['))
 }
 
-/// The body as JSON, when it is JSON.
-fn parse_json(body: &[u8]) -> Option<Value> {
-    let json = trim_json(body);
-    looks_like_json(json)
-        .then(|| serde_json::from_slice(json).ok())
-        .flatten()
+/// The body as JSON, when it is JSON: the value and the trimmed text.
+fn parse_json(body: &Bytes) -> Option<(Value, Bytes)> {
+    let text = body.slice_ref(trim_json(body));
+    if !looks_like_json(&text) {
+        return None;
+    }
+    serde_json::from_slice(&text).ok().map(|value| (value, text))
 }
 
 /// Reads a body whose framing does not say its format: JSON if it parses, text if it looks like
@@ -374,11 +393,11 @@ fn generic_body(body: &Bytes, out: &mut Decoded) {
     if body.is_empty() {
         return;
     }
-    let json = trim_json(body);
-    if looks_like_json(json) {
-        match serde_json::from_slice::<Value>(json) {
+    let json = body.slice_ref(trim_json(body));
+    if looks_like_json(&json) {
+        match serde_json::from_slice::<Value>(&json) {
             Ok(value) => {
-                json_body(value, out);
+                json_body(value, json, out);
                 return;
             }
             Err(err) => out.error = Some(format!("invalid JSON body: {err}")),
@@ -392,8 +411,8 @@ fn generic_body(body: &Bytes, out: &mut Decoded) {
 }
 
 /// Classifies a parsed JSON body and extracts its events and identity.
-fn json_body(value: Value, out: &mut Decoded) {
-    let facts = json_facts(&value, &mut out.device);
+fn json_body(value: Value, text: Bytes, out: &mut Decoded) {
+    let facts = json_facts(value, &mut out.device);
     let keepalive_method = facts
         .method
         .as_deref()
@@ -418,7 +437,7 @@ fn json_body(value: Value, out: &mut Decoded) {
     }
     out.events = facts.events;
     out.body_format = BodyFormat::Json;
-    out.body = Body::Json(value);
+    out.body = Body::Json(text);
 }
 
 /// XM: message 1508 is the alarm-center push, 1006 a keepAlive; every body is JSON in practice.
