@@ -64,8 +64,8 @@ pub struct Event {
     pub index: Option<i64>,
     /// The device's own timestamp, verbatim (`Time`, `LocaleTime` or `StartTime`; usually without zone).
     pub device_time: Option<String>,
-    /// Extra event fields (JSON `Data`, remaining XM fields, text body keys).
-    pub data: Option<serde_json::Value>,
+    /// Extra event fields as compact JSON text (JSON `Data`, remaining XM fields, text body keys).
+    pub data: Option<JsonText>,
 }
 
 impl Event {
@@ -117,5 +117,68 @@ impl DeviceInfo {
     /// True when the frame carried no identity at all.
     pub fn is_empty(&self) -> bool {
         self.serial.is_none() && self.mac.is_none() && self.ip.is_none() && self.domain.is_none()
+    }
+}
+
+/// A JSON text known to be valid, without whitespace outside strings (so it fits on one line).
+/// Serialised as the JSON it contains, not as a string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JsonText(String);
+
+impl JsonText {
+    /// Wraps valid JSON text, removing the whitespace outside strings.
+    pub(crate) fn minified(valid_json: &str) -> JsonText {
+        JsonText(minify_json(valid_json.as_bytes()))
+    }
+
+    /// Serialises a value.
+    pub fn from_value(value: &serde_json::Value) -> JsonText {
+        JsonText(value.to_string())
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Parses the text into a value.
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.0).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl Serialize for JsonText {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match serde_json::value::RawValue::from_string(self.0.clone()) {
+            Ok(raw) => raw.serialize(serializer),
+            Err(_) => serializer.serialize_str(&self.0),
+        }
+    }
+}
+
+/// Removes the whitespace outside strings from a JSON text: one object per output line, with the
+/// original key order and number spelling kept. Invalid UTF-8 is replaced.
+pub fn minify_json(text: &[u8]) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in text {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
+            continue;
+        }
+        out.push(b);
+    }
+    match String::from_utf8(out) {
+        Ok(text) => text,
+        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
     }
 }

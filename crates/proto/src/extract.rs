@@ -1,10 +1,16 @@
 //! Reading events, device identity and keep-alive periods out of JSON bodies, whatever the framing.
+//!
+//! The body is read in one pass with a serde visitor that picks out the keys we know (ignoring ASCII
+//! case) and skips everything else without building a tree; an event's `Data` is kept as its raw JSON
+//! text. This is several times cheaper than parsing into `serde_json::Value`.
 
 use std::borrow::Cow;
+use std::fmt;
 
-use serde_json::{Map, Value};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 
-use crate::event::{Action, DeviceInfo, Event};
+use crate::event::{Action, DeviceInfo, Event, JsonText};
 use crate::xm;
 
 /// What a JSON body says.
@@ -16,199 +22,403 @@ pub(crate) struct JsonFacts {
     pub(crate) keepalive_period: Option<u32>,
 }
 
-/// Keys (compared case-insensitively) that carry identity, per [`DeviceInfo`] field.
-const SERIAL_KEYS: [&str; 7] = [
-    "SerialNo",
-    "SerialNumber",
-    "Serial",
-    "SerialID",
-    "DeviceSerial",
-    "DeviceSN",
-    "SN",
+/// The keys we read, whatever their case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Method,
+    Result,
+    Params,
+    EventList,
+    Code,
+    Action,
+    Index,
+    Data,
+    /// A device time key; the number ranks it (lower is preferred).
+    Time(u8),
+    XmEvent,
+    Status,
+    Channel,
+    Serial,
+    Mac,
+    Ip,
+    Address,
+    Domain,
+    Period,
+    Other,
+}
+
+const KEYS: [(&str, Key); 27] = [
+    ("method", Key::Method),
+    ("result", Key::Result),
+    ("params", Key::Params),
+    ("eventList", Key::EventList),
+    ("Code", Key::Code),
+    ("Action", Key::Action),
+    ("Index", Key::Index),
+    ("Data", Key::Data),
+    ("LocaleTime", Key::Time(0)),
+    ("Time", Key::Time(1)),
+    ("StartTime", Key::Time(2)),
+    ("LocalTime", Key::Time(3)),
+    ("Event", Key::XmEvent),
+    ("Status", Key::Status),
+    ("Channel", Key::Channel),
+    ("SerialNo", Key::Serial),
+    ("SerialNumber", Key::Serial),
+    ("SerialID", Key::Serial),
+    ("DeviceSerial", Key::Serial),
+    ("SN", Key::Serial),
+    ("MAC", Key::Mac),
+    ("MacAddress", Key::Mac),
+    ("IP", Key::Ip),
+    ("IPAddress", Key::Ip),
+    ("Address", Key::Address),
+    ("DomainName", Key::Domain),
+    ("timeout", Key::Period),
 ];
-const MAC_KEYS: [&str; 3] = ["MAC", "MacAddress", "MacAddr"];
-const IP_KEYS: [&str; 4] = ["IP", "IPAddress", "IPAddr", "Address"];
-const DOMAIN_KEYS: [&str; 3] = ["Domain", "DomainName", "DDNS"];
-/// Keys that announce a keep-alive period in seconds.
-const PERIOD_KEYS: [&str; 5] = [
-    "timeout",
-    "KeepAlivePeriod",
-    "KeepAliveInterval",
-    "AliveInterval",
-    "KeepAliveTime",
-];
-/// Keys that carry the device's own time for an event, in order of preference.
-const TIME_KEYS: [&str; 4] = ["LocaleTime", "Time", "StartTime", "LocalTime"];
 
-fn is_one_of(key: &str, names: &[&str]) -> bool {
-    names.iter().any(|n| n.eq_ignore_ascii_case(key))
-}
+/// Further keep-alive period spellings (seconds).
+const PERIOD_KEYS: [&str; 4] = ["KeepAlivePeriod", "KeepAliveInterval", "AliveInterval", "KeepAliveTime"];
 
-/// `object[key]`, matching the key exactly first, then ignoring ASCII case.
-fn get_ci<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    object.get(key).or_else(|| {
-        object
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v)
-    })
-}
-
-/// Removes `object[key]` (exact, then ignoring ASCII case).
-fn take_ci(object: &mut Map<String, Value>, key: &str) -> Option<Value> {
-    if let Some(value) = object.remove(key) {
-        return Some(value);
+fn key_of(name: &str) -> Key {
+    if let Some((_, key)) = KEYS.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        return *key;
     }
-    let found = object.keys().find(|k| k.eq_ignore_ascii_case(key))?.clone();
-    object.remove(&found)
-}
-
-fn str_of<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    get_ci(object, key).and_then(Value::as_str)
-}
-
-fn int_of(value: &Value) -> Option<i64> {
-    match value {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
+    if PERIOD_KEYS.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+        Key::Period
+    } else if ["Domain", "DDNS"].iter().any(|n| n.eq_ignore_ascii_case(name)) {
+        Key::Domain
+    } else {
+        Key::Other
     }
 }
 
-/// The device time of an event object: its own time keys, else those of its `Data`.
-fn device_time(event: &Map<String, Value>, data: Option<&Value>) -> Option<String> {
-    let data = data.and_then(Value::as_object);
-    [Some(event), data]
-        .into_iter()
-        .flatten()
-        .find_map(|object| TIME_KEYS.iter().find_map(|key| str_of(object, key)))
-        .map(str::to_owned)
+/// Any JSON value reduced to what we need from a scalar; objects and arrays are skipped.
+enum Scalar<'de> {
+    Str(Cow<'de, str>),
+    Int(i64),
+    Other,
 }
 
-/// A Dahua JSON event object: `{"Code":…,"Action":…,"Index":…,"Data":{…}}`.
-fn dahua_event(mut event: Map<String, Value>) -> Option<Event> {
-    let code = match take_ci(&mut event, "Code")? {
-        Value::String(code) => code,
-        other => {
-            event.insert("Code".to_owned(), other);
-            return None;
+impl Scalar<'_> {
+    fn int(&self) -> Option<i64> {
+        match self {
+            Scalar::Int(i) => Some(*i),
+            Scalar::Str(s) => s.trim().parse().ok(),
+            Scalar::Other => None,
         }
-    };
-    let data = take_ci(&mut event, "Data").filter(|v| !v.is_null());
-    Some(Event {
-        code: Cow::Owned(code),
-        action: str_of(&event, "Action").map_or(Action::Pulse, Action::parse),
-        index: get_ci(&event, "Index").and_then(int_of),
-        device_time: device_time(&event, data.as_ref()),
-        data,
-    })
-}
-
-/// An XM alarm-center object: `{"Event":…,"Status":…,"Channel":…,"StartTime":…,"Type":…,…}`;
-/// the fields not mapped to the event (Type, Descrip, …) become its data.
-fn xm_event(object: &Map<String, Value>) -> Option<Event> {
-    let code = str_of(object, "Event")?;
-    const TAKEN: [&str; 6] = ["Event", "Status", "Channel", "StartTime", "SerialID", "Address"];
-    let rest: Map<String, Value> = object
-        .iter()
-        .filter(|(k, _)| !is_one_of(k, &TAKEN))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    Some(Event {
-        code: Cow::Owned(code.to_owned()),
-        action: str_of(object, "Status").map_or(Action::Pulse, Action::parse),
-        index: get_ci(object, "Channel").and_then(int_of),
-        device_time: str_of(object, "StartTime").map(str::to_owned),
-        data: (!rest.is_empty()).then_some(Value::Object(rest)),
-    })
-}
-
-/// Events of a JSON body: `params.eventList[]` (or a top-level `eventList`), a `Code` object at the top
-/// or in `params`, or an XM `Event` object.
-fn events(top: &mut Map<String, Value>) -> Vec<Event> {
-    let params = top.get_mut("params").and_then(Value::as_object_mut);
-    let list = match params {
-        Some(params) => take_ci(params, "eventList"),
-        None => None,
     }
-    .or_else(|| take_ci(top, "eventList"));
-    if let Some(Value::Array(list)) = list {
-        return list
+
+    fn text(self) -> Option<String> {
+        match self {
+            Scalar::Str(s) if !s.is_empty() => Some(s.into_owned()),
+            _ => None,
+        }
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Scalar::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(i64::try_from(v).map_or(Scalar::Other, Scalar::Int))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(if v.is_finite() { Scalar::Int(v as i64) } else { Scalar::Other })
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other)
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// The fields of one JSON object that we read. Objects nest: `params`, `eventList[]`.
+#[derive(Default)]
+struct Object<'de> {
+    method: Option<String>,
+    has_result: bool,
+    params: Option<Box<Object<'de>>>,
+    event_list: Option<Vec<Object<'de>>>,
+    code: Option<String>,
+    action: Option<Cow<'de, str>>,
+    index: Option<i64>,
+    data: Option<&'de RawValue>,
+    time: Option<(u8, String)>,
+    xm_event: Option<String>,
+    status: Option<Cow<'de, str>>,
+    channel: Option<i64>,
+    device: DeviceInfo,
+    period: Option<u32>,
+    /// Keys we do not read, with their raw values (the data of an XM event).
+    others: Vec<(Cow<'de, str>, &'de RawValue)>,
+}
+
+/// An object, or nothing when the value is of another type.
+struct MaybeObject<'de>(Option<Object<'de>>);
+
+struct ObjectVisitor;
+
+impl<'de> Visitor<'de> for ObjectVisitor {
+    type Value = MaybeObject<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut o = Object::default();
+        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+            let key = key_of(&name);
+            match key {
+                Key::Params => o.params = map.next_value::<MaybeObject<'de>>()?.0.map(Box::new),
+                Key::EventList => o.event_list = map.next_value::<MaybeList<'de>>()?.0,
+                Key::Data => o.data = Some(map.next_value::<&'de RawValue>()?),
+                Key::Other => o.others.push((name, map.next_value::<&'de RawValue>()?)),
+                Key::Result => {
+                    map.next_value::<IgnoredAny>()?;
+                    o.has_result = true;
+                }
+                _ => {
+                    let value: Scalar<'de> = map.next_value()?;
+                    o.set(key, value);
+                }
+            }
+        }
+        Ok(MaybeObject(Some(o)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(MaybeObject(None))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> Result<Self::Value, E> {
+        Ok(MaybeObject(None))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(MaybeObject(None))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(MaybeObject(None))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(MaybeObject(None))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(MaybeObject(None))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(MaybeObject(None))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(MaybeObject(None))
+    }
+}
+
+impl<'de> Deserialize<'de> for MaybeObject<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ObjectVisitor)
+    }
+}
+
+/// An array of objects (non-objects skipped), or nothing when the value is not an array.
+struct MaybeList<'de>(Option<Vec<Object<'de>>>);
+
+impl<'de> Deserialize<'de> for MaybeList<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ListVisitor;
+        impl<'de> Visitor<'de> for ListVisitor {
+            type Value = MaybeList<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<MaybeObject<'de>>()? {
+                    items.extend(item.0);
+                }
+                Ok(MaybeList(Some(items)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(MaybeList(None))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> Result<Self::Value, E> {
+                Ok(MaybeList(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(MaybeList(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(MaybeList(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(MaybeList(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(MaybeList(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(MaybeList(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(MaybeList(None))
+            }
+        }
+        d.deserialize_any(ListVisitor)
+    }
+}
+
+impl Object<'_> {
+    /// Stores a scalar under its key; the first value of each identity field wins.
+    fn set(&mut self, key: Key, value: Scalar<'_>) {
+        fn first(slot: &mut Option<String>, value: Option<String>) {
+            if slot.is_none() {
+                *slot = value;
+            }
+        }
+        match key {
+            Key::Method => self.method = value.text(),
+            Key::Code => self.code = value.text(),
+            Key::XmEvent => self.xm_event = value.text(),
+            Key::Action => self.action = value.text().map(Cow::Owned),
+            Key::Status => self.status = value.text().map(Cow::Owned),
+            Key::Index => self.index = value.int(),
+            Key::Channel => self.channel = value.int(),
+            Key::Time(rank) => {
+                if self.time.as_ref().is_none_or(|(r, _)| rank < *r) {
+                    if let Some(text) = value.text() {
+                        self.time = Some((rank, text));
+                    }
+                }
+            }
+            Key::Serial => first(&mut self.device.serial, value.text()),
+            Key::Mac => first(&mut self.device.mac, value.text()),
+            Key::Ip => first(&mut self.device.ip, value.text()),
+            Key::Domain => first(&mut self.device.domain, value.text()),
+            // XM writes its IPv4 as the hex of a little-endian u32; keep other spellings verbatim.
+            Key::Address => {
+                let text = value.text();
+                let ip = text.as_deref().and_then(xm::address_to_ipv4).map(|ip| ip.to_string());
+                first(&mut self.device.ip, ip.or(text));
+            }
+            Key::Period => {
+                if self.period.is_none() {
+                    self.period = value.int().and_then(|p| u32::try_from(p).ok()).filter(|p| *p > 0);
+                }
+            }
+            Key::Params | Key::EventList | Key::Data | Key::Result | Key::Other => {}
+        }
+    }
+
+    /// The event this object describes: a Dahua `Code` object or an XM `Event` object.
+    fn into_event(self, device: &mut DeviceInfo) -> Option<Event> {
+        if let Some(code) = self.code {
+            // The event's own time keys first, else those inside its Data.
+            let inner = self.data.and_then(|raw| serde_json::from_str::<MaybeObject<'_>>(raw.get()).ok()?.0);
+            let mut time = self.time.map(|(_, t)| t);
+            if let Some(inner) = inner {
+                time = time.or(inner.time.map(|(_, t)| t));
+                merge(device, inner.device);
+            }
+            return Some(Event {
+                code: Cow::Owned(code),
+                action: self.action.as_deref().map_or(Action::Pulse, Action::parse),
+                index: self.index,
+                device_time: time,
+                data: self.data.filter(|raw| raw.get() != "null").map(|raw| JsonText::minified(raw.get())),
+            });
+        }
+        let code = self.xm_event?;
+        let mut data = String::from("{");
+        for (i, (key, raw)) in self.others.iter().enumerate() {
+            if i > 0 {
+                data.push(',');
+            }
+            data.push_str(&serde_json::to_string(key.as_ref()).unwrap_or_default());
+            data.push(':');
+            data.push_str(raw.get());
+        }
+        data.push('}');
+        Some(Event {
+            code: Cow::Owned(code),
+            action: self.status.as_deref().map_or(Action::Pulse, Action::parse),
+            index: self.channel,
+            device_time: self.time.map(|(_, t)| t),
+            data: (!self.others.is_empty()).then(|| JsonText::minified(&data)),
+        })
+    }
+}
+
+/// Fills the empty fields of `device` from `more`.
+fn merge(device: &mut DeviceInfo, more: DeviceInfo) {
+    device.serial = device.serial.take().or(more.serial);
+    device.mac = device.mac.take().or(more.mac);
+    device.ip = device.ip.take().or(more.ip);
+    device.domain = device.domain.take().or(more.domain);
+}
+
+/// Reads what a JSON body says. `Err` when the text is not valid JSON.
+pub(crate) fn json_facts(text: &[u8], device: &mut DeviceInfo) -> Result<JsonFacts, serde_json::Error> {
+    let MaybeObject(top) = serde_json::from_slice::<MaybeObject<'_>>(text)?;
+    let Some(mut top) = top else {
+        return Ok(JsonFacts::default());
+    };
+    let mut found = std::mem::take(&mut top.device);
+    let mut params = top.params.take();
+    if let Some(params) = params.as_deref_mut() {
+        merge(&mut found, std::mem::take(&mut params.device));
+    }
+    let keepalive_period = top.period.or(params.as_ref().and_then(|p| p.period));
+    let method = top.method.take();
+    let has_result = top.has_result;
+    // Events: params.eventList[], a top-level eventList, a Code/Event object at the top or in params.
+    let list = params
+        .as_deref_mut()
+        .and_then(|p| p.event_list.take())
+        .or_else(|| top.event_list.take());
+    let events: Vec<Event> = match list {
+        Some(list) => list.into_iter().filter_map(|o| o.into_event(&mut found)).collect(),
+        None if top.code.is_some() || top.xm_event.is_some() => top.into_event(&mut found).into_iter().collect(),
+        None => params
+            .filter(|p| p.code.is_some() || p.xm_event.is_some())
+            .and_then(|p| p.into_event(&mut found))
             .into_iter()
-            .filter_map(|item| match item {
-                Value::Object(event) => dahua_event(event),
-                _ => None,
-            })
-            .collect();
-    }
-    if get_ci(top, "Code").is_some() {
-        return dahua_event(std::mem::take(top)).into_iter().collect();
-    }
-    if let Some(Value::Object(params)) = top.get_mut("params") {
-        if get_ci(params, "Code").is_some() {
-            return dahua_event(std::mem::take(params)).into_iter().collect();
-        }
-    }
-    xm_event(top).into_iter().collect()
-}
-
-/// Fills `device` from identity keys of `object` (first value found wins).
-fn identity(object: &Map<String, Value>, device: &mut DeviceInfo) {
-    for (key, value) in object {
-        let Some(text) = value.as_str().filter(|t| !t.is_empty()) else {
-            continue;
-        };
-        let slot = if is_one_of(key, &SERIAL_KEYS) {
-            &mut device.serial
-        } else if is_one_of(key, &MAC_KEYS) {
-            &mut device.mac
-        } else if is_one_of(key, &IP_KEYS) {
-            &mut device.ip
-        } else if is_one_of(key, &DOMAIN_KEYS) {
-            &mut device.domain
-        } else {
-            continue;
-        };
-        if slot.is_none() {
-            // XM writes its IPv4 as the hex of a little-endian u32.
-            let value = match xm::address_to_ipv4(text) {
-                Some(ip) if key.eq_ignore_ascii_case("Address") => ip.to_string(),
-                _ => text.to_owned(),
-            };
-            *slot = Some(value);
-        }
-    }
-}
-
-fn period(object: &Map<String, Value>) -> Option<u32> {
-    object
-        .iter()
-        .filter(|(k, _)| is_one_of(k, &PERIOD_KEYS))
-        .find_map(|(_, v)| int_of(v).and_then(|p| u32::try_from(p).ok()).filter(|p| *p > 0))
-}
-
-/// Reads what a JSON body says, consuming the parsed value (event `Data` is moved, not copied).
-/// `device` gets the identity fields found at the top, in `params` and in the first event's `Data`.
-pub(crate) fn json_facts(value: Value, device: &mut DeviceInfo) -> JsonFacts {
-    let Value::Object(mut top) = value else {
-        return JsonFacts::default();
+            .collect(),
     };
-    identity(&top, device);
-    let params = get_ci(&top, "params").and_then(Value::as_object);
-    if let Some(params) = params {
-        identity(params, device);
-    }
-    let keepalive_period = params.and_then(period).or_else(|| period(&top));
-    let method = str_of(&top, "method").map(str::to_owned);
-    let has_result = top.contains_key("result");
-    let events = events(&mut top);
-    if let Some(data) = events.first().and_then(|e| e.data.as_ref()).and_then(Value::as_object) {
-        identity(data, device);
-    }
-    JsonFacts {
+    merge(device, found);
+    Ok(JsonFacts {
         events,
         method,
         has_result,
         keepalive_period,
-    }
+    })
 }

@@ -26,7 +26,7 @@ pub mod text;
 pub mod xm;
 
 pub use decoder::{Decoder, DecoderConfig, DEFAULT_MAX_FRAME};
-pub use event::{Action, DeviceInfo, Event};
+pub use event::{Action, DeviceInfo, Event, JsonText};
 pub use frame::{Frame, FrameError, Protocol};
 pub use record::FrameRecord;
 pub use session::{BodyFormat, Decoded, Kind, Session};

@@ -48,31 +48,6 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Removes the whitespace outside strings from a JSON text (one object per output line, original key
-/// order and number spelling kept). Invalid UTF-8 is replaced.
-pub fn minify_json(text: &[u8]) -> String {
-    let text = String::from_utf8_lossy(text);
-    let mut out = String::with_capacity(text.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for c in text.chars() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-        } else if c == '"' {
-            in_string = true;
-        } else if matches!(c, ' ' | '\t' | '\r' | '\n') {
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Serialises a body per the schema: `{"mask":N}`, a text object, the JSON value, `{"hex":…}`.
 struct BodyJson<'a>(&'a Body);
 
@@ -100,7 +75,8 @@ impl Serialize for BodyJson<'_> {
             }
             Body::Json(text) => {
                 // The body parsed when it was decoded, so its minified text is valid JSON.
-                let raw = serde_json::value::RawValue::from_string(minify_json(text)).map_err(serde::ser::Error::custom)?;
+                let raw = serde_json::value::RawValue::from_string(crate::event::minify_json(text))
+                    .map_err(serde::ser::Error::custom)?;
                 raw.serialize(serializer)
             }
             Body::Binary(bytes) => {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::event::{Action, DeviceInfo, Event};
+use crate::event::{Action, DeviceInfo, Event, JsonText};
 use crate::extract::json_facts;
 use crate::frame::{le_u32, Frame, Protocol};
 use crate::{dhip, dvrip, text, xm};
@@ -244,13 +244,13 @@ impl Session {
         // when its first byte happens to be `{`.
         let mask_shaped = format == 0 && body.len() % 4 == 0;
         if !mask_shaped {
-            if let Some((value, text)) = parse_json(body) {
-                json_body(value, text, out);
+            if let Some(Ok(())) = json_body(body, out) {
                 if alarm_type == dvrip::ALARM_TYPE_REPORT {
                     out.kind = Kind::Report;
                 }
                 return;
             }
+            out.error = None;
         }
         match format {
             0 if body.len() >= 4 => {
@@ -305,7 +305,7 @@ impl Session {
             })
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
-        let data = (!data.is_empty()).then_some(Value::Object(data));
+        let data = (!data.is_empty()).then(|| JsonText::from_value(&Value::Object(data)));
         let mut words = vec![mask as u32];
         if mask >> 32 != 0 {
             words.push((mask >> 32) as u32);
@@ -320,7 +320,7 @@ impl Session {
         group: u8,
         words: &[u32],
         device_time: Option<String>,
-        data: Option<Value>,
+        data: Option<JsonText>,
         events: &mut Vec<Event>,
     ) {
         if alarm_type == dvrip::ALARM_TYPE_REPORT {
@@ -374,49 +374,41 @@ impl Session {
     }
 }
 
-fn looks_like_json(trimmed: &[u8]) -> bool {
-    matches!(trimmed.first(), Some(b'{' | b'['))
-}
-
-/// The body as JSON, when it is JSON: the value and the trimmed text.
-fn parse_json(body: &Bytes) -> Option<(Value, Bytes)> {
-    let text = body.slice_ref(trim_json(body));
-    if !looks_like_json(&text) {
-        return None;
-    }
-    serde_json::from_slice(&text).ok().map(|value| (value, text))
-}
-
 /// Reads a body whose framing does not say its format: JSON if it parses, text if it looks like
 /// `Key:Value` lines, else binary. Classifies JSON per the kind rules.
 fn generic_body(body: &Bytes, out: &mut Decoded) {
     if body.is_empty() {
         return;
     }
-    let json = body.slice_ref(trim_json(body));
-    if looks_like_json(&json) {
-        match serde_json::from_slice::<Value>(&json) {
-            Ok(value) => {
-                json_body(value, json, out);
-                return;
-            }
-            Err(err) => out.error = Some(format!("invalid JSON body: {err}")),
+    match json_body(body, out) {
+        Some(Ok(())) => {}
+        Some(Err(())) => out.set_binary(body),
+        None if text::looks_like_text(body) => {
+            out.body_format = BodyFormat::Text;
+            out.body = Body::Text(text::parse(body));
         }
-    } else if text::looks_like_text(body) {
-        out.body_format = BodyFormat::Text;
-        out.body = Body::Text(text::parse(body));
-        return;
+        None => out.set_binary(body),
     }
-    out.set_binary(body);
 }
 
-/// Classifies a parsed JSON body and extracts its events and identity.
-fn json_body(value: Value, text: Bytes, out: &mut Decoded) {
-    let facts = json_facts(value, &mut out.device);
+/// Reads a JSON body, classifies it and extracts its events and identity. `None` when the body does
+/// not start like JSON; `Err` (with `out.error` set) when it does but does not parse.
+fn json_body(body: &Bytes, out: &mut Decoded) -> Option<Result<(), ()>> {
+    let text = body.slice_ref(trim_json(body));
+    if !matches!(text.first(), Some(b'{' | b'[')) {
+        return None;
+    }
+    let facts = match json_facts(&text, &mut out.device) {
+        Ok(facts) => facts,
+        Err(err) => {
+            out.error = Some(format!("invalid JSON body: {err}"));
+            return Some(Err(()));
+        }
+    };
     let keepalive_method = facts
         .method
         .as_deref()
-        .is_some_and(|m| m.to_ascii_lowercase().ends_with("keepalive"));
+        .is_some_and(|m| m.len() >= 9 && m[m.len() - 9..].eq_ignore_ascii_case("keepalive"));
     let keepalive_code = facts
         .events
         .iter()
@@ -438,6 +430,7 @@ fn json_body(value: Value, text: Bytes, out: &mut Decoded) {
     out.events = facts.events;
     out.body_format = BodyFormat::Json;
     out.body = Body::Json(text);
+    Some(Ok(()))
 }
 
 /// XM: message 1508 is the alarm-center push, 1006 a keepAlive; every body is JSON in practice.

@@ -93,8 +93,14 @@ mod tests {
     #[test]
     fn rfc3339() {
         assert_eq!(ts(0, 0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(ts(1_706_389_858, 123_456_000), "2024-01-27T21:10:58.123456Z");
-        assert_eq!(ts(1_706_389_858, 123_456_789), "2024-01-27T21:10:58.123456789Z");
+        assert_eq!(
+            ts(1_706_389_858, 123_456_000),
+            "2024-01-27T21:10:58.123456Z"
+        );
+        assert_eq!(
+            ts(1_706_389_858, 123_456_789),
+            "2024-01-27T21:10:58.123456789Z"
+        );
         assert_eq!(ts(951_782_400, 0), "2000-02-29T00:00:00.000000Z");
         assert_eq!(ts(4_107_542_400, 0), "2100-03-01T00:00:00.000000Z");
         assert_eq!(ts(-1, 500_000_000), "1969-12-31T23:59:59.500000Z");
@@ -113,7 +119,20 @@ mod tests {
         for days in -730..160_000 {
             let next = civil_from_days(days);
             let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-            let len = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+            let len = [
+                31,
+                if leap { 29 } else { 28 },
+                31,
+                30,
+                31,
+                30,
+                31,
+                31,
+                30,
+                31,
+                30,
+                31,
+            ];
             let expected = if d < len[m as usize - 1] {
                 (y, m, d + 1)
             } else if m < 12 {
@@ -128,10 +147,25 @@ mod tests {
 
     #[test]
     fn ticks() {
-        assert_eq!(Timestamp::from_ticks(1_500_000, 1_000_000), Timestamp { secs: 1, nanos: 500_000_000 });
-        assert_eq!(Timestamp::from_ticks(3, 4), Timestamp { secs: 0, nanos: 750_000_000 });
+        assert_eq!(
+            Timestamp::from_ticks(1_500_000, 1_000_000),
+            Timestamp {
+                secs: 1,
+                nanos: 500_000_000
+            }
+        );
+        assert_eq!(
+            Timestamp::from_ticks(3, 4),
+            Timestamp {
+                secs: 0,
+                nanos: 750_000_000
+            }
+        );
         assert_eq!(Timestamp::from_ticks(u64::MAX, 1).secs, i64::MAX);
         assert_eq!(Timestamp::from_ticks(7, 0), Timestamp { secs: 7, nanos: 0 });
-        assert_eq!(Timestamp::from_fraction(5, 2_000_000, 1_000_000), Timestamp { secs: 7, nanos: 0 });
+        assert_eq!(
+            Timestamp::from_fraction(5, 2_000_000, 1_000_000),
+            Timestamp { secs: 7, nanos: 0 }
+        );
     }
 }
