@@ -57,7 +57,12 @@ struct Output<W: Write> {
 }
 
 impl<W: Write> Output<W> {
-    fn frame(&mut self, session: &mut Session, frame: &Frame, stream: Option<&StreamInfo>) -> Result<()> {
+    fn frame(
+        &mut self,
+        session: &mut Session,
+        frame: &Frame,
+        stream: Option<&StreamInfo>,
+    ) -> Result<()> {
         let decoded = session.decode(frame);
         let record = FrameRecord {
             frame,
@@ -101,7 +106,10 @@ impl StreamDecoder {
 fn read_input(file: &PathBuf) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     if file.as_os_str() == "-" {
-        io::stdin().lock().read_to_end(&mut bytes).context("reading standard input")?;
+        io::stdin()
+            .lock()
+            .read_to_end(&mut bytes)
+            .context("reading standard input")?;
     } else {
         bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     }
@@ -157,7 +165,12 @@ pub(crate) fn run(args: &DecodeArgs) -> Result<()> {
     Ok(())
 }
 
-fn decode_pcap<W: Write>(bytes: &[u8], port: Option<u16>, config: DecoderConfig, out: &mut Output<W>) -> Result<()> {
+fn decode_pcap<W: Write>(
+    bytes: &[u8],
+    port: Option<u16>,
+    config: DecoderConfig,
+    out: &mut Output<W>,
+) -> Result<()> {
     let mut streams: HashMap<u32, StreamDecoder> = HashMap::new();
     let mut failure: Option<anyhow::Error> = None;
     let summary = capture::pcap::read_capture(bytes, port, |event| {

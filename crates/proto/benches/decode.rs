@@ -25,14 +25,37 @@ fn streams() -> Vec<(&'static str, Vec<u8>)> {
     let text: Vec<u8> = (0..FRAMES)
         .flat_map(|i| {
             let mask = ((i % 7) + 1).to_string();
-            encode::dvrip_text(1, 0, &[("alarm channel", &mask), ("Domain name", "nvr.example.org"), ("Time", "2023-01-16 10:00:00")])
+            encode::dvrip_text(
+                1,
+                0,
+                &[
+                    ("alarm channel", &mask),
+                    ("Domain name", "nvr.example.org"),
+                    ("Time", "2023-01-16 10:00:00"),
+                ],
+            )
         })
         .collect();
-    let dhip: Vec<u8> = (0..FRAMES).flat_map(|i| encode::dhip(1, i as u32, &event_json(i))).collect();
-    let dvrip_json: Vec<u8> = (0..FRAMES).flat_map(|i| encode::dvrip_json(i as u32, 1, &event_json(i))).collect();
-    let bare: Vec<u8> = (0..FRAMES).flat_map(|i| encode::bare_json(&event_json(i))).collect();
+    let dhip: Vec<u8> = (0..FRAMES)
+        .flat_map(|i| encode::dhip(1, i as u32, &event_json(i)))
+        .collect();
+    let dvrip_json: Vec<u8> = (0..FRAMES)
+        .flat_map(|i| encode::dvrip_json(i as u32, 1, &event_json(i)))
+        .collect();
+    let bare: Vec<u8> = (0..FRAMES)
+        .flat_map(|i| encode::bare_json(&event_json(i)))
+        .collect();
     let xm: Vec<u8> = (0..FRAMES)
-        .flat_map(|i| encode::xm_alarm("cdf680a9a0279bf8", [192, 168, 1, 10].into(), (i % 4) as u32, "HumanDetect", i % 2 == 0, "2024-01-27 21:10:58"))
+        .flat_map(|i| {
+            encode::xm_alarm(
+                "cdf680a9a0279bf8",
+                [192, 168, 1, 10].into(),
+                (i % 4) as u32,
+                "HumanDetect",
+                i % 2 == 0,
+                "2024-01-27 21:10:58",
+            )
+        })
         .collect();
     vec![
         ("dvrip-mask", mask),
@@ -62,7 +85,11 @@ fn bench(c: &mut Criterion) {
     for (name, stream) in streams() {
         group.throughput(Throughput::Elements(FRAMES as u64));
         group.bench_function(name, |b| {
-            b.iter_batched(|| (), |()| decode_stream(black_box(&stream)), BatchSize::SmallInput)
+            b.iter_batched(
+                || (),
+                |()| decode_stream(black_box(&stream)),
+                BatchSize::SmallInput,
+            )
         });
     }
     group.finish();

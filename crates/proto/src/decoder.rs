@@ -223,7 +223,13 @@ impl Decoder {
         self.base += n as u64;
     }
 
-    fn split(&mut self, n: usize, protocol: Protocol, header_len: usize, error: Option<FrameError>) -> Frame {
+    fn split(
+        &mut self,
+        n: usize,
+        protocol: Protocol,
+        header_len: usize,
+        error: Option<FrameError>,
+    ) -> Frame {
         let offset = self.base;
         let bytes = self.buf.split_to(n).freeze();
         self.base += n as u64;
@@ -335,7 +341,13 @@ impl Decoder {
     }
 
     /// Emits the header-framed frame at `buf[0]` once it is whole (or truncated when oversized).
-    fn header_frame(&mut self, protocol: Protocol, header_len: usize, total: u64, eof: bool) -> Option<Frame> {
+    fn header_frame(
+        &mut self,
+        protocol: Protocol,
+        header_len: usize,
+        total: u64,
+        eof: bool,
+    ) -> Option<Frame> {
         let have = self.buf.len();
         if total > self.max_frame as u64 {
             if have < self.max_frame && !eof {

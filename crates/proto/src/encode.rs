@@ -25,13 +25,23 @@ fn alarm_tail(alarm_type: u8, group: u8, format: u8) -> [u8; 24] {
 
 /// DVRIP 0x69, body format 0: the active-channel bitmask of `alarm_type` for channel group `group`.
 pub fn dvrip_mask(alarm_type: u8, group: u8, mask: u32) -> Vec<u8> {
-    dvrip_frame(dvrip::CMD_ALARM, 0, alarm_tail(alarm_type, group, 0), &mask.to_le_bytes())
+    dvrip_frame(
+        dvrip::CMD_ALARM,
+        0,
+        alarm_tail(alarm_type, group, 0),
+        &mask.to_le_bytes(),
+    )
 }
 
 /// DVRIP 0x69, body format 1: `Key:Value\r\n` lines.
 pub fn dvrip_text(alarm_type: u8, group: u8, pairs: &[(&str, &str)]) -> Vec<u8> {
     let body: String = pairs.iter().map(|(k, v)| format!("{k}:{v}\r\n")).collect();
-    dvrip_frame(dvrip::CMD_ALARM, 0, alarm_tail(alarm_type, group, 1), body.as_bytes())
+    dvrip_frame(
+        dvrip::CMD_ALARM,
+        0,
+        alarm_tail(alarm_type, group, 1),
+        body.as_bytes(),
+    )
 }
 
 /// DVRIP 0xF6 JSON request with `request_id` and `session_id`; a `"\n"` is appended to `json`.
@@ -80,7 +90,14 @@ pub fn xm(message_id: u16, session_id: u32, sequence: u32, json: &str) -> Vec<u8
 }
 
 /// An XM alarm-center push (message 1508) as XM cameras send it. `address` is the device's IPv4.
-pub fn xm_alarm(serial: &str, address: std::net::Ipv4Addr, channel: u32, event: &str, start: bool, time: &str) -> Vec<u8> {
+pub fn xm_alarm(
+    serial: &str,
+    address: std::net::Ipv4Addr,
+    channel: u32,
+    event: &str,
+    start: bool,
+    time: &str,
+) -> Vec<u8> {
     let address = format!("0x{:08X}", u32::from_le_bytes(address.octets()));
     let body = serde_json::json!({
         "Address": address, "Channel": channel, "Descrip": "", "Event": event, "SerialID": serial,
@@ -109,9 +126,21 @@ mod tests {
 
     #[test]
     fn xm_address_round_trips() {
-        let frame = xm_alarm("abc", "192.168.1.10".parse().unwrap(), 0, "HumanDetect", true, "2024-01-27 21:10:58");
+        let frame = xm_alarm(
+            "abc",
+            "192.168.1.10".parse().unwrap(),
+            0,
+            "HumanDetect",
+            true,
+            "2024-01-27 21:10:58",
+        );
         let text = String::from_utf8_lossy(&frame[20..]);
         assert!(text.contains("\"0x0A01A8C0\""), "{text}");
-        assert_eq!(crate::xm::address_to_ipv4("0x0A01A8C0").unwrap().to_string(), "192.168.1.10");
+        assert_eq!(
+            crate::xm::address_to_ipv4("0x0A01A8C0")
+                .unwrap()
+                .to_string(),
+            "192.168.1.10"
+        );
     }
 }

@@ -120,15 +120,15 @@ impl DeviceInfo {
     }
 }
 
-/// A JSON text known to be valid, without whitespace outside strings (so it fits on one line).
-/// Serialised as the JSON it contains, not as a string.
+/// A JSON text known to be valid, as the device wrote it. Serialised as the JSON it contains (with the
+/// whitespace outside strings removed, so that it fits on one line), not as a string.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct JsonText(String);
 
 impl JsonText {
-    /// Wraps valid JSON text, removing the whitespace outside strings.
-    pub(crate) fn minified(valid_json: &str) -> JsonText {
-        JsonText(minify_json(valid_json.as_bytes()))
+    /// Wraps text that is known to be valid JSON.
+    pub(crate) fn new(valid_json: &str) -> JsonText {
+        JsonText(valid_json.to_owned())
     }
 
     /// Serialises a value.
@@ -149,7 +149,7 @@ impl JsonText {
 
 impl Serialize for JsonText {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match serde_json::value::RawValue::from_string(self.0.clone()) {
+        match serde_json::value::RawValue::from_string(minify_json(self.0.as_bytes())) {
             Ok(raw) => raw.serialize(serializer),
             Err(_) => serializer.serialize_str(&self.0),
         }
@@ -159,6 +159,12 @@ impl Serialize for JsonText {
 /// Removes the whitespace outside strings from a JSON text: one object per output line, with the
 /// original key order and number spelling kept. Invalid UTF-8 is replaced.
 pub fn minify_json(text: &[u8]) -> String {
+    if !text
+        .iter()
+        .any(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    {
+        return String::from_utf8_lossy(text).into_owned();
+    }
     let mut out = Vec::with_capacity(text.len());
     let (mut in_string, mut escaped) = (false, false);
     for &b in text {

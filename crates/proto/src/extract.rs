@@ -47,49 +47,62 @@ enum Key {
     Other,
 }
 
-const KEYS: [(&str, Key); 27] = [
-    ("method", Key::Method),
-    ("result", Key::Result),
-    ("params", Key::Params),
-    ("eventList", Key::EventList),
-    ("Code", Key::Code),
-    ("Action", Key::Action),
-    ("Index", Key::Index),
-    ("Data", Key::Data),
-    ("LocaleTime", Key::Time(0)),
-    ("Time", Key::Time(1)),
-    ("StartTime", Key::Time(2)),
-    ("LocalTime", Key::Time(3)),
-    ("Event", Key::XmEvent),
-    ("Status", Key::Status),
-    ("Channel", Key::Channel),
-    ("SerialNo", Key::Serial),
-    ("SerialNumber", Key::Serial),
-    ("SerialID", Key::Serial),
-    ("DeviceSerial", Key::Serial),
-    ("SN", Key::Serial),
-    ("MAC", Key::Mac),
-    ("MacAddress", Key::Mac),
-    ("IP", Key::Ip),
-    ("IPAddress", Key::Ip),
-    ("Address", Key::Address),
-    ("DomainName", Key::Domain),
-    ("timeout", Key::Period),
-];
-
-/// Further keep-alive period spellings (seconds).
-const PERIOD_KEYS: [&str; 4] = ["KeepAlivePeriod", "KeepAliveInterval", "AliveInterval", "KeepAliveTime"];
-
+/// Classifies an object key, ignoring ASCII case.
 fn key_of(name: &str) -> Key {
-    if let Some((_, key)) = KEYS.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
-        return *key;
+    // Lower-case into a stack buffer and match: no allocation, one pass over the key.
+    let mut buf = [0u8; 20];
+    let Some(lower) = buf.get_mut(..name.len()) else {
+        return Key::Other;
+    };
+    lower.copy_from_slice(name.as_bytes());
+    lower.make_ascii_lowercase();
+    match &*lower {
+        b"method" => Key::Method,
+        b"result" => Key::Result,
+        b"params" => Key::Params,
+        b"eventlist" => Key::EventList,
+        b"code" => Key::Code,
+        b"action" => Key::Action,
+        b"index" => Key::Index,
+        b"data" => Key::Data,
+        b"localetime" => Key::Time(0),
+        b"time" => Key::Time(1),
+        b"starttime" => Key::Time(2),
+        b"localtime" => Key::Time(3),
+        b"event" => Key::XmEvent,
+        b"status" => Key::Status,
+        b"channel" => Key::Channel,
+        b"serialno" | b"serialnumber" | b"serialid" | b"serial" | b"deviceserial" | b"devicesn"
+        | b"sn" => Key::Serial,
+        b"mac" | b"macaddress" | b"macaddr" => Key::Mac,
+        b"ip" | b"ipaddress" | b"ipaddr" => Key::Ip,
+        b"address" => Key::Address,
+        b"domain" | b"domainname" | b"ddns" => Key::Domain,
+        b"timeout" | b"keepaliveperiod" | b"keepaliveinterval" | b"aliveinterval"
+        | b"keepalivetime" => Key::Period,
+        _ => Key::Other,
     }
-    if PERIOD_KEYS.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-        Key::Period
-    } else if ["Domain", "DDNS"].iter().any(|n| n.eq_ignore_ascii_case(name)) {
-        Key::Domain
-    } else {
-        Key::Other
+}
+
+/// An object key, borrowed from the input when it has no escapes, with its classification.
+struct KeyName<'de>(Key, Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for KeyName<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = KeyName<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(KeyName(key_of(v), Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(KeyName(key_of(v), Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
     }
 }
 
@@ -140,7 +153,11 @@ impl<'de> Visitor<'de> for ScalarVisitor {
         Ok(i64::try_from(v).map_or(Scalar::Other, Scalar::Int))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(if v.is_finite() { Scalar::Int(v as i64) } else { Scalar::Other })
+        Ok(if v.is_finite() {
+            Scalar::Int(v as i64)
+        } else {
+            Scalar::Other
+        })
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
         Ok(Scalar::Other)
@@ -170,7 +187,9 @@ struct Object<'de> {
     method: Option<String>,
     has_result: bool,
     params: Option<Box<Object<'de>>>,
-    event_list: Option<Vec<Object<'de>>>,
+    #[allow(clippy::vec_box)]
+    // boxed: an `Object` is large and moves through serde's layers by value
+    event_list: Option<Vec<Box<Object<'de>>>>,
     code: Option<String>,
     action: Option<Cow<'de, str>>,
     index: Option<i64>,
@@ -186,7 +205,7 @@ struct Object<'de> {
 }
 
 /// An object, or nothing when the value is of another type.
-struct MaybeObject<'de>(Option<Object<'de>>);
+struct MaybeObject<'de>(Option<Box<Object<'de>>>);
 
 struct ObjectVisitor;
 
@@ -196,11 +215,10 @@ impl<'de> Visitor<'de> for ObjectVisitor {
         f.write_str("a JSON value")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut o = Object::default();
-        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
-            let key = key_of(&name);
+        let mut o = Box::<Object<'de>>::default();
+        while let Some(KeyName(key, name)) = map.next_key::<KeyName<'de>>()? {
             match key {
-                Key::Params => o.params = map.next_value::<MaybeObject<'de>>()?.0.map(Box::new),
+                Key::Params => o.params = map.next_value::<MaybeObject<'de>>()?.0,
                 Key::EventList => o.event_list = map.next_value::<MaybeList<'de>>()?.0,
                 Key::Data => o.data = Some(map.next_value::<&'de RawValue>()?),
                 Key::Other => o.others.push((name, map.next_value::<&'de RawValue>()?)),
@@ -250,7 +268,8 @@ impl<'de> Deserialize<'de> for MaybeObject<'de> {
 }
 
 /// An array of objects (non-objects skipped), or nothing when the value is not an array.
-struct MaybeList<'de>(Option<Vec<Object<'de>>>);
+#[allow(clippy::vec_box)] // see `Object::event_list`
+struct MaybeList<'de>(Option<Vec<Box<Object<'de>>>>);
 
 impl<'de> Deserialize<'de> for MaybeList<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -327,12 +346,18 @@ impl Object<'_> {
             // XM writes its IPv4 as the hex of a little-endian u32; keep other spellings verbatim.
             Key::Address => {
                 let text = value.text();
-                let ip = text.as_deref().and_then(xm::address_to_ipv4).map(|ip| ip.to_string());
+                let ip = text
+                    .as_deref()
+                    .and_then(xm::address_to_ipv4)
+                    .map(|ip| ip.to_string());
                 first(&mut self.device.ip, ip.or(text));
             }
             Key::Period => {
                 if self.period.is_none() {
-                    self.period = value.int().and_then(|p| u32::try_from(p).ok()).filter(|p| *p > 0);
+                    self.period = value
+                        .int()
+                        .and_then(|p| u32::try_from(p).ok())
+                        .filter(|p| *p > 0);
                 }
             }
             Key::Params | Key::EventList | Key::Data | Key::Result | Key::Other => {}
@@ -340,10 +365,12 @@ impl Object<'_> {
     }
 
     /// The event this object describes: a Dahua `Code` object or an XM `Event` object.
-    fn into_event(self, device: &mut DeviceInfo) -> Option<Event> {
+    fn into_event(self: Box<Self>, device: &mut DeviceInfo) -> Option<Event> {
         if let Some(code) = self.code {
             // The event's own time keys first, else those inside its Data.
-            let inner = self.data.and_then(|raw| serde_json::from_str::<MaybeObject<'_>>(raw.get()).ok()?.0);
+            let inner = self
+                .data
+                .and_then(|raw| serde_json::from_str::<MaybeObject<'_>>(raw.get()).ok()?.0);
             let mut time = self.time.map(|(_, t)| t);
             if let Some(inner) = inner {
                 time = time.or(inner.time.map(|(_, t)| t));
@@ -354,7 +381,10 @@ impl Object<'_> {
                 action: self.action.as_deref().map_or(Action::Pulse, Action::parse),
                 index: self.index,
                 device_time: time,
-                data: self.data.filter(|raw| raw.get() != "null").map(|raw| JsonText::minified(raw.get())),
+                data: self
+                    .data
+                    .filter(|raw| raw.get() != "null")
+                    .map(|raw| JsonText::new(raw.get())),
             });
         }
         let code = self.xm_event?;
@@ -373,7 +403,7 @@ impl Object<'_> {
             action: self.status.as_deref().map_or(Action::Pulse, Action::parse),
             index: self.channel,
             device_time: self.time.map(|(_, t)| t),
-            data: (!self.others.is_empty()).then(|| JsonText::minified(&data)),
+            data: (!self.others.is_empty()).then(|| JsonText::new(&data)),
         })
     }
 }
@@ -387,7 +417,10 @@ fn merge(device: &mut DeviceInfo, more: DeviceInfo) {
 }
 
 /// Reads what a JSON body says. `Err` when the text is not valid JSON.
-pub(crate) fn json_facts(text: &[u8], device: &mut DeviceInfo) -> Result<JsonFacts, serde_json::Error> {
+pub(crate) fn json_facts(
+    text: &[u8],
+    device: &mut DeviceInfo,
+) -> Result<JsonFacts, serde_json::Error> {
     let MaybeObject(top) = serde_json::from_slice::<MaybeObject<'_>>(text)?;
     let Some(mut top) = top else {
         return Ok(JsonFacts::default());
@@ -406,8 +439,13 @@ pub(crate) fn json_facts(text: &[u8], device: &mut DeviceInfo) -> Result<JsonFac
         .and_then(|p| p.event_list.take())
         .or_else(|| top.event_list.take());
     let events: Vec<Event> = match list {
-        Some(list) => list.into_iter().filter_map(|o| o.into_event(&mut found)).collect(),
-        None if top.code.is_some() || top.xm_event.is_some() => top.into_event(&mut found).into_iter().collect(),
+        Some(list) => list
+            .into_iter()
+            .filter_map(|o| o.into_event(&mut found))
+            .collect(),
+        None if top.code.is_some() || top.xm_event.is_some() => {
+            top.into_event(&mut found).into_iter().collect()
+        }
         None => params
             .filter(|p| p.code.is_some() || p.xm_event.is_some())
             .and_then(|p| p.into_event(&mut found))

@@ -40,7 +40,9 @@ pub enum FrameError {
     Unrecognized,
     /// The header declared a frame larger than the configured maximum; only the first
     /// `kept` bytes were kept and the rest of the declared length was skipped unread.
-    #[error("oversized: declared frame length {declared} bytes exceeds the maximum of {max} bytes")]
+    #[error(
+        "oversized: declared frame length {declared} bytes exceeds the maximum of {max} bytes"
+    )]
     Oversized {
         /// Whole frame length (header + body) declared by the header, in bytes.
         declared: u64,

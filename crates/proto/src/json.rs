@@ -26,21 +26,39 @@ impl JsonScan {
     /// Continues the scan over `buf` (the candidate from its `{`, including bytes seen before).
     pub(crate) fn scan(&mut self, buf: &[u8]) -> Scan {
         while self.pos < buf.len() {
-            let at = self.pos;
-            let b = buf[at];
-            self.pos += 1;
             if self.in_string {
+                // Most bytes of a JSON text are inside strings: skip the plain ones in a tight loop.
+                let rest = &buf[self.pos..];
+                let plain = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
+                // A control byte in the plain run is reported at its own offset.
+                if rest[..plain].iter().fold(false, |any, &b| any | (b < 0x20)) {
+                    let first = rest[..plain].iter().position(|&b| b < 0x20).unwrap_or(0);
+                    self.pos += first;
+                } else {
+                    self.pos += plain;
+                }
+                let Some(&b) = buf.get(self.pos) else {
+                    break;
+                };
+                let at = self.pos;
+                self.pos += 1;
                 if self.escaped {
                     self.escaped = false;
+                    if b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n') {
+                        return Scan::Invalid(at);
+                    }
                 } else if b == b'\\' {
                     self.escaped = true;
                 } else if b == b'"' {
                     self.in_string = false;
-                } else if b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n') {
+                } else if !matches!(b, b'\t' | b'\r' | b'\n') {
                     return Scan::Invalid(at);
                 }
                 continue;
             }
+            let at = self.pos;
+            let b = buf[at];
+            self.pos += 1;
             match b {
                 b'"' => self.in_string = true,
                 b'{' | b'[' => self.depth += 1,

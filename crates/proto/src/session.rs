@@ -185,7 +185,10 @@ impl Session {
         let mut out = match frame.protocol {
             Protocol::Dvrip => {
                 let header = dvrip::Header::parse(frame);
-                Decoded::new(frame.bytes.first().map(|&c| u32::from(c)), Header::Dvrip(header))
+                Decoded::new(
+                    frame.bytes.first().map(|&c| u32::from(c)),
+                    Header::Dvrip(header),
+                )
             }
             Protocol::Dhip => Decoded::new(None, Header::Dhip(dhip::Header::parse(frame))),
             Protocol::Xm => {
@@ -269,7 +272,10 @@ impl Session {
                 };
             }
             0 => {
-                out.error = Some(format!("mask body of {} bytes is shorter than 4 bytes", body.len()));
+                out.error = Some(format!(
+                    "mask body of {} bytes is shorter than 4 bytes",
+                    body.len()
+                ));
                 out.set_binary(body);
             }
             _ if format == 1 || text::looks_like_text(body) => {
@@ -283,7 +289,13 @@ impl Session {
     }
 
     /// A format-1 body: the decimal `alarm channel` mask updates the same state as a binary mask.
-    fn text_alarm(&mut self, alarm_type: u8, group: u8, pairs: &[(String, String)], out: &mut Decoded) {
+    fn text_alarm(
+        &mut self,
+        alarm_type: u8,
+        group: u8,
+        pairs: &[(String, String)],
+        out: &mut Decoded,
+    ) {
         out.device.domain = text::get(pairs, text::KEY_DOMAIN)
             .filter(|v| !v.is_empty())
             .map(str::to_owned);
@@ -294,14 +306,17 @@ impl Session {
             return;
         };
         let Ok(mask) = channels.trim().parse::<u64>() else {
-            out.error = Some(format!("text body: `alarm channel` value {channels:?} is not a decimal bitmask"));
+            out.error = Some(format!(
+                "text body: `alarm channel` value {channels:?} is not a decimal bitmask"
+            ));
             return;
         };
         let time = text::get(pairs, text::KEY_TIME).map(str::to_owned);
         let data: serde_json::Map<String, Value> = pairs
             .iter()
             .filter(|(k, _)| {
-                !k.eq_ignore_ascii_case(text::KEY_ALARM_CHANNEL) && !k.eq_ignore_ascii_case(text::KEY_TIME)
+                !k.eq_ignore_ascii_case(text::KEY_ALARM_CHANNEL)
+                    && !k.eq_ignore_ascii_case(text::KEY_TIME)
             })
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
@@ -409,10 +424,9 @@ fn json_body(body: &Bytes, out: &mut Decoded) -> Option<Result<(), ()>> {
         .method
         .as_deref()
         .is_some_and(|m| m.len() >= 9 && m[m.len() - 9..].eq_ignore_ascii_case("keepalive"));
-    let keepalive_code = facts
-        .events
-        .iter()
-        .any(|e| e.code.eq_ignore_ascii_case("KeepAlive") || e.code.eq_ignore_ascii_case("Heartbeat"));
+    let keepalive_code = facts.events.iter().any(|e| {
+        e.code.eq_ignore_ascii_case("KeepAlive") || e.code.eq_ignore_ascii_case("Heartbeat")
+    });
     out.kind = if keepalive_method || keepalive_code {
         Kind::Keepalive
     } else if !facts.events.is_empty() {
@@ -438,10 +452,10 @@ fn xm_body(body: &Bytes, out: &mut Decoded) {
     generic_body(body, out);
     match out.command.and_then(|c| u16::try_from(c).ok()) {
         Some(xm::MSG_KEEPALIVE) => out.kind = Kind::Keepalive,
-        Some(xm::MSG_ALARM_CENTER) if out.body_format == BodyFormat::Json => {
-            if out.kind != Kind::Keepalive {
-                out.kind = Kind::Alarm;
-            }
+        Some(xm::MSG_ALARM_CENTER)
+            if out.body_format == BodyFormat::Json && out.kind != Kind::Keepalive =>
+        {
+            out.kind = Kind::Alarm;
         }
         _ => {}
     }

@@ -38,7 +38,9 @@ pub fn get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
 /// True when a body looks like `Key:Value` text: printable UTF-8 (plus CR/LF/tab/NUL padding) with a colon.
 pub fn looks_like_text(body: &[u8]) -> bool {
     std::str::from_utf8(body).is_ok_and(|s| {
-        s.contains(':') && s.chars().all(|c| !c.is_control() || matches!(c, '\r' | '\n' | '\t' | '\0'))
+        s.contains(':')
+            && s.chars()
+                .all(|c| !c.is_control() || matches!(c, '\r' | '\n' | '\t' | '\0'))
     })
 }
 
@@ -48,7 +50,9 @@ mod tests {
 
     #[test]
     fn parses_dahua_text_body() {
-        let pairs = parse(b"alarm channel:2\r\nDomain name:nvr.example.org\r\nTime:2023-01-16 10:00:00\r\n\0\0");
+        let pairs = parse(
+            b"alarm channel:2\r\nDomain name:nvr.example.org\r\nTime:2023-01-16 10:00:00\r\n\0\0",
+        );
         assert_eq!(get(&pairs, "alarm channel"), Some("2"));
         assert_eq!(get(&pairs, "domain NAME"), Some("nvr.example.org"));
         assert_eq!(get(&pairs, "Time"), Some("2023-01-16 10:00:00"));

@@ -1,7 +1,9 @@
 //! Decoder and session behaviour on hand-made streams.
 
 use alarm_center_proto::session::{Body, Header};
-use alarm_center_proto::{encode, Action, BodyFormat, Decoder, DecoderConfig, FrameError, Kind, Protocol, Session};
+use alarm_center_proto::{
+    encode, Action, BodyFormat, Decoder, DecoderConfig, FrameError, Kind, Protocol, Session,
+};
 
 fn decode_all(bytes: &[u8]) -> Vec<alarm_center_proto::Frame> {
     let mut decoder = Decoder::default();
@@ -25,20 +27,39 @@ fn mask_diff_gives_start_then_stop() {
             let d = session.decode(f);
             assert_eq!(d.kind, Kind::Alarm);
             assert_eq!(d.body_format, BodyFormat::Mask);
-            d.events.into_iter().map(|e| (e.code.into_owned(), e.action, e.index)).collect()
+            d.events
+                .into_iter()
+                .map(|e| (e.code.into_owned(), e.action, e.index))
+                .collect()
         })
         .collect();
     let motion = |a, i| ("VideoMotion".to_owned(), a, Some(i));
-    assert_eq!(got[0], vec![motion(Action::Start, 0), motion(Action::Start, 2)]);
-    assert_eq!(got[1], vec![motion(Action::Stop, 0), motion(Action::Start, 1)]);
-    assert_eq!(got[2], vec![motion(Action::Start, 32)], "group 1 covers indexes 32..63");
+    assert_eq!(
+        got[0],
+        vec![motion(Action::Start, 0), motion(Action::Start, 2)]
+    );
+    assert_eq!(
+        got[1],
+        vec![motion(Action::Stop, 0), motion(Action::Start, 1)]
+    );
+    assert_eq!(
+        got[2],
+        vec![motion(Action::Start, 32)],
+        "group 1 covers indexes 32..63"
+    );
     assert!(got[3].is_empty(), "an unchanged snapshot is no event");
 }
 
 #[test]
 fn disk_full_is_boolean_and_unknown_types_keep_their_number() {
     let mut session = Session::new();
-    let frames = decode_all(&[encode::dvrip_mask(6, 0, 0x8000), encode::dvrip_mask(42, 0, 1)].concat());
+    let frames = decode_all(
+        &[
+            encode::dvrip_mask(6, 0, 0x8000),
+            encode::dvrip_mask(42, 0, 1),
+        ]
+        .concat(),
+    );
     let full = session.decode(&frames[0]);
     assert_eq!(full.events.len(), 1);
     assert_eq!(full.events[0].code, "StorageLowSpace");
@@ -49,24 +70,49 @@ fn disk_full_is_boolean_and_unknown_types_keep_their_number() {
 
 #[test]
 fn text_body_updates_the_same_mask_state() {
-    let mut stream = encode::dvrip_text(1, 0, &[("alarm channel", "5"), ("Time", "2023-01-16 10:00:00"), ("Domain name", "nvr.example.org")]);
+    let mut stream = encode::dvrip_text(
+        1,
+        0,
+        &[
+            ("alarm channel", "5"),
+            ("Time", "2023-01-16 10:00:00"),
+            ("Domain name", "nvr.example.org"),
+        ],
+    );
     stream.extend(encode::dvrip_mask(1, 0, 1));
     let frames = decode_all(&stream);
     let mut session = Session::new();
     let text = session.decode(&frames[0]);
     assert_eq!(text.body_format, BodyFormat::Text);
     assert_eq!(text.device.domain.as_deref(), Some("nvr.example.org"));
-    let starts: Vec<_> = text.events.iter().map(|e| (e.action.clone(), e.index, e.device_time.clone())).collect();
+    let starts: Vec<_> = text
+        .events
+        .iter()
+        .map(|e| (e.action.clone(), e.index, e.device_time.clone()))
+        .collect();
     let time = Some("2023-01-16 10:00:00".to_owned());
-    assert_eq!(starts, vec![(Action::Start, Some(0), time.clone()), (Action::Start, Some(2), time)]);
+    assert_eq!(
+        starts,
+        vec![
+            (Action::Start, Some(0), time.clone()),
+            (Action::Start, Some(2), time)
+        ]
+    );
     let mask = session.decode(&frames[1]);
     assert_eq!(mask.events.len(), 1);
-    assert_eq!((mask.events[0].action.clone(), mask.events[0].index), (Action::Stop, Some(2)));
+    assert_eq!(
+        (mask.events[0].action.clone(), mask.events[0].index),
+        (Action::Stop, Some(2))
+    );
 }
 
 #[test]
 fn report_type_120_is_a_report_without_events() {
-    let frames = decode_all(&encode::dvrip_text(120, 0, &[("Global IP", "203.0.113.5"), ("Domain name", "x.example")]));
+    let frames = decode_all(&encode::dvrip_text(
+        120,
+        0,
+        &[("Global IP", "203.0.113.5"), ("Domain name", "x.example")],
+    ));
     let d = Session::new().decode(&frames[0]);
     assert_eq!(d.kind, Kind::Report);
     assert!(d.events.is_empty());
@@ -75,7 +121,8 @@ fn report_type_120_is_a_report_without_events() {
 
 #[test]
 fn json_variants_are_classified() {
-    let keepalive = r#"{"id":3,"method":"global.keepAlive","params":{"timeout":30,"active":true},"session":1}"#;
+    let keepalive =
+        r#"{"id":3,"method":"global.keepAlive","params":{"timeout":30,"active":true},"session":1}"#;
     let events = r#"{"id":4,"method":"client.notifyEventStream","params":{"SerialNo":"ABC123","eventList":[{"Action":"Start","Code":"VideoMotion","Index":1,"Data":{"LocaleTime":"2024-05-01 10:00:00"}},{"Action":"Pulse","Code":"CrossLineDetection","Index":0}]}}"#;
     let reply = r#"{"id":8,"params":{"SID":513},"result":true,"session":1604224811}"#;
     let request = r#"{"id":9,"method":"magicBox.getSystemInfo","params":null}"#;
@@ -96,11 +143,24 @@ fn json_variants_are_classified() {
     let mut session = Session::new();
     let decoded: Vec<_> = frames.iter().map(|f| session.decode(f)).collect();
     let kinds: Vec<_> = decoded.iter().map(|d| d.kind).collect();
-    assert_eq!(kinds, vec![Kind::Keepalive, Kind::Alarm, Kind::Reply, Kind::Request, Kind::Keepalive, Kind::Keepalive]);
+    assert_eq!(
+        kinds,
+        vec![
+            Kind::Keepalive,
+            Kind::Alarm,
+            Kind::Reply,
+            Kind::Request,
+            Kind::Keepalive,
+            Kind::Keepalive
+        ]
+    );
     assert_eq!(decoded[0].keepalive_period, Some(30));
     let e = &decoded[1].events;
     assert_eq!(e.len(), 2);
-    assert_eq!((e[0].code.as_ref(), e[0].index, e[0].channel()), ("VideoMotion", Some(1), Some(2)));
+    assert_eq!(
+        (e[0].code.as_ref(), e[0].index, e[0].channel()),
+        ("VideoMotion", Some(1), Some(2))
+    );
     assert_eq!(e[0].device_time.as_deref(), Some("2024-05-01 10:00:00"));
     assert_eq!(e[1].action, Action::Pulse);
     assert_eq!(decoded[1].device.serial.as_deref(), Some("ABC123"));
@@ -109,7 +169,14 @@ fn json_variants_are_classified() {
 
 #[test]
 fn xm_alarm_center_push() {
-    let frame = encode::xm_alarm("cdf680a9a0279bf8", "192.168.1.10".parse().unwrap(), 0, "HumanDetect", false, "2024-01-27 21:10:58");
+    let frame = encode::xm_alarm(
+        "cdf680a9a0279bf8",
+        "192.168.1.10".parse().unwrap(),
+        0,
+        "HumanDetect",
+        false,
+        "2024-01-27 21:10:58",
+    );
     let frames = decode_all(&frame);
     let d = Session::new().decode(&frames[0]);
     assert_eq!(d.command, Some(1508));
@@ -126,14 +193,31 @@ fn junk_is_kept_and_decoding_resumes() {
     let mut stream = b"GET / HTTP/1.1\r\n\x01\x02{not json\x00".to_vec();
     stream.extend(encode::dvrip_mask(2, 0, 1));
     stream.extend(b"\xde\xad\xbe\xef");
-    stream.extend(encode::bare_json(r#"{"Code":"VideoLoss","Action":"Start","Index":3}"#));
+    stream.extend(encode::bare_json(
+        r#"{"Code":"VideoLoss","Action":"Start","Index":3}"#,
+    ));
     let frames = decode_all(&stream);
     let protocols: Vec<_> = frames.iter().map(|f| f.protocol).collect();
-    assert_eq!(protocols, vec![Protocol::Junk, Protocol::Dvrip, Protocol::Junk, Protocol::Json]);
-    assert_eq!(&frames[0].bytes[..], b"GET / HTTP/1.1\r\n\x01\x02{not json\x00");
+    assert_eq!(
+        protocols,
+        vec![
+            Protocol::Junk,
+            Protocol::Dvrip,
+            Protocol::Junk,
+            Protocol::Json
+        ]
+    );
+    assert_eq!(
+        &frames[0].bytes[..],
+        b"GET / HTTP/1.1\r\n\x01\x02{not json\x00"
+    );
     assert_eq!(frames[0].error, Some(FrameError::Unrecognized));
     let total: usize = frames.iter().map(|f| f.len()).sum();
-    assert_eq!(total, stream.len() - 1, "only the newline after the JSON is padding");
+    assert_eq!(
+        total,
+        stream.len() - 1,
+        "only the newline after the JSON is padding"
+    );
     let mut session = Session::new();
     let junk = session.decode(&frames[0]);
     assert_eq!(junk.body_format, BodyFormat::Binary);
@@ -154,7 +238,13 @@ fn oversized_frame_is_truncated_and_skipped_without_buffering() {
     frames.extend(decoder.finish());
     assert_eq!(frames.len(), 2);
     assert_eq!(frames[0].len(), 1024);
-    assert_eq!(frames[0].error, Some(FrameError::Oversized { declared: 10_032, max: 1024 }));
+    assert_eq!(
+        frames[0].error,
+        Some(FrameError::Oversized {
+            declared: 10_032,
+            max: 1024
+        })
+    );
     assert_eq!(frames[1].offset, 10_032);
     assert_eq!(frames[1].protocol, Protocol::Dvrip);
 }
@@ -174,10 +264,19 @@ fn incomplete_frame_at_end_is_reported() {
     let full = encode::dvrip_json(1, 2, r#"{"method":"global.keepAlive"}"#);
     let frames = decode_all(&full[..40]);
     assert_eq!(frames.len(), 1);
-    assert_eq!(frames[0].error, Some(FrameError::Incomplete { have: 40, need: full.len() }));
+    assert_eq!(
+        frames[0].error,
+        Some(FrameError::Incomplete {
+            have: 40,
+            need: full.len()
+        })
+    );
     let unfinished = decode_all(br#"{"a":{"b":1}"#);
     assert_eq!(unfinished[0].protocol, Protocol::Json);
-    assert!(matches!(unfinished[0].error, Some(FrameError::Incomplete { .. })));
+    assert!(matches!(
+        unfinished[0].error,
+        Some(FrameError::Incomplete { .. })
+    ));
 }
 
 #[test]
@@ -188,13 +287,21 @@ fn braces_in_garbage_cost_linear_time() {
     stream.extend(encode::dvrip_heartbeat());
     let frames = decode_all(&stream);
     assert_eq!(frames.last().unwrap().protocol, Protocol::Dvrip);
-    assert!(frames.iter().rev().skip(1).all(|f| f.protocol == Protocol::Junk));
+    assert!(frames
+        .iter()
+        .rev()
+        .skip(1)
+        .all(|f| f.protocol == Protocol::Junk));
 }
 
 #[test]
 fn fragments_of_invalid_json_in_a_dvrip_body_are_reported() {
     let frames = decode_all(&encode::dvrip_frame(0xF6, 0, [0; 24], b"{\"id\":1,"));
     let d = Session::new().decode(&frames[0]);
-    assert!(d.error.as_deref().unwrap().starts_with("invalid JSON body"), "{:?}", d.error);
+    assert!(
+        d.error.as_deref().unwrap().starts_with("invalid JSON body"),
+        "{:?}",
+        d.error
+    );
     assert_eq!(d.body_format, BodyFormat::Binary);
 }

@@ -12,7 +12,10 @@ fn decode_chunked(stream: &[u8], cuts: &[usize], config: DecoderConfig) -> Vec<F
     for &cut in cuts.iter().chain(std::iter::once(&stream.len())) {
         let cut = cut.clamp(last, stream.len());
         frames.extend(decoder.feed(&stream[last..cut]));
-        assert!(decoder.buffered() <= 2 * decoder.max_frame(), "buffer bound exceeded");
+        assert!(
+            decoder.buffered() <= 2 * decoder.max_frame(),
+            "buffer bound exceeded"
+        );
         last = cut;
     }
     frames.extend(decoder.finish());
@@ -31,14 +34,22 @@ fn json_text() -> impl Strategy<Value = String> {
 fn any_frame() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         (any::<u8>(), any::<u8>(), any::<u32>()).prop_map(|(t, g, m)| encode::dvrip_mask(t, g, m)),
-        ("[a-z ]{1,10}", "[0-9]{1,10}").prop_map(|(k, v)| encode::dvrip_text(1, 0, &[("alarm channel", &v), (&k, "x")])),
-        (any::<u32>(), any::<u32>(), json_text()).prop_map(|(r, s, j)| encode::dvrip_json(r, s, &j)),
+        ("[a-z ]{1,10}", "[0-9]{1,10}").prop_map(|(k, v)| encode::dvrip_text(
+            1,
+            0,
+            &[("alarm channel", &v), (&k, "x")]
+        )),
+        (any::<u32>(), any::<u32>(), json_text())
+            .prop_map(|(r, s, j)| encode::dvrip_json(r, s, &j)),
         Just(encode::dvrip_heartbeat()),
         (any::<u32>(), any::<u32>(), json_text()).prop_map(|(s, r, j)| encode::dhip(s, r, &j)),
         (any::<u16>(), any::<u32>(), json_text()).prop_map(|(m, q, j)| encode::xm(m, 0, q, &j)),
         json_text().prop_map(|j| encode::bare_json(&j)),
         // junk: bytes that cannot start a frame
-        prop::collection::vec(prop::sample::select(vec![0x01u8, 0x02, 0x30, 0x41, 0x7f, 0x90, 0xc3]), 1..40),
+        prop::collection::vec(
+            prop::sample::select(vec![0x01u8, 0x02, 0x30, 0x41, 0x7f, 0x90, 0xc3]),
+            1..40
+        ),
     ]
 }
 
