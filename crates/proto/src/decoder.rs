@@ -78,7 +78,10 @@ fn probe(b: &[u8]) -> Probe {
             }
         }
         cmd if dvrip::is_known_command(cmd) => {
-            let plausible = b.get(1).is_none_or(|&v| v == 0) && b.get(2).is_none_or(|&v| v == 0);
+            // Bytes 1–2 are zero, except that login requests carry a value in byte 1 (`A0 01`, `A0 05`
+            // in DahuaConsole's captures).
+            let byte1_ok = cmd == dvrip::CMD_LOGIN || b.get(1).is_none_or(|&v| v == 0);
+            let plausible = byte1_ok && b.get(2).is_none_or(|&v| v == 0);
             if plausible {
                 header_probe(b, Protocol::Dvrip, dvrip::HEADER_LEN, 4)
             } else {

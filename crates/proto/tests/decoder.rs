@@ -305,3 +305,15 @@ fn fragments_of_invalid_json_in_a_dvrip_body_are_reported() {
     );
     assert_eq!(d.body_format, BodyFormat::Binary);
 }
+
+#[test]
+fn login_requests_may_carry_a_value_in_byte_1() {
+    let mut login = encode::dvrip_frame(0xA0, 0, [0; 24], b"");
+    login[1] = 0x05;
+    let frames = decode_all(&login);
+    assert_eq!(frames[0].protocol, Protocol::Dvrip);
+    assert_eq!(Session::new().decode(&frames[0]).kind, Kind::Request);
+    let mut other = encode::dvrip_heartbeat();
+    other[1] = 0x05;
+    assert_eq!(decode_all(&other)[0].protocol, Protocol::Junk);
+}
