@@ -1,0 +1,127 @@
+//! The embedded store: an append-only event log, the device table, connection history and the raw frame
+//! archive, in one SQLite database (WAL, one writer). Synchronous on purpose: the server runs it on its
+//! own writer thread and batches many records into one transaction.
+#![forbid(unsafe_code)]
+
+mod query;
+mod retention;
+mod schema;
+mod write;
+
+use std::path::{Path, PathBuf};
+
+pub use query::{DeviceRow, EventQuery, StoredEvent};
+pub use retention::{Retention, RetentionReport};
+pub use write::{Batch, ConnectionClose, ConnectionOpen, DeviceUpdate, NewEvent, NewFrame, WriteResult};
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database was written by a newer version of alarm-center.
+    #[error("database schema version {found} is newer than this program understands ({known})")]
+    SchemaTooNew {
+        /// Version in the file.
+        found: i64,
+        /// Newest version this build knows.
+        known: i64,
+    },
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// How hard a commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncMode {
+    /// WAL with `synchronous=NORMAL`: a committed transaction survives the process being killed
+    /// (`kill -9`); the last ones may be lost on power loss. The database is never corrupted.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is on disk before it is acknowledged (slower).
+    Full,
+}
+
+/// The database file name inside the data directory.
+pub const DB_FILE: &str = "alarm-center.db";
+
+/// An open database.
+pub struct Db {
+    conn: rusqlite::Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.path).finish()
+    }
+}
+
+impl Db {
+    /// Opens (creating if needed) the database in `data_dir` for writing, and migrates its schema.
+    pub fn open(data_dir: &Path, sync: SyncMode) -> Result<Db> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let conn = rusqlite::Connection::open(&path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let sync = match sync {
+            SyncMode::Normal => "NORMAL",
+            SyncMode::Full => "FULL",
+        };
+        conn.pragma_update(None, "synchronous", sync)?;
+        conn.pragma_update(None, "cache_size", -32_000)?; // KiB
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        schema::migrate(&conn)?;
+        Ok(Db { conn, path })
+    }
+
+    /// Opens an existing database read-only (queries while the server runs: WAL allows it).
+    pub fn open_read_only(data_dir: &Path) -> Result<Db> {
+        let path = data_dir.join(DB_FILE);
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = rusqlite::Connection::open_with_flags(&path, flags)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        schema::check_version(&conn)?;
+        Ok(Db { conn, path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Checks the database file's integrity (`PRAGMA integrity_check`); `Ok(None)` when it is sound.
+    pub fn integrity_problem(&self) -> Result<Option<String>> {
+        let result: String = self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        Ok((result != "ok").then_some(result))
+    }
+
+    /// The largest connection id stored (new ids continue after it).
+    pub fn max_connection_id(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM connections", [], |r| r.get(0))?)
+    }
+}
+
+/// Milliseconds since the Unix epoch → RFC 3339 UTC with milliseconds.
+pub fn format_ms(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| format!("{t:.3}"))
+        .unwrap_or_else(|_| ms.to_string())
+}

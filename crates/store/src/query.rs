@@ -1,0 +1,171 @@
+//! The read side: event log and device queries.
+
+use rusqlite::params_from_iter;
+use serde::Serialize;
+
+use crate::{format_ms, Db, Result};
+
+/// Filters for [`Db::events`]. Newest first.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Only this device.
+    pub device: Option<String>,
+    /// Only this code (exact).
+    pub code: Option<String>,
+    /// Only events received at or after this unix ms.
+    pub since: Option<i64>,
+    /// Only events with id below this (pagination cursor).
+    pub before_id: Option<i64>,
+    /// Only events with id above this (tailing).
+    pub after_id: Option<i64>,
+    /// At most this many (default 100).
+    pub limit: Option<u32>,
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredEvent {
+    /// Log position.
+    pub id: i64,
+    /// Device id.
+    pub device: String,
+    /// Event code.
+    pub code: String,
+    /// Action.
+    pub action: String,
+    /// 0-based index.
+    pub index: Option<i64>,
+    /// 1-based channel.
+    pub channel: Option<i64>,
+    /// Frame kind or `device`.
+    pub kind: String,
+    /// Device time.
+    pub device_time: Option<String>,
+    /// Receive time, RFC 3339 UTC.
+    pub received_at: String,
+    /// Raw frame id.
+    pub frame_id: Option<i64>,
+    /// JSON data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<Box<serde_json::value::RawValue>>,
+    /// Why the server synthesised it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synthetic: Option<String>,
+}
+
+/// A device as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceRow {
+    /// Device id.
+    pub id: String,
+    /// Configured name.
+    pub name: Option<String>,
+    /// Serial.
+    pub serial: Option<String>,
+    /// MAC.
+    pub mac: Option<String>,
+    /// Domain.
+    pub domain: Option<String>,
+    /// Reported address.
+    pub ip: Option<String>,
+    /// Last TCP peer.
+    pub peer: Option<String>,
+    /// Protocol of its last frame.
+    pub protocol: Option<String>,
+    /// online / offline.
+    pub state: String,
+    /// Since when, RFC 3339.
+    pub state_since: String,
+    /// First contact, RFC 3339.
+    pub first_seen: String,
+    /// Last frame, RFC 3339.
+    pub last_seen: String,
+    /// Keep-alive period, seconds.
+    pub keepalive_period: Option<u32>,
+}
+
+impl Db {
+    /// Events matching `q`, newest first.
+    pub fn events(&self, q: &EventQuery) -> Result<Vec<StoredEvent>> {
+        let mut sql = String::from(
+            "SELECT id, device, code, action, idx, channel, kind, device_time, received_at, frame_id, data, synthetic
+             FROM events WHERE 1=1",
+        );
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut add = |clause: &str, value: rusqlite::types::Value| {
+            args.push(value);
+            sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+        };
+        if let Some(d) = &q.device {
+            add("device =", d.clone().into());
+        }
+        if let Some(c) = &q.code {
+            add("code =", c.clone().into());
+        }
+        if let Some(s) = q.since {
+            add("received_at >=", s.into());
+        }
+        if let Some(b) = q.before_id {
+            add("id <", b.into());
+        }
+        if let Some(a) = q.after_id {
+            add("id >", a.into());
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", q.limit.unwrap_or(100)));
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), |r| {
+            let data: Option<String> = r.get(10)?;
+            Ok(StoredEvent {
+                id: r.get(0)?,
+                device: r.get(1)?,
+                code: r.get(2)?,
+                action: r.get(3)?,
+                index: r.get(4)?,
+                channel: r.get(5)?,
+                kind: r.get(6)?,
+                device_time: r.get(7)?,
+                received_at: format_ms(r.get(8)?),
+                frame_id: r.get(9)?,
+                data: data.and_then(|d| serde_json::value::RawValue::from_string(d).ok()),
+                synthetic: r.get(11)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Number of events in the log.
+    pub fn event_count(&self) -> Result<i64> {
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?)
+    }
+
+    /// Number of archived frames.
+    pub fn frame_count(&self) -> Result<i64> {
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM frames", [], |r| r.get(0))?)
+    }
+
+    /// All devices, by id.
+    pub fn devices(&self) -> Result<Vec<DeviceRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, name, serial, mac, domain, ip, peer, protocol, state, state_since, first_seen, last_seen, keepalive_period
+             FROM devices ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(DeviceRow {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                serial: r.get(2)?,
+                mac: r.get(3)?,
+                domain: r.get(4)?,
+                ip: r.get(5)?,
+                peer: r.get(6)?,
+                protocol: r.get(7)?,
+                state: r.get(8)?,
+                state_since: format_ms(r.get(9)?),
+                first_seen: format_ms(r.get(10)?),
+                last_seen: format_ms(r.get(11)?),
+                keepalive_period: r.get(12)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}

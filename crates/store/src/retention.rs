@@ -1,0 +1,86 @@
+//! Retention: delete what is older than configured, and keep the database under a size.
+
+use rusqlite::params;
+
+use crate::{Db, Result};
+
+/// What to keep. `None` keeps forever / without limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Delete events received more than this many milliseconds ago.
+    pub events_max_age_ms: Option<i64>,
+    /// Delete raw frames received more than this many milliseconds ago.
+    pub frames_max_age_ms: Option<i64>,
+    /// Keep the used part of the database under this many bytes: oldest frames go first, then events.
+    pub max_bytes: Option<u64>,
+}
+
+/// What a retention pass deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    /// Events deleted.
+    pub events: u64,
+    /// Frames deleted.
+    pub frames: u64,
+}
+
+/// Rows deleted per statement, so that one pass never holds the writer for long.
+const CHUNK: i64 = 5_000;
+
+impl Db {
+    /// Bytes of the database in use (pages in use × page size).
+    pub fn used_bytes(&self) -> Result<u64> {
+        let pages: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        let free: i64 = self.conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+        let size: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        Ok(((pages - free).max(0) * size) as u64)
+    }
+
+    /// Applies `policy` at `now_ms`. Deletes in chunks; call it periodically.
+    pub fn apply_retention(&mut self, policy: &Retention, now_ms: i64) -> Result<RetentionReport> {
+        let mut report = RetentionReport::default();
+        if let Some(age) = policy.events_max_age_ms {
+            report.events += self.delete_older("events", now_ms - age)?;
+        }
+        if let Some(age) = policy.frames_max_age_ms {
+            report.frames += self.delete_older("frames", now_ms - age)?;
+        }
+        if let Some(max) = policy.max_bytes {
+            // Oldest frames first (the bulk of the bytes), then the oldest events, a chunk at a time.
+            for _ in 0..100 {
+                if self.used_bytes()? <= max {
+                    break;
+                }
+                let frames = self.delete_oldest("frames")?;
+                report.frames += frames;
+                if frames == 0 {
+                    let events = self.delete_oldest("events")?;
+                    report.events += events;
+                    if events == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    fn delete_older(&mut self, table: &str, cutoff_ms: i64) -> Result<u64> {
+        let sql = format!(
+            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE received_at < ?1 ORDER BY id LIMIT ?2)"
+        );
+        let mut total = 0;
+        loop {
+            let n = self.conn.execute(&sql, params![cutoff_ms, CHUNK])? as u64;
+            total += n;
+            if n < CHUNK as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    fn delete_oldest(&mut self, table: &str) -> Result<u64> {
+        let sql = format!("DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id LIMIT ?1)");
+        Ok(self.conn.execute(&sql, params![CHUNK])? as u64)
+    }
+}

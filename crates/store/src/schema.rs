@@ -1,0 +1,87 @@
+//! Schema creation and migration (`PRAGMA user_version`).
+
+use rusqlite::Connection;
+
+use crate::{Result, StoreError};
+
+/// The schema version this build writes.
+pub(crate) const VERSION: i64 = 1;
+
+const V1: &str = "
+CREATE TABLE devices (
+    id               TEXT PRIMARY KEY,   -- stable id: configured id, serial, MAC, domain, or addr:<ip>
+    name             TEXT,
+    serial           TEXT,
+    mac              TEXT,
+    domain           TEXT,
+    ip               TEXT,               -- address the device reports about itself
+    peer             TEXT,               -- last TCP peer address
+    protocol         TEXT,
+    state            TEXT NOT NULL,      -- online | offline
+    state_since      INTEGER NOT NULL,   -- unix ms
+    first_seen       INTEGER NOT NULL,   -- unix ms
+    last_seen        INTEGER NOT NULL,   -- unix ms
+    keepalive_period INTEGER,            -- seconds, announced or configured
+    first_frame      INTEGER             -- frames.id of its first contact
+);
+CREATE TABLE connections (
+    id           INTEGER PRIMARY KEY,
+    device       TEXT,
+    peer         TEXT NOT NULL,
+    opened_at    INTEGER NOT NULL,      -- unix ms
+    closed_at    INTEGER,
+    close_reason TEXT,
+    frames       INTEGER,
+    bytes        INTEGER
+);
+CREATE TABLE frames (
+    id          INTEGER PRIMARY KEY,
+    received_at INTEGER NOT NULL,       -- unix ms
+    device      TEXT,
+    connection  INTEGER,
+    stream_offset INTEGER NOT NULL,
+    protocol    TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    error       TEXT,
+    bytes       BLOB NOT NULL,          -- exactly as received
+    decoded     TEXT NOT NULL           -- the decode record (docs/protocol.md output schema)
+);
+CREATE INDEX frames_received ON frames(received_at);
+CREATE TABLE events (
+    id          INTEGER PRIMARY KEY,    -- the log position: sinks keep cursors on it
+    device      TEXT NOT NULL,
+    code        TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    idx         INTEGER,
+    channel     INTEGER,
+    kind        TEXT NOT NULL,
+    device_time TEXT,                   -- as sent, or with the device's zone offset when known
+    received_at INTEGER NOT NULL,       -- unix ms
+    frame_id    INTEGER,
+    data        TEXT,                   -- JSON
+    synthetic   TEXT                    -- why the server made this event (offline, …); NULL = from the device
+);
+CREATE INDEX events_device ON events(device, id);
+CREATE INDEX events_received ON events(received_at);
+";
+
+/// Creates or upgrades the schema.
+pub(crate) fn migrate(conn: &Connection) -> Result<()> {
+    let found = check_version(conn)?;
+    if found < 1 {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(V1)?;
+        tx.pragma_update(None, "user_version", VERSION)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// The file's schema version; an error when it is newer than this build.
+pub(crate) fn check_version(conn: &Connection) -> Result<i64> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > VERSION {
+        return Err(StoreError::SchemaTooNew { found, known: VERSION });
+    }
+    Ok(found)
+}

@@ -1,0 +1,248 @@
+//! The write side: one transaction per batch.
+
+use rusqlite::{params, OptionalExtension};
+
+use crate::{Db, Result};
+
+/// A raw frame to archive.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewFrame {
+    /// Receive time, unix milliseconds.
+    pub received_at: i64,
+    /// Device id, when known.
+    pub device: Option<String>,
+    /// Connection id.
+    pub connection: i64,
+    /// Offset of the frame in its TCP stream, bytes.
+    pub stream_offset: u64,
+    /// `dvrip`, `dhip`, `xm`, `json`, `junk`.
+    pub protocol: &'static str,
+    /// `alarm`, `keepalive`, ….
+    pub kind: &'static str,
+    /// Decode error, if any.
+    pub error: Option<String>,
+    /// The bytes as received.
+    pub bytes: Vec<u8>,
+    /// The decode record as JSON.
+    pub decoded: String,
+}
+
+/// An event to append to the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// Index into [`Batch::frames`] of the frame that carried it (`None` for synthetic events).
+    pub frame: Option<usize>,
+    /// Device id.
+    pub device: String,
+    /// Event code.
+    pub code: String,
+    /// start, stop, pulse, state, online, offline, …
+    pub action: String,
+    /// 0-based index.
+    pub index: Option<i64>,
+    /// 1-based channel.
+    pub channel: Option<i64>,
+    /// Frame kind (`alarm`, …) or `device` for online/offline.
+    pub kind: String,
+    /// Device time (with offset when the zone is known).
+    pub device_time: Option<String>,
+    /// Receive time, unix milliseconds.
+    pub received_at: i64,
+    /// JSON data.
+    pub data: Option<String>,
+    /// Why the server synthesised it (`offline`, `reconnect`, …); `None` when the device sent it.
+    pub synthetic: Option<String>,
+}
+
+/// Insert-or-update of a device row. `None` fields keep their stored value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceUpdate {
+    /// Device id.
+    pub id: String,
+    /// Configured display name.
+    pub name: Option<String>,
+    /// Serial number.
+    pub serial: Option<String>,
+    /// MAC address.
+    pub mac: Option<String>,
+    /// DDNS/domain name.
+    pub domain: Option<String>,
+    /// Address the device reports.
+    pub ip: Option<String>,
+    /// Last TCP peer.
+    pub peer: Option<String>,
+    /// Protocol of its last frame.
+    pub protocol: Option<String>,
+    /// New state (`online`/`offline`) and since when (unix ms).
+    pub state: Option<(String, i64)>,
+    /// Last frame received, unix ms.
+    pub last_seen: i64,
+    /// Keep-alive period in seconds.
+    pub keepalive_period: Option<u32>,
+    /// Index into [`Batch::frames`] of the first frame of a new device.
+    pub first_frame: Option<usize>,
+}
+
+/// A connection opened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionOpen {
+    /// Connection id (assigned by the server, continuing after [`Db::max_connection_id`]).
+    pub id: i64,
+    /// Peer `ip:port`.
+    pub peer: String,
+    /// Unix ms.
+    pub opened_at: i64,
+}
+
+/// A connection closed (or identified: `closed_at` None updates the device only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionClose {
+    /// Connection id.
+    pub id: i64,
+    /// Device id once known.
+    pub device: Option<String>,
+    /// Unix ms; `None` when only the device became known.
+    pub closed_at: Option<i64>,
+    /// Why it closed.
+    pub reason: Option<String>,
+    /// Frames received.
+    pub frames: u64,
+    /// Bytes received.
+    pub bytes: u64,
+}
+
+/// Everything written in one transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    /// Connections opened.
+    pub opened: Vec<ConnectionOpen>,
+    /// Raw frames.
+    pub frames: Vec<NewFrame>,
+    /// Device rows.
+    pub devices: Vec<DeviceUpdate>,
+    /// Events, in log order.
+    pub events: Vec<NewEvent>,
+    /// Connections closed or identified.
+    pub closed: Vec<ConnectionClose>,
+}
+
+impl Batch {
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.opened.is_empty()
+            && self.frames.is_empty()
+            && self.devices.is_empty()
+            && self.events.is_empty()
+            && self.closed.is_empty()
+    }
+}
+
+/// Ids assigned by a write.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteResult {
+    /// `frames[i]` got id `frame_ids[i]`.
+    pub frame_ids: Vec<i64>,
+    /// `events[i]` got id `event_ids[i]` (ascending).
+    pub event_ids: Vec<i64>,
+}
+
+impl Db {
+    /// Writes a batch in one transaction; nothing of it is visible before the commit.
+    pub fn write(&mut self, batch: &Batch) -> Result<WriteResult> {
+        let tx = self.conn.transaction()?;
+        let mut result = WriteResult::default();
+        {
+            let mut open = tx.prepare_cached("INSERT OR REPLACE INTO connections (id, peer, opened_at) VALUES (?1, ?2, ?3)")?;
+            for c in &batch.opened {
+                open.execute(params![c.id, c.peer, c.opened_at])?;
+            }
+            let mut frame = tx.prepare_cached(
+                "INSERT INTO frames (received_at, device, connection, stream_offset, protocol, kind, error, bytes, decoded)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for f in &batch.frames {
+                frame.execute(params![
+                    f.received_at,
+                    f.device,
+                    f.connection,
+                    f.stream_offset as i64,
+                    f.protocol,
+                    f.kind,
+                    f.error,
+                    f.bytes,
+                    f.decoded
+                ])?;
+                result.frame_ids.push(tx.last_insert_rowid());
+            }
+            let frame_id = |i: Option<usize>| i.and_then(|i| result.frame_ids.get(i).copied());
+            let mut device = tx.prepare_cached(
+                "INSERT INTO devices (id, name, serial, mac, domain, ip, peer, protocol, state, state_since,
+                                      first_seen, last_seen, keepalive_period, first_frame)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, COALESCE(?9, 'online'), COALESCE(?10, ?11), ?11, ?11, ?12, ?13)
+                 ON CONFLICT(id) DO UPDATE SET
+                    name = COALESCE(excluded.name, name), serial = COALESCE(excluded.serial, serial),
+                    mac = COALESCE(excluded.mac, mac), domain = COALESCE(excluded.domain, domain),
+                    ip = COALESCE(excluded.ip, ip), peer = COALESCE(excluded.peer, peer),
+                    protocol = COALESCE(excluded.protocol, protocol),
+                    state = COALESCE(?9, state), state_since = COALESCE(?10, state_since),
+                    last_seen = MAX(last_seen, excluded.last_seen),
+                    keepalive_period = COALESCE(excluded.keepalive_period, keepalive_period)",
+            )?;
+            for d in &batch.devices {
+                let (state, since) = d.state.clone().unzip();
+                device.execute(params![
+                    d.id,
+                    d.name,
+                    d.serial,
+                    d.mac,
+                    d.domain,
+                    d.ip,
+                    d.peer,
+                    d.protocol,
+                    state,
+                    since,
+                    d.last_seen,
+                    d.keepalive_period,
+                    frame_id(d.first_frame)
+                ])?;
+            }
+            let mut event = tx.prepare_cached(
+                "INSERT INTO events (device, code, action, idx, channel, kind, device_time, received_at, frame_id, data, synthetic)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            for e in &batch.events {
+                event.execute(params![
+                    e.device,
+                    e.code,
+                    e.action,
+                    e.index,
+                    e.channel,
+                    e.kind,
+                    e.device_time,
+                    e.received_at,
+                    frame_id(e.frame),
+                    e.data,
+                    e.synthetic
+                ])?;
+                result.event_ids.push(tx.last_insert_rowid());
+            }
+            let mut close = tx.prepare_cached(
+                "UPDATE connections SET device = COALESCE(?2, device), closed_at = COALESCE(?3, closed_at),
+                        close_reason = COALESCE(?4, close_reason), frames = ?5, bytes = ?6 WHERE id = ?1",
+            )?;
+            for c in &batch.closed {
+                close.execute(params![c.id, c.device, c.closed_at, c.reason, c.frames as i64, c.bytes as i64])?;
+            }
+        }
+        tx.commit()?;
+        Ok(result)
+    }
+
+    /// The stored state of one device (`online`/`offline`), if known.
+    pub fn device_state(&self, id: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT state FROM devices WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?)
+    }
+}

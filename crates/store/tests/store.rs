@@ -1,0 +1,120 @@
+//! The store on a real SQLite file.
+
+use alarm_center_store::{Batch, Db, DeviceUpdate, EventQuery, NewEvent, NewFrame, Retention, SyncMode};
+
+fn frame(at: i64) -> NewFrame {
+    NewFrame {
+        received_at: at,
+        device: Some("SN1".into()),
+        connection: 1,
+        stream_offset: 0,
+        protocol: "dvrip",
+        kind: "alarm",
+        error: None,
+        bytes: vec![0x69; 36],
+        decoded: "{}".into(),
+    }
+}
+
+fn event(at: i64, code: &str, frame: Option<usize>) -> NewEvent {
+    NewEvent {
+        frame,
+        device: "SN1".into(),
+        code: code.into(),
+        action: "start".into(),
+        index: Some(0),
+        channel: Some(1),
+        kind: "alarm".into(),
+        device_time: None,
+        received_at: at,
+        data: Some(r#"{"a":1}"#.into()),
+        synthetic: None,
+    }
+}
+
+#[test]
+fn batches_commit_atomically_and_query_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
+    let batch = Batch {
+        frames: vec![frame(1_000), frame(2_000)],
+        events: vec![event(1_000, "VideoMotion", Some(0)), event(2_000, "VideoLoss", Some(1))],
+        devices: vec![DeviceUpdate {
+            id: "SN1".into(),
+            serial: Some("SN1".into()),
+            state: Some(("online".into(), 1_000)),
+            last_seen: 2_000,
+            first_frame: Some(0),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let ids = db.write(&batch).unwrap();
+    assert_eq!(ids.event_ids.len(), 2);
+    assert!(ids.event_ids[0] < ids.event_ids[1]);
+    let reader = Db::open_read_only(dir.path()).unwrap();
+    let all = reader.events(&EventQuery::default()).unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].code, "VideoLoss", "newest first");
+    assert_eq!(all[1].frame_id, Some(ids.frame_ids[0]));
+    assert_eq!(all[1].data.as_ref().unwrap().get(), r#"{"a":1}"#);
+    let motion = reader
+        .events(&EventQuery { code: Some("VideoMotion".into()), ..Default::default() })
+        .unwrap();
+    assert_eq!(motion.len(), 1);
+    let devices = reader.devices().unwrap();
+    assert_eq!(devices[0].state, "online");
+    assert_eq!(devices[0].last_seen, "1970-01-01T00:00:02.000Z");
+    assert_eq!(reader.integrity_problem().unwrap(), None);
+}
+
+#[test]
+fn device_updates_keep_what_they_do_not_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
+    let first = DeviceUpdate {
+        id: "d".into(),
+        mac: Some("aa:bb".into()),
+        state: Some(("online".into(), 5)),
+        last_seen: 5,
+        ..Default::default()
+    };
+    db.write(&Batch { devices: vec![first], ..Default::default() }).unwrap();
+    let later = DeviceUpdate { id: "d".into(), last_seen: 9, ..Default::default() };
+    db.write(&Batch { devices: vec![later], ..Default::default() }).unwrap();
+    let row = &db.devices().unwrap()[0];
+    assert_eq!(row.mac.as_deref(), Some("aa:bb"));
+    assert_eq!(row.state, "online");
+    assert_eq!(row.last_seen, "1970-01-01T00:00:00.009Z");
+    assert_eq!(db.device_state("d").unwrap().as_deref(), Some("online"));
+}
+
+#[test]
+fn retention_by_age_and_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
+    let frames: Vec<_> = (0..20_000).map(|i| frame(i)).collect();
+    let events: Vec<_> = (0..20_000).map(|i| event(i, "VideoMotion", None)).collect();
+    db.write(&Batch { frames, events, ..Default::default() }).unwrap();
+    let report = db
+        .apply_retention(&Retention { events_max_age_ms: Some(5_000), frames_max_age_ms: Some(1_000), max_bytes: None }, 20_000)
+        .unwrap();
+    assert_eq!(report.events, 15_000);
+    assert_eq!(report.frames, 19_000);
+    assert_eq!(db.event_count().unwrap(), 5_000);
+    let before = db.used_bytes().unwrap();
+    let report = db.apply_retention(&Retention { max_bytes: Some(before / 2), ..Default::default() }, 20_000).unwrap();
+    assert!(report.frames > 0);
+    assert!(db.used_bytes().unwrap() <= before / 2);
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Db::open(dir.path(), SyncMode::Normal).unwrap());
+    let conn = rusqlite::Connection::open(dir.path().join(alarm_center_store::DB_FILE)).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let err = Db::open(dir.path(), SyncMode::Normal).unwrap_err();
+    assert!(err.to_string().contains("newer"), "{err}");
+}
