@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod decode;
+mod serve;
 
 /// Alarm Center server for Dahua (Amcrest, Lorex, …) and XM devices.
 #[derive(Debug, Parser)]
@@ -17,13 +18,50 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the server: accept devices, supervise them, store every event.
+    Serve(serve::ServeArgs),
+    /// Query the event log (works while the server runs).
+    Events(serve::EventsArgs),
+    /// List devices with their state and last-seen time (works while the server runs).
+    Devices(serve::DevicesArgs),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Decode captured device traffic (hex dump, raw bytes, pcap/pcapng) into JSON Lines, one object per frame.
     Decode(decode::DecodeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration and say exactly what is wrong.
+    Check(serve::CheckArgs),
+}
+
+/// Logs go to standard error; `ALARM_CENTER_LOG` (or `RUST_LOG`) sets the filter, default `info`.
+fn init_logging() {
+    let filter = std::env::var("ALARM_CENTER_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => {
+            init_logging();
+            serve::serve(&args)
+        }
+        Command::Events(args) => serve::events(&args),
+        Command::Devices(args) => serve::devices(&args),
+        Command::Config(ConfigCommand::Check(args)) => serve::check(&args),
         Command::Decode(args) => decode::run(&args),
     };
     match result {

@@ -38,7 +38,11 @@ fn lines(output: &Output) -> Vec<serde_json::Value> {
 /// Decodes `input` with `args` and compares stdout with `expected/<name>.jsonl`.
 fn snapshot(name: &str, args: &[&str]) {
     let output = run(args, None);
-    assert!(output.status.success(), "{name}: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let got = String::from_utf8(output.stdout).unwrap();
     let path = fixtures().join("expected").join(format!("{name}.jsonl"));
     if std::env::var_os("UPDATE_EXPECTED").is_some() {
@@ -48,7 +52,11 @@ fn snapshot(name: &str, args: &[&str]) {
     for (i, (g, w)) in got.lines().zip(want.lines()).enumerate() {
         assert_eq!(g, w, "{name}: line {} differs", i + 1);
     }
-    assert_eq!(got.lines().count(), want.lines().count(), "{name}: number of frames");
+    assert_eq!(
+        got.lines().count(),
+        want.lines().count(),
+        "{name}: number of frames"
+    );
 }
 
 #[test]
@@ -71,29 +79,53 @@ fn every_sample_decodes_as_documented() {
 
 #[test]
 fn samples_carry_the_documented_meaning() {
-    let mask = lines(&run(&["decode", "sample-dvrip69-mask-motion-ch1-ch3.bin"], None));
+    let mask = lines(&run(
+        &["decode", "sample-dvrip69-mask-motion-ch1-ch3.bin"],
+        None,
+    ));
     assert_eq!(mask[0]["events"][0]["code"], "VideoMotion");
     assert_eq!(mask[0]["events"][1]["channel"], 3);
-    let xm = lines(&run(&["decode", "sample-xm-alarmcenter-humandetect.hex"], None));
+    let xm = lines(&run(
+        &["decode", "sample-xm-alarmcenter-humandetect.hex"],
+        None,
+    ));
     assert_eq!(xm[0]["device"]["ip"], "192.168.1.10");
     assert_eq!(xm[0]["command"], 1508);
-    let dvrip = lines(&run(&["decode", "sample-dvrip-json-and-heartbeat.hex"], None));
-    let kinds: Vec<_> = dvrip.iter().map(|f| f["kind"].as_str().unwrap().to_owned()).collect();
+    let dvrip = lines(&run(
+        &["decode", "sample-dvrip-json-and-heartbeat.hex"],
+        None,
+    ));
+    let kinds: Vec<_> = dvrip
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(kinds, ["request", "reply", "keepalive", "reply"]);
     assert_eq!(dvrip[1]["body"]["error"]["code"], 268_632_080);
 }
 
 #[test]
 fn pcap_and_pcapng_decode_the_stream_towards_the_port() {
-    snapshot("capture-loopback-15002.pcap", &["decode", "--port", "15002", "capture-loopback-15002.pcap"]);
-    for file in ["capture-loopback-15002.pcapng", "capture-loopback-15002-nano.pcap"] {
-        let frames = lines(&run(&["decode", "--input", "pcap", "--port", "15002", file], None));
+    snapshot(
+        "capture-loopback-15002.pcap",
+        &["decode", "--port", "15002", "capture-loopback-15002.pcap"],
+    );
+    for file in [
+        "capture-loopback-15002.pcapng",
+        "capture-loopback-15002-nano.pcap",
+    ] {
+        let frames = lines(&run(
+            &["decode", "--input", "pcap", "--port", "15002", file],
+            None,
+        ));
         assert_eq!(frames.len(), 2, "{file}");
         assert_eq!(frames[0]["stream"]["dst"], "127.0.0.1:15002");
         assert_eq!(frames[1]["protocol"], "xm");
     }
     // The other direction carries nothing; without --port both are decoded.
-    let reverse = run(&["decode", "--port", "1", "capture-loopback-15002.pcap"], None);
+    let reverse = run(
+        &["decode", "--port", "1", "capture-loopback-15002.pcap"],
+        None,
+    );
     assert!(reverse.status.success());
     assert!(reverse.stdout.is_empty());
 }
@@ -102,24 +134,53 @@ fn pcap_and_pcapng_decode_the_stream_towards_the_port() {
 fn stdin_and_every_hex_style_give_the_same_frames() {
     let want = lines(&run(&["decode", "hexdump/input.bin"], None));
     assert!(want.len() >= 3, "{want:?}");
-    for style in ["input.xxd", "input.xxd-g1", "input.xxd-p", "input.xxd-a", "input.hexdump-C"] {
+    for style in [
+        "input.xxd",
+        "input.xxd-g1",
+        "input.xxd-p",
+        "input.xxd-a",
+        "input.hexdump-C",
+    ] {
         let text = std::fs::read(fixtures().join("hexdump").join(style)).unwrap();
         let got = lines(&run(&["decode", "--input", "hex", "-"], Some(&text)));
         assert_eq!(got, want, "{style}");
     }
     let raw = std::fs::read(fixtures().join("sample-dvrip69-mask-motion-ch1-ch3.bin")).unwrap();
     let got = lines(&run(&["decode", "--input", "bin", "--raw"], Some(&raw)));
-    assert_eq!(got[0]["raw"], "690000000400000000000000020000000000000000000000000000000000000005000000");
+    assert_eq!(
+        got[0]["raw"],
+        "690000000400000000000000020000000000000000000000000000000000000005000000"
+    );
 }
 
 #[test]
 fn unreadable_input_is_one_line_and_a_failure() {
     for (args, stdin, says) in [
-        (vec!["decode", "--input", "pcap", "-"], &b"not a capture"[..], "not a pcap"),
-        (vec!["decode", "--input", "hex", "-"], &b"00000000  zz 11\n"[..], "line 1"),
-        (vec!["decode", "--input", "hex", "-"], &b"\xff\xfe"[..], "UTF-8"),
-        (vec!["decode", "no-such-file.bin"], &b""[..], "no-such-file.bin"),
-        (vec!["decode", "--port", "15002", "--input", "bin", "-"], &b"x"[..], "--port"),
+        (
+            vec!["decode", "--input", "pcap", "-"],
+            &b"not a capture"[..],
+            "not a pcap",
+        ),
+        (
+            vec!["decode", "--input", "hex", "-"],
+            &b"00000000  zz 11\n"[..],
+            "line 1",
+        ),
+        (
+            vec!["decode", "--input", "hex", "-"],
+            &b"\xff\xfe"[..],
+            "UTF-8",
+        ),
+        (
+            vec!["decode", "no-such-file.bin"],
+            &b""[..],
+            "no-such-file.bin",
+        ),
+        (
+            vec!["decode", "--port", "15002", "--input", "bin", "-"],
+            &b"x"[..],
+            "--port",
+        ),
     ] {
         let output = run(&args, Some(stdin));
         assert!(!output.status.success(), "{args:?} should fail");
@@ -131,7 +192,10 @@ fn unreadable_input_is_one_line_and_a_failure() {
 
 #[test]
 fn garbage_is_output_not_fatal() {
-    let output = run(&["decode", "--input", "bin", "-"], Some(b"\x01\x02\x03 hello {\x00"));
+    let output = run(
+        &["decode", "--input", "bin", "-"],
+        Some(b"\x01\x02\x03 hello {\x00"),
+    );
     assert!(output.status.success());
     let frames = lines(&output);
     assert_eq!(frames.len(), 1);

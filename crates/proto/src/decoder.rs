@@ -178,6 +178,13 @@ impl Decoder {
         self.buf.len()
     }
 
+    /// Releases the buffer's memory when it holds nothing, so that an idle connection costs no buffer.
+    pub fn release_idle_buffer(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// Stream offset of the next byte to be fed.
     pub fn position(&self) -> u64 {
         self.base + self.buf.len() as u64

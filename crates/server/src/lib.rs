@@ -1,1 +1,353 @@
-//! placeholder
+//! The alarm-center server: accepts device connections on one port for every protocol, attributes
+//! frames to devices, supervises them, and commits every event to the store before anything reads it.
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod connection;
+mod registry;
+pub mod stats;
+mod supervise;
+pub mod time;
+mod writer;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alarm_center_store::{Db, NewEvent, Retention};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+pub use stats::Stats;
+pub use writer::Committed;
+
+use crate::registry::Registry;
+use crate::writer::{Record, WriterConfig};
+
+/// Records waiting for the writer at most; beyond this, connections wait (backpressure, never loss).
+const CHANNEL_CAPACITY: usize = 32_768;
+
+/// Server errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] alarm_center_store::StoreError),
+    /// A task failed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// State shared by the tasks of a running server.
+pub(crate) struct Shared {
+    pub(crate) config: Arc<Config>,
+    pub(crate) registry: Registry,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) tx: mpsc::Sender<Record>,
+    pub(crate) shutdown: CancellationToken,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    next_connection: AtomicI64,
+}
+
+/// An event the server makes about a device (online, offline), not carried by a frame.
+pub(crate) fn device_event(
+    device: &str,
+    code: &str,
+    at_ms: i64,
+    data: serde_json::Value,
+) -> NewEvent {
+    NewEvent {
+        frame: None,
+        device: device.to_owned(),
+        code: code.to_owned(),
+        action: "pulse".into(),
+        index: None,
+        channel: None,
+        kind: "device".into(),
+        device_time: None,
+        received_at: at_ms,
+        data: Some(data.to_string()),
+        synthetic: None,
+    }
+}
+
+/// A running server.
+pub struct Server {
+    shared: Arc<Shared>,
+    committed: broadcast::Sender<Committed>,
+    tasks: TaskTracker,
+    writer: std::thread::JoinHandle<()>,
+    /// Sinks end after the writer: they print what it committed last.
+    sinks: Vec<tokio::task::JoinHandle<()>>,
+    local_addr: std::net::SocketAddr,
+}
+
+fn retention(config: &Config) -> Retention {
+    let age = |d: Duration| (!d.is_zero()).then_some(d.as_millis() as i64);
+    Retention {
+        events_max_age_ms: age(config.store.events_max_age),
+        frames_max_age_ms: age(config.store.frames_max_age),
+        max_bytes: (config.store.max_size_mb > 0).then(|| config.store.max_size_mb * 1024 * 1024),
+    }
+}
+
+impl Server {
+    /// Opens the store and starts serving `listener` (already bound, so tests can use port 0).
+    pub async fn start(config: Config, listener: TcpListener) -> Result<Server, ServerError> {
+        let config = Arc::new(config);
+        let db = Db::open(&config.store.data_dir, config.store.sync)?;
+        tracing::info!(path = %db.path().display(), "store opened");
+        let registry = Registry::new(&config);
+        for device in db.devices()? {
+            registry.restore(
+                &device.id,
+                device.state == "online",
+                device.keepalive_period,
+            );
+        }
+        let next_connection = AtomicI64::new(db.max_connection_id()? + 1);
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let (committed, _) = broadcast::channel(1024);
+        let stats = Arc::new(Stats::default());
+        let writer_config = WriterConfig {
+            batch_max: config.store.batch_max,
+            retention: retention(&config),
+        };
+        let writer = {
+            let (stats, committed) = (stats.clone(), committed.clone());
+            std::thread::Builder::new()
+                .name("store-writer".into())
+                .spawn(move || writer::run(db, rx, writer_config, stats, committed))
+                .map_err(|e| ServerError::Internal(format!("cannot start the store writer: {e}")))?
+        };
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            registry,
+            stats,
+            tx,
+            shutdown: CancellationToken::new(),
+            per_ip: Mutex::new(HashMap::new()),
+            next_connection,
+        });
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| ServerError::Internal(format!("listener: {e}")))?;
+        let tasks = TaskTracker::new();
+        tasks.spawn(accept_loop(shared.clone(), listener, tasks.clone()));
+        tasks.spawn(supervise::run(shared.clone()));
+        tasks.spawn(stats_loop(shared.clone()));
+        let mut sinks = Vec::new();
+        if config.sinks.stdout.enabled {
+            sinks.push(tokio::spawn(stdout_sink(committed.subscribe())));
+        }
+        tracing::info!(listen = %local_addr, "accepting devices (DVRIP, DHIP, XM, JSON on one port)");
+        Ok(Server {
+            shared,
+            committed,
+            tasks,
+            writer,
+            sinks,
+            local_addr,
+        })
+    }
+
+    /// The address devices connect to.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.local_addr
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.shared.stats.clone()
+    }
+
+    /// Events as they are committed (in batches, in log order).
+    pub fn subscribe(&self) -> broadcast::Receiver<Committed> {
+        self.committed.subscribe()
+    }
+
+    /// Stops accepting, drains the connections (their buffered frames are decoded and stored), commits
+    /// everything and closes the store.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        tracing::info!("shutting down: no new connections; draining");
+        self.shared.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        let Server {
+            shared,
+            writer,
+            sinks,
+            committed,
+            ..
+        } = self;
+        drop(shared); // the last sender: the writer commits what is left and stops
+        tokio::task::spawn_blocking(move || writer.join())
+            .await
+            .map_err(|e| ServerError::Internal(e.to_string()))?
+            .map_err(|_| ServerError::Internal("the store writer panicked".into()))?;
+        drop(committed);
+        for sink in sinks {
+            let _ = sink.await;
+        }
+        tracing::info!("store flushed and closed");
+        Ok(())
+    }
+}
+
+/// Runs a server on `listener` until `stop` is cancelled, then shuts it down cleanly.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    stop: CancellationToken,
+) -> Result<(), ServerError> {
+    let server = Server::start(config, listener).await?;
+    stop.cancelled().await;
+    server.shutdown().await
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tasks: TaskTracker) {
+    let limits = &shared.config.server;
+    let mut last_refusal_log: HashMap<IpAddr, tokio::time::Instant> = HashMap::new();
+    loop {
+        let accepted = tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors and similar: wait a little instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let open = Stats::get(&shared.stats.connections_open) as usize;
+        let refusal = {
+            let mut per_ip = shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            let from_ip = per_ip.entry(peer.ip()).or_insert(0);
+            if open >= limits.max_connections {
+                Stats::inc(&shared.stats.refused_total_limit);
+                Some(format!(
+                    "server.max-connections ({}) reached",
+                    limits.max_connections
+                ))
+            } else if *from_ip >= limits.max_connections_per_ip {
+                Stats::inc(&shared.stats.refused_per_ip_limit);
+                Some(format!(
+                    "server.max-connections-per-ip ({}) reached for this address",
+                    limits.max_connections_per_ip
+                ))
+            } else {
+                *from_ip += 1;
+                None
+            }
+        };
+        if let Some(reason) = refusal {
+            // One log line per address per minute: a flood must not flood the log too.
+            let now = tokio::time::Instant::now();
+            let last = last_refusal_log
+                .entry(peer.ip())
+                .or_insert(now - Duration::from_secs(61));
+            if now.duration_since(*last) >= Duration::from_secs(60) {
+                *last = now;
+                tracing::warn!(peer = %peer, reason, "connection refused (logged once a minute per address)");
+            }
+            drop(stream);
+            continue;
+        }
+        Stats::inc(&shared.stats.connections_accepted);
+        shared
+            .stats
+            .connections_open
+            .fetch_add(1, Ordering::Relaxed);
+        let _ = stream.set_nodelay(true);
+        let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+        let local = stream.local_addr().ok();
+        let conn_shared = shared.clone();
+        tasks.spawn(async move {
+            connection::Connection::new(conn_shared.clone(), id, peer, local)
+                .run(stream)
+                .await;
+            conn_shared
+                .stats
+                .connections_open
+                .fetch_sub(1, Ordering::Relaxed);
+            let mut per_ip = conn_shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = per_ip.get_mut(&peer.ip()) {
+                *n -= 1;
+                if *n == 0 {
+                    per_ip.remove(&peer.ip());
+                }
+            }
+        });
+    }
+}
+
+/// Logs a statistics line every `server.stats-interval`.
+async fn stats_loop(shared: Arc<Shared>) {
+    let every = shared.config.server.stats_interval;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let stats = &shared.stats;
+    let (mut frames, mut events) = (0, 0);
+    loop {
+        tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (f, e) = (
+            Stats::get(&stats.frames),
+            Stats::get(&stats.events_committed),
+        );
+        let secs = every.as_secs_f64();
+        let latency = stats.take_latency_ms();
+        tracing::info!(
+            connections = Stats::get(&stats.connections_open),
+            devices_online = shared.registry.online_count(),
+            frames_per_s = ((f - frames) as f64 / secs).round(),
+            events_committed_per_s = ((e - events) as f64 / secs).round(),
+            commit_latency_p50_ms = latency.map(|l| l.0),
+            commit_latency_p99_ms = latency.map(|l| l.1),
+            commit_latency_max_ms = latency.map(|l| l.2),
+            rss_mb = stats::rss_bytes().map(|b| b / (1024 * 1024)),
+            refused =
+                Stats::get(&stats.refused_total_limit) + Stats::get(&stats.refused_per_ip_limit),
+            junk_frames = Stats::get(&stats.frames_junk),
+            "stats"
+        );
+        (frames, events) = (f, e);
+    }
+}
+
+/// `[sinks.stdout]`: every committed event as one JSON line.
+async fn stdout_sink(mut rx: broadcast::Receiver<Committed>) {
+    use std::io::Write;
+    loop {
+        match rx.recv().await {
+            Ok(events) => {
+                let stdout = std::io::stdout();
+                let mut out = stdout.lock();
+                for event in events.iter() {
+                    if serde_json::to_writer(&mut out, event).is_ok() {
+                        let _ = out.write_all(b"\n");
+                    }
+                }
+                let _ = out.flush();
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    batches = n,
+                    "stdout sink fell behind; some events were not printed (they are in the store)"
+                );
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}

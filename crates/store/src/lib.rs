@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 pub use query::{DeviceRow, EventQuery, StoredEvent};
 pub use retention::{Retention, RetentionReport};
-pub use write::{Batch, ConnectionClose, ConnectionOpen, DeviceUpdate, NewEvent, NewFrame, WriteResult};
+pub use write::{
+    Batch, ConnectionClose, ConnectionOpen, DeviceUpdate, NewEvent, NewFrame, WriteResult,
+};
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +95,8 @@ impl Db {
     /// Opens an existing database read-only (queries while the server runs: WAL allows it).
     pub fn open_read_only(data_dir: &Path) -> Result<Db> {
         let path = data_dir.join(DB_FILE);
-        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = rusqlite::Connection::open_with_flags(&path, flags)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         schema::check_version(&conn)?;
@@ -107,7 +110,9 @@ impl Db {
 
     /// Checks the database file's integrity (`PRAGMA integrity_check`); `Ok(None)` when it is sound.
     pub fn integrity_problem(&self) -> Result<Option<String>> {
-        let result: String = self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        let result: String = self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
         Ok((result != "ok").then_some(result))
     }
 
@@ -115,7 +120,9 @@ impl Db {
     pub fn max_connection_id(&self) -> Result<i64> {
         Ok(self
             .conn
-            .query_row("SELECT COALESCE(MAX(id), 0) FROM connections", [], |r| r.get(0))?)
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM connections", [], |r| {
+                r.get(0)
+            })?)
     }
 }
 

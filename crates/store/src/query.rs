@@ -111,7 +111,10 @@ impl Db {
         if let Some(a) = q.after_id {
             add("id >", a.into());
         }
-        sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", q.limit.unwrap_or(100)));
+        sql.push_str(&format!(
+            " ORDER BY id DESC LIMIT {}",
+            q.limit.unwrap_or(100)
+        ));
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(args), |r| {
             let data: Option<String> = r.get(10)?;
@@ -135,12 +138,16 @@ impl Db {
 
     /// Number of events in the log.
     pub fn event_count(&self) -> Result<i64> {
-        Ok(self.conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?)
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?)
     }
 
     /// Number of archived frames.
     pub fn frame_count(&self) -> Result<i64> {
-        Ok(self.conn.query_row("SELECT COUNT(*) FROM frames", [], |r| r.get(0))?)
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM frames", [], |r| r.get(0))?)
     }
 
     /// All devices, by id.
@@ -167,5 +174,28 @@ impl Db {
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+impl StoredEvent {
+    /// The stored form of an event just written with log position `id` and raw frame `frame_id`.
+    pub fn from_new(id: i64, event: &crate::NewEvent, frame_id: Option<i64>) -> StoredEvent {
+        StoredEvent {
+            id,
+            device: event.device.clone(),
+            code: event.code.clone(),
+            action: event.action.clone(),
+            index: event.index,
+            channel: event.channel,
+            kind: event.kind.clone(),
+            device_time: event.device_time.clone(),
+            received_at: format_ms(event.received_at),
+            frame_id,
+            data: event
+                .data
+                .as_ref()
+                .and_then(|d| serde_json::value::RawValue::from_string(d.clone()).ok()),
+            synthetic: event.synthetic.clone(),
+        }
     }
 }

@@ -31,7 +31,9 @@ impl Db {
     /// Bytes of the database in use (pages in use × page size).
     pub fn used_bytes(&self) -> Result<u64> {
         let pages: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-        let free: i64 = self.conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+        let free: i64 = self
+            .conn
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
         let size: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         Ok(((pages - free).max(0) * size) as u64)
     }
@@ -80,7 +82,9 @@ impl Db {
     }
 
     fn delete_oldest(&mut self, table: &str) -> Result<u64> {
-        let sql = format!("DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id LIMIT ?1)");
+        let sql = format!(
+            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id LIMIT ?1)"
+        );
         Ok(self.conn.execute(&sql, params![CHUNK])? as u64)
     }
 }

@@ -81,7 +81,10 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
 pub(crate) fn check_version(conn: &Connection) -> Result<i64> {
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > VERSION {
-        return Err(StoreError::SchemaTooNew { found, known: VERSION });
+        return Err(StoreError::SchemaTooNew {
+            found,
+            known: VERSION,
+        });
     }
     Ok(found)
 }

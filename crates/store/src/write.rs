@@ -152,7 +152,9 @@ impl Db {
         let tx = self.conn.transaction()?;
         let mut result = WriteResult::default();
         {
-            let mut open = tx.prepare_cached("INSERT OR REPLACE INTO connections (id, peer, opened_at) VALUES (?1, ?2, ?3)")?;
+            let mut open = tx.prepare_cached(
+                "INSERT OR REPLACE INTO connections (id, peer, opened_at) VALUES (?1, ?2, ?3)",
+            )?;
             for c in &batch.opened {
                 open.execute(params![c.id, c.peer, c.opened_at])?;
             }
@@ -231,7 +233,14 @@ impl Db {
                         close_reason = COALESCE(?4, close_reason), frames = ?5, bytes = ?6 WHERE id = ?1",
             )?;
             for c in &batch.closed {
-                close.execute(params![c.id, c.device, c.closed_at, c.reason, c.frames as i64, c.bytes as i64])?;
+                close.execute(params![
+                    c.id,
+                    c.device,
+                    c.closed_at,
+                    c.reason,
+                    c.frames as i64,
+                    c.bytes as i64
+                ])?;
             }
         }
         tx.commit()?;
@@ -242,7 +251,9 @@ impl Db {
     pub fn device_state(&self, id: &str) -> Result<Option<String>> {
         Ok(self
             .conn
-            .query_row("SELECT state FROM devices WHERE id = ?1", [id], |r| r.get(0))
+            .query_row("SELECT state FROM devices WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
             .optional()?)
     }
 }

@@ -1,6 +1,8 @@
 //! The store on a real SQLite file.
 
-use alarm_center_store::{Batch, Db, DeviceUpdate, EventQuery, NewEvent, NewFrame, Retention, SyncMode};
+use alarm_center_store::{
+    Batch, Db, DeviceUpdate, EventQuery, NewEvent, NewFrame, Retention, SyncMode,
+};
 
 fn frame(at: i64) -> NewFrame {
     NewFrame {
@@ -38,7 +40,10 @@ fn batches_commit_atomically_and_query_back() {
     let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
     let batch = Batch {
         frames: vec![frame(1_000), frame(2_000)],
-        events: vec![event(1_000, "VideoMotion", Some(0)), event(2_000, "VideoLoss", Some(1))],
+        events: vec![
+            event(1_000, "VideoMotion", Some(0)),
+            event(2_000, "VideoLoss", Some(1)),
+        ],
         devices: vec![DeviceUpdate {
             id: "SN1".into(),
             serial: Some("SN1".into()),
@@ -59,7 +64,10 @@ fn batches_commit_atomically_and_query_back() {
     assert_eq!(all[1].frame_id, Some(ids.frame_ids[0]));
     assert_eq!(all[1].data.as_ref().unwrap().get(), r#"{"a":1}"#);
     let motion = reader
-        .events(&EventQuery { code: Some("VideoMotion".into()), ..Default::default() })
+        .events(&EventQuery {
+            code: Some("VideoMotion".into()),
+            ..Default::default()
+        })
         .unwrap();
     assert_eq!(motion.len(), 1);
     let devices = reader.devices().unwrap();
@@ -79,9 +87,21 @@ fn device_updates_keep_what_they_do_not_say() {
         last_seen: 5,
         ..Default::default()
     };
-    db.write(&Batch { devices: vec![first], ..Default::default() }).unwrap();
-    let later = DeviceUpdate { id: "d".into(), last_seen: 9, ..Default::default() };
-    db.write(&Batch { devices: vec![later], ..Default::default() }).unwrap();
+    db.write(&Batch {
+        devices: vec![first],
+        ..Default::default()
+    })
+    .unwrap();
+    let later = DeviceUpdate {
+        id: "d".into(),
+        last_seen: 9,
+        ..Default::default()
+    };
+    db.write(&Batch {
+        devices: vec![later],
+        ..Default::default()
+    })
+    .unwrap();
     let row = &db.devices().unwrap()[0];
     assert_eq!(row.mac.as_deref(), Some("aa:bb"));
     assert_eq!(row.state, "online");
@@ -95,15 +115,35 @@ fn retention_by_age_and_size() {
     let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
     let frames: Vec<_> = (0..20_000).map(|i| frame(i)).collect();
     let events: Vec<_> = (0..20_000).map(|i| event(i, "VideoMotion", None)).collect();
-    db.write(&Batch { frames, events, ..Default::default() }).unwrap();
+    db.write(&Batch {
+        frames,
+        events,
+        ..Default::default()
+    })
+    .unwrap();
     let report = db
-        .apply_retention(&Retention { events_max_age_ms: Some(5_000), frames_max_age_ms: Some(1_000), max_bytes: None }, 20_000)
+        .apply_retention(
+            &Retention {
+                events_max_age_ms: Some(5_000),
+                frames_max_age_ms: Some(1_000),
+                max_bytes: None,
+            },
+            20_000,
+        )
         .unwrap();
     assert_eq!(report.events, 15_000);
     assert_eq!(report.frames, 19_000);
     assert_eq!(db.event_count().unwrap(), 5_000);
     let before = db.used_bytes().unwrap();
-    let report = db.apply_retention(&Retention { max_bytes: Some(before / 2), ..Default::default() }, 20_000).unwrap();
+    let report = db
+        .apply_retention(
+            &Retention {
+                max_bytes: Some(before / 2),
+                ..Default::default()
+            },
+            20_000,
+        )
+        .unwrap();
     assert!(report.frames > 0);
     assert!(db.used_bytes().unwrap() <= before / 2);
 }

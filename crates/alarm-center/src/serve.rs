@@ -1,0 +1,256 @@
+//! `alarm-center serve`, `config check`, `events`, `devices`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use alarm_center_server::Config;
+use alarm_center_store::{Db, EventQuery};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+/// Where the configuration comes from; shared by every command that reads the store.
+#[derive(Debug, Args)]
+pub(crate) struct ConfigArgs {
+    /// TOML configuration file (see docs/config.example.toml). Without it the embedded defaults apply.
+    #[arg(long, short = 'c', env = "ALARM_CENTER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides `store.data-dir`).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    pub(crate) fn load(&self) -> Result<Config> {
+        let mut config = Config::load(self.config.as_deref(), std::env::vars())?;
+        if let Some(dir) = &self.data_dir {
+            config.store.data_dir = dir.clone();
+        }
+        Ok(config)
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Address to listen on (overrides `server.listen`).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Print every committed event as one JSON line on standard output (`[sinks.stdout]`).
+    #[arg(long)]
+    stdout: bool,
+}
+
+pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
+    let mut config = args.config.load()?;
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    if args.stdout {
+        config.sinks.stdout.enabled = true;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let stop = CancellationToken::new();
+        let signal = stop.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            signal.cancel();
+        });
+        alarm_center_server::run(config, listener, stop).await?;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// The configuration file to check (default: the embedded defaults plus environment).
+    #[arg(long, short = 'c', env = "ALARM_CENTER_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+pub(crate) fn check(args: &CheckArgs) -> Result<()> {
+    let config = Config::load(args.config.as_deref(), std::env::vars())?;
+    let origin = args
+        .config
+        .as_ref()
+        .map_or("embedded defaults".to_owned(), |p| p.display().to_string());
+    println!(
+        "{origin}: OK — listen {}, data dir {}, {} configured device(s), unknown devices {}",
+        config.server.listen,
+        config.store.data_dir.display(),
+        config.devices.len(),
+        if config.server.allow_unknown_devices {
+            "accepted"
+        } else {
+            "refused"
+        }
+    );
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EventsArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Only this device id.
+    #[arg(long)]
+    device: Option<String>,
+    /// Only this event code (e.g. VideoMotion).
+    #[arg(long)]
+    code: Option<String>,
+    /// Only events received since: a duration ago (`10m`, `2h`, `7d`) or an RFC 3339 time.
+    #[arg(long)]
+    since: Option<String>,
+    /// At most this many, newest first.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_since(text: &str) -> Result<i64> {
+    if let Ok(ago) = humantime::parse_duration(text) {
+        return Ok(alarm_center_server::time::now_ms() - ago.as_millis() as i64);
+    }
+    match text.parse::<jiff::Timestamp>() {
+        Ok(t) => Ok(t.as_millisecond()),
+        Err(_) => bail!("--since {text:?}: give a duration such as 10m or 2h, or an RFC 3339 time such as 2024-05-01T10:00:00Z"),
+    }
+}
+
+fn open_store(config: &ConfigArgs) -> Result<Db> {
+    let config = config.load()?;
+    let dir = &config.store.data_dir;
+    if !dir.join(alarm_center_store::DB_FILE).exists() {
+        bail!(
+            "no store in {} (start `alarm-center serve` first, or pass --data-dir)",
+            dir.display()
+        );
+    }
+    Ok(Db::open_read_only(dir)?)
+}
+
+pub(crate) fn events(args: &EventsArgs) -> Result<()> {
+    let db = open_store(&args.config)?;
+    let query = EventQuery {
+        device: args.device.clone(),
+        code: args.code.clone(),
+        since: args.since.as_deref().map(parse_since).transpose()?,
+        limit: Some(args.limit),
+        ..EventQuery::default()
+    };
+    let events = db.events(&query)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if args.json {
+        for e in &events {
+            serde_json::to_writer(&mut out, e)?;
+            writeln!(out)?;
+        }
+    } else {
+        writeln!(
+            out,
+            "{:>8}  {:<24}  {:<20}  {:<24}  {:<6}  {:>3}  DEVICE TIME",
+            "ID", "RECEIVED", "DEVICE", "CODE", "ACTION", "CH"
+        )?;
+        for e in &events {
+            let channel = e.channel.map_or("-".to_owned(), |c| c.to_string());
+            let synthetic = e
+                .synthetic
+                .as_deref()
+                .map(|s| format!(" (synthetic: {s})"))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "{:>8}  {:<24}  {:<20}  {:<24}  {:<6}  {:>3}  {}{synthetic}",
+                e.id,
+                e.received_at,
+                e.device,
+                e.code,
+                e.action,
+                channel,
+                e.device_time.as_deref().unwrap_or("-")
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DevicesArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn devices(args: &DevicesArgs) -> Result<()> {
+    let db = open_store(&args.config)?;
+    let devices = db.devices()?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if args.json {
+        for d in &devices {
+            serde_json::to_writer(&mut out, d)?;
+            writeln!(out)?;
+        }
+    } else {
+        writeln!(
+            out,
+            "{:<24}  {:<7}  {:<24}  {:<22}  {:<6}  IDENTITY",
+            "DEVICE", "STATE", "LAST SEEN", "PEER", "PROTO"
+        )?;
+        for d in &devices {
+            let identity = [
+                ("serial", &d.serial),
+                ("mac", &d.mac),
+                ("domain", &d.domain),
+                ("ip", &d.ip),
+            ]
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+            .collect::<Vec<_>>()
+            .join(" ");
+            writeln!(
+                out,
+                "{:<24}  {:<7}  {:<24}  {:<22}  {:<6}  {}",
+                d.name
+                    .as_ref()
+                    .map_or(d.id.clone(), |n| format!("{} ({n})", d.id)),
+                d.state,
+                d.last_seen,
+                d.peer.as_deref().unwrap_or("-"),
+                d.protocol.as_deref().unwrap_or("-"),
+                identity
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,436 @@
+//! Configuration: a TOML file, `ALARM_CENTER_*` environment variables and flags, over embedded defaults.
+//! Every key has a default; `validate` says exactly what is wrong.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Prefix of the environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "ALARM_CENTER_";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Listener and connection limits.
+    pub server: ServerConfig,
+    /// Online/offline supervision.
+    pub supervision: SupervisionConfig,
+    /// The embedded store.
+    pub store: StoreConfig,
+    /// Outputs.
+    pub sinks: SinksConfig,
+    /// Known devices.
+    pub devices: Vec<DeviceConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerConfig {
+    /// Address to listen on for devices.
+    pub listen: SocketAddr,
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// Most connections open at once from one source address.
+    pub max_connections_per_ip: usize,
+    /// Largest frame kept whole, bytes.
+    pub max_frame: usize,
+    /// Close a connection that sent nothing for this long.
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// Close a connection whose frame stays incomplete for this long (slow senders).
+    #[serde(deserialize_with = "duration")]
+    pub frame_timeout: Duration,
+    /// Answer JSON-RPC requests that carry an `id` (keepAlive) with `{"id":N,"result":true}`.
+    pub reply_to_requests: bool,
+    /// Accept devices that match no `[[devices]]` entry.
+    pub allow_unknown_devices: bool,
+    /// Time zone of device clocks when a device has none configured (`local` = this machine's).
+    pub timezone: String,
+    /// Interval of the statistics log line.
+    #[serde(deserialize_with = "duration")]
+    pub stats_interval: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 15002)),
+            max_connections: 20_000,
+            max_connections_per_ip: 256,
+            max_frame: alarm_center_proto::DEFAULT_MAX_FRAME,
+            idle_timeout: Duration::from_secs(180),
+            frame_timeout: Duration::from_secs(30),
+            reply_to_requests: false,
+            allow_unknown_devices: true,
+            timezone: "local".into(),
+            stats_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `[supervision]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SupervisionConfig {
+    /// Keep-alive period assumed when a device announces none.
+    #[serde(deserialize_with = "duration")]
+    pub keepalive: Duration,
+    /// Extra time before a silent device is declared offline.
+    #[serde(deserialize_with = "duration")]
+    pub grace: Duration,
+    /// Emit a synthetic `stop` for every active alarm of a device going offline.
+    pub stop_alarms_on_offline: bool,
+}
+
+impl Default for SupervisionConfig {
+    fn default() -> Self {
+        SupervisionConfig {
+            keepalive: Duration::from_secs(60),
+            grace: Duration::from_secs(30),
+            stop_alarms_on_offline: true,
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StoreConfig {
+    /// Directory of the database.
+    pub data_dir: PathBuf,
+    /// `normal` (survives kill -9) or `full` (survives power loss).
+    pub sync: alarm_center_store::SyncMode,
+    /// Most records per transaction.
+    pub batch_max: usize,
+    /// Archive keepAlive frames too (they are most of the frames and carry no event).
+    pub archive_keepalives: bool,
+    /// Delete events older than this (`0s` keeps them forever).
+    #[serde(deserialize_with = "duration")]
+    pub events_max_age: Duration,
+    /// Delete raw frames older than this (`0s` keeps them forever).
+    #[serde(deserialize_with = "duration")]
+    pub frames_max_age: Duration,
+    /// Keep the database under this many megabytes (0 = no limit); oldest frames go first.
+    pub max_size_mb: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            data_dir: PathBuf::from("./data"),
+            sync: alarm_center_store::SyncMode::Normal,
+            batch_max: 8192,
+            archive_keepalives: true,
+            events_max_age: Duration::from_secs(90 * 86_400),
+            frames_max_age: Duration::from_secs(30 * 86_400),
+            max_size_mb: 0,
+        }
+    }
+}
+
+/// `[sinks]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SinksConfig {
+    /// `[sinks.stdout]`.
+    pub stdout: StdoutSinkConfig,
+}
+
+/// `[sinks.stdout]`: every committed event as one JSON line on standard output.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StdoutSinkConfig {
+    /// On or off.
+    pub enabled: bool,
+}
+
+/// `[[devices]]`: a known device. It matches a connection by any of serial, MAC, domain or address.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DeviceConfig {
+    /// Stable id used in the store, topics and the API.
+    pub id: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Serial number as the device sends it.
+    pub serial: Option<String>,
+    /// MAC address (any separators, any case).
+    pub mac: Option<String>,
+    /// DDNS/domain name the device reports.
+    pub domain: Option<String>,
+    /// Source IP address of its connections.
+    pub address: Option<IpAddr>,
+    /// Time zone of its clock (IANA name such as `Europe/Berlin`, or `UTC`).
+    pub timezone: Option<String>,
+    /// Its keep-alive period, when it does not announce one.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub keepalive: Option<Duration>,
+    /// Channel names by 1-based channel number.
+    pub channels: BTreeMap<String, String>,
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not a duration ({e}); write e.g. \"30s\", \"5m\", \"90d\""
+        ))
+    })
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+/// Why a configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML syntax or a wrong key/type.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// File name or "environment".
+        origin: String,
+        /// What is wrong and where.
+        message: String,
+    },
+    /// Values that parse but do not make sense together.
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+/// Turns `ALARM_CENTER_SERVER__MAX_CONNECTIONS=5` into the key path `server.max-connections`.
+/// `__` separates tables; `_` inside a name becomes `-`.
+fn env_path(name: &str) -> Option<Vec<String>> {
+    let rest = name.strip_prefix(ENV_PREFIX)?;
+    if rest.is_empty() {
+        return None;
+    }
+    Some(
+        rest.split("__")
+            .map(|part| part.to_ascii_lowercase().replace('_', "-"))
+            .collect(),
+    )
+}
+
+/// A value from the environment: TOML if it parses as a TOML value (numbers, booleans), else a string.
+fn env_value(text: &str) -> toml::Value {
+    let doc = format!("v = {text}");
+    match doc.parse::<toml::Table>() {
+        Ok(mut table) => table
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(text.into())),
+        Err(_) => toml::Value::String(text.into()),
+    }
+}
+
+impl Config {
+    /// Reads `file` (if any), applies `ALARM_CENTER_*` variables from `env`, and validates.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let (mut table, origin) = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                let table = text
+                    .parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse {
+                        origin: path.display().to_string(),
+                        message: e.to_string(),
+                    })?;
+                (table, path.display().to_string())
+            }
+            None => (toml::Table::new(), "defaults".to_owned()),
+        };
+        let mut from_env = Vec::new();
+        for (name, value) in env {
+            let Some(path) = env_path(&name) else {
+                continue;
+            };
+            // Variables the CLI reads itself (ALARM_CENTER_CONFIG, ALARM_CENTER_LOG) are not keys.
+            if matches!(path.as_slice(), [one] if one == "config" || one == "log") {
+                continue;
+            }
+            let mut node = &mut table;
+            for part in &path[..path.len() - 1] {
+                let entry = node
+                    .entry(part.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                let toml::Value::Table(inner) = entry else {
+                    return Err(ConfigError::Parse {
+                        origin: "environment".into(),
+                        message: format!("{name}: `{part}` is not a table"),
+                    });
+                };
+                node = inner;
+            }
+            node.insert(path[path.len() - 1].clone(), env_value(&value));
+            from_env.push(name);
+        }
+        let origin = if from_env.is_empty() {
+            origin
+        } else {
+            format!("{origin} + environment ({})", from_env.join(", "))
+        };
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    origin,
+                    message: e.to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but cannot work, listing every problem.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let s = &self.server;
+        if s.max_connections == 0 {
+            problems.push("server.max-connections must be at least 1".to_owned());
+        }
+        if s.max_connections_per_ip == 0 {
+            problems.push("server.max-connections-per-ip must be at least 1".to_owned());
+        }
+        if s.max_frame < alarm_center_proto::decoder::MIN_MAX_FRAME
+            || s.max_frame > 16 * 1024 * 1024
+        {
+            problems.push(format!(
+                "server.max-frame = {} must be between 64 and 16777216 bytes",
+                s.max_frame
+            ));
+        }
+        if s.idle_timeout < Duration::from_secs(1) {
+            problems.push("server.idle-timeout must be at least 1s".to_owned());
+        }
+        if s.frame_timeout < Duration::from_millis(100) {
+            problems.push("server.frame-timeout must be at least 100ms".to_owned());
+        }
+        if s.stats_interval < Duration::from_secs(1) {
+            problems.push("server.stats-interval must be at least 1s".to_owned());
+        }
+        if let Err(e) = crate::time::zone(&s.timezone) {
+            problems.push(format!("server.timezone: {e}"));
+        }
+        if self.supervision.keepalive < Duration::from_secs(1) {
+            problems.push("supervision.keepalive must be at least 1s".to_owned());
+        }
+        if self.store.batch_max == 0 {
+            problems.push("store.batch-max must be at least 1".to_owned());
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (i, d) in self.devices.iter().enumerate() {
+            let at = format!("devices[{i}]");
+            if d.id.trim().is_empty() {
+                problems.push(format!("{at}: id is required"));
+            } else if !ids.insert(d.id.as_str()) {
+                problems.push(format!("{at}: id {:?} is used twice", d.id));
+            }
+            if d.serial.is_none() && d.mac.is_none() && d.domain.is_none() && d.address.is_none() {
+                problems.push(format!(
+                    "{at} ({}): give at least one of serial, mac, domain, address to recognise it",
+                    d.id
+                ));
+            }
+            if let Some(tz) = &d.timezone {
+                if let Err(e) = crate::time::zone(tz) {
+                    problems.push(format!("{at} ({}): timezone: {e}", d.id));
+                }
+            }
+            for channel in d.channels.keys() {
+                if channel.parse::<u32>().map_or(true, |c| c == 0) {
+                    problems.push(format!(
+                        "{at} ({}): channel key {channel:?} must be a channel number from 1",
+                        d.id
+                    ));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config.server.listen, "0.0.0.0:15002".parse().unwrap());
+        assert_eq!(config.store.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn environment_overrides_any_key() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("ALARM_CENTER_SERVER__MAX_CONNECTIONS", "5"),
+                ("ALARM_CENTER_SERVER__REPLY_TO_REQUESTS", "true"),
+                ("ALARM_CENTER_SUPERVISION__GRACE", "5s"),
+                ("ALARM_CENTER_STORE__DATA_DIR", "/tmp/x"),
+                ("ALARM_CENTER_CONFIG", "ignored.toml"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.server.max_connections, 5);
+        assert!(config.server.reply_to_requests);
+        assert_eq!(config.supervision.grace, Duration::from_secs(5));
+        assert_eq!(config.store.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn errors_say_what_and_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[server]\nlisten = \"0.0.0.0:15002\"\nmax-conections = 3\n",
+        )
+        .unwrap();
+        let err = Config::load(Some(&file), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("max-conections"), "{err}");
+        std::fs::write(&file, "[supervision]\ngrace = \"soon\"\n").unwrap();
+        let err = Config::load(Some(&file), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("not a duration"), "{err}");
+        std::fs::write(&file, "[[devices]]\nid = \"a\"\n[[devices]]\nid = \"a\"\nserial = \"x\"\ntimezone = \"Mars/Olympus\"\n").unwrap();
+        let err = Config::load(Some(&file), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("give at least one of serial"), "{err}");
+        assert!(err.contains("used twice"), "{err}");
+        assert!(err.contains("Mars/Olympus"), "{err}");
+        let err = Config::load(None, env(&[("ALARM_CENTER_SERVER__MAX_FRAME", "\"big\"")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("environment"), "{err}");
+    }
+}

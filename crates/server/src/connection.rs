@@ -1,0 +1,495 @@
+//! One task per device connection: bytes in, frames through the protocol crate, records to the writer.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alarm_center_proto::record::StreamInfo;
+use alarm_center_proto::{
+    encode, Decoded, Decoder, DecoderConfig, Frame, FrameRecord, Kind, Protocol, Session,
+};
+use alarm_center_store::{ConnectionClose, ConnectionOpen, DeviceUpdate, NewEvent, NewFrame};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::Device;
+use crate::stats::Stats;
+use crate::writer::{FrameRecord as WriteFrame, Record};
+use crate::{device_event, Shared};
+
+thread_local! {
+    /// Read buffer shared by the connections running on a worker thread: an idle connection holds none.
+    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; 64 * 1024]);
+}
+
+/// How often `last_seen` alone is written to the store per device (it is tracked in memory always).
+const LAST_SEEN_WRITE_EVERY: Duration = Duration::from_secs(5);
+
+/// What one read produced.
+enum Read {
+    Frames(Vec<Frame>),
+    Eof,
+    NotReady,
+    Failed(std::io::Error),
+}
+
+/// A live connection.
+pub(crate) struct Connection {
+    shared: Arc<Shared>,
+    id: i64,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    cancel: CancellationToken,
+    opened: Instant,
+    decoder: Decoder,
+    /// Decoding state before the connection is attached to a device.
+    private: Session,
+    device: Option<Arc<Device>>,
+    /// True when the attached identity came from what the frames carry (not only the address).
+    strong: bool,
+    frames: u64,
+    bytes: u64,
+    last_seen_written: Option<Instant>,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        id: i64,
+        peer: SocketAddr,
+        local: Option<SocketAddr>,
+    ) -> Connection {
+        let decoder = Decoder::new(DecoderConfig {
+            max_frame: shared.config.server.max_frame,
+        });
+        let cancel = shared.shutdown.child_token();
+        Connection {
+            shared,
+            id,
+            peer,
+            local,
+            cancel,
+            opened: Instant::now(),
+            decoder,
+            private: Session::new(),
+            device: None,
+            strong: false,
+            frames: 0,
+            bytes: 0,
+            last_seen_written: None,
+        }
+    }
+
+    /// Serves the connection until it closes; returns why it closed.
+    pub(crate) async fn run(mut self, mut stream: TcpStream) {
+        let _ = self
+            .shared
+            .tx
+            .send(Record::Opened(ConnectionOpen {
+                id: self.id,
+                peer: self.peer.to_string(),
+                opened_at: crate::time::now_ms(),
+            }))
+            .await;
+        tracing::info!(conn = self.id, peer = %self.peer, "connection opened");
+        let reason = self.serve(&mut stream).await;
+        for frame in self.decoder.finish() {
+            self.process(frame, &mut stream).await;
+        }
+        self.close(&reason).await;
+    }
+
+    async fn serve(&mut self, stream: &mut TcpStream) -> String {
+        let config = &self.shared.config.server;
+        let (idle, frame_timeout) = (config.idle_timeout, config.frame_timeout);
+        let mut last_byte = Instant::now();
+        let mut partial_since: Option<Instant> = None;
+        loop {
+            let idle_deadline = last_byte + idle;
+            let deadline =
+                partial_since.map_or(idle_deadline, |p| idle_deadline.min(p + frame_timeout));
+            let ready = tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => {
+                    return if self.shared.shutdown.is_cancelled() { "server shutdown".into() } else { "replaced by a newer connection of the device".into() };
+                }
+                ready = tokio::time::timeout_at(deadline, stream.readable()) => ready,
+            };
+            match ready {
+                Err(_) if partial_since.is_some_and(|p| p + frame_timeout <= Instant::now()) => {
+                    Stats::inc(&self.shared.stats.closed_slow);
+                    return format!(
+                        "slow sender: a frame stayed incomplete for {frame_timeout:?} ({} bytes buffered)",
+                        self.decoder.buffered()
+                    );
+                }
+                Err(_) => {
+                    Stats::inc(&self.shared.stats.closed_idle);
+                    return format!("idle: nothing received for {idle:?}");
+                }
+                Ok(Err(e)) => return format!("socket error: {e}"),
+                Ok(Ok(())) => {}
+            }
+            let decoder = &mut self.decoder;
+            let read = READ_BUF.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                match stream.try_read(&mut buf) {
+                    Ok(0) => Read::Eof,
+                    Ok(n) => {
+                        self.bytes += n as u64;
+                        Read::Frames(decoder.feed(&buf[..n]).collect())
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Read::NotReady,
+                    Err(e) => Read::Failed(e),
+                }
+            });
+            match read {
+                Read::Eof => return "closed by the device".into(),
+                Read::NotReady => continue,
+                Read::Failed(e) => return format!("socket error: {e}"),
+                Read::Frames(frames) => {
+                    last_byte = Instant::now();
+                    let completed = !frames.is_empty();
+                    for frame in frames {
+                        self.process(frame, stream).await;
+                        if self.cancel.is_cancelled() && !self.shared.shutdown.is_cancelled() {
+                            break;
+                        }
+                    }
+                    if self.decoder.buffered() == 0 {
+                        partial_since = None;
+                        self.decoder.release_idle_buffer();
+                    } else if completed || partial_since.is_none() {
+                        partial_since = Some(Instant::now());
+                    }
+                }
+            }
+            if self.unknown_refused() {
+                Stats::inc(&self.shared.stats.closed_unknown_device);
+                return "unknown device refused (server.allow-unknown-devices = false)".into();
+            }
+        }
+    }
+
+    /// With unknown devices refused: the connection must identify as a configured device within the
+    /// frame timeout.
+    fn unknown_refused(&self) -> bool {
+        !self.shared.registry.allow_unknown()
+            && self.device.is_none()
+            && (self.frames > 0 && self.opened.elapsed() >= self.shared.config.server.frame_timeout
+                || self.cancel.is_cancelled())
+    }
+
+    /// Decodes, attributes and hands one frame to the writer.
+    async fn process(&mut self, frame: Frame, stream: &mut TcpStream) {
+        let stats = self.shared.stats.clone();
+        Stats::inc(&stats.frames);
+        self.frames += 1;
+        if frame.protocol == Protocol::Junk {
+            Stats::inc(&stats.frames_junk);
+        }
+        let received = Instant::now();
+        let received_ms = crate::time::now_ms();
+        let mut decoded = match &self.device {
+            Some(device) => device.lock().session.decode(&frame),
+            None => self.private.decode(&frame),
+        };
+        if decoded.error.is_some() {
+            Stats::inc(&stats.frames_error);
+            if frame.protocol != Protocol::Junk {
+                tracing::warn!(conn = self.id, peer = %self.peer, offset = frame.offset, protocol = frame.protocol.as_str(), error = decoded.error.as_deref().unwrap_or(""), "undecodable frame kept");
+            }
+        }
+        if frame.protocol == Protocol::Junk {
+            tracing::warn!(conn = self.id, peer = %self.peer, offset = frame.offset, bytes = frame.len(), head = %hex_head(&frame.bytes), "unrecognized bytes kept");
+        }
+        let mut devices = Vec::new();
+        let mut events = Vec::new();
+        self.attribute(&frame, &mut decoded, received_ms, &mut devices, &mut events);
+        if let Some(device) = self.device.clone() {
+            self.shared.registry.touch(&device);
+            self.on_device_frame(
+                &device,
+                frame.protocol,
+                &decoded,
+                received_ms,
+                &mut devices,
+                &mut events,
+            );
+        }
+        stats.events_received.fetch_add(
+            decoded.events.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let archive =
+            decoded.kind != Kind::Keepalive || self.shared.config.store.archive_keepalives;
+        let new_frame = archive.then(|| self.new_frame(&frame, &decoded, received_ms));
+        let record = WriteFrame {
+            frame: new_frame,
+            devices,
+            events,
+            received,
+        };
+        // A closed channel means the server is stopping after a fatal store error: nothing to add.
+        let _ = self.shared.tx.send(Record::Frame(Box::new(record))).await;
+        if self.shared.config.server.reply_to_requests {
+            self.reply(&frame, &decoded, stream).await;
+        }
+    }
+
+    /// Attaches the connection to the device the frame identifies (first frame, or a stronger identity).
+    fn attribute(
+        &mut self,
+        frame: &Frame,
+        decoded: &mut Decoded,
+        received_ms: i64,
+        devices: &mut Vec<DeviceUpdate>,
+        events: &mut Vec<NewEvent>,
+    ) {
+        let registry = &self.shared.registry;
+        let identity = registry.resolve(&decoded.device, self.peer.ip());
+        let switch = match &self.device {
+            // Garbage is no evidence of a device (port scanners, HTTP probes): it attaches nothing.
+            None => frame.protocol != Protocol::Junk,
+            Some(current) => identity.strong && !self.strong && identity.id != current.id,
+        };
+        if !switch || (!identity.configured && !registry.allow_unknown()) {
+            return;
+        }
+        let (device, created) = registry.get_or_create(&identity.id);
+        let mut state = device.lock();
+        if self.device.is_none() && !created {
+            // Reconnection: decode again with the device's own state (0x69 masks) so that alarms still
+            // active are not reported as new.
+            *decoded = state.session.decode(frame);
+        }
+        if let Some((old, token)) = state.connection.replace((self.id, self.cancel.clone())) {
+            if old != self.id {
+                token.cancel();
+                Stats::inc(&self.shared.stats.closed_replaced);
+                tracing::info!(device = %device.id, conn = self.id, replaced = old, "new connection replaces the old one");
+            }
+        }
+        if !state.persisted {
+            state.persisted = true;
+            tracing::info!(
+                device = %device.id, conn = self.id, peer = %self.peer, protocol = frame.protocol.as_str(),
+                kind = decoded.kind.as_str(), serial = ?decoded.device.serial, mac = ?decoded.device.mac,
+                domain = ?decoded.device.domain, first_bytes = %hex_head(&frame.bytes),
+                "first contact of a new device"
+            );
+            devices.push(DeviceUpdate {
+                id: device.id.clone(),
+                name: device.name.clone(),
+                state: Some(("offline".into(), received_ms)),
+                last_seen: received_ms,
+                first_frame: Some(0),
+                ..DeviceUpdate::default()
+            });
+        }
+        if let Some(previous) = self.device.replace(device.clone()) {
+            tracing::info!(conn = self.id, device = %device.id, was = %previous.id, "connection identified its device");
+            let mut old = previous.lock();
+            if old
+                .connection
+                .as_ref()
+                .is_some_and(|(id, _)| *id == self.id)
+            {
+                old.connection = None;
+            }
+            if old.online {
+                old.online = false;
+                events.push(device_event(&previous.id, "DeviceOffline", received_ms, serde_json::json!({"reason": "identified as another device", "device": device.id})));
+                devices.push(DeviceUpdate {
+                    id: previous.id.clone(),
+                    state: Some(("offline".into(), received_ms)),
+                    last_seen: received_ms,
+                    ..DeviceUpdate::default()
+                });
+            }
+        }
+        self.strong = identity.strong;
+        drop(state);
+        let close = ConnectionClose {
+            id: self.id,
+            device: Some(device.id.clone()),
+            closed_at: None,
+            reason: None,
+            frames: self.frames,
+            bytes: self.bytes,
+        };
+        let _ = self.shared.tx.try_send(Record::Closed(close));
+    }
+
+    /// Online transition, alarm tracking, events and the device row for a frame of `device`.
+    fn on_device_frame(
+        &mut self,
+        device: &Device,
+        protocol: Protocol,
+        decoded: &Decoded,
+        received_ms: i64,
+        devices: &mut Vec<DeviceUpdate>,
+        events: &mut Vec<NewEvent>,
+    ) {
+        let mut state = device.lock();
+        let mut update = DeviceUpdate {
+            id: device.id.clone(),
+            serial: decoded.device.serial.clone(),
+            mac: decoded.device.mac.clone(),
+            domain: decoded.device.domain.clone(),
+            ip: decoded.device.ip.clone(),
+            last_seen: received_ms,
+            ..DeviceUpdate::default()
+        };
+        let mut changed = !decoded.device.is_empty();
+        if !state.online {
+            state.online = true;
+            changed = true;
+            update.state = Some(("online".into(), received_ms));
+            update.peer = Some(self.peer.to_string());
+            events.push(device_event(
+                &device.id,
+                "DeviceOnline",
+                received_ms,
+                serde_json::json!({"peer": self.peer.to_string(), "connection": self.id}),
+            ));
+        }
+        if let Some(period) = decoded.keepalive_period {
+            if state.announced_period != Some(period) {
+                state.announced_period = Some(period);
+                update.keepalive_period = Some(period);
+                changed = true;
+            }
+        }
+        for event in &decoded.events {
+            state.track(event);
+            events.push(NewEvent {
+                frame: Some(0),
+                device: device.id.clone(),
+                code: event.code.to_string(),
+                action: event.action.as_str().to_owned(),
+                index: event.index,
+                channel: event.channel(),
+                kind: decoded.kind.as_str().to_owned(),
+                device_time: event
+                    .device_time
+                    .as_deref()
+                    .map(|t| crate::time::zoned_device_time(t, &device.zone)),
+                received_at: received_ms,
+                data: event.data.as_ref().map(|d| d.as_str().to_owned()),
+                synthetic: None,
+            });
+        }
+        drop(state);
+        let due = self
+            .last_seen_written
+            .is_none_or(|t| t.elapsed() >= LAST_SEEN_WRITE_EVERY);
+        if changed || due || devices.iter().any(|d| d.id == device.id) {
+            self.last_seen_written = Some(Instant::now());
+            update.protocol = Some(protocol.as_str().to_owned());
+            update.peer = Some(self.peer.to_string());
+            devices.push(update);
+        }
+    }
+
+    fn new_frame(&self, frame: &Frame, decoded: &Decoded, received_ms: i64) -> NewFrame {
+        let stream = StreamInfo {
+            index: None,
+            src: Some(self.peer.to_string()),
+            dst: self.local.map(|a| a.to_string()),
+            ts: Some(alarm_center_store::format_ms(received_ms)),
+        };
+        let record = FrameRecord {
+            frame,
+            decoded,
+            stream: Some(&stream),
+            include_raw: false,
+        };
+        NewFrame {
+            received_at: received_ms,
+            device: self.device.as_ref().map(|d| d.id.clone()),
+            connection: self.id,
+            stream_offset: frame.offset,
+            protocol: frame.protocol.as_str(),
+            kind: decoded.kind.as_str(),
+            error: decoded.error.clone(),
+            bytes: frame.bytes.to_vec(),
+            decoded: serde_json::to_string(&record).unwrap_or_default(),
+        }
+    }
+
+    /// Answers a JSON-RPC request that carries an `id`, in the framing it came in.
+    async fn reply(&self, frame: &Frame, decoded: &Decoded, stream: &mut TcpStream) {
+        if !matches!(decoded.kind, Kind::Keepalive | Kind::Request) {
+            return;
+        }
+        let Some(body) = decoded.body.json_value() else {
+            return;
+        };
+        let Some(id) = body.get("id").filter(|id| id.is_number()) else {
+            return;
+        };
+        let mut reply = serde_json::json!({"id": id, "result": true, "params": null});
+        if let Some(session) = body.get("session") {
+            reply["session"] = session.clone();
+        }
+        let text = reply.to_string();
+        let bytes = match (frame.protocol, &decoded.header) {
+            (Protocol::Dhip, alarm_center_proto::session::Header::Dhip(h)) => {
+                encode::dhip(h.session_id, h.request_id, &text)
+            }
+            (Protocol::Dvrip, alarm_center_proto::session::Header::Dvrip(h)) => {
+                let mut reply =
+                    encode::dvrip_json(h.request_id.unwrap_or(0), h.session_id.unwrap_or(0), &text);
+                reply[3] = 0x78; // device-reply marker seen in captures
+                reply[12] = 1;
+                reply
+            }
+            (Protocol::Json, _) => encode::bare_json(&text),
+            _ => return,
+        };
+        if let Err(e) = stream.write_all(&bytes).await {
+            tracing::debug!(conn = self.id, error = %e, "reply not written");
+        }
+    }
+
+    async fn close(self, reason: &str) {
+        let device = self.device.as_ref().map(|d| d.id.clone());
+        if let Some(d) = &self.device {
+            let mut state = d.lock();
+            if state
+                .connection
+                .as_ref()
+                .is_some_and(|(id, _)| *id == self.id)
+            {
+                state.connection = None;
+            }
+        }
+        tracing::info!(conn = self.id, peer = %self.peer, device = device.as_deref().unwrap_or("-"), frames = self.frames, bytes = self.bytes, reason, "connection closed");
+        let _ = self
+            .shared
+            .tx
+            .send(Record::Closed(ConnectionClose {
+                id: self.id,
+                device,
+                closed_at: Some(crate::time::now_ms()),
+                reason: Some(reason.to_owned()),
+                frames: self.frames,
+                bytes: self.bytes,
+            }))
+            .await;
+    }
+}
+
+/// The first bytes of a frame as hex, for log lines.
+fn hex_head(bytes: &[u8]) -> String {
+    let head = &bytes[..bytes.len().min(32)];
+    let mut text = alarm_center_proto::record::hex(head);
+    if bytes.len() > head.len() {
+        text.push('…');
+    }
+    text
+}

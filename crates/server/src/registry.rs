@@ -1,0 +1,250 @@
+//! Devices known to the server: identity resolution, per-device protocol state, online/offline.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use alarm_center_proto::{Action, DeviceInfo, Event, Session};
+use jiff::tz::TimeZone;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, DeviceConfig};
+
+/// A configured device with its matchers normalised.
+#[derive(Debug, Clone)]
+struct Known {
+    config: DeviceConfig,
+    mac: Option<String>,
+    zone: TimeZone,
+}
+
+/// Lower-case hex digits of a MAC address, separators removed.
+pub(crate) fn normalize_mac(mac: &str) -> String {
+    mac.chars()
+        .filter(char::is_ascii_hexdigit)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// Who a connection's frames come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Identity {
+    /// The device id.
+    pub(crate) id: String,
+    /// True when it was recognised from what the frames carry (or a configured address), not only the
+    /// source address.
+    pub(crate) strong: bool,
+    /// True when it matches a `[[devices]]` entry.
+    pub(crate) configured: bool,
+}
+
+/// One device's live state.
+#[derive(Debug)]
+pub(crate) struct Device {
+    pub(crate) id: String,
+    pub(crate) name: Option<String>,
+    pub(crate) zone: TimeZone,
+    configured_period: Option<Duration>,
+    /// Last frame received, milliseconds since the registry started (monotonic clock).
+    last_seen: AtomicU64,
+    state: Mutex<DeviceState>,
+}
+
+/// The part of a device's state changed under its lock.
+#[derive(Debug, Default)]
+pub(crate) struct DeviceState {
+    pub(crate) online: bool,
+    /// Known to the store (a row exists).
+    pub(crate) persisted: bool,
+    /// Protocol state (0x69 masks) carried across reconnections.
+    pub(crate) session: Session,
+    /// Keep-alive period the device announced, seconds.
+    pub(crate) announced_period: Option<u32>,
+    /// Alarms started and not stopped: (code, index).
+    pub(crate) active: HashSet<(String, Option<i64>)>,
+    /// The connection currently attached, and how to close it.
+    pub(crate) connection: Option<(i64, CancellationToken)>,
+}
+
+impl Device {
+    /// Locks the device's state.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, DeviceState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The period after which silence means offline (without grace).
+    pub(crate) fn period(&self, state: &DeviceState, default: Duration) -> Duration {
+        state
+            .announced_period
+            .map(|s| Duration::from_secs(u64::from(s)))
+            .or(self.configured_period)
+            .unwrap_or(default)
+    }
+}
+
+impl DeviceState {
+    /// Tracks alarms that started and stopped, for synthetic stops.
+    pub(crate) fn track(&mut self, event: &Event) {
+        let key = (event.code.to_string(), event.index);
+        match event.action {
+            Action::Start => {
+                self.active.insert(key);
+            }
+            Action::Stop => {
+                self.active.remove(&key);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// All devices.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    known: Vec<Known>,
+    default_zone: TimeZone,
+    allow_unknown: bool,
+    started: Instant,
+    devices: Mutex<HashMap<String, Arc<Device>>>,
+}
+
+impl Registry {
+    /// A registry for `config` (zones were checked by validation).
+    pub(crate) fn new(config: &Config) -> Registry {
+        let default_zone = crate::time::zone(&config.server.timezone).unwrap_or(TimeZone::UTC);
+        let known = config
+            .devices
+            .iter()
+            .map(|d| Known {
+                mac: d.mac.as_deref().map(normalize_mac),
+                zone: d
+                    .timezone
+                    .as_deref()
+                    .and_then(|z| crate::time::zone(z).ok())
+                    .unwrap_or_else(|| default_zone.clone()),
+                config: d.clone(),
+            })
+            .collect();
+        Registry {
+            known,
+            default_zone,
+            allow_unknown: config.server.allow_unknown_devices,
+            started: Instant::now(),
+            devices: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Milliseconds since the registry started, on the monotonic (and test-pausable) clock.
+    pub(crate) fn clock_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Device>>> {
+        self.devices
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether connections from unrecognised devices are accepted.
+    pub(crate) fn allow_unknown(&self) -> bool {
+        self.allow_unknown
+    }
+
+    /// Resolves who sent a frame carrying `info`, from `peer`.
+    pub(crate) fn resolve(&self, info: &DeviceInfo, peer: IpAddr) -> Identity {
+        let eq = |a: &Option<String>, b: &Option<String>| match (a, b) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            _ => false,
+        };
+        let mac = info.mac.as_deref().map(normalize_mac);
+        let by_identity = self.known.iter().find(|k| {
+            eq(&k.config.serial, &info.serial)
+                || eq(&k.mac, &mac)
+                || eq(&k.config.domain, &info.domain)
+        });
+        let known =
+            by_identity.or_else(|| self.known.iter().find(|k| k.config.address == Some(peer)));
+        if let Some(k) = known {
+            return Identity {
+                id: k.config.id.clone(),
+                strong: true,
+                configured: true,
+            };
+        }
+        let carried = info
+            .serial
+            .clone()
+            .or(mac.filter(|m| m.len() == 12))
+            .or_else(|| info.domain.clone());
+        match carried {
+            Some(id) => Identity {
+                id,
+                strong: true,
+                configured: false,
+            },
+            None => Identity {
+                id: format!("addr-{peer}"),
+                strong: false,
+                configured: false,
+            },
+        }
+    }
+
+    /// The device `id`, created on first use; `new` is true when this call created it.
+    pub(crate) fn get_or_create(&self, id: &str) -> (Arc<Device>, bool) {
+        let mut map = self.map();
+        if let Some(device) = map.get(id) {
+            return (device.clone(), false);
+        }
+        let known = self.known.iter().find(|k| k.config.id == id);
+        let device = Arc::new(Device {
+            id: id.to_owned(),
+            name: known.and_then(|k| k.config.name.clone()),
+            zone: known.map_or_else(|| self.default_zone.clone(), |k| k.zone.clone()),
+            configured_period: known.and_then(|k| k.config.keepalive),
+            last_seen: AtomicU64::new(self.clock_ms()),
+            state: Mutex::new(DeviceState::default()),
+        });
+        map.insert(id.to_owned(), device.clone());
+        (device, true)
+    }
+
+    /// Registers a device found in the store at startup: it gets a whole period plus grace to reconnect.
+    pub(crate) fn restore(&self, id: &str, online: bool, period: Option<u32>) {
+        let (device, _) = self.get_or_create(id);
+        let mut state = device.lock();
+        state.persisted = true;
+        state.online = online;
+        state.announced_period = period;
+    }
+
+    /// Records that `device` was heard from now.
+    pub(crate) fn touch(&self, device: &Device) {
+        device.last_seen.store(self.clock_ms(), Ordering::Relaxed);
+    }
+
+    /// Devices online whose silence exceeds their period plus `grace`; `default` is the period when
+    /// none is announced or configured.
+    pub(crate) fn overdue(&self, default: Duration, grace: Duration) -> Vec<Arc<Device>> {
+        let now = self.clock_ms();
+        let devices: Vec<Arc<Device>> = self.map().values().cloned().collect();
+        devices
+            .into_iter()
+            .filter(|d| {
+                let state = d.lock();
+                let limit = (d.period(&state, default) + grace).as_millis() as u64;
+                state.online && now.saturating_sub(d.last_seen.load(Ordering::Relaxed)) > limit
+            })
+            .collect()
+    }
+
+    /// Number of devices online.
+    pub(crate) fn online_count(&self) -> usize {
+        self.map().values().filter(|d| d.lock().online).count()
+    }
+}

@@ -1,0 +1,87 @@
+//! Counters and the periodic statistics line.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Server counters (monotonic unless noted). Read by the statistics line, later by `/metrics`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections accepted.
+    pub connections_accepted: AtomicU64,
+    /// Connections refused: over the total limit.
+    pub refused_total_limit: AtomicU64,
+    /// Connections refused: over the per-address limit.
+    pub refused_per_ip_limit: AtomicU64,
+    /// Connections closed for sending nothing within the idle timeout.
+    pub closed_idle: AtomicU64,
+    /// Connections closed for leaving a frame incomplete past the frame timeout.
+    pub closed_slow: AtomicU64,
+    /// Connections closed because a newer connection of the same device replaced them.
+    pub closed_replaced: AtomicU64,
+    /// Connections closed because the device is not configured and unknown devices are refused.
+    pub closed_unknown_device: AtomicU64,
+    /// Connections open now (gauge).
+    pub connections_open: AtomicU64,
+    /// Bytes received.
+    pub bytes_received: AtomicU64,
+    /// Frames decoded.
+    pub frames: AtomicU64,
+    /// Junk frames (unrecognised bytes).
+    pub frames_junk: AtomicU64,
+    /// Frames with a decode error (oversized, incomplete, invalid body).
+    pub frames_error: AtomicU64,
+    /// Events extracted from frames.
+    pub events_received: AtomicU64,
+    /// Events committed to the store (device and synthetic included).
+    pub events_committed: AtomicU64,
+    /// Store write failures (retried).
+    pub store_errors: AtomicU64,
+    /// Devices that went offline.
+    pub offline_transitions: AtomicU64,
+    /// Receive→commit latencies of the current interval, microseconds (bounded sample).
+    latencies_us: Mutex<Vec<u32>>,
+}
+
+/// Most latency samples kept per interval.
+const MAX_SAMPLES: usize = 200_000;
+
+impl Stats {
+    /// Adds one to a counter.
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records receive→commit latencies.
+    pub fn record_latencies(&self, samples: impl IntoIterator<Item = u32>) {
+        let mut all = self.latencies_us.lock().unwrap_or_else(|p| p.into_inner());
+        for s in samples {
+            if all.len() < MAX_SAMPLES {
+                all.push(s);
+            }
+        }
+    }
+
+    /// Takes the interval's latency samples and returns (p50, p99, max) in milliseconds.
+    pub fn take_latency_ms(&self) -> Option<(f64, f64, f64)> {
+        let mut all =
+            std::mem::take(&mut *self.latencies_us.lock().unwrap_or_else(|p| p.into_inner()));
+        if all.is_empty() {
+            return None;
+        }
+        all.sort_unstable();
+        let at = |q: f64| f64::from(all[((all.len() - 1) as f64 * q) as usize]) / 1000.0;
+        Some((at(0.5), at(0.99), at(1.0)))
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Resident set size of this process in bytes (Linux), for the statistics line.
+pub fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}

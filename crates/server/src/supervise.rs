@@ -1,0 +1,83 @@
+//! Supervision: a device that sends nothing for its keep-alive period plus the grace goes offline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alarm_center_store::{DeviceUpdate, NewEvent};
+
+use crate::stats::Stats;
+use crate::writer::Record;
+use crate::{device_event, Shared};
+
+/// How often silence is checked.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let sup = &shared.config.supervision;
+    loop {
+        tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for device in shared.registry.overdue(sup.keepalive, sup.grace) {
+            let now_ms = crate::time::now_ms();
+            let mut events = Vec::new();
+            {
+                let mut state = device.lock();
+                if !state.online {
+                    continue;
+                }
+                state.online = false;
+                let period = device.period(&state, sup.keepalive);
+                tracing::warn!(device = %device.id, period = ?period, grace = ?sup.grace, active_alarms = state.active.len(), "device offline: nothing received");
+                events.push(device_event(
+                    &device.id,
+                    "DeviceOffline",
+                    now_ms,
+                    serde_json::json!({"reason": "silent", "period_s": period.as_secs(), "grace_s": sup.grace.as_secs()}),
+                ));
+                if sup.stop_alarms_on_offline {
+                    let mut active: Vec<_> = state.active.drain().collect();
+                    active.sort();
+                    for (code, index) in active {
+                        events.push(NewEvent {
+                            frame: None,
+                            device: device.id.clone(),
+                            code,
+                            action: "stop".into(),
+                            index,
+                            channel: index.filter(|i| *i >= 0).map(|i| i + 1),
+                            kind: "alarm".into(),
+                            device_time: None,
+                            received_at: now_ms,
+                            data: None,
+                            synthetic: Some("offline".into()),
+                        });
+                    }
+                    // The device's next mask snapshot must report what is still active as new.
+                    state.session = alarm_center_proto::Session::new();
+                }
+            }
+            Stats::inc(&shared.stats.offline_transitions);
+            let update = DeviceUpdate {
+                id: device.id.clone(),
+                state: Some(("offline".into(), now_ms)),
+                last_seen: 0,
+                ..DeviceUpdate::default()
+            };
+            if shared
+                .tx
+                .send(Record::Events {
+                    events,
+                    devices: vec![update],
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}

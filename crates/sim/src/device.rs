@@ -1,0 +1,363 @@
+//! One simulated device: connect, identify, send keepAlives and alarms, reconnect.
+
+use std::io::ErrorKind;
+use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::Rng;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::frames::{self, AlarmEvent, Conn, Identity};
+use crate::{SentFrame, Shared, SimConfig, Variant};
+
+/// A connect attempt that takes longer fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// First reconnect delay (jittered down to half); doubled while connections keep failing fast.
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+/// Longest reconnect delay.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A connection that lasted this long resets the backoff.
+const STABLE: Duration = Duration::from_secs(5);
+/// Shortest time between two alarm wake-ups: higher rates are sent in bursts.
+const MIN_TICK: Duration = Duration::from_millis(10);
+/// Most alarm frames sent in one wake-up.
+const MAX_BURST: usize = 1024;
+/// A schedule further behind than this forgets its backlog.
+const MAX_LAG: Duration = Duration::from_secs(1);
+/// After the run stops, a write that is waiting for the socket gets this long to finish its frame.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// How a connection ended.
+enum End {
+    /// The run stopped.
+    Stopped,
+    /// The server closed or reset it, or a write failed.
+    Lost,
+}
+
+/// Counts gathered during a burst, added to the shared counters once.
+#[derive(Default)]
+struct Tally {
+    frames: u64,
+    bytes: u64,
+    alarms: u64,
+    keepalives: u64,
+}
+
+/// A simulated device and its alarm state.
+pub(crate) struct Device {
+    index: usize,
+    variant: Variant,
+    serial: String,
+    serial_json: String,
+    ip: Ipv4Addr,
+    rng: SmallRng,
+    /// Active channels per code slot.
+    active: Vec<u32>,
+    /// When the next alarm event falls due (`None`: no alarms).
+    next_alarm: Option<Instant>,
+}
+
+impl Device {
+    pub(crate) fn new(index: usize, config: &SimConfig, rng: SmallRng) -> Device {
+        let variant = config.variant.for_device(index);
+        let serial = config.serial(index);
+        // 198.18.0.0/15 (RFC 2544, benchmarking): one address per device.
+        let n = (index % (1 << 17)) as u32;
+        let ip = Ipv4Addr::new(198, 18 + (n >> 16) as u8, (n >> 8) as u8, n as u8);
+        Device {
+            index,
+            variant,
+            serial_json: serde_json::to_string(&serial).unwrap_or_default(),
+            serial,
+            ip,
+            rng,
+            active: vec![0; frames::code_count(variant)],
+            next_alarm: None,
+        }
+    }
+
+    /// The device's life: connect, talk until the connection ends, back off, reconnect; until stopped.
+    pub(crate) async fn run(mut self, shared: Arc<Shared>) {
+        let stop = &shared.stop;
+        let counters = &shared.stats.0;
+        // A random phase within one mean gap spreads the devices' alarms evenly.
+        if let Some(gap) = shared.alarm_gap {
+            let phase = gap.mul_f64(self.rng.random::<f64>());
+            self.next_alarm = Some(Instant::now() + phase.min(Duration::from_secs(86_400 * 365)));
+        }
+        let mut backoff = BACKOFF_MIN;
+        let mut connected_before = false;
+        loop {
+            let attempt = tokio::select! {
+                () = stop.cancelled() => return,
+                r = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(shared.target)) => r,
+            };
+            match attempt {
+                Ok(Ok(mut stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    if connected_before {
+                        counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    connected_before = true;
+                    counters.connected.fetch_add(1, Ordering::Relaxed);
+                    let since = Instant::now();
+                    let end = self.connection(&stream, &shared).await;
+                    counters.connected.fetch_sub(1, Ordering::Relaxed);
+                    match end {
+                        End::Stopped => {
+                            // Best effort FIN; the socket closes when dropped anyway.
+                            let _ =
+                                tokio::time::timeout(Duration::from_millis(100), stream.shutdown())
+                                    .await;
+                            return;
+                        }
+                        End::Lost => {
+                            counters.disconnects.fetch_add(1, Ordering::Relaxed);
+                            if since.elapsed() >= STABLE {
+                                backoff = BACKOFF_MIN;
+                            }
+                        }
+                    }
+                }
+                Ok(Err(_)) | Err(_) => {
+                    counters.connect_failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let delay = backoff.mul_f64(self.rng.random_range(0.5..=1.0));
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// Talks over one connection until it ends or the run stops.
+    async fn connection(&mut self, stream: &TcpStream, shared: &Shared) -> End {
+        let mut conn = Conn {
+            session: self.rng.random_range(1..=0x7FFF_FFFF),
+            next_id: 1,
+        };
+        // The server's per-connection state starts empty: so does the snapshot state, so that every
+        // snapshot differs from the previous one in exactly the bit that changed.
+        if matches!(self.variant, Variant::DvripMask | Variant::DvripText) {
+            self.active.fill(0);
+        }
+        let mut tally = Tally::default();
+        let me = Identity {
+            serial: &self.serial,
+            serial_json: &self.serial_json,
+            ip: self.ip,
+        };
+        if let Some(frame) = frames::report(self.variant, &me) {
+            if let Err(end) = write_frame(stream, &frame, &shared.stop).await {
+                return end;
+            }
+            tally.frames += 1;
+            tally.bytes += frame.len() as u64;
+            self.notify(shared, "report", "", "", 0, frame.len());
+        }
+        let period_secs = shared.keepalive.as_secs_f64().ceil() as u64;
+        let mut keepalive = (!shared.keepalive.is_zero()).then(|| {
+            let mut interval = tokio::time::interval(shared.keepalive);
+            interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            interval
+        });
+        let alarm_sleep = tokio::time::sleep_until(self.alarm_deadline(Instant::now()));
+        tokio::pin!(alarm_sleep);
+        let mut buf = [0u8; 256];
+        loop {
+            self.flush(shared, &mut tally);
+            tokio::select! {
+                biased;
+                () = shared.stop.cancelled() => return End::Stopped,
+                ready = stream.readable() => {
+                    // The server may answer; discard it. End of stream or an error ends the connection.
+                    match ready.and_then(|()| stream.try_read(&mut buf)) {
+                        Ok(0) => return End::Lost,
+                        Ok(_) => {}
+                        Err(err) if err.kind() == ErrorKind::WouldBlock => {}
+                        Err(_) => return End::Lost,
+                    }
+                }
+                () = next_tick(&mut keepalive) => {
+                    let me = self.identity();
+                    let frame = frames::keepalive(self.variant, &me, &mut conn, period_secs);
+                    if let Err(end) = write_frame(stream, &frame, &shared.stop).await {
+                        return end;
+                    }
+                    tally.frames += 1;
+                    tally.keepalives += 1;
+                    tally.bytes += frame.len() as u64;
+                    self.notify(shared, "keepalive", "", "", 0, frame.len());
+                }
+                () = &mut alarm_sleep, if self.next_alarm.is_some() => {
+                    let result = self.alarm_burst(stream, shared, &mut conn, &mut tally).await;
+                    self.flush(shared, &mut tally);
+                    if let Err(end) = result {
+                        return end;
+                    }
+                    alarm_sleep.as_mut().reset(self.alarm_deadline(Instant::now()));
+                }
+            }
+        }
+    }
+
+    /// Sends every alarm event that has fallen due (up to [`MAX_BURST`]), one frame each.
+    async fn alarm_burst(
+        &mut self,
+        stream: &TcpStream,
+        shared: &Shared,
+        conn: &mut Conn,
+        tally: &mut Tally,
+    ) -> Result<(), End> {
+        let (Some(gap), Some(mut due)) = (shared.alarm_gap, self.next_alarm) else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if now.saturating_duration_since(due) > MAX_LAG {
+            due = now;
+        }
+        let mut sent = 0;
+        while due <= now && sent < MAX_BURST && !shared.stop.is_cancelled() {
+            let event = self.pick_event();
+            let mask = self.active[event.slot];
+            let frame = frames::alarm(self.variant, &self.identity(), conn, &event, mask);
+            due += gap.mul_f64(self.rng.random_range(0.5..1.5));
+            self.next_alarm = Some(due);
+            if let Err(end) = write_frame(stream, &frame, &shared.stop).await {
+                // The frame did not go out: undo its state change (a new connection resets it anyway).
+                self.active[event.slot] ^= 1 << event.index;
+                return Err(end);
+            }
+            tally.frames += 1;
+            tally.alarms += 1;
+            tally.bytes += frame.len() as u64;
+            sent += 1;
+            let code = frames::code_name(self.variant, event.slot);
+            let action = if event.start { "start" } else { "stop" };
+            self.notify(shared, "alarm", code, action, event.index, frame.len());
+        }
+        self.next_alarm = Some(due);
+        Ok(())
+    }
+
+    /// Picks a (code, channel) and toggles it: a start when it was idle, a stop when it was active.
+    fn pick_event(&mut self) -> AlarmEvent {
+        let slot = self.rng.random_range(0..self.active.len());
+        let index = self.rng.random_range(0..frames::CHANNELS);
+        self.active[slot] ^= 1 << index;
+        AlarmEvent {
+            slot,
+            index,
+            start: self.active[slot] & (1 << index) != 0,
+        }
+    }
+
+    /// When to wake for alarms next: when the next one falls due, but not sooner than [`MIN_TICK`]
+    /// after `now`.
+    fn alarm_deadline(&self, now: Instant) -> Instant {
+        let far = now + Duration::from_secs(86_400);
+        self.next_alarm.map_or(far, |due| due.max(now + MIN_TICK))
+    }
+
+    fn identity(&self) -> Identity<'_> {
+        Identity {
+            serial: &self.serial,
+            serial_json: &self.serial_json,
+            ip: self.ip,
+        }
+    }
+
+    /// Adds the tally to the shared counters and clears it.
+    fn flush(&self, shared: &Shared, tally: &mut Tally) {
+        if tally.frames == 0 {
+            return;
+        }
+        let c = &shared.stats.0;
+        let tally = std::mem::take(tally);
+        c.frames.fetch_add(tally.frames, Ordering::Relaxed);
+        c.bytes.fetch_add(tally.bytes, Ordering::Relaxed);
+        if tally.alarms > 0 {
+            c.alarm_events.fetch_add(tally.alarms, Ordering::Relaxed);
+        }
+        if tally.keepalives > 0 {
+            c.keepalives.fetch_add(tally.keepalives, Ordering::Relaxed);
+        }
+    }
+
+    /// Calls the `on_sent` callback, if any.
+    fn notify(
+        &self,
+        shared: &Shared,
+        kind: &'static str,
+        code: &str,
+        action: &'static str,
+        index: u32,
+        bytes: usize,
+    ) {
+        if let Some(on_sent) = &shared.on_sent {
+            on_sent(&SentFrame {
+                device: self.index,
+                serial: self.serial.clone(),
+                variant: self.variant,
+                kind,
+                code: code.to_owned(),
+                action,
+                index,
+                bytes,
+            });
+        }
+    }
+}
+
+/// The next tick of an optional interval; never, without one.
+async fn next_tick(interval: &mut Option<Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes one whole frame: normally a single `write` call. Waits while the socket buffer is full; once
+/// the run stops, waits at most [`STOP_GRACE`] more.
+async fn write_frame(
+    stream: &TcpStream,
+    frame: &[u8],
+    stop: &CancellationToken,
+) -> Result<(), End> {
+    let mut written = 0;
+    while written < frame.len() {
+        match stream.try_write(&frame[written..]) {
+            Ok(0) => return Err(End::Lost),
+            Ok(n) => written += n,
+            Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                let grace = async {
+                    stop.cancelled().await;
+                    tokio::time::sleep(STOP_GRACE).await;
+                };
+                tokio::select! {
+                    biased;
+                    ready = stream.writable() => {
+                        if ready.is_err() {
+                            return Err(End::Lost);
+                        }
+                    }
+                    () = grace => return Err(End::Stopped),
+                }
+            }
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return Err(End::Lost),
+        }
+    }
+    Ok(())
+}

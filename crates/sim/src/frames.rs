@@ -1,0 +1,258 @@
+//! The frames a simulated device sends, built with `alarm_center_proto::encode`.
+
+use std::net::Ipv4Addr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use alarm_center_proto::{dvrip, encode, xm};
+
+use crate::Variant;
+
+/// Channels per simulated device: alarms pick an index in `0..CHANNELS`.
+pub(crate) const CHANNELS: u32 = 4;
+
+/// Event codes of the JSON variants (`client.notifyEventStream`).
+pub(crate) const JSON_CODES: [&str; 6] = [
+    "VideoMotion",
+    "CrossLineDetection",
+    "CrossRegionDetection",
+    "AlarmLocal",
+    "VideoBlind",
+    "SmartMotionHuman",
+];
+
+/// XM `Event` names.
+pub(crate) const XM_EVENTS: [&str; 5] = [
+    "HumanDetect",
+    "VideoMotion",
+    "VideoBlind",
+    "VideoLoss",
+    "LocalAlarm",
+];
+
+/// DVRIP 0x69 alarm types used for mask and text alarms (channel bitmasks, not booleans).
+pub(crate) const DVRIP_TYPES: [u8; 4] = [1, 2, 3, 4];
+
+/// Number of distinct codes a variant picks from (the size of its per-code active-channel state).
+pub(crate) fn code_count(variant: Variant) -> usize {
+    match variant {
+        Variant::DvripMask | Variant::DvripText => DVRIP_TYPES.len(),
+        Variant::Xm => XM_EVENTS.len(),
+        _ => JSON_CODES.len(),
+    }
+}
+
+/// The event code of code slot `slot` for `variant`.
+pub(crate) fn code_name(variant: Variant, slot: usize) -> &'static str {
+    match variant {
+        Variant::DvripMask | Variant::DvripText => {
+            dvrip::alarm_code(DVRIP_TYPES[slot]).unwrap_or("DvripAlarm")
+        }
+        Variant::Xm => XM_EVENTS[slot],
+        _ => JSON_CODES[slot],
+    }
+}
+
+/// Wall-clock time now: whole seconds and milliseconds since the Unix epoch.
+pub(crate) fn wall_clock() -> (u64, u64) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    (now.as_secs(), now.as_millis() as u64)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of `secs` since the Unix epoch.
+pub(crate) fn locale_time(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from a day count (H. Hinnant's `civil_from_days`).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// What a device puts in every frame about itself.
+pub(crate) struct Identity<'a> {
+    pub(crate) serial: &'a str,
+    /// The serial as a JSON string literal, quotes included.
+    pub(crate) serial_json: &'a str,
+    pub(crate) ip: Ipv4Addr,
+}
+
+/// Per-connection numbering.
+pub(crate) struct Conn {
+    /// Session id of the connection (JSON `session`, DHIP/DVRIP/XM header session).
+    pub(crate) session: u32,
+    /// Id of the next JSON-RPC request, XM sequence number of the next keepAlive.
+    pub(crate) next_id: u32,
+}
+
+impl Conn {
+    fn id(&mut self) -> u32 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        id
+    }
+}
+
+/// A JSON variant's frame around `json`.
+fn json_frame(variant: Variant, conn: &Conn, id: u32, json: &str) -> Vec<u8> {
+    match variant {
+        Variant::DvripJson => encode::dvrip_json(id, conn.session, json),
+        Variant::Dhip => encode::dhip(conn.session, id, json),
+        _ => encode::bare_json(json),
+    }
+}
+
+/// The DVRIP 0x69 type-120 self-report that opens a DVRIP mask/text connection; `None` for other
+/// variants.
+pub(crate) fn report(variant: Variant, me: &Identity<'_>) -> Option<Vec<u8>> {
+    if !matches!(variant, Variant::DvripMask | Variant::DvripText) {
+        return None;
+    }
+    let ip = me.ip.to_string();
+    let domain = format!("{}.sim.invalid", me.serial);
+    Some(encode::dvrip_text(
+        dvrip::ALARM_TYPE_REPORT,
+        0,
+        &[("Global IP", &ip), ("Domain name", &domain)],
+    ))
+}
+
+/// A keepAlive frame; `period_secs` is announced where the variant has a field for it.
+pub(crate) fn keepalive(
+    variant: Variant,
+    me: &Identity<'_>,
+    conn: &mut Conn,
+    period_secs: u64,
+) -> Vec<u8> {
+    match variant {
+        Variant::DvripMask | Variant::DvripText => encode::dvrip_heartbeat(),
+        Variant::Xm => {
+            let json = format!(
+                r#"{{"Name":"KeepAlive","SessionID":"0x{:08X}","SerialID":{}}}"#,
+                conn.session, me.serial_json
+            );
+            encode::xm(xm::MSG_KEEPALIVE, conn.session, conn.id(), &json)
+        }
+        _ => {
+            let id = conn.id();
+            let json = format!(
+                r#"{{"id":{id},"method":"global.keepAlive","params":{{"timeout":{period_secs},"active":true,"SerialNo":{}}},"session":{}}}"#,
+                me.serial_json, conn.session
+            );
+            json_frame(variant, conn, id, &json)
+        }
+    }
+}
+
+/// One alarm event: a start or stop of code `slot` on channel `index`.
+pub(crate) struct AlarmEvent {
+    pub(crate) slot: usize,
+    pub(crate) index: u32,
+    pub(crate) start: bool,
+}
+
+/// The frame carrying `event`. `mask` is the device's active-channel mask of the event's code
+/// after the change (DVRIP snapshots send it whole).
+pub(crate) fn alarm(
+    variant: Variant,
+    me: &Identity<'_>,
+    conn: &mut Conn,
+    event: &AlarmEvent,
+    mask: u32,
+) -> Vec<u8> {
+    let (secs, millis) = wall_clock();
+    match variant {
+        Variant::DvripMask => encode::dvrip_mask(DVRIP_TYPES[event.slot], 0, mask),
+        Variant::DvripText => encode::dvrip_text(
+            DVRIP_TYPES[event.slot],
+            0,
+            &[
+                ("alarm channel", &mask.to_string()),
+                ("Time", &locale_time(secs)),
+            ],
+        ),
+        Variant::Xm => encode::xm_alarm(
+            me.serial,
+            me.ip,
+            event.index,
+            XM_EVENTS[event.slot],
+            event.start,
+            &locale_time(secs),
+        ),
+        _ => {
+            let id = conn.id();
+            let code = JSON_CODES[event.slot];
+            let action = if event.start { "Start" } else { "Stop" };
+            let (index, channel) = (event.index, event.index + 1);
+            let json = format!(
+                concat!(
+                    r#"{{"id":{id},"method":"client.notifyEventStream","params":{{"SerialNo":{serial},"#,
+                    r#""eventList":[{{"Action":"{action}","Code":"{code}","Index":{index},"#,
+                    r#""Data":{{"LocaleTime":"{time}","UTC":{secs},"UTCMS":{millis},"Name":"{code}{channel}","#,
+                    r#""EventID":{id},"RegionName":["Region{channel}"],"ObjectType":"Human"}}}}]}},"#,
+                    r#""session":{session}}}"#
+                ),
+                id = id,
+                serial = me.serial_json,
+                action = action,
+                code = code,
+                index = index,
+                time = locale_time(secs),
+                secs = secs,
+                millis = millis,
+                channel = channel,
+                session = conn.session,
+            );
+            json_frame(variant, conn, id, &json)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locale_time_matches_known_dates() {
+        assert_eq!(locale_time(0), "1970-01-01 00:00:00");
+        assert_eq!(locale_time(1_706_389_858), "2024-01-27 21:10:58");
+        assert_eq!(locale_time(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(locale_time(4_107_542_399), "2100-02-28 23:59:59");
+    }
+
+    #[test]
+    fn json_event_is_a_realistic_size() {
+        let me = Identity {
+            serial: "SIM000001",
+            serial_json: "\"SIM000001\"",
+            ip: Ipv4Addr::new(198, 18, 0, 1),
+        };
+        let mut conn = Conn {
+            session: 123_456,
+            next_id: 1000,
+        };
+        let event = AlarmEvent {
+            slot: 1,
+            index: 2,
+            start: true,
+        };
+        let frame = alarm(Variant::Dhip, &me, &mut conn, &event, 0);
+        assert!((300..=400).contains(&frame.len()), "{}", frame.len());
+        let json: serde_json::Value = serde_json::from_slice(&frame[32..]).unwrap();
+        assert_eq!(json["params"]["eventList"][0]["Code"], "CrossLineDetection");
+        assert_eq!(json["params"]["SerialNo"], "SIM000001");
+    }
+}
