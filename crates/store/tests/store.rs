@@ -113,7 +113,7 @@ fn device_updates_keep_what_they_do_not_say() {
 fn retention_by_age_and_size() {
     let dir = tempfile::tempdir().unwrap();
     let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
-    let frames: Vec<_> = (0..20_000).map(|i| frame(i)).collect();
+    let frames: Vec<_> = (0..20_000).map(frame).collect();
     let events: Vec<_> = (0..20_000).map(|i| event(i, "VideoMotion", None)).collect();
     db.write(&Batch {
         frames,
