@@ -261,10 +261,15 @@ impl Connection {
         }
         let (device, created) = registry.get_or_create(&identity.id);
         let mut state = device.lock();
-        if self.device.is_none() && !created {
-            // Reconnection: decode again with the device's own state (0x69 masks) so that alarms still
-            // active are not reported as new.
-            *decoded = state.session.decode(frame);
+        if self.device.is_none() {
+            if created {
+                // A new device inherits what this connection decoded so far.
+                state.session = std::mem::take(&mut self.private);
+            } else {
+                // Reconnection: decode again with the device's own state (0x69 masks) so that alarms
+                // still active are not reported as new.
+                *decoded = state.session.decode(frame);
+            }
         }
         if let Some((old, token)) = state.connection.replace((self.id, self.cancel.clone())) {
             if old != self.id {
@@ -293,6 +298,11 @@ impl Connection {
         if let Some(previous) = self.device.replace(device.clone()) {
             tracing::info!(conn = self.id, device = %device.id, was = %previous.id, "connection identified its device");
             let mut old = previous.lock();
+            if created {
+                // The provisional (address) identity was this device all along: its state moves with it.
+                state.session = std::mem::take(&mut old.session);
+                state.active = std::mem::take(&mut old.active);
+            }
             if old
                 .connection
                 .as_ref()

@@ -43,8 +43,10 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use serde::{Serialize, Serializer};
 use tokio::time::{Instant, MissedTickBehavior};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// The token that stops [`run`], re-exported so that callers need not depend on `tokio-util`.
+pub use tokio_util::sync::CancellationToken;
 
 /// The wire variant a simulated device speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,0 +1,190 @@
+//! End to end over 127.0.0.1: frames in, events committed, devices attributed.
+
+mod common;
+
+use std::time::Duration;
+
+use alarm_center_proto::encode;
+use alarm_center_store::{Db, EventQuery};
+use common::*;
+use tokio::io::AsyncReadExt;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn keepalive(serial: &str, id: u32, timeout: u32) -> String {
+    format!(r#"{{"id":{id},"method":"global.keepAlive","params":{{"timeout":{timeout},"active":true,"SerialNo":"{serial}"}},"session":7}}"#)
+}
+
+fn motion(serial: &str, action: &str, index: u32) -> String {
+    format!(
+        r#"{{"id":9,"method":"client.notifyEventStream","params":{{"SerialNo":"{serial}","eventList":[{{"Action":"{action}","Code":"VideoMotion","Index":{index},"Data":{{"LocaleTime":"2024-05-01 10:00:00"}}}}]}}}}"#
+    )
+}
+
+/// One device's traffic in every framing, with garbage and padding between frames.
+fn one_device_stream() -> Vec<u8> {
+    [
+        encode::dhip(1, 1, &keepalive("NVR-9", 1, 30)),
+        b"\x16\x03garbage".to_vec(),
+        encode::dvrip_mask(2, 0, 0b101),
+        encode::dvrip_mask(2, 0, 0b100),
+        encode::dvrip_text(1, 0, &[("alarm channel", "4"), ("Time", "2024-05-01 10:00:00")]),
+        encode::dvrip_heartbeat(),
+        encode::dvrip_json(3, 7, &motion("NVR-9", "Start", 5)),
+        b"\r\n\0".to_vec(),
+        encode::bare_json(r#"{"Code":"CrossLineDetection","Action":"Pulse","Index":1}"#),
+        encode::dhip(1, 4, &motion("NVR-9", "Stop", 5)),
+        encode::dvrip_mask(2, 0, 0),
+        encode::dvrip_text(1, 0, &[("alarm channel", "0")]),
+    ]
+    .concat()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_framing_split_at_awkward_points_gives_the_same_events() {
+    let mut t = start(|_| {}).await;
+    let bytes = one_device_stream();
+    let last = |e: &alarm_center_store::StoredEvent| e.code == "AlarmLocal" && e.action == "stop";
+    let mut whole = t.connect().await;
+    send(&mut whole, &bytes).await;
+    let first = t.until(WAIT, last).await;
+    drop(whole);
+    // Then the same traffic on a new connection, a byte at a time around every header and in bursts.
+    let mut split = t.connect().await;
+    for (i, chunk) in bytes.chunks(5).enumerate() {
+        if i % 3 == 0 {
+            for byte in chunk {
+                send(&mut split, std::slice::from_ref(byte)).await;
+            }
+        } else {
+            send(&mut split, chunk).await;
+        }
+    }
+    let second = t.until(WAIT, last).await;
+    let shape = |events: &[alarm_center_store::StoredEvent]| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e.kind != "device")
+            .map(|e| format!("{} {} {} {:?}", e.device, e.code, e.action, e.channel))
+            .collect()
+    };
+    let expected = [
+        "NVR-9 VideoMotion start Some(1)",
+        "NVR-9 VideoMotion start Some(3)",
+        "NVR-9 VideoMotion stop Some(1)",
+        "NVR-9 AlarmLocal start Some(3)",
+        "NVR-9 VideoMotion start Some(6)",
+        "NVR-9 CrossLineDetection pulse Some(2)",
+        "NVR-9 VideoMotion stop Some(6)",
+        "NVR-9 VideoMotion stop Some(3)",
+        "NVR-9 AlarmLocal stop Some(3)",
+    ];
+    assert_eq!(shape(&first), expected);
+    assert_eq!(shape(&second), expected);
+    t.server.shutdown().await.unwrap();
+    let db = Db::open_read_only(t.dir.path()).unwrap();
+    assert_eq!(db.frame_count().unwrap(), 22, "11 frames per stream archived, junk included");
+    assert_eq!(db.devices().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_from_frames_and_reconnect_replaces_the_old_connection() {
+    let mut t = start(|_| {}).await;
+    let mut old = t.connect().await;
+    send(&mut old, &encode::dhip(1, 1, &keepalive("NVR-1", 1, 30))).await;
+    let online = t.until(WAIT, |e| e.code == "DeviceOnline").await;
+    assert_eq!(online[0].device, "NVR-1");
+    let mut new = t.connect().await;
+    send(&mut new, &encode::dvrip_json(2, 1, &motion("NVR-1", "Start", 0))).await;
+    let events = t.until(WAIT, |e| e.code == "VideoMotion").await;
+    assert_eq!(events.last().unwrap().device, "NVR-1");
+    assert_eq!(events.last().unwrap().device_time.as_deref(), Some("2024-05-01T10:00:00+00:00"));
+    // The old connection is closed by the server.
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(WAIT, old.read(&mut buf)).await.expect("old connection not closed");
+    assert!(matches!(read, Ok(0) | Err(_)));
+    assert_eq!(alarm_center_server::Stats::get(&t.server.stats().closed_replaced), 1);
+    t.server.shutdown().await.unwrap();
+    let db = Db::open_read_only(t.dir.path()).unwrap();
+    let devices = db.devices().unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].keepalive_period, Some(30));
+    assert_eq!(devices[0].serial.as_deref(), Some("NVR-1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_device_goes_offline_with_synthetic_stops_and_comes_back() {
+    let mut t = start(|c| {
+        c.supervision.keepalive = Duration::from_secs(1);
+        c.supervision.grace = Duration::from_millis(500);
+    })
+    .await;
+    let mut device = t.connect().await;
+    send(&mut device, &encode::dvrip_mask(2, 0, 0b11)).await;
+    // Heartbeats keep it online: no offline while they come every 300 ms for 3 s.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        send(&mut device, &encode::dvrip_heartbeat()).await;
+    }
+    let started = t.events(3, WAIT).await;
+    assert_eq!(summary(&started), ["addr-127.0.0.1 DeviceOnline pulse None", "addr-127.0.0.1 VideoMotion start Some(1)", "addr-127.0.0.1 VideoMotion start Some(2)"]);
+    t.no_events_for(Duration::from_millis(10)).await;
+    // Silence: offline after period + grace, with a synthetic stop for each active alarm.
+    let offline = t.until(WAIT, |e| e.code == "DeviceOffline").await;
+    assert_eq!(
+        summary(&offline),
+        [
+            "addr-127.0.0.1 DeviceOffline pulse None",
+            "addr-127.0.0.1 VideoMotion stop Some(1) (offline)",
+            "addr-127.0.0.1 VideoMotion stop Some(2) (offline)"
+        ]
+    );
+    // Back: online again, and the still-set mask bits start again.
+    send(&mut device, &encode::dvrip_mask(2, 0, 0b01)).await;
+    let back = t.events(2, WAIT).await;
+    assert_eq!(summary(&back), ["addr-127.0.0.1 DeviceOnline pulse None", "addr-127.0.0.1 VideoMotion start Some(1)"]);
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_events_devices_and_alarm_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let mut t = start_with(dir, config.clone()).await;
+    let mut device = t.connect().await;
+    send(&mut device, &encode::dvrip_mask(2, 0, 0b1)).await;
+    t.events(2, WAIT).await;
+    drop(device);
+    let TestServer { server, dir, .. } = t;
+    server.shutdown().await.unwrap();
+    let mut t = start_with(dir, config).await;
+    let db = Db::open_read_only(t.dir.path()).unwrap();
+    assert_eq!(db.events(&EventQuery::default()).unwrap().len(), 2);
+    assert_eq!(db.devices().unwrap()[0].state, "online", "restored; gets a full period to come back");
+    let mut device = t.connect().await;
+    send(&mut device, &encode::dvrip_mask(2, 0, 0b11)).await;
+    let events = t.events(1, WAIT).await;
+    // The device was online before the restart, so no new online event; its mask state was not kept
+    // across the restart, so both active bits are reported.
+    assert!(events.iter().all(|e| e.code == "VideoMotion"), "{:?}", summary(&events));
+    t.server.shutdown().await.unwrap();
+    assert_eq!(Db::open_read_only(t.dir.path()).unwrap().integrity_problem().unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_requests_are_answered_when_enabled() {
+    let t = start(|c| c.server.reply_to_requests = true).await;
+    let mut device = t.connect().await;
+    send(&mut device, &encode::dhip(77, 5, &keepalive("VTO", 5, 60))).await;
+    let mut reply = vec![0u8; 32];
+    tokio::time::timeout(WAIT, device.read_exact(&mut reply)).await.unwrap().unwrap();
+    assert_eq!(&reply[..8], &alarm_center_proto::dhip::MAGIC);
+    assert_eq!(u32::from_le_bytes(reply[8..12].try_into().unwrap()), 77, "session echoed");
+    let len = u32::from_le_bytes(reply[16..20].try_into().unwrap()) as usize;
+    let mut body = vec![0u8; len];
+    device.read_exact(&mut body).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["id"], 5);
+    assert_eq!(body["result"], true);
+    t.server.shutdown().await.unwrap();
+}
