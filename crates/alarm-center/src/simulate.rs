@@ -17,6 +17,7 @@ use clap::Args;
 /// How often the progress line is printed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
+/// Simulate devices: connect to a server and push keepAlives and alarms in every wire variant.
 #[derive(Debug, Args)]
 pub(crate) struct SimulateArgs {
     /// The server to connect to.
@@ -114,7 +115,11 @@ fn print_lines(queue: &mpsc::Receiver<String>) -> io::Result<()> {
 
 /// `simulate: 9800/10000 connected, 2420 frames/s, 867 events/s, …` over the last interval.
 fn progress_line(devices: usize, now: &SimReport, before: &SimReport) -> String {
-    let secs = now.elapsed.saturating_sub(before.elapsed).as_secs_f64().max(1e-9);
+    let secs = now
+        .elapsed
+        .saturating_sub(before.elapsed)
+        .as_secs_f64()
+        .max(1e-9);
     let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs;
     format!(
         "simulate: {}/{devices} connected, {:.0} frames/s, {:.0} events/s, {:.0} keepalives/s, {:.1} MB/s; {} events, {} reconnects, {} connect failures in total",
@@ -166,9 +171,10 @@ pub(crate) fn run(args: &SimulateArgs) -> Result<()> {
         config.target,
         humantime::format_duration(config.keepalive),
         config.alarm_rate,
-        config
-            .duration
-            .map_or_else(|| "ever (Ctrl-C stops)".to_owned(), |d| humantime::format_duration(d).to_string()),
+        config.duration.map_or_else(
+            || "ever (Ctrl-C stops)".to_owned(),
+            |d| humantime::format_duration(d).to_string()
+        ),
     );
 
     let stats = SimStats::new();
@@ -201,6 +207,11 @@ pub(crate) fn run(args: &SimulateArgs) -> Result<()> {
     // Leave the Ctrl-C listener behind rather than wait for it.
     runtime.shutdown_background();
     let report = result?;
-    let line = serde_json::to_string(&serde_json::json!({ "report": report }))?;
+    /// The last line of the output.
+    #[derive(serde::Serialize)]
+    struct Last<'a> {
+        report: &'a SimReport,
+    }
+    let line = serde_json::to_string(&Last { report: &report })?;
     printer.finish(line)
 }

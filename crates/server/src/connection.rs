@@ -53,6 +53,8 @@ pub(crate) struct Connection {
     frames: u64,
     bytes: u64,
     last_seen_written: Option<Instant>,
+    /// Set when the connection identified a device that is not configured while unknown devices are refused.
+    refused: bool,
 }
 
 impl Connection {
@@ -80,6 +82,7 @@ impl Connection {
             frames: 0,
             bytes: 0,
             last_seen_written: None,
+            refused: false,
         }
     }
 
@@ -177,10 +180,11 @@ impl Connection {
     /// With unknown devices refused: the connection must identify as a configured device within the
     /// frame timeout.
     fn unknown_refused(&self) -> bool {
-        !self.shared.registry.allow_unknown()
-            && self.device.is_none()
-            && (self.frames > 0 && self.opened.elapsed() >= self.shared.config.server.frame_timeout
-                || self.cancel.is_cancelled())
+        self.refused
+            || (!self.shared.registry.allow_unknown()
+                && self.device.is_none()
+                && self.frames > 0
+                && self.opened.elapsed() >= self.shared.config.server.frame_timeout)
     }
 
     /// Decodes, attributes and hands one frame to the writer.
@@ -256,7 +260,16 @@ impl Connection {
             None => frame.protocol != Protocol::Junk,
             Some(current) => identity.strong && !self.strong && identity.id != current.id,
         };
-        if !switch || (!identity.configured && !registry.allow_unknown()) {
+        if !switch {
+            return;
+        }
+        if !identity.configured && !registry.allow_unknown() {
+            // A frame naming a device that is not configured: refuse at once. Frames without identity
+            // get until the frame timeout to be followed by one that identifies a configured device.
+            if identity.strong && self.device.is_none() {
+                tracing::warn!(conn = self.id, peer = %self.peer, device = %identity.id, "unknown device refused");
+                self.refused = true;
+            }
             return;
         }
         let (device, created) = registry.get_or_create(&identity.id);

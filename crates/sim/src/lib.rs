@@ -12,7 +12,9 @@
 //! - sends its share of `alarm_rate` alarm events per second, jittered, one event per frame, alternating
 //!   start/stop per (code, index) so that nothing stays active; every counted event is exactly one
 //!   start or stop that the server's decoder extracts;
-//! - reconnects after a short backoff when the server closes the connection or a write fails.
+//! - reconnects after a short backoff (200 ms, jittered, doubling up to 5 s while connections keep
+//!   failing fast) when the server closes the connection or a write fails. Reconnects are not held
+//!   to `connect_rate`: after a server restart every device comes back within its backoff.
 //!
 //! Network errors never panic: they are counted ([`SimReport::connect_failures`],
 //! [`SimReport::disconnects`]) and the device retries.
