@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod decode;
 mod serve;
+mod simulate;
 
 /// Alarm Center server for Dahua (Amcrest, Lorex, …) and XM devices.
 #[derive(Debug, Parser)]
@@ -29,6 +30,8 @@ enum Command {
     Config(ConfigCommand),
     /// Decode captured device traffic (hex dump, raw bytes, pcap/pcapng) into JSON Lines, one object per frame.
     Decode(decode::DecodeArgs),
+    /// Simulate devices: connect to a server and push keepAlives and alarms in every wire variant.
+    Simulate(simulate::SimulateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Devices(args) => serve::devices(&args),
         Command::Config(ConfigCommand::Check(args)) => serve::check(&args),
         Command::Decode(args) => decode::run(&args),
+        Command::Simulate(args) => simulate::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
