@@ -12,7 +12,9 @@ use tokio::io::AsyncReadExt;
 const WAIT: Duration = Duration::from_secs(10);
 
 fn keepalive(serial: &str, id: u32, timeout: u32) -> String {
-    format!(r#"{{"id":{id},"method":"global.keepAlive","params":{{"timeout":{timeout},"active":true,"SerialNo":"{serial}"}},"session":7}}"#)
+    format!(
+        r#"{{"id":{id},"method":"global.keepAlive","params":{{"timeout":{timeout},"active":true,"SerialNo":"{serial}"}},"session":7}}"#
+    )
 }
 
 fn motion(serial: &str, action: &str, index: u32) -> String {
@@ -28,7 +30,11 @@ fn one_device_stream() -> Vec<u8> {
         b"\x16\x03garbage".to_vec(),
         encode::dvrip_mask(2, 0, 0b101),
         encode::dvrip_mask(2, 0, 0b100),
-        encode::dvrip_text(1, 0, &[("alarm channel", "4"), ("Time", "2024-05-01 10:00:00")]),
+        encode::dvrip_text(
+            1,
+            0,
+            &[("alarm channel", "4"), ("Time", "2024-05-01 10:00:00")],
+        ),
         encode::dvrip_heartbeat(),
         encode::dvrip_json(3, 7, &motion("NVR-9", "Start", 5)),
         b"\r\n\0".to_vec(),
@@ -83,7 +89,11 @@ async fn every_framing_split_at_awkward_points_gives_the_same_events() {
     assert_eq!(shape(&second), expected);
     t.server.shutdown().await.unwrap();
     let db = Db::open_read_only(t.dir.path()).unwrap();
-    assert_eq!(db.frame_count().unwrap(), 22, "11 frames per stream archived, junk included");
+    assert_eq!(
+        db.frame_count().unwrap(),
+        22,
+        "11 frames per stream archived, junk included"
+    );
     assert_eq!(db.devices().unwrap().len(), 1);
 }
 
@@ -95,15 +105,27 @@ async fn identity_from_frames_and_reconnect_replaces_the_old_connection() {
     let online = t.until(WAIT, |e| e.code == "DeviceOnline").await;
     assert_eq!(online[0].device, "NVR-1");
     let mut new = t.connect().await;
-    send(&mut new, &encode::dvrip_json(2, 1, &motion("NVR-1", "Start", 0))).await;
+    send(
+        &mut new,
+        &encode::dvrip_json(2, 1, &motion("NVR-1", "Start", 0)),
+    )
+    .await;
     let events = t.until(WAIT, |e| e.code == "VideoMotion").await;
     assert_eq!(events.last().unwrap().device, "NVR-1");
-    assert_eq!(events.last().unwrap().device_time.as_deref(), Some("2024-05-01T10:00:00+00:00"));
+    assert_eq!(
+        events.last().unwrap().device_time.as_deref(),
+        Some("2024-05-01T10:00:00+00:00")
+    );
     // The old connection is closed by the server.
     let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(WAIT, old.read(&mut buf)).await.expect("old connection not closed");
+    let read = tokio::time::timeout(WAIT, old.read(&mut buf))
+        .await
+        .expect("old connection not closed");
     assert!(matches!(read, Ok(0) | Err(_)));
-    assert_eq!(alarm_center_server::Stats::get(&t.server.stats().closed_replaced), 1);
+    assert_eq!(
+        alarm_center_server::Stats::get(&t.server.stats().closed_replaced),
+        1
+    );
     t.server.shutdown().await.unwrap();
     let db = Db::open_read_only(t.dir.path()).unwrap();
     let devices = db.devices().unwrap();
@@ -127,7 +149,14 @@ async fn a_silent_device_goes_offline_with_synthetic_stops_and_comes_back() {
         send(&mut device, &encode::dvrip_heartbeat()).await;
     }
     let started = t.events(3, WAIT).await;
-    assert_eq!(summary(&started), ["addr-127.0.0.1 DeviceOnline pulse None", "addr-127.0.0.1 VideoMotion start Some(1)", "addr-127.0.0.1 VideoMotion start Some(2)"]);
+    assert_eq!(
+        summary(&started),
+        [
+            "addr-127.0.0.1 DeviceOnline pulse None",
+            "addr-127.0.0.1 VideoMotion start Some(1)",
+            "addr-127.0.0.1 VideoMotion start Some(2)"
+        ]
+    );
     t.no_events_for(Duration::from_millis(10)).await;
     // Silence: offline after period + grace, with a synthetic stop for each active alarm.
     let offline = t.until(WAIT, |e| e.code == "DeviceOffline").await;
@@ -142,7 +171,13 @@ async fn a_silent_device_goes_offline_with_synthetic_stops_and_comes_back() {
     // Back: online again, and the still-set mask bits start again.
     send(&mut device, &encode::dvrip_mask(2, 0, 0b01)).await;
     let back = t.events(2, WAIT).await;
-    assert_eq!(summary(&back), ["addr-127.0.0.1 DeviceOnline pulse None", "addr-127.0.0.1 VideoMotion start Some(1)"]);
+    assert_eq!(
+        summary(&back),
+        [
+            "addr-127.0.0.1 DeviceOnline pulse None",
+            "addr-127.0.0.1 VideoMotion start Some(1)"
+        ]
+    );
     t.server.shutdown().await.unwrap();
 }
 
@@ -160,15 +195,29 @@ async fn restart_keeps_events_devices_and_alarm_state() {
     let mut t = start_with(dir, config).await;
     let db = Db::open_read_only(t.dir.path()).unwrap();
     assert_eq!(db.events(&EventQuery::default()).unwrap().len(), 2);
-    assert_eq!(db.devices().unwrap()[0].state, "online", "restored; gets a full period to come back");
+    assert_eq!(
+        db.devices().unwrap()[0].state,
+        "online",
+        "restored; gets a full period to come back"
+    );
     let mut device = t.connect().await;
     send(&mut device, &encode::dvrip_mask(2, 0, 0b11)).await;
     let events = t.events(1, WAIT).await;
     // The device was online before the restart, so no new online event; its mask state was not kept
     // across the restart, so both active bits are reported.
-    assert!(events.iter().all(|e| e.code == "VideoMotion"), "{:?}", summary(&events));
+    assert!(
+        events.iter().all(|e| e.code == "VideoMotion"),
+        "{:?}",
+        summary(&events)
+    );
     t.server.shutdown().await.unwrap();
-    assert_eq!(Db::open_read_only(t.dir.path()).unwrap().integrity_problem().unwrap(), None);
+    assert_eq!(
+        Db::open_read_only(t.dir.path())
+            .unwrap()
+            .integrity_problem()
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,9 +226,16 @@ async fn keepalive_requests_are_answered_when_enabled() {
     let mut device = t.connect().await;
     send(&mut device, &encode::dhip(77, 5, &keepalive("VTO", 5, 60))).await;
     let mut reply = vec![0u8; 32];
-    tokio::time::timeout(WAIT, device.read_exact(&mut reply)).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, device.read_exact(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&reply[..8], &alarm_center_proto::dhip::MAGIC);
-    assert_eq!(u32::from_le_bytes(reply[8..12].try_into().unwrap()), 77, "session echoed");
+    assert_eq!(
+        u32::from_le_bytes(reply[8..12].try_into().unwrap()),
+        77,
+        "session echoed"
+    );
     let len = u32::from_le_bytes(reply[16..20].try_into().unwrap()) as usize;
     let mut body = vec![0u8; len];
     device.read_exact(&mut body).await.unwrap();

@@ -28,25 +28,56 @@ async fn garbage_and_oversized_lengths_are_kept_and_other_devices_work() {
     let mut t = start(|c| c.server.max_frame = 1024).await;
     let mut bad = t.connect().await;
     // Random-looking garbage, then a DVRIP header declaring 1 MiB, then a valid frame.
-    let garbage: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 0x01).collect();
+    let garbage: Vec<u8> = (0..5000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 | 0x01)
+        .collect();
     send(&mut bad, &garbage).await;
     let mut huge = encode::dvrip_frame(0xF6, 0, [0; 24], &[]);
     huge[4..8].copy_from_slice(&(1u32 << 20).to_le_bytes());
     send(&mut bad, &huge).await;
     send(&mut bad, &vec![b'x'; 1 << 20]).await;
-    send(&mut bad, &encode::bare_json(r#"{"Code":"VideoLoss","Action":"Start","Index":0,"SerialNo":"BAD-1"}"#)).await;
+    send(
+        &mut bad,
+        &encode::bare_json(r#"{"Code":"VideoLoss","Action":"Start","Index":0,"SerialNo":"BAD-1"}"#),
+    )
+    .await;
     let mut good = t.connect().await;
-    send(&mut good, &encode::xm_alarm("GOOD-1", [10, 0, 0, 9].into(), 2, "HumanDetect", true, "2024-01-01 00:00:00")).await;
-    let mut events = t.until(WAIT, |e| e.device == "BAD-1" && e.code == "VideoLoss").await;
-    if !events.iter().any(|e| e.device == "GOOD-1" && e.code == "HumanDetect") {
-        events.extend(t.until(WAIT, |e| e.device == "GOOD-1" && e.code == "HumanDetect").await);
+    send(
+        &mut good,
+        &encode::xm_alarm(
+            "GOOD-1",
+            [10, 0, 0, 9].into(),
+            2,
+            "HumanDetect",
+            true,
+            "2024-01-01 00:00:00",
+        ),
+    )
+    .await;
+    let mut events = t
+        .until(WAIT, |e| e.device == "BAD-1" && e.code == "VideoLoss")
+        .await;
+    if !events
+        .iter()
+        .any(|e| e.device == "GOOD-1" && e.code == "HumanDetect")
+    {
+        events.extend(
+            t.until(WAIT, |e| e.device == "GOOD-1" && e.code == "HumanDetect")
+                .await,
+        );
     }
     let stats = t.server.stats();
     assert!(Stats::get(&stats.frames_junk) >= 1);
-    assert!(Stats::get(&stats.frames_error) >= 2, "the oversized frame counts as an error");
+    assert!(
+        Stats::get(&stats.frames_error) >= 2,
+        "the oversized frame counts as an error"
+    );
     t.server.shutdown().await.unwrap();
     let db = alarm_center_store::Db::open_read_only(t.dir.path()).unwrap();
-    assert!(db.frame_count().unwrap() >= 3, "junk and the truncated oversized frame are archived");
+    assert!(
+        db.frame_count().unwrap() >= 3,
+        "junk and the truncated oversized frame are archived"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,7 +87,10 @@ async fn a_one_byte_per_interval_sender_is_closed_and_others_keep_working() {
     let frame = encode::dvrip_mask(2, 0, 1);
     let slow_task = tokio::spawn(async move {
         for byte in &frame {
-            if tokio::io::AsyncWriteExt::write_all(&mut slow, std::slice::from_ref(byte)).await.is_err() {
+            if tokio::io::AsyncWriteExt::write_all(&mut slow, std::slice::from_ref(byte))
+                .await
+                .is_err()
+            {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -65,12 +99,30 @@ async fn a_one_byte_per_interval_sender_is_closed_and_others_keep_working() {
     });
     let mut good = t.connect().await;
     for i in 0..5 {
-        send(&mut good, &encode::dhip(1, i, &format!(r#"{{"Code":"AlarmLocal","Action":"Pulse","Index":{i},"SerialNo":"OK-2"}}"#))).await;
+        send(
+            &mut good,
+            &encode::dhip(
+                1,
+                i,
+                &format!(
+                    r#"{{"Code":"AlarmLocal","Action":"Pulse","Index":{i},"SerialNo":"OK-2"}}"#
+                ),
+            ),
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(slow_task.await.unwrap(), "the slow sender was not disconnected");
+    assert!(
+        slow_task.await.unwrap(),
+        "the slow sender was not disconnected"
+    );
     let events = t.events(6, WAIT).await;
-    assert_eq!(events.iter().filter(|e| e.device == "OK-2").count(), 6, "{:?}", summary(&events));
+    assert_eq!(
+        events.iter().filter(|e| e.device == "OK-2").count(),
+        6,
+        "{:?}",
+        summary(&events)
+    );
     assert_eq!(Stats::get(&t.server.stats().closed_slow), 1);
     t.server.shutdown().await.unwrap();
 }
@@ -134,12 +186,33 @@ async fn unknown_devices_can_be_refused() {
     })
     .await;
     let mut stranger = t.connect().await;
-    send(&mut stranger, &encode::bare_json(r#"{"Code":"VideoMotion","Action":"Start","Index":0,"SerialNo":"STRANGER"}"#)).await;
+    send(
+        &mut stranger,
+        &encode::bare_json(
+            r#"{"Code":"VideoMotion","Action":"Start","Index":0,"SerialNo":"STRANGER"}"#,
+        ),
+    )
+    .await;
     let mut known = t.connect().await;
-    send(&mut known, &encode::bare_json(r#"{"Code":"VideoMotion","Action":"Start","Index":0,"SerialNo":"known-1"}"#)).await;
+    send(
+        &mut known,
+        &encode::bare_json(
+            r#"{"Code":"VideoMotion","Action":"Start","Index":0,"SerialNo":"known-1"}"#,
+        ),
+    )
+    .await;
     let events = t.events(2, WAIT).await;
-    assert_eq!(summary(&events), ["front DeviceOnline pulse None", "front VideoMotion start Some(1)"]);
-    assert!(closed_by_server(&mut stranger, WAIT).await, "the unknown device stays connected");
+    assert_eq!(
+        summary(&events),
+        [
+            "front DeviceOnline pulse None",
+            "front VideoMotion start Some(1)"
+        ]
+    );
+    assert!(
+        closed_by_server(&mut stranger, WAIT).await,
+        "the unknown device stays connected"
+    );
     assert_eq!(Stats::get(&t.server.stats().closed_unknown_device), 1);
     t.server.shutdown().await.unwrap();
 }

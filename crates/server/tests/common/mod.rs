@@ -27,7 +27,11 @@ pub(crate) async fn start_with(dir: tempfile::TempDir, config: Config) -> TestSe
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = Server::start(config, listener).await.unwrap();
     let events = server.subscribe();
-    TestServer { server, events, dir }
+    TestServer {
+        server,
+        events,
+        dir,
+    }
 }
 
 pub(crate) async fn start(adjust: impl FnOnce(&mut Config)) -> TestServer {
@@ -52,14 +56,22 @@ impl TestServer {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
                 Ok(Ok(batch)) => got.extend(batch.iter().cloned()),
                 Ok(Err(e)) => panic!("event stream: {e}"),
-                Err(_) => panic!("only {} of {n} events within {within:?}: {:#?}", got.len(), summary(&got)),
+                Err(_) => panic!(
+                    "only {} of {n} events within {within:?}: {:#?}",
+                    got.len(),
+                    summary(&got)
+                ),
             }
         }
         got
     }
 
     /// Waits for an event matching `pred`, returning every event seen up to it.
-    pub(crate) async fn until(&mut self, within: Duration, pred: impl Fn(&StoredEvent) -> bool) -> Vec<StoredEvent> {
+    pub(crate) async fn until(
+        &mut self,
+        within: Duration,
+        pred: impl Fn(&StoredEvent) -> bool,
+    ) -> Vec<StoredEvent> {
         let mut got = Vec::new();
         let deadline = tokio::time::Instant::now() + within;
         loop {
@@ -72,7 +84,10 @@ impl TestServer {
                     }
                 }
                 Ok(Err(e)) => panic!("event stream: {e}"),
-                Err(_) => panic!("no matching event within {within:?}; saw {:#?}", summary(&got)),
+                Err(_) => panic!(
+                    "no matching event within {within:?}; saw {:#?}",
+                    summary(&got)
+                ),
             }
         }
     }
@@ -88,7 +103,19 @@ impl TestServer {
 pub(crate) fn summary(events: &[StoredEvent]) -> Vec<String> {
     events
         .iter()
-        .map(|e| format!("{} {} {} {:?}{}", e.device, e.code, e.action, e.channel, e.synthetic.as_deref().map(|s| format!(" ({s})")).unwrap_or_default()))
+        .map(|e| {
+            format!(
+                "{} {} {} {:?}{}",
+                e.device,
+                e.code,
+                e.action,
+                e.channel,
+                e.synthetic
+                    .as_deref()
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default()
+            )
+        })
         .collect()
 }
 

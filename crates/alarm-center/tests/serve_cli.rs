@@ -1,0 +1,207 @@
+//! `alarm-center serve` as a real process: SIGTERM drains and exits 0; `kill -9` during ingest leaves an
+//! intact store holding every event committed before the kill; `events`/`devices` read it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use alarm_center_proto::encode;
+
+struct Running {
+    child: Child,
+    addr: String,
+    events: mpsc::Receiver<serde_json::Value>,
+    stderr: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn serve(data_dir: &std::path::Path) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_alarm-center"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--stdout", "--data-dir"])
+        .arg(data_dir)
+        .env("ALARM_CENTER_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let kept = lines.clone();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if let Some(at) = line.find("listen=") {
+                let _ = addr_tx.send(
+                    line[at + 7..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .to_owned(),
+                );
+            }
+            kept.lock().unwrap().push(line);
+        }
+    });
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, events) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if tx
+                .send(serde_json::from_str(&line).expect("stdout line is JSON"))
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("server did not start");
+    Running {
+        child,
+        addr,
+        events,
+        stderr: lines,
+    }
+}
+
+fn cli(args: &[&str], data_dir: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_alarm-center"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path());
+    let mut device = TcpStream::connect(&server.addr).unwrap();
+    device.write_all(&encode::dvrip_mask(2, 0, 0b11)).unwrap();
+    // The frame's last bytes are still in flight when the signal comes: the drain must keep them.
+    device
+        .write_all(&encode::dvrip_mask(2, 0, 0b10)[..20])
+        .unwrap();
+    for _ in 0..3 {
+        server
+            .events
+            .recv_timeout(Duration::from_secs(10))
+            .expect("event");
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    let log = server.stderr.lock().unwrap().join("\n");
+    assert!(
+        log.contains("SIGTERM received") && log.contains("store flushed"),
+        "{log}"
+    );
+    let events = cli(&["events", "--json"], dir.path());
+    assert_eq!(events.lines().count(), 3, "{events}");
+    let devices = cli(&["devices"], dir.path());
+    assert!(devices.contains("addr-127.0.0.1"), "{devices}");
+    let frames = alarm_center_store::Db::open_read_only(dir.path())
+        .unwrap()
+        .frame_count()
+        .unwrap();
+    assert_eq!(frames, 2, "the incomplete frame was kept at shutdown");
+}
+
+#[test]
+fn kill_9_during_ingest_leaves_every_committed_event_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path());
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = (0..4)
+        .map(|d| {
+            let (addr, stop) = (server.addr.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let Ok(mut s) = TcpStream::connect(&addr) else { return };
+                let serial = format!("KILL-{d}");
+                let mut i = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let action = if i % 2 == 0 { "Start" } else { "Stop" };
+                    let body = format!(r#"{{"Code":"VideoMotion","Action":"{action}","Index":{},"SerialNo":"{serial}"}}"#, i % 8);
+                    if s.write_all(&encode::dhip(1, i, &body)).is_err() {
+                        return;
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < 3000 && Instant::now() < deadline {
+        if let Ok(e) = server.events.recv_timeout(Duration::from_secs(5)) {
+            seen.push(e);
+        }
+    }
+    assert!(seen.len() >= 3000, "only {} events committed", seen.len());
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    // Lines already written to the pipe before the kill were committed too.
+    while let Ok(e) = server.events.recv_timeout(Duration::from_millis(500)) {
+        seen.push(e);
+    }
+    for s in senders {
+        let _ = s.join();
+    }
+    let db =
+        alarm_center_store::Db::open(dir.path(), alarm_center_store::SyncMode::Normal).unwrap();
+    assert_eq!(db.integrity_problem().unwrap(), None);
+    let stored = db
+        .events(&alarm_center_store::EventQuery {
+            limit: Some(10_000_000),
+            ..Default::default()
+        })
+        .unwrap();
+    let by_id: std::collections::HashMap<i64, &alarm_center_store::StoredEvent> =
+        stored.iter().map(|e| (e.id, e)).collect();
+    for e in &seen {
+        let id = e["id"].as_i64().unwrap();
+        let s = by_id.get(&id).unwrap_or_else(|| {
+            panic!("event {id} was printed as committed but is not in the store")
+        });
+        assert_eq!(s.code, e["code"].as_str().unwrap());
+        assert_eq!(s.action, e["action"].as_str().unwrap());
+        assert_eq!(s.device, e["device"].as_str().unwrap());
+    }
+    drop(db);
+    // And the server starts again on that store.
+    let mut again = serve(dir.path());
+    let mut device = TcpStream::connect(&again.addr).unwrap();
+    device
+        .write_all(&encode::dhip(
+            1,
+            1,
+            r#"{"Code":"VideoLoss","Action":"Start","Index":0,"SerialNo":"KILL-0"}"#,
+        ))
+        .unwrap();
+    let next = again.events.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        next["id"].as_i64().unwrap()
+            > seen
+                .iter()
+                .map(|e| e["id"].as_i64().unwrap())
+                .max()
+                .unwrap()
+    );
+    again.child.kill().unwrap();
+    again.child.wait().unwrap();
+}
