@@ -41,28 +41,57 @@ fn main() {
     let motion = r#"{"method":"client.notifyEventStream","params":{"eventList":[{"Code":"VideoMotion","Action":"Start","Index":0,"Data":{"Name":"cam 1"}}]}}"#;
     let encoded: Vec<(&str, Vec<u8>)> = vec![
         ("enc-dvrip-mask", encode::dvrip_mask(2, 0, 5)),
-        ("enc-dvrip-mask-diskfull", encode::dvrip_mask(6, 1, 0x8000_0001)),
+        (
+            "enc-dvrip-mask-diskfull",
+            encode::dvrip_mask(6, 1, 0x8000_0001),
+        ),
         (
             "enc-dvrip-text",
             encode::dvrip_text(
                 1,
                 0,
-                &[("alarm channel", "5"), ("Time", "2023-01-16 10:00:00"), ("Domain name", "nvr.example.org")],
+                &[
+                    ("alarm channel", "5"),
+                    ("Time", "2023-01-16 10:00:00"),
+                    ("Domain name", "nvr.example.org"),
+                ],
             ),
         ),
         ("enc-dvrip-json", encode::dvrip_json(7, 0x1234, motion)),
         ("enc-dvrip-heartbeat", encode::dvrip_heartbeat()),
         (
             "enc-dhip-keepalive",
-            encode::dhip(1, 2, r#"{"method":"global.keepAlive","params":{"timeout":60},"id":2}"#),
+            encode::dhip(
+                1,
+                2,
+                r#"{"method":"global.keepAlive","params":{"timeout":60},"id":2}"#,
+            ),
         ),
         ("enc-dhip-event", encode::dhip(3, 4, motion)),
         (
             "enc-xm-alarm",
-            encode::xm_alarm("abc123", "192.168.1.10".parse().unwrap(), 0, "HumanDetect", true, "2024-01-27 21:10:58"),
+            encode::xm_alarm(
+                "abc123",
+                "192.168.1.10".parse().unwrap(),
+                0,
+                "HumanDetect",
+                true,
+                "2024-01-27 21:10:58",
+            ),
         ),
-        ("enc-xm-keepalive", encode::xm(1006, 5, 6, r#"{"Name":"KeepAlive","SessionID":"0x00000005"}"#)),
-        ("enc-bare-json", encode::bare_json(r#"{"Code":"AlarmLocal","Action":"Stop","Index":3}"#)),
+        (
+            "enc-xm-keepalive",
+            encode::xm(
+                1006,
+                5,
+                6,
+                r#"{"Name":"KeepAlive","SessionID":"0x00000005"}"#,
+            ),
+        ),
+        (
+            "enc-bare-json",
+            encode::bare_json(r#"{"Code":"AlarmLocal","Action":"Stop","Index":3}"#),
+        ),
     ];
     let mut mixed = Vec::new();
     for (i, (_, frame)) in encoded.iter().enumerate() {
@@ -91,13 +120,25 @@ fn main() {
                         if i > 0 && !name.starts_with("sample-") && name != "enc-mixed" {
                             continue;
                         }
-                        fs::write(dir.join(format!("{name}.{pname}")), [&params[..], stream].concat()).unwrap();
+                        fs::write(
+                            dir.join(format!("{name}.{pname}")),
+                            [&params[..], stream].concat(),
+                        )
+                        .unwrap();
                     }
                 }
                 "session" => {
-                    fs::write(dir.join(format!("{name}.default")), [&[0xFF][..], stream].concat()).unwrap();
+                    fs::write(
+                        dir.join(format!("{name}.default")),
+                        [&[0xFF][..], stream].concat(),
+                    )
+                    .unwrap();
                     if name == "enc-oversized" || name == "enc-mixed" {
-                        fs::write(dir.join(format!("{name}.max64")), [&[0][..], stream].concat()).unwrap();
+                        fs::write(
+                            dir.join(format!("{name}.max64")),
+                            [&[0][..], stream].concat(),
+                        )
+                        .unwrap();
                     }
                 }
                 _ => {
@@ -112,7 +153,9 @@ fn main() {
             // One of every item kind in turn, then the same with more bytes per choice.
             let counting: Vec<u8> = (0u8..=255).collect();
             fs::write(dir.join("counting"), &counting).unwrap();
-            let items: Vec<u8> = (0u8..7).flat_map(|k| [k, 0x41, 0x42, 3, 0, 0, 0, 0x11]).collect();
+            let items: Vec<u8> = (0u8..7)
+                .flat_map(|k| [k, 0x41, 0x42, 3, 0, 0, 0, 0x11])
+                .collect();
             fs::write(dir.join("each-item"), items).unwrap();
         }
     }

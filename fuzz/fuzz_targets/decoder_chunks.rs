@@ -87,7 +87,11 @@ fn assert_same(what: &str, a: &[Frame], b: &[Frame]) {
     if a == b {
         return;
     }
-    let i = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+    let i = a
+        .iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()));
     panic!(
         "{what}: frames differ ({} vs {} frames), first difference at frame {i}:\n  whole:   {:?}\n  chunked: {:?}",
         a.len(),
@@ -220,7 +224,11 @@ fn check_frames(stream: &[u8], max_frame: usize, frames: &[Frame]) {
                 }
                 Some(FrameError::Incomplete { have, need }) => {
                     assert_eq!(*have, f.len(), "frame {i}: Incomplete.have");
-                    assert_eq!(f.header_len, header_len.min(f.len()), "frame {i}: header_len");
+                    assert_eq!(
+                        f.header_len,
+                        header_len.min(f.len()),
+                        "frame {i}: header_len"
+                    );
                     if f.len() >= len_at + 4 {
                         assert_eq!(
                             *need as u64,
@@ -278,7 +286,11 @@ fuzz_target!(|data: &[u8]| {
 
     // finish() resets the decoder for a new stream starting at offset 0.
     let again = decode(&mut decoder, stream, &[stream.len().max(1)]);
-    assert_same("fresh decoder vs decoder reused after finish()", &whole, &again);
+    assert_same(
+        "fresh decoder vs decoder reused after finish()",
+        &whole,
+        &again,
+    );
 
     check_frames(stream, max_frame, &whole);
 });

@@ -32,13 +32,44 @@ const MAX_ITEMS: usize = 24;
 const MAX_DEPTH: u32 = 4;
 
 const KEYS: &[&str] = &[
-    "Code", "Action", "Index", "Data", "method", "params", "eventList", "result", "Event",
-    "Status", "Channel", "SerialID", "Address", "Time", "LocaleTime", "StartTime", "timeout",
-    "KeepAliveInterval", "MAC", "IP", "Domain", "id", "session",
+    "Code",
+    "Action",
+    "Index",
+    "Data",
+    "method",
+    "params",
+    "eventList",
+    "result",
+    "Event",
+    "Status",
+    "Channel",
+    "SerialID",
+    "Address",
+    "Time",
+    "LocaleTime",
+    "StartTime",
+    "timeout",
+    "KeepAliveInterval",
+    "MAC",
+    "IP",
+    "Domain",
+    "id",
+    "session",
 ];
 const WORDS: &[&str] = &[
-    "Start", "Stop", "Pulse", "State", "VideoMotion", "AlarmLocal", "HumanDetect", "KeepAlive",
-    "client.notifyEventStream", "global.keepAlive", "0x0A01A8C0", "2024-01-27 21:10:58", "",
+    "Start",
+    "Stop",
+    "Pulse",
+    "State",
+    "VideoMotion",
+    "AlarmLocal",
+    "HumanDetect",
+    "KeepAlive",
+    "client.notifyEventStream",
+    "global.keepAlive",
+    "0x0A01A8C0",
+    "2024-01-27 21:10:58",
+    "",
 ];
 const PADDING: &[u8] = b" \t\r\n\0";
 
@@ -61,7 +92,11 @@ fn json_value(u: &mut Unstructured<'_>, depth: u32) -> Result<Value> {
         5 => Value::String(text(u, WORDS)?),
         6 => {
             let n = u.int_in_range(0..=4)?;
-            Value::Array((0..n).map(|_| json_value(u, depth + 1)).collect::<Result<_>>()?)
+            Value::Array(
+                (0..n)
+                    .map(|_| json_value(u, depth + 1))
+                    .collect::<Result<_>>()?,
+            )
         }
         _ => Value::Object(json_object(u, depth + 1)?),
     })
@@ -85,12 +120,36 @@ fn json_text(u: &mut Unstructured<'_>) -> Result<String> {
 
 #[derive(Debug)]
 enum Item {
-    Mask { alarm_type: u8, group: u8, mask: u32 },
-    Text { alarm_type: u8, group: u8, channel: Option<String>, pairs: Vec<(String, String)> },
-    DvripJson { request_id: u32, session_id: u32, json: String },
-    Dhip { session_id: u32, request_id: u32, json: String },
-    Xm { message_id: u16, session_id: u32, sequence: u32, json: String },
-    Bare { json: String },
+    Mask {
+        alarm_type: u8,
+        group: u8,
+        mask: u32,
+    },
+    Text {
+        alarm_type: u8,
+        group: u8,
+        channel: Option<String>,
+        pairs: Vec<(String, String)>,
+    },
+    DvripJson {
+        request_id: u32,
+        session_id: u32,
+        json: String,
+    },
+    Dhip {
+        session_id: u32,
+        request_id: u32,
+        json: String,
+    },
+    Xm {
+        message_id: u16,
+        session_id: u32,
+        sequence: u32,
+        json: String,
+    },
+    Bare {
+        json: String,
+    },
     Heartbeat,
 }
 
@@ -105,7 +164,11 @@ fn alarm_type(u: &mut Unstructured<'_>) -> Result<u8> {
 }
 
 fn group(u: &mut Unstructured<'_>) -> Result<u8> {
-    Ok(if u.ratio(1, 2)? { u.int_in_range(0..=2)? } else { u8::arbitrary(u)? })
+    Ok(if u.ratio(1, 2)? {
+        u.int_in_range(0..=2)?
+    } else {
+        u8::arbitrary(u)?
+    })
 }
 
 fn item(u: &mut Unstructured<'_>) -> Result<Item> {
@@ -130,10 +193,13 @@ fn item(u: &mut Unstructured<'_>) -> Result<Item> {
             let n = u.int_in_range(0..=4)?;
             let mut pairs = Vec::new();
             for _ in 0..n {
-                let key: String = text(u, &["Time", "Domain name", "Global IP", "DeAlarm index", "x"])?
-                    .chars()
-                    .filter(|c| !matches!(c, ':' | '\r' | '\n'))
-                    .collect();
+                let key: String = text(
+                    u,
+                    &["Time", "Domain name", "Global IP", "DeAlarm index", "x"],
+                )?
+                .chars()
+                .filter(|c| !matches!(c, ':' | '\r' | '\n'))
+                .collect();
                 let value: String = text(u, WORDS)?
                     .chars()
                     .filter(|c| !matches!(c, '\r' | '\n'))
@@ -167,7 +233,9 @@ fn item(u: &mut Unstructured<'_>) -> Result<Item> {
             sequence: u32::arbitrary(u)?,
             json: json_text(u)?,
         },
-        5 => Item::Bare { json: json_text(u)? },
+        5 => Item::Bare {
+            json: json_text(u)?,
+        },
         _ => Item::Heartbeat,
     })
 }
@@ -181,7 +249,12 @@ fn text_pairs(channel: &Option<String>, pairs: &[(String, String)]) -> Vec<(Stri
     all.extend(pairs.iter().cloned());
     // A body whose first non-blank byte is `{` or `[` is read as JSON first; keep text bodies text.
     if let Some((key, _)) = all.first_mut() {
-        if matches!(key.trim_start_matches(|c: char| c.is_ascii_whitespace()).as_bytes().first(), Some(b'{' | b'[')) {
+        if matches!(
+            key.trim_start_matches(|c: char| c.is_ascii_whitespace())
+                .as_bytes()
+                .first(),
+            Some(b'{' | b'[')
+        ) {
             key.insert(0, 'k');
         }
     }
@@ -190,19 +263,38 @@ fn text_pairs(channel: &Option<String>, pairs: &[(String, String)]) -> Vec<(Stri
 
 fn encode_item(item: &Item) -> Vec<u8> {
     match item {
-        Item::Mask { alarm_type, group, mask } => encode::dvrip_mask(*alarm_type, *group, *mask),
-        Item::Text { alarm_type, group, channel, pairs } => {
+        Item::Mask {
+            alarm_type,
+            group,
+            mask,
+        } => encode::dvrip_mask(*alarm_type, *group, *mask),
+        Item::Text {
+            alarm_type,
+            group,
+            channel,
+            pairs,
+        } => {
             let all = text_pairs(channel, pairs);
-            let refs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let refs: Vec<(&str, &str)> =
+                all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             encode::dvrip_text(*alarm_type, *group, &refs)
         }
-        Item::DvripJson { request_id, session_id, json } => {
-            encode::dvrip_json(*request_id, *session_id, json)
-        }
-        Item::Dhip { session_id, request_id, json } => encode::dhip(*session_id, *request_id, json),
-        Item::Xm { message_id, session_id, sequence, json } => {
-            encode::xm(*message_id, *session_id, *sequence, json)
-        }
+        Item::DvripJson {
+            request_id,
+            session_id,
+            json,
+        } => encode::dvrip_json(*request_id, *session_id, json),
+        Item::Dhip {
+            session_id,
+            request_id,
+            json,
+        } => encode::dhip(*session_id, *request_id, json),
+        Item::Xm {
+            message_id,
+            session_id,
+            sequence,
+            json,
+        } => encode::xm(*message_id, *session_id, *sequence, json),
         Item::Bare { json } => encode::bare_json(json),
         Item::Heartbeat => encode::dvrip_heartbeat(),
     }
@@ -229,11 +321,19 @@ impl Model {
                 break;
             }
             let g = g as u8;
-            let new = if alarm_type == dvrip::ALARM_TYPE_DISK_FULL { u32::from(word != 0) } else { word };
+            let new = if alarm_type == dvrip::ALARM_TYPE_DISK_FULL {
+                u32::from(word != 0)
+            } else {
+                word
+            };
             let old = self.masks.insert((alarm_type, g), new).unwrap_or(0);
             for bit in 0..32 {
                 if (old ^ new) >> bit & 1 == 1 {
-                    let action = if new >> bit & 1 == 1 { Action::Start } else { Action::Stop };
+                    let action = if new >> bit & 1 == 1 {
+                        Action::Start
+                    } else {
+                        Action::Stop
+                    };
                     out.push((code.clone(), action, i64::from(bit) + 32 * i64::from(g)));
                 }
             }
@@ -271,11 +371,22 @@ fn check_json_body(i: usize, decoded: &alarm_center_proto::Decoded, json: &str) 
             "item {i}: JSON body text {:?} differs from the encoded {json:?}",
             String::from_utf8_lossy(text)
         ),
-        other => panic!("item {i}: JSON body decoded as {other:?} (error {:?}): {json}", decoded.error),
+        other => panic!(
+            "item {i}: JSON body decoded as {other:?} (error {:?}): {json}",
+            decoded.error
+        ),
     }
-    assert_eq!(decoded.body_format, BodyFormat::Json, "item {i}: body_format");
+    assert_eq!(
+        decoded.body_format,
+        BodyFormat::Json,
+        "item {i}: body_format"
+    );
     let expected: Value = serde_json::from_str(json).expect("serde_json output parses");
-    assert_eq!(decoded.body.json_value(), Some(expected), "item {i}: JSON value");
+    assert_eq!(
+        decoded.body.json_value(),
+        Some(expected),
+        "item {i}: JSON value"
+    );
     if !decoded.events.is_empty() {
         assert!(
             matches!(decoded.kind, Kind::Alarm | Kind::Keepalive),
@@ -306,7 +417,12 @@ fuzz_target!(|data: &[u8]| {
         if bytes.len() > MAX_FRAME {
             return;
         }
-        expected.push((stream.len() as u64, bytes[..frame_len].to_vec(), protocol, header_len));
+        expected.push((
+            stream.len() as u64,
+            bytes[..frame_len].to_vec(),
+            protocol,
+            header_len,
+        ));
         stream.extend_from_slice(&bytes);
         items.push(item);
         let pad = u.int_in_range(0..=3).unwrap_or(0);
@@ -315,7 +431,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let mut decoder = Decoder::new(DecoderConfig { max_frame: MAX_FRAME });
+    let mut decoder = Decoder::new(DecoderConfig {
+        max_frame: MAX_FRAME,
+    });
     let mut frames: Vec<Frame> = decoder.feed(&stream).collect();
     frames.extend(decoder.finish());
     assert_eq!(
@@ -323,11 +441,25 @@ fuzz_target!(|data: &[u8]| {
         items.len(),
         "frame count: items {items:?}\nframes {frames:?}"
     );
-    for (i, (frame, (offset, bytes, protocol, header_len))) in frames.iter().zip(&expected).enumerate() {
+    for (i, (frame, (offset, bytes, protocol, header_len))) in
+        frames.iter().zip(&expected).enumerate()
+    {
         assert_eq!(frame.offset, *offset, "item {i}: offset ({:?})", items[i]);
-        assert!(frame.bytes[..] == bytes[..], "item {i}: bytes ({:?}): {frame:?}", items[i]);
-        assert_eq!(frame.protocol, *protocol, "item {i}: protocol ({:?})", items[i]);
-        assert_eq!(frame.header_len, *header_len, "item {i}: header_len ({:?})", items[i]);
+        assert!(
+            frame.bytes[..] == bytes[..],
+            "item {i}: bytes ({:?}): {frame:?}",
+            items[i]
+        );
+        assert_eq!(
+            frame.protocol, *protocol,
+            "item {i}: protocol ({:?})",
+            items[i]
+        );
+        assert_eq!(
+            frame.header_len, *header_len,
+            "item {i}: header_len ({:?})",
+            items[i]
+        );
         assert_eq!(frame.error, None, "item {i}: error ({:?})", items[i]);
     }
 
@@ -337,30 +469,69 @@ fuzz_target!(|data: &[u8]| {
         let decoded = session.decode(frame);
         let mut expected_events = None;
         match item {
-            Item::Mask { alarm_type, group, mask } => {
-                assert_eq!(decoded.command, Some(u32::from(dvrip::CMD_ALARM)), "item {i}: command");
+            Item::Mask {
+                alarm_type,
+                group,
+                mask,
+            } => {
+                assert_eq!(
+                    decoded.command,
+                    Some(u32::from(dvrip::CMD_ALARM)),
+                    "item {i}: command"
+                );
                 assert_eq!(
                     decoded.header,
                     Header::Dvrip(alarm_header(*alarm_type, *group, 0, 4)),
                     "item {i}: header"
                 );
-                assert_eq!(decoded.body, Body::Mask { mask: *mask, more: vec![] }, "item {i}: body");
-                assert_eq!(decoded.body_format, BodyFormat::Mask, "item {i}: body_format");
+                assert_eq!(
+                    decoded.body,
+                    Body::Mask {
+                        mask: *mask,
+                        more: vec![]
+                    },
+                    "item {i}: body"
+                );
+                assert_eq!(
+                    decoded.body_format,
+                    BodyFormat::Mask,
+                    "item {i}: body_format"
+                );
                 assert_eq!(decoded.error, None, "item {i}: error");
-                let kind = if *alarm_type == dvrip::ALARM_TYPE_REPORT { Kind::Report } else { Kind::Alarm };
+                let kind = if *alarm_type == dvrip::ALARM_TYPE_REPORT {
+                    Kind::Report
+                } else {
+                    Kind::Alarm
+                };
                 assert_eq!(decoded.kind, kind, "item {i}: kind");
                 expected_events = Some(model.apply(*alarm_type, *group, &[*mask]));
             }
-            Item::Text { alarm_type, group, channel, pairs } => {
+            Item::Text {
+                alarm_type,
+                group,
+                channel,
+                pairs,
+            } => {
                 let all = text_pairs(channel, pairs);
-                let body_len = all.iter().map(|(k, v)| k.len() + v.len() + 3).sum::<usize>();
-                assert_eq!(decoded.command, Some(u32::from(dvrip::CMD_ALARM)), "item {i}: command");
+                let body_len = all
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 3)
+                    .sum::<usize>();
+                assert_eq!(
+                    decoded.command,
+                    Some(u32::from(dvrip::CMD_ALARM)),
+                    "item {i}: command"
+                );
                 assert_eq!(
                     decoded.header,
                     Header::Dvrip(alarm_header(*alarm_type, *group, 1, body_len as u32)),
                     "item {i}: header"
                 );
-                let kind = if *alarm_type == dvrip::ALARM_TYPE_REPORT { Kind::Report } else { Kind::Alarm };
+                let kind = if *alarm_type == dvrip::ALARM_TYPE_REPORT {
+                    Kind::Report
+                } else {
+                    Kind::Alarm
+                };
                 assert_eq!(decoded.kind, kind, "item {i}: kind");
                 let trimmed: Vec<(String, String)> = all
                     .iter()
@@ -370,8 +541,16 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(decoded.body, Body::None, "item {i}: empty text body");
                     expected_events = Some(vec![]);
                 } else {
-                    assert_eq!(decoded.body, Body::Text(trimmed.clone()), "item {i}: text pairs");
-                    assert_eq!(decoded.body_format, BodyFormat::Text, "item {i}: body_format");
+                    assert_eq!(
+                        decoded.body,
+                        Body::Text(trimmed.clone()),
+                        "item {i}: text pairs"
+                    );
+                    assert_eq!(
+                        decoded.body_format,
+                        BodyFormat::Text,
+                        "item {i}: body_format"
+                    );
                     let mut events = vec![];
                     let mut error = false;
                     if let Some(value) = lookup(&trimmed, "alarm channel") {
@@ -386,7 +565,12 @@ fuzz_target!(|data: &[u8]| {
                             Err(_) => error = true,
                         }
                     }
-                    assert_eq!(decoded.error.is_some(), error, "item {i}: error {:?}", decoded.error);
+                    assert_eq!(
+                        decoded.error.is_some(),
+                        error,
+                        "item {i}: error {:?}",
+                        decoded.error
+                    );
                     if !events.is_empty() {
                         let time = lookup(&trimmed, "Time");
                         for event in &decoded.events {
@@ -396,9 +580,17 @@ fuzz_target!(|data: &[u8]| {
                     expected_events = Some(events);
                 }
             }
-            Item::DvripJson { request_id, session_id, json } => {
+            Item::DvripJson {
+                request_id,
+                session_id,
+                json,
+            } => {
                 let len = json.len() as u32 + 1;
-                assert_eq!(decoded.command, Some(u32::from(dvrip::CMD_JSON)), "item {i}: command");
+                assert_eq!(
+                    decoded.command,
+                    Some(u32::from(dvrip::CMD_JSON)),
+                    "item {i}: command"
+                );
                 assert_eq!(
                     decoded.header,
                     Header::Dvrip(dvrip::Header {
@@ -418,7 +610,11 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(decoded.error, None, "item {i}: error");
                 check_json_body(i, &decoded, json);
             }
-            Item::Dhip { session_id, request_id, json } => {
+            Item::Dhip {
+                session_id,
+                request_id,
+                json,
+            } => {
                 let len = json.len() as u32 + 1;
                 assert_eq!(decoded.command, None, "item {i}: command");
                 assert_eq!(
@@ -436,8 +632,17 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(decoded.error, None, "item {i}: error");
                 check_json_body(i, &decoded, json);
             }
-            Item::Xm { message_id, session_id, sequence, json } => {
-                assert_eq!(decoded.command, Some(u32::from(*message_id)), "item {i}: command");
+            Item::Xm {
+                message_id,
+                session_id,
+                sequence,
+                json,
+            } => {
+                assert_eq!(
+                    decoded.command,
+                    Some(u32::from(*message_id)),
+                    "item {i}: command"
+                );
                 assert_eq!(
                     decoded.header,
                     Header::Xm(xm::Header {
@@ -464,10 +669,18 @@ fuzz_target!(|data: &[u8]| {
                 check_json_body(i, &decoded, json);
             }
             Item::Heartbeat => {
-                assert_eq!(decoded.command, Some(u32::from(dvrip::CMD_HEARTBEAT)), "item {i}: command");
+                assert_eq!(
+                    decoded.command,
+                    Some(u32::from(dvrip::CMD_HEARTBEAT)),
+                    "item {i}: command"
+                );
                 assert_eq!(decoded.kind, Kind::Keepalive, "item {i}: kind");
                 assert_eq!(decoded.body, Body::None, "item {i}: body");
-                assert_eq!(decoded.body_format, BodyFormat::None, "item {i}: body_format");
+                assert_eq!(
+                    decoded.body_format,
+                    BodyFormat::None,
+                    "item {i}: body_format"
+                );
                 assert_eq!(decoded.error, None, "item {i}: error");
                 assert!(decoded.events.is_empty(), "item {i}: events");
             }
@@ -476,7 +689,13 @@ fuzz_target!(|data: &[u8]| {
             let got: Vec<(String, Action, i64)> = decoded
                 .events
                 .iter()
-                .map(|e| (e.code.to_string(), e.action.clone(), e.index.unwrap_or(i64::MIN)))
+                .map(|e| {
+                    (
+                        e.code.to_string(),
+                        e.action.clone(),
+                        e.index.unwrap_or(i64::MIN),
+                    )
+                })
                 .collect();
             assert_eq!(got, expected_events, "item {i}: 0x69 events ({item:?})");
         }

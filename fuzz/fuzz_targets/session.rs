@@ -17,8 +17,7 @@
 
 use alarm_center_proto::session::{Body, BodyFormat};
 use alarm_center_proto::{
-    Decoded, Decoder, DecoderConfig, Frame, FrameRecord, Kind, Protocol, Session,
-    DEFAULT_MAX_FRAME,
+    Decoded, Decoder, DecoderConfig, Frame, FrameRecord, Kind, Protocol, Session, DEFAULT_MAX_FRAME,
 };
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -49,7 +48,11 @@ fn check(frame: &Frame, decoded: &Decoded) {
         obj.get(name)
             .unwrap_or_else(|| panic!("FrameRecord output has no `{name}`: {text}"))
     };
-    assert_eq!(field("offset").as_u64(), Some(frame.offset), "offset: {text}");
+    assert_eq!(
+        field("offset").as_u64(),
+        Some(frame.offset),
+        "offset: {text}"
+    );
     assert_eq!(
         field("length").as_u64(),
         Some(frame.len() as u64),
@@ -88,13 +91,21 @@ fn check(frame: &Frame, decoded: &Decoded) {
         .unwrap_or_else(|| panic!("events is not an array: {text}"));
     assert_eq!(events.len(), decoded.events.len(), "event count: {text}");
     for (out, event) in events.iter().zip(&decoded.events) {
-        assert_eq!(out["code"].as_str(), Some(&*event.code), "event code: {text}");
+        assert_eq!(
+            out["code"].as_str(),
+            Some(&*event.code),
+            "event code: {text}"
+        );
         assert_eq!(
             out["action"].as_str(),
             Some(event.action.as_str()),
             "event action: {text}"
         );
-        assert_eq!(out.get("index").and_then(Value::as_i64), event.index, "event index: {text}");
+        assert_eq!(
+            out.get("index").and_then(Value::as_i64),
+            event.index,
+            "event index: {text}"
+        );
     }
 
     match &decoded.body {
@@ -104,10 +115,18 @@ fn check(frame: &Frame, decoded: &Decoded) {
                 .body
                 .json_value()
                 .unwrap_or_else(|| panic!("Body::Json that does not parse: {frame:?}"));
-            assert_eq!(field("body"), &parsed, "JSON body output differs from the body: {text}");
+            assert_eq!(
+                field("body"),
+                &parsed,
+                "JSON body output differs from the body: {text}"
+            );
         }
         Body::Mask { mask, more } => {
-            assert_eq!(field("body")["mask"].as_u64(), Some(u64::from(*mask)), "mask: {text}");
+            assert_eq!(
+                field("body")["mask"].as_u64(),
+                Some(u64::from(*mask)),
+                "mask: {text}"
+            );
             if !more.is_empty() {
                 assert_eq!(
                     field("body")["more"].as_array().map(Vec::len),
@@ -125,8 +144,14 @@ fn check(frame: &Frame, decoded: &Decoded) {
     }
 
     if frame.error.is_some() {
-        assert!(decoded.error.is_some(), "framing error not reported: {frame:?}");
-        assert!(decoded.events.is_empty(), "events from a broken frame: {frame:?}");
+        assert!(
+            decoded.error.is_some(),
+            "framing error not reported: {frame:?}"
+        );
+        assert!(
+            decoded.events.is_empty(),
+            "events from a broken frame: {frame:?}"
+        );
         assert!(
             matches!(decoded.body_format, BodyFormat::Binary | BodyFormat::None),
             "broken frame interpreted as {:?}",
@@ -134,7 +159,11 @@ fn check(frame: &Frame, decoded: &Decoded) {
         );
     }
     if !decoded.events.is_empty() {
-        assert_ne!(decoded.kind, Kind::Unknown, "events but kind unknown: {text}");
+        assert_ne!(
+            decoded.kind,
+            Kind::Unknown,
+            "events but kind unknown: {text}"
+        );
     }
 
     let is_alarm_upload = frame.protocol == Protocol::Dvrip && frame.bytes.first() == Some(&0x69);

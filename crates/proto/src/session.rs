@@ -29,6 +29,19 @@ pub enum Kind {
     Unknown,
 }
 
+impl BodyFormat {
+    /// The lower-case name used in the output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BodyFormat::Mask => "mask",
+            BodyFormat::Text => "text",
+            BodyFormat::Json => "json",
+            BodyFormat::Binary => "binary",
+            BodyFormat::None => "none",
+        }
+    }
+}
+
 impl Kind {
     /// The lower-case name used in the output and in metrics labels.
     pub fn as_str(self) -> &'static str {

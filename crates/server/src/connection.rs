@@ -5,10 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alarm_center_proto::record::StreamInfo;
-use alarm_center_proto::{
-    encode, Decoded, Decoder, DecoderConfig, Frame, FrameRecord, Kind, Protocol, Session,
-};
+use alarm_center_proto::{encode, Decoded, Decoder, DecoderConfig, Frame, Kind, Protocol, Session};
 use alarm_center_store::{ConnectionClose, ConnectionOpen, DeviceUpdate, NewEvent, NewFrame};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -41,7 +38,6 @@ pub(crate) struct Connection {
     shared: Arc<Shared>,
     id: i64,
     peer: SocketAddr,
-    local: Option<SocketAddr>,
     cancel: CancellationToken,
     opened: Instant,
     decoder: Decoder,
@@ -58,12 +54,7 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        id: i64,
-        peer: SocketAddr,
-        local: Option<SocketAddr>,
-    ) -> Connection {
+    pub(crate) fn new(shared: Arc<Shared>, id: i64, peer: SocketAddr) -> Connection {
         let decoder = Decoder::new(DecoderConfig {
             max_frame: shared.config.server.max_frame,
         });
@@ -72,7 +63,6 @@ impl Connection {
             shared,
             id,
             peer,
-            local,
             cancel,
             opened: Instant::now(),
             decoder,
@@ -117,7 +107,11 @@ impl Connection {
             let ready = tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => {
-                    return if self.shared.shutdown.is_cancelled() { "server shutdown".into() } else { "replaced by a newer connection of the device".into() };
+                    if self.shared.shutdown.is_cancelled() {
+                        self.drain(stream).await;
+                        return "server shutdown".into();
+                    }
+                    return "replaced by a newer connection of the device".into();
                 }
                 ready = tokio::time::timeout_at(deadline, stream.readable()) => ready,
             };
@@ -173,6 +167,36 @@ impl Connection {
             if self.unknown_refused() {
                 Stats::inc(&self.shared.stats.closed_unknown_device);
                 return "unknown device refused (server.allow-unknown-devices = false)".into();
+            }
+        }
+    }
+
+    /// At shutdown: decodes what the device already sent (bytes waiting in the socket), without waiting
+    /// for more, so that nothing received is lost.
+    async fn drain(&mut self, stream: &mut TcpStream) {
+        /// Bounds the drain of one connection so that shutdown always ends.
+        const MAX_DRAIN_BYTES: u64 = 64 * 1024 * 1024;
+        let mut drained = 0;
+        while drained < MAX_DRAIN_BYTES {
+            let decoder = &mut self.decoder;
+            let read = READ_BUF.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                match stream.try_read(&mut buf) {
+                    Ok(0) => Read::Eof,
+                    Ok(n) => {
+                        drained += n as u64;
+                        Read::Frames(decoder.feed(&buf[..n]).collect())
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Read::NotReady,
+                    Err(e) => Read::Failed(e),
+                }
+            });
+            let Read::Frames(frames) = read else {
+                break;
+            };
+            self.bytes += frames.iter().map(|f| f.len() as u64).sum::<u64>();
+            for frame in frames {
+                self.process(frame, stream).await;
             }
         }
     }
@@ -419,28 +443,17 @@ impl Connection {
     }
 
     fn new_frame(&self, frame: &Frame, decoded: &Decoded, received_ms: i64) -> NewFrame {
-        let stream = StreamInfo {
-            index: None,
-            src: Some(self.peer.to_string()),
-            dst: self.local.map(|a| a.to_string()),
-            ts: Some(alarm_center_store::format_ms(received_ms)),
-        };
-        let record = FrameRecord {
-            frame,
-            decoded,
-            stream: Some(&stream),
-            include_raw: false,
-        };
         NewFrame {
             received_at: received_ms,
             device: self.device.as_ref().map(|d| d.id.clone()),
             connection: self.id,
             stream_offset: frame.offset,
             protocol: frame.protocol.as_str(),
+            command: decoded.command,
             kind: decoded.kind.as_str(),
+            body_format: decoded.body_format.as_str(),
             error: decoded.error.clone(),
-            bytes: frame.bytes.to_vec(),
-            decoded: serde_json::to_string(&record).unwrap_or_default(),
+            bytes: frame.bytes.clone(),
         }
     }
 

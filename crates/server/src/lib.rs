@@ -268,10 +268,9 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tasks: TaskTrac
             .fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
-        let local = stream.local_addr().ok();
         let conn_shared = shared.clone();
         tasks.spawn(async move {
-            connection::Connection::new(conn_shared.clone(), id, peer, local)
+            connection::Connection::new(conn_shared.clone(), id, peer)
                 .run(stream)
                 .await;
             conn_shared

@@ -68,17 +68,58 @@ impl Db {
     }
 
     fn delete_older(&mut self, table: &str, cutoff_ms: i64) -> Result<u64> {
-        let sql = format!(
-            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE received_at < ?1 ORDER BY id LIMIT ?2)"
-        );
+        let Some(keep_from) = self.first_id_at_or_after(table, cutoff_ms)? else {
+            // Everything is older than the cutoff.
+            let sql = format!(
+                "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id LIMIT ?1)"
+            );
+            return self.delete_chunks(&sql, params![CHUNK]);
+        };
+        let sql = format!("DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE id < ?1 ORDER BY id LIMIT ?2)");
+        self.delete_chunks(&sql, params![keep_from, CHUNK])
+    }
+
+    fn delete_chunks(&mut self, sql: &str, params: impl rusqlite::Params + Copy) -> Result<u64> {
         let mut total = 0;
         loop {
-            let n = self.conn.execute(&sql, params![cutoff_ms, CHUNK])? as u64;
+            let n = self.conn.execute(sql, params)? as u64;
             total += n;
             if n < CHUNK as u64 {
                 return Ok(total);
             }
         }
+    }
+
+    /// The smallest id of `table` (events or frames) received at or after `ms`, by binary search over
+    /// ids (receive times grow with ids; a clock step back makes the bound approximate, never wrong by
+    /// more than the step). `None` when every row is older.
+    pub fn first_id_at_or_after(&self, table: &str, ms: i64) -> Result<Option<i64>> {
+        let bounds = format!("SELECT MIN(id), MAX(id) FROM {table}");
+        let (lo, hi): (Option<i64>, Option<i64>) = self
+            .conn
+            .query_row(&bounds, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let (Some(mut lo), Some(mut hi)) = (lo, hi) else {
+            return Ok(None);
+        };
+        let at = format!("SELECT id, received_at FROM {table} WHERE id >= ?1 ORDER BY id LIMIT 1");
+        let mut stmt = self.conn.prepare(&at)?;
+        let row = |stmt: &mut rusqlite::Statement<'_>, id: i64| -> Result<(i64, i64)> {
+            Ok(stmt.query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?)
+        };
+        if row(&mut stmt, hi)?.1 < ms {
+            return Ok(None);
+        }
+        // P(x) = "the first row with id >= x was received at or after `ms`" is false…true over
+        // [lo, hi]: find the smallest x where it holds.
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if row(&mut stmt, mid)?.1 >= ms {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        Ok(Some(row(&mut stmt, lo)?.0))
     }
 
     fn delete_oldest(&mut self, table: &str) -> Result<u64> {

@@ -7,6 +7,8 @@ use crate::{Result, StoreError};
 /// The schema version this build writes.
 pub(crate) const VERSION: i64 = 1;
 
+// No index on received_at: ids grow with time, so time bounds are found by binary search over ids
+// (see `Db::first_id_at_or_after`), which keeps every insert cheaper.
 const V1: &str = "
 CREATE TABLE devices (
     id               TEXT PRIMARY KEY,   -- stable id: configured id, serial, MAC, domain, or addr:<ip>
@@ -40,13 +42,13 @@ CREATE TABLE frames (
     device      TEXT,
     connection  INTEGER,
     stream_offset INTEGER NOT NULL,
-    protocol    TEXT NOT NULL,
-    kind        TEXT NOT NULL,
+    protocol    TEXT NOT NULL,          -- dvrip | dhip | xm | json | junk
+    command     INTEGER,                -- DVRIP command byte / XM message id
+    kind        TEXT NOT NULL,          -- alarm | keepalive | report | reply | request | unknown
+    body_format TEXT NOT NULL,          -- mask | text | json | binary | none
     error       TEXT,
-    bytes       BLOB NOT NULL,          -- exactly as received
-    decoded     TEXT NOT NULL           -- the decode record (docs/protocol.md output schema)
+    bytes       BLOB NOT NULL           -- exactly as received; the field-by-field decode is recomputed from them
 );
-CREATE INDEX frames_received ON frames(received_at);
 CREATE TABLE events (
     id          INTEGER PRIMARY KEY,    -- the log position: sinks keep cursors on it
     device      TEXT NOT NULL,
@@ -62,7 +64,6 @@ CREATE TABLE events (
     synthetic   TEXT                    -- why the server made this event (offline, …); NULL = from the device
 );
 CREATE INDEX events_device ON events(device, id);
-CREATE INDEX events_received ON events(received_at);
 ";
 
 /// Creates or upgrades the schema.

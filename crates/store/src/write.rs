@@ -17,14 +17,16 @@ pub struct NewFrame {
     pub stream_offset: u64,
     /// `dvrip`, `dhip`, `xm`, `json`, `junk`.
     pub protocol: &'static str,
+    /// DVRIP command byte or XM message id.
+    pub command: Option<u32>,
     /// `alarm`, `keepalive`, ….
     pub kind: &'static str,
+    /// `mask`, `text`, `json`, `binary`, `none`.
+    pub body_format: &'static str,
     /// Decode error, if any.
     pub error: Option<String>,
     /// The bytes as received.
-    pub bytes: Vec<u8>,
-    /// The decode record as JSON.
-    pub decoded: String,
+    pub bytes: bytes::Bytes,
 }
 
 /// An event to append to the log.
@@ -159,8 +161,8 @@ impl Db {
                 open.execute(params![c.id, c.peer, c.opened_at])?;
             }
             let mut frame = tx.prepare_cached(
-                "INSERT INTO frames (received_at, device, connection, stream_offset, protocol, kind, error, bytes, decoded)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO frames (received_at, device, connection, stream_offset, protocol, command, kind, body_format, error, bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
             for f in &batch.frames {
                 frame.execute(params![
@@ -169,10 +171,11 @@ impl Db {
                     f.connection,
                     f.stream_offset as i64,
                     f.protocol,
+                    f.command,
                     f.kind,
+                    f.body_format,
                     f.error,
-                    f.bytes,
-                    f.decoded
+                    &f.bytes[..]
                 ])?;
                 result.frame_ids.push(tx.last_insert_rowid());
             }

@@ -11,10 +11,11 @@ fn frame(at: i64) -> NewFrame {
         connection: 1,
         stream_offset: 0,
         protocol: "dvrip",
+        command: Some(0x69),
         kind: "alarm",
+        body_format: "mask",
         error: None,
-        bytes: vec![0x69; 36],
-        decoded: "{}".into(),
+        bytes: vec![0x69; 36].into(),
     }
 }
 
@@ -157,4 +158,33 @@ fn a_newer_schema_is_refused() {
     drop(conn);
     let err = Db::open(dir.path(), SyncMode::Normal).unwrap_err();
     assert!(err.to_string().contains("newer"), "{err}");
+}
+
+#[test]
+fn time_bounds_by_binary_search_over_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
+    let events: Vec<_> = (0..1000)
+        .map(|i| event(i * 10, "VideoMotion", None))
+        .collect();
+    db.write(&Batch {
+        events,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(db.first_id_at_or_after("events", 0).unwrap(), Some(1));
+    assert_eq!(db.first_id_at_or_after("events", 5).unwrap(), Some(2));
+    assert_eq!(
+        db.first_id_at_or_after("events", 9_990).unwrap(),
+        Some(1000)
+    );
+    assert_eq!(db.first_id_at_or_after("events", 9_991).unwrap(), None);
+    let since = db
+        .events(&EventQuery {
+            since: Some(9_000),
+            limit: Some(10_000),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(since.len(), 100);
 }
