@@ -96,7 +96,7 @@ fn main() {
     let mut mixed = Vec::new();
     for (i, (_, frame)) in encoded.iter().enumerate() {
         mixed.extend_from_slice(frame);
-        mixed.extend_from_slice(&[b"\r\n" as &[u8], b"", b"\0\0", b" "][i % 4]);
+        mixed.extend_from_slice([b"\r\n" as &[u8], b"", b"\0\0", b" "][i % 4]);
     }
     mixed.extend_from_slice(b"\x01garbage{\"a\":}");
     streams.push(("enc-mixed".into(), mixed));

@@ -309,7 +309,9 @@ impl Decoder {
                     // Scanned in place behind any pending junk, so that a brace inside garbage does not
                     // split the garbage in two; the junk is emitted once the object proves whole.
                     let scan = self.json.get_or_insert_with(JsonScan::default);
-                    match scan.scan(&self.buf[at..]) {
+                    // Never look past the maximum frame size: an object closing later is too long.
+                    let end = self.buf.len().min(at + self.max_frame);
+                    match scan.scan(&self.buf[at..end]) {
                         Scan::Complete(_) | Scan::Open if at > 0 && eof => {
                             self.json = None;
                             return Some(self.take_junk());

@@ -71,7 +71,7 @@ pub struct Event {
 impl Event {
     /// The 1-based channel number (index + 1) when the index is non-negative.
     pub fn channel(&self) -> Option<i64> {
-        self.index.filter(|i| *i >= 0).map(|i| i + 1)
+        self.index.filter(|i| *i >= 0).and_then(|i| i.checked_add(1))
     }
 }
 
@@ -149,6 +149,10 @@ impl JsonText {
 
 impl Serialize for JsonText {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serde_json::from_str::<serde_json::Value>(&self.0).is_err() {
+            // Valid JSON grammar that serde_json cannot hold (e.g. 1e999): keep it as a string.
+            return serializer.serialize_str(&self.0);
+        }
         match serde_json::value::RawValue::from_string(minify_json(self.0.as_bytes())) {
             Ok(raw) => raw.serialize(serializer),
             Err(_) => serializer.serialize_str(&self.0),

@@ -27,6 +27,16 @@ impl JsonScan {
     pub(crate) fn scan(&mut self, buf: &[u8]) -> Scan {
         while self.pos < buf.len() {
             if self.in_string {
+                if self.escaped {
+                    // The byte after a backslash is taken as it is, whatever it is.
+                    let at = self.pos;
+                    self.pos += 1;
+                    self.escaped = false;
+                    if buf[at] < 0x20 && !matches!(buf[at], b'\t' | b'\r' | b'\n') {
+                        return Scan::Invalid(at);
+                    }
+                    continue;
+                }
                 // Most bytes of a JSON text are inside strings: skip the plain ones in a tight loop.
                 let rest = &buf[self.pos..];
                 let plain = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
@@ -42,12 +52,7 @@ impl JsonScan {
                 };
                 let at = self.pos;
                 self.pos += 1;
-                if self.escaped {
-                    self.escaped = false;
-                    if b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n') {
-                        return Scan::Invalid(at);
-                    }
-                } else if b == b'\\' {
+                if b == b'\\' {
                     self.escaped = true;
                 } else if b == b'"' {
                     self.in_string = false;
@@ -115,6 +120,20 @@ mod tests {
         assert_eq!(scan_all(b"{\"a\x01\""), Scan::Invalid(3));
         assert_eq!(scan_all(b"{}"), Scan::Complete(2));
         assert_eq!(scan_all(b"{\xff}"), Scan::Invalid(1));
+    }
+
+    #[test]
+    fn every_escape_is_skipped_whole() {
+        // Found by fuzzing: an escape other than \" or \\ once hid the closing quote.
+        for text in [&br#"{"a":"\n"}"#[..], br#"{"a":"\t\u00e9\\","b":"\""}"#, br#"{"a":"x\/y"}"#] {
+            assert_eq!(scan_all(text), Scan::Complete(text.len()), "{}", String::from_utf8_lossy(text));
+        }
+        let mut scan = JsonScan::default();
+        let text = br#"{"a":"\n"}"#;
+        for end in 1..text.len() {
+            assert_eq!(scan.scan(&text[..end]), Scan::Open);
+        }
+        assert_eq!(scan.scan(text), Scan::Complete(text.len()));
     }
 
     #[test]

@@ -74,10 +74,16 @@ impl Serialize for BodyJson<'_> {
                 map.end()
             }
             Body::Json(text) => {
-                // The body parsed when it was decoded, so its minified text is valid JSON.
-                let raw = serde_json::value::RawValue::from_string(crate::event::minify_json(text))
-                    .map_err(serde::ser::Error::custom)?;
-                raw.serialize(serializer)
+                // The body was read as JSON when decoded; a value serde_json cannot hold (a number
+                // such as 1e999) is printed as a string rather than failing the whole record.
+                if serde_json::from_slice::<serde_json::Value>(text).is_err() {
+                    return serializer.serialize_str(&String::from_utf8_lossy(text));
+                }
+                let minified = crate::event::minify_json(text);
+                match serde_json::value::RawValue::from_string(minified) {
+                    Ok(raw) => raw.serialize(serializer),
+                    Err(_) => serializer.serialize_str(&String::from_utf8_lossy(text)),
+                }
             }
             Body::Binary(bytes) => {
                 let mut map = serializer.serialize_map(Some(1))?;

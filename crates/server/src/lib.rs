@@ -82,6 +82,7 @@ pub struct Server {
     committed: broadcast::Sender<Committed>,
     tasks: TaskTracker,
     writer: std::thread::JoinHandle<()>,
+    checkpointer: writer::Checkpointer,
     /// Sinks end after the writer: they print what it committed last.
     sinks: Vec<tokio::task::JoinHandle<()>>,
     local_addr: std::net::SocketAddr,
@@ -118,6 +119,8 @@ impl Server {
             batch_max: config.store.batch_max,
             retention: retention(&config),
         };
+        db.disable_auto_checkpoint()?;
+        let checkpointer = writer::spawn_checkpointer(Db::open(&config.store.data_dir, config.store.sync)?)?;
         let writer = {
             let (stats, committed) = (stats.clone(), committed.clone());
             std::thread::Builder::new()
@@ -151,6 +154,7 @@ impl Server {
             committed,
             tasks,
             writer,
+            checkpointer,
             sinks,
             local_addr,
         })
@@ -181,10 +185,12 @@ impl Server {
         let Server {
             shared,
             writer,
+            checkpointer,
             sinks,
             committed,
             ..
         } = self;
+        checkpointer.stop();
         drop(shared); // the last sender: the writer commits what is left and stops
         tokio::task::spawn_blocking(move || writer.join())
             .await

@@ -174,3 +174,38 @@ fn commit(db: &mut Db, batch: &Batch, stats: &Stats) -> alarm_center_store::Writ
         }
     }
 }
+
+/// How often the write-ahead log is checkpointed.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// A thread that checkpoints the write-ahead log on its own connection, so commits never wait for it.
+pub(crate) struct Checkpointer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Checkpointer {
+    /// Stops the thread (the writer's connection checkpoints what is left when it closes).
+    pub(crate) fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.thread().unpark();
+        let _ = self.thread.join();
+    }
+}
+
+pub(crate) fn spawn_checkpointer(db: Db) -> Result<Checkpointer, crate::ServerError> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("store-checkpoint".into())
+        .spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Err(e) = db.checkpoint() {
+                    tracing::warn!(error = %e, "checkpoint failed");
+                }
+                std::thread::park_timeout(CHECKPOINT_EVERY);
+            }
+        })
+        .map_err(|e| crate::ServerError::Internal(format!("cannot start the checkpointer: {e}")))?;
+    Ok(Checkpointer { stop, thread })
+}

@@ -103,6 +103,24 @@ impl Db {
         Ok(Db { conn, path })
     }
 
+    /// Stops this connection from checkpointing the write-ahead log itself (a commit that triggers a
+    /// checkpoint waits for it, which shows as latency spikes); [`Db::checkpoint`] must then be called
+    /// from another connection.
+    pub fn disable_auto_checkpoint(&self) -> Result<()> {
+        self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // Keep the WAL file from growing without bound on disk once checkpointed.
+        self.conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+        Ok(())
+    }
+
+    /// Copies committed pages from the write-ahead log into the database without blocking the writer
+    /// (`PRAGMA wal_checkpoint(PASSIVE)`). Returns (pages in the log, pages checkpointed).
+    pub fn checkpoint(&self) -> Result<(i64, i64)> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?)))?)
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
