@@ -71,7 +71,9 @@ pub struct Event {
 impl Event {
     /// The 1-based channel number (index + 1) when the index is non-negative.
     pub fn channel(&self) -> Option<i64> {
-        self.index.filter(|i| *i >= 0).and_then(|i| i.checked_add(1))
+        self.index
+            .filter(|i| *i >= 0)
+            .and_then(|i| i.checked_add(1))
     }
 }
 

@@ -125,8 +125,17 @@ mod tests {
     #[test]
     fn every_escape_is_skipped_whole() {
         // Found by fuzzing: an escape other than \" or \\ once hid the closing quote.
-        for text in [&br#"{"a":"\n"}"#[..], br#"{"a":"\t\u00e9\\","b":"\""}"#, br#"{"a":"x\/y"}"#] {
-            assert_eq!(scan_all(text), Scan::Complete(text.len()), "{}", String::from_utf8_lossy(text));
+        for text in [
+            &br#"{"a":"\n"}"#[..],
+            br#"{"a":"\t\u00e9\\","b":"\""}"#,
+            br#"{"a":"x\/y"}"#,
+        ] {
+            assert_eq!(
+                scan_all(text),
+                Scan::Complete(text.len()),
+                "{}",
+                String::from_utf8_lossy(text)
+            );
         }
         let mut scan = JsonScan::default();
         let text = br#"{"a":"\n"}"#;

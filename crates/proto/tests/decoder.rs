@@ -329,14 +329,25 @@ fn fuzz_regressions() {
         let mut decoder = Decoder::new(DecoderConfig { max_frame: max });
         let mut frames: Vec<_> = decoder.feed(&text).collect();
         frames.extend(decoder.finish());
-        assert!(frames.iter().all(|f| f.len() <= max), "max {max}: {frames:?}");
+        assert!(
+            frames.iter().all(|f| f.len() <= max),
+            "max {max}: {frames:?}"
+        );
     }
     // F2: a number serde_json cannot hold must not break the output record.
     let frames = decode_all(br#"{"n":1e999}"#);
     let d = Session::new().decode(&frames[0]);
-    let record = alarm_center_proto::FrameRecord { frame: &frames[0], decoded: &d, stream: None, include_raw: true };
+    let record = alarm_center_proto::FrameRecord {
+        frame: &frames[0],
+        decoded: &d,
+        stream: None,
+        include_raw: true,
+    };
     let line = serde_json::to_string(&record).unwrap();
-    assert!(serde_json::from_str::<serde_json::Value>(&line).is_ok(), "{line}");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&line).is_ok(),
+        "{line}"
+    );
     // F3: an index of i64::MAX has no channel instead of overflowing.
     let frames = decode_all(br#"{"Code":"VideoMotion","Index":9223372036854775807}"#);
     let d = Session::new().decode(&frames[0]);
@@ -344,5 +355,7 @@ fn fuzz_regressions() {
     // F4: escapes in bare JSON strings.
     let frames = decode_all(b"{\"a\":\"\\n\"}\n{\"b\":1}");
     assert_eq!(frames.len(), 2, "{frames:?}");
-    assert!(frames.iter().all(|f| f.protocol == Protocol::Json && f.error.is_none()));
+    assert!(frames
+        .iter()
+        .all(|f| f.protocol == Protocol::Json && f.error.is_none()));
 }

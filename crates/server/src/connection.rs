@@ -420,6 +420,7 @@ impl Connection {
                 action: event.action.as_str().to_owned(),
                 index: event.index,
                 channel: event.channel(),
+                channel_name: event.channel().and_then(|c| device.channel_name(c)),
                 kind: decoded.kind.as_str().to_owned(),
                 device_time: event
                     .device_time

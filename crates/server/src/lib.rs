@@ -68,6 +68,7 @@ pub(crate) fn device_event(
         action: "pulse".into(),
         index: None,
         channel: None,
+        channel_name: None,
         kind: "device".into(),
         device_time: None,
         received_at: at_ms,
@@ -120,7 +121,8 @@ impl Server {
             retention: retention(&config),
         };
         db.disable_auto_checkpoint()?;
-        let checkpointer = writer::spawn_checkpointer(Db::open(&config.store.data_dir, config.store.sync)?)?;
+        let checkpointer =
+            writer::spawn_checkpointer(Db::open(&config.store.data_dir, config.store.sync)?)?;
         let writer = {
             let (stats, committed) = (stats.clone(), committed.clone());
             std::thread::Builder::new()

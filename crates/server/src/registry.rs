@@ -48,6 +48,8 @@ pub(crate) struct Device {
     pub(crate) name: Option<String>,
     pub(crate) zone: TimeZone,
     configured_period: Option<Duration>,
+    /// Configured channel names by 1-based channel.
+    channels: HashMap<i64, String>,
     /// Last frame received, milliseconds since the registry started (monotonic clock).
     last_seen: AtomicU64,
     state: Mutex<DeviceState>,
@@ -75,6 +77,11 @@ impl Device {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The configured name of 1-based `channel`.
+    pub(crate) fn channel_name(&self, channel: i64) -> Option<String> {
+        self.channels.get(&channel).cloned()
     }
 
     /// The period after which silence means offline (without grace).
@@ -207,6 +214,15 @@ impl Registry {
             name: known.and_then(|k| k.config.name.clone()),
             zone: known.map_or_else(|| self.default_zone.clone(), |k| k.zone.clone()),
             configured_period: known.and_then(|k| k.config.keepalive),
+            channels: known
+                .map(|k| {
+                    k.config
+                        .channels
+                        .iter()
+                        .filter_map(|(c, name)| Some((c.parse().ok()?, name.clone())))
+                        .collect()
+                })
+                .unwrap_or_default(),
             last_seen: AtomicU64::new(self.clock_ms()),
             state: Mutex::new(DeviceState::default()),
         });

@@ -48,7 +48,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                             code,
                             action: "stop".into(),
                             index,
-                            channel: index.filter(|i| *i >= 0).map(|i| i + 1),
+                            channel: index.filter(|i| *i >= 0).and_then(|i| i.checked_add(1)),
+                            channel_name: index
+                                .and_then(|i| device.channel_name(i.checked_add(1)?)),
                             kind: "alarm".into(),
                             device_time: None,
                             received_at: now_ms,

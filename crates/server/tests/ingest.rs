@@ -244,3 +244,32 @@ async fn keepalive_requests_are_answered_when_enabled() {
     assert_eq!(body["result"], true);
     t.server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_devices_get_their_id_zone_and_channel_names() {
+    let mut t = start(|c| {
+        c.devices.push(alarm_center_server::config::DeviceConfig {
+            id: "front-nvr".into(),
+            name: Some("Front NVR".into()),
+            mac: Some("AA-BB-CC-00-11-22".into()),
+            timezone: Some("Europe/Berlin".into()),
+            channels: [("1".to_owned(), "Gate".to_owned())].into_iter().collect(),
+            ..Default::default()
+        });
+    })
+    .await;
+    let mut device = t.connect().await;
+    let body = r#"{"method":"client.notifyEventStream","params":{"MAC":"aa:bb:cc:00:11:22","eventList":[{"Code":"VideoMotion","Action":"Start","Index":0,"Data":{"LocaleTime":"2024-05-01 10:00:00"}}]}}"#;
+    send(&mut device, &encode::dhip(1, 1, body)).await;
+    let events = t.until(WAIT, |e| e.code == "VideoMotion").await;
+    let motion = events.last().unwrap();
+    assert_eq!(motion.device, "front-nvr");
+    assert_eq!(motion.channel_name.as_deref(), Some("Gate"));
+    assert_eq!(
+        motion.device_time.as_deref(),
+        Some("2024-05-01T10:00:00+02:00")
+    );
+    t.server.shutdown().await.unwrap();
+    let db = Db::open_read_only(t.dir.path()).unwrap();
+    assert_eq!(db.devices().unwrap()[0].name.as_deref(), Some("Front NVR"));
+}

@@ -109,7 +109,8 @@ impl Db {
     pub fn disable_auto_checkpoint(&self) -> Result<()> {
         self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         // Keep the WAL file from growing without bound on disk once checkpointed.
-        self.conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+        self.conn
+            .pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         Ok(())
     }
 
@@ -118,7 +119,9 @@ impl Db {
     pub fn checkpoint(&self) -> Result<(i64, i64)> {
         Ok(self
             .conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?)))?)
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(1)?, r.get(2)?))
+            })?)
     }
 
     /// The database file.

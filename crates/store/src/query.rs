@@ -37,6 +37,9 @@ pub struct StoredEvent {
     pub index: Option<i64>,
     /// 1-based channel.
     pub channel: Option<i64>,
+    /// The channel's configured name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel_name: Option<String>,
     /// Frame kind or `device`.
     pub kind: String,
     /// Device time.
@@ -88,7 +91,7 @@ impl Db {
     /// Events matching `q`, newest first.
     pub fn events(&self, q: &EventQuery) -> Result<Vec<StoredEvent>> {
         let mut sql = String::from(
-            "SELECT id, device, code, action, idx, channel, kind, device_time, received_at, frame_id, data, synthetic
+            "SELECT id, device, code, action, idx, channel, kind, device_time, received_at, frame_id, data, synthetic, channel_name
              FROM events WHERE 1=1",
         );
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
@@ -133,6 +136,7 @@ impl Db {
                 frame_id: r.get(9)?,
                 data: data.and_then(|d| serde_json::value::RawValue::from_string(d).ok()),
                 synthetic: r.get(11)?,
+                channel_name: r.get(12)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -189,6 +193,7 @@ impl StoredEvent {
             action: event.action.clone(),
             index: event.index,
             channel: event.channel,
+            channel_name: event.channel_name.clone(),
             kind: event.kind.clone(),
             device_time: event.device_time.clone(),
             received_at: format_ms(event.received_at),

@@ -56,6 +56,7 @@ CREATE TABLE events (
     action      TEXT NOT NULL,
     idx         INTEGER,
     channel     INTEGER,
+    channel_name TEXT,                  -- from the device's configuration
     kind        TEXT NOT NULL,
     device_time TEXT,                   -- as sent, or with the device's zone offset when known
     received_at INTEGER NOT NULL,       -- unix ms

@@ -44,6 +44,8 @@ pub struct NewEvent {
     pub index: Option<i64>,
     /// 1-based channel.
     pub channel: Option<i64>,
+    /// The channel's configured name.
+    pub channel_name: Option<String>,
     /// Frame kind (`alarm`, …) or `device` for online/offline.
     pub kind: String,
     /// Device time (with offset when the zone is known).
@@ -212,8 +214,8 @@ impl Db {
                 ])?;
             }
             let mut event = tx.prepare_cached(
-                "INSERT INTO events (device, code, action, idx, channel, kind, device_time, received_at, frame_id, data, synthetic)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT INTO events (device, code, action, idx, channel, channel_name, kind, device_time, received_at, frame_id, data, synthetic)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?;
             for e in &batch.events {
                 event.execute(params![
@@ -222,6 +224,7 @@ impl Db {
                     e.action,
                     e.index,
                     e.channel,
+                    e.channel_name,
                     e.kind,
                     e.device_time,
                     e.received_at,

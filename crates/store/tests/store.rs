@@ -27,6 +27,7 @@ fn event(at: i64, code: &str, frame: Option<usize>) -> NewEvent {
         action: "start".into(),
         index: Some(0),
         channel: Some(1),
+        channel_name: None,
         kind: "alarm".into(),
         device_time: None,
         received_at: at,
