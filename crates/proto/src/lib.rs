@@ -18,6 +18,7 @@ pub mod dvrip;
 pub mod encode;
 pub mod event;
 mod extract;
+pub mod fragment;
 pub mod frame;
 pub mod json;
 pub mod record;

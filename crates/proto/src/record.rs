@@ -115,6 +115,9 @@ impl Serialize for FrameRecord<'_> {
         if !d.device.is_empty() {
             map.serialize_entry("device", &d.device)?;
         }
+        if let Some(fragment) = &d.fragment {
+            map.serialize_entry("fragment", fragment)?;
+        }
         if let Some(period) = d.keepalive_period {
             map.serialize_entry("keepalive_period", &period)?;
         }

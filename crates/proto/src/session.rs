@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::event::{Action, DeviceInfo, Event, JsonText};
 use crate::extract::json_facts;
+use crate::fragment::{self, FragmentInfo, Reassembly, Step};
 use crate::frame::{le_u32, Frame, Protocol};
 use crate::{dhip, dvrip, text, xm};
 
@@ -139,6 +140,8 @@ pub struct Decoded {
     pub keepalive_period: Option<u32>,
     /// Why the frame or its body could not be read fully.
     pub error: Option<String>,
+    /// Set when the frame is one packet of a JSON message split over several.
+    pub fragment: Option<FragmentInfo>,
 }
 
 impl Decoded {
@@ -153,6 +156,7 @@ impl Decoded {
             device: DeviceInfo::default(),
             keepalive_period: None,
             error: None,
+            fragment: None,
         }
     }
 
@@ -166,6 +170,7 @@ impl Decoded {
 #[derive(Debug, Clone, Default)]
 pub struct Session {
     masks: Vec<((u8, u8), u32)>,
+    reassembly: Reassembly,
 }
 
 /// Strips trailing NUL padding and whitespace, and leading whitespace, from a JSON body.
@@ -218,6 +223,10 @@ impl Session {
             }
             return out;
         }
+        let body = match self.reassemble(frame, &body, &mut out) {
+            Some(body) => body,
+            None => return out,
+        };
         match frame.protocol {
             Protocol::Dvrip => self.dvrip(frame, &body, &mut out),
             Protocol::Dhip | Protocol::Json => generic_body(&body, &mut out),
@@ -228,6 +237,42 @@ impl Session {
             out.kind = Kind::Alarm;
         }
         out
+    }
+
+    /// Feeds DHIP and DVRIP 0xF6/0xF4 packets to the reassembly. Returns the body to read (this packet's,
+    /// or the joined message on its last packet), or `None` for a packet of a message not yet complete.
+    fn reassemble(&mut self, frame: &Frame, body: &Bytes, out: &mut Decoded) -> Option<Bytes> {
+        let (request_id, total) = match &out.header {
+            Header::Dhip(h) => (h.request_id, h.total_length),
+            Header::Dvrip(h) if matches!(out.command, Some(c) if c == u32::from(dvrip::CMD_JSON) || c == u32::from(dvrip::CMD_TEXT)) => {
+                (h.request_id.unwrap_or(0), h.total_length.unwrap_or(0))
+            }
+            _ => return Some(body.clone()),
+        };
+        match self
+            .reassembly
+            .push(frame.protocol, request_id, total, body)
+        {
+            Step::Whole => Some(body.clone()),
+            Step::Complete(info, joined) => {
+                out.fragment = Some(info);
+                Some(joined)
+            }
+            Step::Partial(info) => {
+                out.fragment = Some(info);
+                out.set_binary(body);
+                None
+            }
+            Step::TooLong(info) => {
+                out.fragment = Some(info);
+                out.error = Some(format!(
+                    "fragmented message longer than {} bytes abandoned",
+                    fragment::MAX_MESSAGE
+                ));
+                out.set_binary(body);
+                None
+            }
+        }
     }
 
     fn dvrip(&mut self, frame: &Frame, body: &Bytes, out: &mut Decoded) {

@@ -359,3 +359,47 @@ fn fuzz_regressions() {
         .iter()
         .all(|f| f.protocol == Protocol::Json && f.error.is_none()));
 }
+
+#[test]
+fn fragmented_json_messages_are_joined() {
+    let json = r#"{"id":5,"method":"client.notifyEventStream","params":{"eventList":[{"Code":"VideoMotion","Action":"Start","Index":3}]}}"#;
+    let body = format!("{json}\n");
+    let (a, b) = body.as_bytes().split_at(40);
+    let total = body.len() as u32;
+    let dhip_piece = |piece: &[u8]| {
+        let mut f = encode::dhip(9, 5, "");
+        f.truncate(32);
+        f[16..20].copy_from_slice(&(piece.len() as u32).to_le_bytes());
+        f[24..28].copy_from_slice(&total.to_le_bytes());
+        f.extend_from_slice(piece);
+        f
+    };
+    let frames = decode_all(&[dhip_piece(a), encode::dvrip_heartbeat(), dhip_piece(b)].concat());
+    assert_eq!(frames.len(), 3);
+    let mut session = Session::new();
+    let first = session.decode(&frames[0]);
+    assert_eq!(first.kind, Kind::Unknown);
+    assert_eq!(
+        first.fragment.map(|f| (f.index, f.received, f.total)),
+        Some((1, 40, total))
+    );
+    assert!(first.events.is_empty() && first.error.is_none());
+    assert_eq!(
+        session.decode(&frames[1]).kind,
+        Kind::Keepalive,
+        "other frames pass between pieces"
+    );
+    let last = session.decode(&frames[2]);
+    assert_eq!(
+        last.fragment.map(|f| (f.index, f.received)),
+        Some((2, total))
+    );
+    assert_eq!(last.kind, Kind::Alarm);
+    assert_eq!(last.events[0].channel(), Some(4));
+    // 0xF6 the same way.
+    let mut f6 = encode::dvrip_json(5, 1, json);
+    f6[16..20].copy_from_slice(&(total * 2).to_le_bytes());
+    let frames = decode_all(&f6);
+    let d = Session::new().decode(&frames[0]);
+    assert!(d.events.is_empty() && d.fragment.is_some(), "{d:?}");
+}
