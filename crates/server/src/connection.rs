@@ -27,7 +27,8 @@ const LAST_SEEN_WRITE_EVERY: Duration = Duration::from_secs(5);
 
 /// What one read produced.
 enum Read {
-    Frames(Vec<Frame>),
+    /// The frames completed by the bytes read, and how many bytes were read.
+    Frames(Vec<Frame>, usize),
     Eof,
     NotReady,
     Failed(std::io::Error),
@@ -130,24 +131,11 @@ impl Connection {
                 Ok(Err(e)) => return format!("socket error: {e}"),
                 Ok(Ok(())) => {}
             }
-            let decoder = &mut self.decoder;
-            let read = READ_BUF.with(|buf| {
-                let mut buf = buf.borrow_mut();
-                match stream.try_read(&mut buf) {
-                    Ok(0) => Read::Eof,
-                    Ok(n) => {
-                        self.bytes += n as u64;
-                        Read::Frames(decoder.feed(&buf[..n]).collect())
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Read::NotReady,
-                    Err(e) => Read::Failed(e),
-                }
-            });
-            match read {
+            match self.read_now(stream) {
                 Read::Eof => return "closed by the device".into(),
                 Read::NotReady => continue,
                 Read::Failed(e) => return format!("socket error: {e}"),
-                Read::Frames(frames) => {
+                Read::Frames(frames, _) => {
                     last_byte = Instant::now();
                     let completed = !frames.is_empty();
                     for frame in frames {
@@ -171,6 +159,24 @@ impl Connection {
         }
     }
 
+    /// Reads what the socket holds now (without waiting) and decodes it.
+    fn read_now(&mut self, stream: &TcpStream) -> Read {
+        let decoder = &mut self.decoder;
+        let read = READ_BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            match stream.try_read(&mut buf) {
+                Ok(0) => Read::Eof,
+                Ok(n) => Read::Frames(decoder.feed(&buf[..n]).collect(), n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Read::NotReady,
+                Err(e) => Read::Failed(e),
+            }
+        });
+        if let Read::Frames(_, n) = &read {
+            self.bytes += *n as u64;
+        }
+        read
+    }
+
     /// At shutdown: decodes what the device already sent (bytes waiting in the socket), without waiting
     /// for more, so that nothing received is lost.
     async fn drain(&mut self, stream: &mut TcpStream) {
@@ -178,23 +184,10 @@ impl Connection {
         const MAX_DRAIN_BYTES: u64 = 64 * 1024 * 1024;
         let mut drained = 0;
         while drained < MAX_DRAIN_BYTES {
-            let decoder = &mut self.decoder;
-            let read = READ_BUF.with(|buf| {
-                let mut buf = buf.borrow_mut();
-                match stream.try_read(&mut buf) {
-                    Ok(0) => Read::Eof,
-                    Ok(n) => {
-                        drained += n as u64;
-                        Read::Frames(decoder.feed(&buf[..n]).collect())
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Read::NotReady,
-                    Err(e) => Read::Failed(e),
-                }
-            });
-            let Read::Frames(frames) = read else {
+            let Read::Frames(frames, n) = self.read_now(stream) else {
                 break;
             };
-            self.bytes += frames.iter().map(|f| f.len() as u64).sum::<u64>();
+            drained += n as u64;
             for frame in frames {
                 self.process(frame, stream).await;
             }
