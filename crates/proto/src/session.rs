@@ -471,6 +471,11 @@ fn json_body(body: &Bytes, out: &mut Decoded) -> Option<Result<(), ()>> {
     if !matches!(text.first(), Some(b'{' | b'[')) {
         return None;
     }
+    // The one-pass reader skips the strings it does not need without checking their UTF-8.
+    if let Err(e) = std::str::from_utf8(&text) {
+        out.error = Some(format!("invalid JSON body: not UTF-8 ({e})"));
+        return Some(Err(()));
+    }
     let facts = match json_facts(&text, &mut out.device) {
         Ok(facts) => facts,
         Err(err) => {

@@ -352,6 +352,11 @@ fn fuzz_regressions() {
     let frames = decode_all(br#"{"Code":"VideoMotion","Index":9223372036854775807}"#);
     let d = Session::new().decode(&frames[0]);
     assert_eq!(d.events[0].channel(), None);
+    // F5: invalid UTF-8 inside a string the reader skips is an invalid body, not JSON.
+    let frames = decode_all(b"{\"method\":[{\"Data\":{\"Name\":\"c\x8bm\"}}]}");
+    let d = Session::new().decode(&frames[0]);
+    assert_eq!(d.body_format, BodyFormat::Binary);
+    assert!(d.error.as_deref().unwrap().contains("UTF-8"), "{:?}", d.error);
     // F4: escapes in bare JSON strings.
     let frames = decode_all(b"{\"a\":\"\\n\"}\n{\"b\":1}");
     assert_eq!(frames.len(), 2, "{frames:?}");
