@@ -486,7 +486,7 @@ fn json_body(body: &Bytes, out: &mut Decoded) -> Option<Result<(), ()>> {
     let keepalive_method = facts
         .method
         .as_deref()
-        .is_some_and(|m| m.len() >= 9 && m[m.len() - 9..].eq_ignore_ascii_case("keepalive"));
+        .is_some_and(|m| m.as_bytes().len() >= 9 && m.as_bytes()[m.len() - 9..].eq_ignore_ascii_case(b"keepalive"));
     let keepalive_code = facts.events.iter().any(|e| {
         e.code.eq_ignore_ascii_case("KeepAlive") || e.code.eq_ignore_ascii_case("Heartbeat")
     });

@@ -357,6 +357,9 @@ fn fuzz_regressions() {
     let d = Session::new().decode(&frames[0]);
     assert_eq!(d.body_format, BodyFormat::Binary);
     assert!(d.error.as_deref().unwrap().contains("UTF-8"), "{:?}", d.error);
+    // F6: a method whose last nine bytes split a multi-byte character.
+    let frames = decode_all("{\"method\":\"typeޭlarm\"}".as_bytes());
+    assert_eq!(Session::new().decode(&frames[0]).kind, Kind::Request);
     // F4: escapes in bare JSON strings.
     let frames = decode_all(b"{\"a\":\"\\n\"}\n{\"b\":1}");
     assert_eq!(frames.len(), 2, "{frames:?}");
