@@ -178,7 +178,11 @@ pub(crate) fn events(args: &EventsArgs) -> Result<()> {
             "ID", "RECEIVED", "DEVICE", "CODE", "ACTION", "CH"
         )?;
         for e in &events {
-            let channel = e.channel.map_or("-".to_owned(), |c| c.to_string());
+            let channel = match (e.channel, &e.channel_name) {
+                (Some(c), Some(name)) => format!("{c} ({name})"),
+                (Some(c), None) => c.to_string(),
+                (None, _) => "-".to_owned(),
+            };
             let synthetic = e
                 .synthetic
                 .as_deref()

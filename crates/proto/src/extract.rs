@@ -371,6 +371,7 @@ impl Object<'_> {
             let inner = self
                 .data
                 .and_then(|raw| serde_json::from_str::<MaybeObject<'_>>(raw.get()).ok()?.0);
+            merge(device, self.device);
             let mut time = self.time.map(|(_, t)| t);
             if let Some(inner) = inner {
                 time = time.or(inner.time.map(|(_, t)| t));

@@ -50,7 +50,7 @@ pub enum FrameError {
         max: usize,
     },
     /// The stream ended (or had a gap) inside a frame.
-    #[error("incomplete: stream ended after {have} of {need} bytes")]
+    #[error("incomplete: stream ended {}", if *need == 0 { format!("inside a JSON object after {have} bytes") } else { format!("after {have} of {need} bytes") })]
     Incomplete {
         /// Bytes received.
         have: usize,

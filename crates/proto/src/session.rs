@@ -236,6 +236,9 @@ impl Session {
         if out.kind == Kind::Unknown && !out.events.is_empty() {
             out.kind = Kind::Alarm;
         }
+        if !matches!(out.kind, Kind::Keepalive | Kind::Reply) {
+            out.keepalive_period = None;
+        }
         out
     }
 
@@ -370,15 +373,23 @@ impl Session {
             return;
         };
         let time = text::get(pairs, text::KEY_TIME).map(str::to_owned);
-        let data: serde_json::Map<String, Value> = pairs
-            .iter()
-            .filter(|(k, _)| {
-                !k.eq_ignore_ascii_case(text::KEY_ALARM_CHANNEL)
-                    && !k.eq_ignore_ascii_case(text::KEY_TIME)
-            })
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        let data = (!data.is_empty()).then(|| JsonText::from_value(&Value::Object(data)));
+        // The other keys, in wire order, first value of a repeated key (as in the body).
+        let mut data = String::from("{");
+        for (i, (k, v)) in pairs.iter().enumerate() {
+            let skip = k.eq_ignore_ascii_case(text::KEY_ALARM_CHANNEL)
+                || k.eq_ignore_ascii_case(text::KEY_TIME)
+                || pairs[..i].iter().any(|(earlier, _)| earlier == k);
+            if !skip {
+                if data.len() > 1 {
+                    data.push(',');
+                }
+                data.push_str(&Value::String(k.clone()).to_string());
+                data.push(':');
+                data.push_str(&Value::String(v.clone()).to_string());
+            }
+        }
+        data.push('}');
+        let data = (data.len() > 2).then(|| JsonText::new(&data));
         let mut words = vec![mask as u32];
         if mask >> 32 != 0 {
             words.push((mask >> 32) as u32);
@@ -483,10 +494,9 @@ fn json_body(body: &Bytes, out: &mut Decoded) -> Option<Result<(), ()>> {
             return Some(Err(()));
         }
     };
-    let keepalive_method = facts
-        .method
-        .as_deref()
-        .is_some_and(|m| m.as_bytes().len() >= 9 && m.as_bytes()[m.len() - 9..].eq_ignore_ascii_case(b"keepalive"));
+    let keepalive_method = facts.method.as_deref().is_some_and(|m| {
+        m.len() >= 9 && m.as_bytes()[m.len() - 9..].eq_ignore_ascii_case(b"keepalive")
+    });
     let keepalive_code = facts.events.iter().any(|e| {
         e.code.eq_ignore_ascii_case("KeepAlive") || e.code.eq_ignore_ascii_case("Heartbeat")
     });
@@ -501,9 +511,8 @@ fn json_body(body: &Bytes, out: &mut Decoded) -> Option<Result<(), ()>> {
     } else {
         Kind::Unknown
     };
-    if matches!(out.kind, Kind::Keepalive | Kind::Reply) {
-        out.keepalive_period = facts.keepalive_period;
-    }
+    // Kept for now; `decode` drops it unless the frame ends up a keepalive or a reply.
+    out.keepalive_period = facts.keepalive_period;
     out.events = facts.events;
     out.body_format = BodyFormat::Json;
     out.body = Body::Json(text);

@@ -356,7 +356,11 @@ fn fuzz_regressions() {
     let frames = decode_all(b"{\"method\":[{\"Data\":{\"Name\":\"c\x8bm\"}}]}");
     let d = Session::new().decode(&frames[0]);
     assert_eq!(d.body_format, BodyFormat::Binary);
-    assert!(d.error.as_deref().unwrap().contains("UTF-8"), "{:?}", d.error);
+    assert!(
+        d.error.as_deref().unwrap().contains("UTF-8"),
+        "{:?}",
+        d.error
+    );
     // F6: a method whose last nine bytes split a multi-byte character.
     let frames = decode_all("{\"method\":\"typeޭlarm\"}".as_bytes());
     assert_eq!(Session::new().decode(&frames[0]).kind, Kind::Request);

@@ -312,8 +312,9 @@ impl Connection {
             state.persisted = true;
             tracing::info!(
                 device = %device.id, conn = self.id, peer = %self.peer, protocol = frame.protocol.as_str(),
-                kind = decoded.kind.as_str(), serial = ?decoded.device.serial, mac = ?decoded.device.mac,
-                domain = ?decoded.device.domain, first_bytes = %hex_head(&frame.bytes),
+                kind = decoded.kind.as_str(), serial = decoded.device.serial.as_deref().unwrap_or("-"),
+                mac = decoded.device.mac.as_deref().unwrap_or("-"), domain = decoded.device.domain.as_deref().unwrap_or("-"),
+                first_bytes = %hex_head(&frame.bytes),
                 "first contact of a new device"
             );
             devices.push(DeviceUpdate {
@@ -377,6 +378,7 @@ impl Connection {
         let mut state = device.lock();
         let mut update = DeviceUpdate {
             id: device.id.clone(),
+            name: device.name.clone(),
             serial: decoded.device.serial.clone(),
             mac: decoded.device.mac.clone(),
             domain: decoded.device.domain.clone(),
@@ -396,6 +398,10 @@ impl Connection {
                 received_ms,
                 serde_json::json!({"peer": self.peer.to_string(), "connection": self.id}),
             ));
+        }
+        if decoded.kind == Kind::Keepalive && !state.sends_keepalives {
+            state.sends_keepalives = true;
+            tracing::debug!(device = %device.id, "keepAlives seen: supervised");
         }
         if let Some(period) = decoded.keepalive_period {
             if state.announced_period != Some(period) {

@@ -95,6 +95,7 @@ fn retention(config: &Config) -> Retention {
         events_max_age_ms: age(config.store.events_max_age),
         frames_max_age_ms: age(config.store.frames_max_age),
         max_bytes: (config.store.max_size_mb > 0).then(|| config.store.max_size_mb * 1024 * 1024),
+        keep_events_after: None,
     }
 }
 
@@ -116,6 +117,7 @@ impl Server {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let (committed, _) = broadcast::channel(1024);
         let stats = Arc::new(Stats::default());
+        let shutdown = CancellationToken::new();
         let writer_config = WriterConfig {
             batch_max: config.store.batch_max,
             retention: retention(&config),
@@ -124,10 +126,10 @@ impl Server {
         let checkpointer =
             writer::spawn_checkpointer(Db::open(&config.store.data_dir, config.store.sync)?)?;
         let writer = {
-            let (stats, committed) = (stats.clone(), committed.clone());
+            let (stats, committed, stopping) = (stats.clone(), committed.clone(), shutdown.clone());
             std::thread::Builder::new()
                 .name("store-writer".into())
-                .spawn(move || writer::run(db, rx, writer_config, stats, committed))
+                .spawn(move || writer::run(db, rx, writer_config, stats, committed, stopping))
                 .map_err(|e| ServerError::Internal(format!("cannot start the store writer: {e}")))?
         };
         let shared = Arc::new(Shared {
@@ -135,7 +137,7 @@ impl Server {
             registry,
             stats,
             tx,
-            shutdown: CancellationToken::new(),
+            shutdown,
             per_ip: Mutex::new(HashMap::new()),
             next_connection,
         });

@@ -65,6 +65,9 @@ pub(crate) struct DeviceState {
     pub(crate) session: Session,
     /// Keep-alive period the device announced, seconds.
     pub(crate) announced_period: Option<u32>,
+    /// True once the device sent a keepAlive: only then does silence mean offline (XM cameras, for
+    /// one, open a connection per alarm and send nothing in between).
+    pub(crate) sends_keepalives: bool,
     /// Alarms started and not stopped: (code, index).
     pub(crate) active: HashSet<(String, Option<i64>)>,
     /// The connection currently attached, and how to close it.
@@ -237,6 +240,9 @@ impl Registry {
         state.persisted = true;
         state.online = online;
         state.announced_period = period;
+        // It was supervised before the restart if it announced a period; otherwise the first keepAlive
+        // after the restart turns supervision on again.
+        state.sends_keepalives = period.is_some();
     }
 
     /// Records that `device` was heard from now.
@@ -254,7 +260,10 @@ impl Registry {
             .filter(|d| {
                 let state = d.lock();
                 let limit = (d.period(&state, default) + grace).as_millis() as u64;
-                state.online && now.saturating_sub(d.last_seen.load(Ordering::Relaxed)) > limit
+                let supervised = state.sends_keepalives || d.configured_period.is_some();
+                supervised
+                    && state.online
+                    && now.saturating_sub(d.last_seen.load(Ordering::Relaxed)) > limit
             })
             .collect()
     }

@@ -10,6 +10,7 @@ use alarm_center_store::{
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::stats::Stats;
 
@@ -98,6 +99,7 @@ pub(crate) fn run(
     config: WriterConfig,
     stats: Arc<Stats>,
     committed: broadcast::Sender<Committed>,
+    stopping: CancellationToken,
 ) {
     let mut last_retention: Option<Instant> = None;
     while let Some(first) = rx.blocking_recv() {
@@ -114,7 +116,9 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
-        let ids = commit(&mut db, &batch, &stats);
+        let Some(ids) = commit(&mut db, &batch, &stats, &stopping) else {
+            continue;
+        };
         let done = Instant::now();
         stats.record_latencies(received.iter().map(|r| {
             done.duration_since(*r)
@@ -158,14 +162,30 @@ pub(crate) fn run(
     tracing::debug!("store writer finished");
 }
 
-/// Commits a batch, retrying until it succeeds: events are never dropped. While the store fails,
-/// ingest slows down through the bounded channel instead.
-fn commit(db: &mut Db, batch: &Batch, stats: &Stats) -> alarm_center_store::WriteResult {
+/// How long a failing store may hold up shutdown before the batch is given up (and counted).
+const GIVE_UP_AT_SHUTDOWN: Duration = Duration::from_secs(10);
+
+/// Commits a batch, retrying until it succeeds: events are never dropped while the server runs. While
+/// the store fails, ingest slows down through the bounded channel instead. Only at shutdown, after
+/// [`GIVE_UP_AT_SHUTDOWN`] of failures, is the batch given up (`None`), so that the process can stop.
+fn commit(
+    db: &mut Db,
+    batch: &Batch,
+    stats: &Stats,
+    stopping: &CancellationToken,
+) -> Option<alarm_center_store::WriteResult> {
     let mut delay = Duration::from_millis(50);
+    let mut failing_since: Option<Instant> = None;
     loop {
         match db.write(batch) {
-            Ok(ids) => return ids,
+            Ok(ids) => return Some(ids),
             Err(e) => {
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if stopping.is_cancelled() && since.elapsed() >= GIVE_UP_AT_SHUTDOWN {
+                    Stats::inc(&stats.store_errors);
+                    tracing::error!(error = %e, events = batch.events.len(), frames = batch.frames.len(), "store still failing at shutdown: these records are lost");
+                    return None;
+                }
                 Stats::inc(&stats.store_errors);
                 tracing::error!(error = %e, retry_in = ?delay, records = batch.events.len() + batch.frames.len(), "store write failed; retrying");
                 std::thread::sleep(delay);

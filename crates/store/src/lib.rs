@@ -6,12 +6,14 @@
 mod query;
 mod retention;
 mod schema;
+mod sinks;
 mod write;
 
 use std::path::{Path, PathBuf};
 
 pub use query::{DeviceRow, EventQuery, StoredEvent};
 pub use retention::{Retention, RetentionReport};
+pub use sinks::{DeadLetter, SinkCounts, SinkCursor};
 pub use write::{
     Batch, ConnectionClose, ConnectionOpen, DeviceUpdate, NewEvent, NewFrame, WriteResult,
 };

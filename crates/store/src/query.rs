@@ -20,6 +20,8 @@ pub struct EventQuery {
     pub after_id: Option<i64>,
     /// At most this many (default 100).
     pub limit: Option<u32>,
+    /// Oldest first instead of newest first (sinks reading the log in order).
+    pub ascending: bool,
 }
 
 /// An event as stored.
@@ -116,8 +118,9 @@ impl Db {
         if let Some(a) = q.after_id {
             add("id >", a.into());
         }
+        let order = if q.ascending { "ASC" } else { "DESC" };
         sql.push_str(&format!(
-            " ORDER BY id DESC LIMIT {}",
+            " ORDER BY id {order} LIMIT {}",
             q.limit.unwrap_or(100)
         ));
         let mut stmt = self.conn.prepare(&sql)?;

@@ -13,6 +13,8 @@ pub struct Retention {
     pub frames_max_age_ms: Option<i64>,
     /// Keep the used part of the database under this many bytes: oldest frames go first, then events.
     pub max_bytes: Option<u64>,
+    /// Never delete events with an id above this (the lowest sink cursor): undelivered events stay.
+    pub keep_events_after: Option<i64>,
 }
 
 /// What a retention pass deleted.
@@ -22,6 +24,8 @@ pub struct RetentionReport {
     pub events: u64,
     /// Frames deleted.
     pub frames: u64,
+    /// Events that were due for deletion but kept because a sink has not delivered them.
+    pub kept_undelivered: u64,
 }
 
 /// Rows deleted per statement, so that one pass never holds the writer for long.
@@ -42,7 +46,23 @@ impl Db {
     pub fn apply_retention(&mut self, policy: &Retention, now_ms: i64) -> Result<RetentionReport> {
         let mut report = RetentionReport::default();
         if let Some(age) = policy.events_max_age_ms {
-            report.events += self.delete_older("events", now_ms - age)?;
+            let cutoff = now_ms - age;
+            match policy.keep_events_after {
+                Some(keep) => {
+                    // Due events above the lowest sink cursor stay until delivered.
+                    let due_until = self
+                        .first_id_at_or_after("events", cutoff)?
+                        .unwrap_or(i64::MAX);
+                    report.kept_undelivered = self.conn.query_row(
+                        "SELECT COUNT(*) FROM events WHERE id > ?1 AND id < ?2",
+                        params![keep, due_until],
+                        |r| r.get::<_, i64>(0),
+                    )? as u64;
+                    let sql = "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id < ?1 AND id <= ?2 ORDER BY id LIMIT ?3)";
+                    report.events += self.delete_chunks(sql, params![due_until, keep, CHUNK])?;
+                }
+                None => report.events += self.delete_older("events", cutoff)?,
+            }
         }
         if let Some(age) = policy.frames_max_age_ms {
             report.frames += self.delete_older("frames", now_ms - age)?;
@@ -56,7 +76,13 @@ impl Db {
                 let frames = self.delete_oldest("frames")?;
                 report.frames += frames;
                 if frames == 0 {
-                    let events = self.delete_oldest("events")?;
+                    let events = match policy.keep_events_after {
+                        Some(keep) => self.conn.execute(
+                            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id <= ?1 ORDER BY id LIMIT ?2)",
+                            params![keep, CHUNK],
+                        )? as u64,
+                        None => self.delete_oldest("events")?,
+                    };
                     report.events += events;
                     if events == 0 {
                         break;

@@ -5,13 +5,13 @@ use rusqlite::Connection;
 use crate::{Result, StoreError};
 
 /// The schema version this build writes.
-pub(crate) const VERSION: i64 = 1;
+pub(crate) const VERSION: i64 = 2;
 
 // No index on received_at: ids grow with time, so time bounds are found by binary search over ids
 // (see `Db::first_id_at_or_after`), which keeps every insert cheaper.
 const V1: &str = "
 CREATE TABLE devices (
-    id               TEXT PRIMARY KEY,   -- stable id: configured id, serial, MAC, domain, or addr:<ip>
+    id               TEXT PRIMARY KEY,   -- stable id: configured id, serial, MAC, domain, or addr-<ip>
     name             TEXT,
     serial           TEXT,
     mac              TEXT,
@@ -67,12 +67,50 @@ CREATE TABLE events (
 CREATE INDEX events_device ON events(device, id);
 ";
 
+const V2: &str = "
+CREATE TABLE sink_cursors (
+    sink          TEXT PRIMARY KEY,
+    position      INTEGER NOT NULL,     -- events.id of the last event handled (delivered, filtered or dead-lettered)
+    delivered     INTEGER NOT NULL DEFAULT 0,
+    filtered      INTEGER NOT NULL DEFAULT 0,
+    dead_letters  INTEGER NOT NULL DEFAULT 0,
+    failures      INTEGER NOT NULL DEFAULT 0,  -- failed attempts (retried)
+    last_error    TEXT,
+    last_error_at INTEGER,              -- unix ms
+    updated_at    INTEGER NOT NULL      -- unix ms
+);
+CREATE TABLE dead_letters (
+    id        INTEGER PRIMARY KEY,
+    sink      TEXT NOT NULL,
+    event_id  INTEGER NOT NULL,
+    at        INTEGER NOT NULL,         -- unix ms
+    attempts  INTEGER NOT NULL,
+    error     TEXT NOT NULL,
+    request   TEXT                      -- what was sent, for replay
+);
+";
+
 /// Creates or upgrades the schema.
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {
     let found = check_version(conn)?;
     if found < 1 {
         let tx = conn.unchecked_transaction()?;
         tx.execute_batch(V1)?;
+        tx.execute_batch(V2)?;
+        tx.pragma_update(None, "user_version", VERSION)?;
+        tx.commit()?;
+    } else if found < 2 {
+        let tx = conn.unchecked_transaction()?;
+        // Databases made by early builds of version 1 lack this column.
+        let has_channel_name: bool = tx.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('events') WHERE name = 'channel_name'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_channel_name {
+            tx.execute_batch("ALTER TABLE events ADD COLUMN channel_name TEXT;")?;
+        }
+        tx.execute_batch(V2)?;
         tx.pragma_update(None, "user_version", VERSION)?;
         tx.commit()?;
     }

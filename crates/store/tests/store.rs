@@ -126,6 +126,7 @@ fn retention_by_age_and_size() {
     let report = db
         .apply_retention(
             &Retention {
+                keep_events_after: None,
                 events_max_age_ms: Some(5_000),
                 frames_max_age_ms: Some(1_000),
                 max_bytes: None,
@@ -140,6 +141,7 @@ fn retention_by_age_and_size() {
     let report = db
         .apply_retention(
             &Retention {
+                keep_events_after: None,
                 max_bytes: Some(before / 2),
                 ..Default::default()
             },

@@ -1,0 +1,163 @@
+//! Sink cursors and dead letters: each sink reads the event log from its own durable position.
+
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+use crate::{format_ms, Db, Result};
+
+/// A sink's durable position and counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SinkCursor {
+    /// Sink name.
+    pub sink: String,
+    /// Id of the last event handled; the sink resumes after it.
+    pub position: i64,
+    /// Events the destination accepted.
+    pub delivered: u64,
+    /// Events skipped by the sink's rules.
+    pub filtered: u64,
+    /// Events given up on after the last retry.
+    pub dead_letters: u64,
+    /// Failed attempts (each retried).
+    pub failures: u64,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// When, RFC 3339.
+    pub last_error_at: Option<String>,
+    /// When the cursor was saved, RFC 3339.
+    pub updated_at: String,
+}
+
+impl Db {
+    /// The cursor of `sink`, if it ever ran.
+    pub fn sink_cursor(&self, sink: &str) -> Result<Option<SinkCursor>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT sink, position, delivered, filtered, dead_letters, failures, last_error, last_error_at, updated_at
+                 FROM sink_cursors WHERE sink = ?1",
+                [sink],
+                cursor_row,
+            )
+            .optional()?)
+    }
+
+    /// Every sink's cursor.
+    pub fn sink_cursors(&self) -> Result<Vec<SinkCursor>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT sink, position, delivered, filtered, dead_letters, failures, last_error, last_error_at, updated_at
+             FROM sink_cursors ORDER BY sink",
+        )?;
+        let rows = stmt.query_map([], cursor_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Saves a sink's position and counters (`last_error_at` and `updated_at` as unix ms).
+    #[allow(clippy::too_many_arguments)]
+    pub fn save_sink_cursor(
+        &self,
+        sink: &str,
+        position: i64,
+        counts: SinkCounts,
+        last_error: Option<(&str, i64)>,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO sink_cursors (sink, position, delivered, filtered, dead_letters, failures, last_error, last_error_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT(sink) DO UPDATE SET position = ?2, delivered = ?3, filtered = ?4, dead_letters = ?5,
+                failures = ?6, last_error = COALESCE(?7, last_error), last_error_at = COALESCE(?8, last_error_at), updated_at = ?9",
+            params![
+                sink,
+                position,
+                counts.delivered as i64,
+                counts.filtered as i64,
+                counts.dead_letters as i64,
+                counts.failures as i64,
+                last_error.map(|e| e.0),
+                last_error.map(|e| e.1),
+                now_ms
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Records an event a sink gave up on.
+    pub fn add_dead_letter(
+        &self,
+        sink: &str,
+        event_id: i64,
+        at_ms: i64,
+        attempts: u32,
+        error: &str,
+        request: Option<&str>,
+    ) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO dead_letters (sink, event_id, at, attempts, error, request) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![sink, event_id, at_ms, attempts, error, request],
+        )?;
+        Ok(())
+    }
+
+    /// Dead letters of `sink`, oldest first.
+    pub fn dead_letters(&self, sink: &str) -> Result<Vec<DeadLetter>> {
+        let mut stmt = self.conn.prepare("SELECT event_id, attempts, error, request FROM dead_letters WHERE sink = ?1 ORDER BY id")?;
+        let rows = stmt.query_map([sink], |r| {
+            Ok(DeadLetter {
+                event_id: r.get(0)?,
+                attempts: r.get(1)?,
+                error: r.get(2)?,
+                request: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The newest event id (0 when the log is empty).
+    pub fn last_event_id(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?)
+    }
+}
+
+/// An event a sink gave up on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    /// The event.
+    pub event_id: i64,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last error.
+    pub error: String,
+    /// What was sent.
+    pub request: Option<String>,
+}
+
+/// A sink's counters, saved with its cursor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkCounts {
+    /// Events the destination accepted.
+    pub delivered: u64,
+    /// Events skipped by rules.
+    pub filtered: u64,
+    /// Events given up on.
+    pub dead_letters: u64,
+    /// Failed attempts.
+    pub failures: u64,
+}
+
+fn cursor_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SinkCursor> {
+    let err_at: Option<i64> = r.get(7)?;
+    Ok(SinkCursor {
+        sink: r.get(0)?,
+        position: r.get(1)?,
+        delivered: r.get::<_, i64>(2)? as u64,
+        filtered: r.get::<_, i64>(3)? as u64,
+        dead_letters: r.get::<_, i64>(4)? as u64,
+        failures: r.get::<_, i64>(5)? as u64,
+        last_error: r.get(6)?,
+        last_error_at: err_at.map(format_ms),
+        updated_at: format_ms(r.get(8)?),
+    })
+}
