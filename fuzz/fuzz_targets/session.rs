@@ -110,17 +110,14 @@ fn check(frame: &Frame, decoded: &Decoded) {
 
     match &decoded.body {
         Body::None => assert!(obj.get("body").is_none(), "body of Body::None: {text}"),
-        Body::Json(_) => {
-            let parsed = decoded
-                .body
-                .json_value()
-                .unwrap_or_else(|| panic!("Body::Json that does not parse: {frame:?}"));
-            assert_eq!(
-                field("body"),
-                &parsed,
-                "JSON body output differs from the body: {text}"
-            );
-        }
+        Body::Json(raw) => match serde_json::from_slice::<Value>(raw) {
+            Ok(parsed) => assert_eq!(field("body"), &parsed, "JSON body output differs from the body: {text}"),
+            // Valid JSON grammar whose numbers serde_json cannot hold (1e999): printed as a string.
+            Err(e) if e.to_string().contains("number out of range") => {
+                assert!(field("body").is_string(), "out-of-range body not printed as a string: {text}")
+            }
+            Err(e) => panic!("Body::Json that does not parse ({e}): {frame:?}"),
+        },
         Body::Mask { mask, more } => {
             assert_eq!(
                 field("body")["mask"].as_u64(),
