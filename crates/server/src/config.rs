@@ -117,6 +117,8 @@ pub struct StoreConfig {
     pub frames_max_age: Duration,
     /// Keep the database under this many megabytes (0 = no limit); oldest frames go first.
     pub max_size_mb: u64,
+    /// Let retention delete events that an enabled sink has not delivered yet (they are counted).
+    pub drop_undelivered: bool,
 }
 
 impl Default for StoreConfig {
@@ -129,6 +131,7 @@ impl Default for StoreConfig {
             events_max_age: Duration::from_secs(90 * 86_400),
             frames_max_age: Duration::from_secs(30 * 86_400),
             max_size_mb: 0,
+            drop_undelivered: false,
         }
     }
 }
@@ -139,6 +142,10 @@ impl Default for StoreConfig {
 pub struct SinksConfig {
     /// `[sinks.stdout]`.
     pub stdout: StdoutSinkConfig,
+    /// `[sinks.mqtt]`.
+    pub mqtt: Option<crate::sinks::mqtt::MqttConfig>,
+    /// `[[sinks.webhook]]`.
+    pub webhook: Vec<crate::sinks::webhook::WebhookConfig>,
 }
 
 /// `[sinks.stdout]`: every committed event as one JSON line on standard output.
@@ -174,7 +181,7 @@ pub struct DeviceConfig {
     pub channels: BTreeMap<String, String>,
 }
 
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     humantime::parse_duration(&text).map_err(|e| {
         serde::de::Error::custom(format!(
@@ -334,6 +341,9 @@ impl Config {
         }
         if self.store.batch_max == 0 {
             problems.push("store.batch-max must be at least 1".to_owned());
+        }
+        if let Some(mqtt) = &self.sinks.mqtt {
+            problems.extend(mqtt.validate());
         }
         let mut ids = std::collections::HashSet::new();
         for (i, d) in self.devices.iter().enumerate() {

@@ -5,6 +5,7 @@
 pub mod config;
 mod connection;
 mod registry;
+pub mod sinks;
 pub mod stats;
 mod supervise;
 pub mod time;
@@ -121,6 +122,11 @@ impl Server {
         let writer_config = WriterConfig {
             batch_max: config.store.batch_max,
             retention: retention(&config),
+            sinks: if config.store.drop_undelivered {
+                Vec::new()
+            } else {
+                sinks::enabled_names(&config)
+            },
         };
         db.disable_auto_checkpoint()?;
         let checkpointer =
@@ -145,6 +151,9 @@ impl Server {
             .local_addr()
             .map_err(|e| ServerError::Internal(format!("listener: {e}")))?;
         let tasks = TaskTracker::new();
+        // TLS for the outputs: one crypto provider for the whole process.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        sinks::start(&config, &committed, &shared.shutdown, &tasks)?;
         tasks.spawn(accept_loop(shared.clone(), listener, tasks.clone()));
         tasks.spawn(supervise::run(shared.clone()));
         tasks.spawn(stats_loop(shared.clone()));

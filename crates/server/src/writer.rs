@@ -53,6 +53,8 @@ pub type Committed = Arc<Vec<StoredEvent>>;
 pub(crate) struct WriterConfig {
     pub(crate) batch_max: usize,
     pub(crate) retention: Retention,
+    /// Sinks whose undelivered events retention must keep.
+    pub(crate) sinks: Vec<String>,
 }
 
 /// How often retention runs.
@@ -146,11 +148,20 @@ pub(crate) fn run(
         }
         if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
             last_retention = Some(Instant::now());
-            match db.apply_retention(&config.retention, crate::time::now_ms()) {
-                Ok(r) if r.events + r.frames > 0 => {
+            let mut policy = config.retention;
+            if !config.sinks.is_empty() {
+                policy.keep_events_after = db
+                    .min_sink_position(&config.sinks)
+                    .ok()
+                    .flatten()
+                    .or(Some(0));
+            }
+            match db.apply_retention(&policy, crate::time::now_ms()) {
+                Ok(r) if r.events + r.frames + r.kept_undelivered > 0 => {
                     tracing::info!(
                         events = r.events,
                         frames = r.frames,
+                        kept_undelivered = r.kept_undelivered,
                         "retention deleted old records"
                     )
                 }

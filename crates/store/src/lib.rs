@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 pub use query::{DeviceRow, EventQuery, StoredEvent};
 pub use retention::{Retention, RetentionReport};
-pub use sinks::{DeadLetter, SinkCounts, SinkCursor};
+pub use sinks::{DeadLetter, Entity, SinkCounts, SinkCursor};
 pub use write::{
     Batch, ConnectionClose, ConnectionOpen, DeviceUpdate, NewEvent, NewFrame, WriteResult,
 };

@@ -113,12 +113,57 @@ impl Db {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// The entities (device, channel, code, pulse or not) of events from `from_id` on, device events
+    /// excluded: what an output announces to a home-automation system.
+    pub fn entity_catalog(&self, from_id: i64) -> Result<Vec<Entity>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT device, channel, code, action NOT IN ('start', 'stop') AS pulse, MAX(channel_name)
+             FROM events WHERE id >= ?1 AND kind != 'device' GROUP BY device, channel, code, pulse",
+        )?;
+        let rows = stmt.query_map([from_id], |r| {
+            Ok(Entity {
+                device: r.get(0)?,
+                channel: r.get(1)?,
+                code: r.get(2)?,
+                pulse: r.get(3)?,
+                channel_name: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The lowest position among `sinks` (`None` when none of them has a cursor yet).
+    pub fn min_sink_position(&self, sinks: &[String]) -> Result<Option<i64>> {
+        let mut lowest: Option<i64> = None;
+        for sink in sinks {
+            if let Some(c) = self.sink_cursor(sink)? {
+                lowest = Some(lowest.map_or(c.position, |l| l.min(c.position)));
+            }
+        }
+        Ok(lowest)
+    }
+
     /// The newest event id (0 when the log is empty).
     pub fn last_event_id(&self) -> Result<i64> {
         Ok(self
             .conn
             .query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?)
     }
+}
+
+/// A (device, channel, code) that events were seen for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entity {
+    /// Device id.
+    pub device: String,
+    /// 1-based channel.
+    pub channel: Option<i64>,
+    /// Event code.
+    pub code: String,
+    /// Seen as pulses (no start/stop).
+    pub pulse: bool,
+    /// The channel's configured name.
+    pub channel_name: Option<String>,
 }
 
 /// An event a sink gave up on.

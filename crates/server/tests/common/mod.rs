@@ -24,6 +24,12 @@ pub(crate) fn config(dir: &std::path::Path) -> Config {
 }
 
 pub(crate) async fn start_with(dir: tempfile::TempDir, config: Config) -> TestServer {
+    // Server logs in the test output (shown for failing tests); ALARM_CENTER_LOG sets the level.
+    let filter = std::env::var("ALARM_CENTER_LOG").unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = Server::start(config, listener).await.unwrap();
     let events = server.subscribe();

@@ -1,0 +1,315 @@
+//! Outputs. Each sink reads the event log from its own durable cursor and advances it only once the
+//! destination accepted an event, so a sink that is down or slow never blocks ingest or other sinks and
+//! catches up, in log order, when it recovers.
+
+pub mod mqtt;
+pub mod rules;
+pub mod webhook;
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alarm_center_store::{Db, EventQuery, SinkCounts, StoredEvent};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::writer::Committed;
+use rules::{Rules, Skip};
+
+/// Events read from the log at once.
+const BATCH: u32 = 512;
+/// How often a sink's cursor is saved while it delivers.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+
+/// What became of one event at a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The destination accepted it.
+    Delivered,
+    /// Given up after the last retry; recorded as a dead letter.
+    DeadLetter {
+        attempts: u32,
+        error: String,
+        request: Option<String>,
+    },
+}
+
+/// A destination of events.
+pub(crate) trait Destination: Send {
+    /// Delivers `events` in order. Returns the outcomes of the leading events handled; fewer outcomes
+    /// than events means the destination went away (the reason is returned): the rest is offered again.
+    fn deliver(
+        &mut self,
+        events: &[StoredEvent],
+    ) -> impl Future<Output = (Vec<Outcome>, Option<String>)> + Send;
+}
+
+/// Runs a blocking store call off the async threads.
+async fn with_db<T: Send + 'static>(
+    db: &mut Option<Db>,
+    f: impl FnOnce(&Db) -> alarm_center_store::Result<T> + Send + 'static,
+) -> Result<T, String> {
+    let taken = db.take().ok_or("store connection lost")?;
+    let (back, result) = tokio::task::spawn_blocking(move || {
+        let r = f(&taken);
+        (taken, r)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    *db = Some(back);
+    result.map_err(|e| e.to_string())
+}
+
+/// The shared machinery of a sink: reading the log, rules, cursor and counters.
+pub(crate) struct Runner {
+    pub(crate) name: String,
+    db: Option<Db>,
+    /// Last event read from the log.
+    read_to: i64,
+    /// Events approved by the rules and not yet handled, in order.
+    pending: VecDeque<StoredEvent>,
+    rules: Rules,
+    counts: SinkCounts,
+    last_error: Option<String>,
+    wake: broadcast::Receiver<Committed>,
+    shutdown: CancellationToken,
+}
+
+impl Runner {
+    /// Opens the sink's store connection and its cursor (created at the end of the log on first start).
+    pub(crate) fn open(
+        name: &str,
+        data_dir: &std::path::Path,
+        rules: rules::RulesConfig,
+        wake: broadcast::Receiver<Committed>,
+        shutdown: CancellationToken,
+    ) -> Result<Runner, crate::ServerError> {
+        let db = Db::open(data_dir, alarm_center_store::SyncMode::Normal)?;
+        let (position, counts) = match db.sink_cursor(name)? {
+            Some(c) => (
+                c.position,
+                SinkCounts {
+                    delivered: c.delivered,
+                    filtered: c.filtered,
+                    dead_letters: c.dead_letters,
+                    failures: c.failures,
+                },
+            ),
+            None => {
+                let end = db.last_event_id()?;
+                db.save_sink_cursor(
+                    name,
+                    end,
+                    SinkCounts::default(),
+                    None,
+                    crate::time::now_ms(),
+                )?;
+                (end, SinkCounts::default())
+            }
+        };
+        tracing::info!(sink = name, position, "sink started");
+        Ok(Runner {
+            name: name.to_owned(),
+            db: Some(db),
+            read_to: position,
+            pending: VecDeque::new(),
+            rules: Rules::new(rules),
+            counts,
+            last_error: None,
+            wake,
+            shutdown,
+        })
+    }
+
+    /// The durable position: every event up to it is handled.
+    fn position(&self) -> i64 {
+        self.pending.front().map_or(self.read_to, |e| e.id - 1)
+    }
+
+    async fn save(&mut self) {
+        let (name, position, counts) = (self.name.clone(), self.position(), self.counts);
+        let error = self.last_error.take();
+        let now = crate::time::now_ms();
+        let result = with_db(&mut self.db, move |db| {
+            db.save_sink_cursor(
+                &name,
+                position,
+                counts,
+                error.as_deref().map(|e| (e, now)),
+                now,
+            )
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(sink = %self.name, error = %e, "sink cursor not saved");
+        }
+    }
+
+    /// Reads more of the log into `pending`, waiting for new events when caught up. `false` at shutdown.
+    async fn fill(&mut self) -> bool {
+        loop {
+            if self.shutdown.is_cancelled() {
+                return false;
+            }
+            let after = self.read_to;
+            let query = EventQuery {
+                after_id: Some(after),
+                limit: Some(BATCH),
+                ascending: true,
+                ..EventQuery::default()
+            };
+            let events = match with_db(&mut self.db, move |db| db.events(&query)).await {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::warn!(sink = %self.name, error = %e, "cannot read the event log; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if let Some(last) = events.last() {
+                self.read_to = last.id;
+                for event in events {
+                    match self.rules.check(&event) {
+                        Ok(()) => self.pending.push_back(event),
+                        Err(Skip::Filtered | Skip::Duplicate | Skip::RateLimited) => {
+                            self.counts.filtered += 1
+                        }
+                    }
+                }
+                if !self.pending.is_empty() {
+                    return true;
+                }
+                continue;
+            }
+            // Caught up: wait for the next commit (or poll, in case a notice was missed).
+            tokio::select! {
+                () = self.shutdown.cancelled() => return false,
+                _ = self.wake.recv() => {}
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
+    /// Delivers the log to `destination` until shutdown.
+    pub(crate) async fn run(mut self, mut destination: impl Destination) {
+        let mut last_save = tokio::time::Instant::now();
+        let mut backoff = Duration::from_millis(200);
+        // Connect (and announce, where the destination does) before the first event.
+        if let (_, Some(reason)) = destination.deliver(&[]).await {
+            tracing::warn!(sink = %self.name, error = %reason, "destination unavailable at start");
+            self.last_error = Some(reason);
+        }
+        while self.pending.is_empty() && self.fill().await || !self.pending.is_empty() {
+            let batch: Vec<StoredEvent> =
+                self.pending.iter().take(BATCH as usize).cloned().collect();
+            // Destinations watch the shutdown token themselves and return what they completed, so that
+            // the cursor records every acknowledged event.
+            let (outcomes, failure) = destination.deliver(&batch).await;
+            tracing::debug!(sink = %self.name, batch = batch.len(), handled = outcomes.len(), failure = ?failure, "delivered");
+            for (event, outcome) in batch.iter().zip(&outcomes) {
+                match outcome {
+                    Outcome::Delivered => self.counts.delivered += 1,
+                    Outcome::DeadLetter {
+                        attempts,
+                        error,
+                        request,
+                    } => {
+                        self.counts.dead_letters += 1;
+                        tracing::warn!(sink = %self.name, event = event.id, attempts, error = %error, "event dead-lettered");
+                        let (name, id, attempts, error, request) = (
+                            self.name.clone(),
+                            event.id,
+                            *attempts,
+                            error.clone(),
+                            request.clone(),
+                        );
+                        let now = crate::time::now_ms();
+                        if let Err(e) = with_db(&mut self.db, move |db| {
+                            db.add_dead_letter(&name, id, now, attempts, &error, request.as_deref())
+                        })
+                        .await
+                        {
+                            tracing::error!(sink = %self.name, error = %e, "dead letter not recorded");
+                        }
+                    }
+                }
+                self.pending.pop_front();
+            }
+            if failure.is_some() && self.shutdown.is_cancelled() {
+                break;
+            }
+            if let Some(reason) = failure {
+                self.counts.failures += 1;
+                tracing::warn!(sink = %self.name, error = %reason, retry_in = ?backoff, pending = self.pending.len(), "destination unavailable");
+                self.last_error = Some(reason);
+                self.save().await;
+                tokio::select! {
+                    () = self.shutdown.cancelled() => break,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+            backoff = Duration::from_millis(200);
+            if last_save.elapsed() >= SAVE_EVERY {
+                last_save = tokio::time::Instant::now();
+                self.save().await;
+            }
+        }
+        self.save().await;
+        tracing::info!(sink = %self.name, position = self.position(), delivered = self.counts.delivered, "sink stopped");
+    }
+}
+
+/// Starts the configured sinks; each runs until `shutdown`.
+pub(crate) fn start(
+    config: &crate::Config,
+    committed: &broadcast::Sender<Committed>,
+    shutdown: &CancellationToken,
+    tasks: &tokio_util::task::TaskTracker,
+) -> Result<(), crate::ServerError> {
+    let dir = &config.store.data_dir;
+    if let Some(mqtt) = config.sinks.mqtt.as_ref().filter(|m| m.enabled) {
+        let runner = Runner::open(
+            "mqtt",
+            dir,
+            mqtt.rules.clone(),
+            committed.subscribe(),
+            shutdown.clone(),
+        )?;
+        let sink = mqtt::MqttSink::new(Arc::new(mqtt.clone()), dir.clone(), shutdown.clone())?;
+        tasks.spawn(runner.run(sink));
+    }
+    for hook in config.sinks.webhook.iter().filter(|w| w.enabled) {
+        let name = format!("webhook:{}", hook.name);
+        let runner = Runner::open(
+            &name,
+            dir,
+            hook.rules.clone(),
+            committed.subscribe(),
+            shutdown.clone(),
+        )?;
+        let sink = webhook::WebhookSink::new(hook.clone(), shutdown.clone())?;
+        tasks.spawn(runner.run(sink));
+    }
+    Ok(())
+}
+
+/// Names of the enabled sinks (their cursors hold back retention).
+pub(crate) fn enabled_names(config: &crate::Config) -> Vec<String> {
+    let mut names = Vec::new();
+    if config.sinks.mqtt.as_ref().is_some_and(|m| m.enabled) {
+        names.push("mqtt".to_owned());
+    }
+    names.extend(
+        config
+            .sinks
+            .webhook
+            .iter()
+            .filter(|w| w.enabled)
+            .map(|w| format!("webhook:{}", w.name)),
+    );
+    names
+}

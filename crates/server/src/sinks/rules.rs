@@ -1,0 +1,197 @@
+//! Rules shared by every sink: filters, duplicate suppression and rate limits.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use alarm_center_store::StoredEvent;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+/// `[sinks.<name>.rules]` / `rules = {…}` of a sink. Patterns match whole values; `*` matches any run
+/// of characters (`Video*`, `*Detect*`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RulesConfig {
+    /// Only events of these devices (empty = all).
+    pub include_devices: Vec<String>,
+    /// Never events of these devices.
+    pub exclude_devices: Vec<String>,
+    /// Only these codes (empty = all).
+    pub include_codes: Vec<String>,
+    /// Never these codes.
+    pub exclude_codes: Vec<String>,
+    /// Only these kinds: alarm, report, device, keepalive, … (empty = all).
+    pub include_kinds: Vec<String>,
+    /// Never these kinds.
+    pub exclude_kinds: Vec<String>,
+    /// Only these actions: start, stop, pulse, state (empty = all).
+    pub include_actions: Vec<String>,
+    /// Drop a `start` of an alarm already started, and a `stop` of one already stopped.
+    pub suppress_duplicates: bool,
+    /// At most this many events per `rate-period` (0 = no limit); the excess is skipped and counted.
+    pub rate_limit: u32,
+    /// The period of `rate-limit`.
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub rate_period: Duration,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            include_devices: Vec::new(),
+            exclude_devices: Vec::new(),
+            include_codes: Vec::new(),
+            exclude_codes: Vec::new(),
+            include_kinds: Vec::new(),
+            exclude_kinds: Vec::new(),
+            include_actions: Vec::new(),
+            suppress_duplicates: true,
+            rate_limit: 0,
+            rate_period: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `*`-glob match of a whole value.
+pub(crate) fn glob(pattern: &str, value: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == value;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !value.starts_with(first) || value.len() < first.len() + last.len() || !value.ends_with(last)
+    {
+        return false;
+    }
+    let mut rest = &value[first.len()..value.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+fn passes(include: &[String], exclude: &[String], value: &str) -> bool {
+    (include.is_empty() || include.iter().any(|p| glob(p, value)))
+        && !exclude.iter().any(|p| glob(p, value))
+}
+
+/// Why an event was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Skip {
+    /// A filter excluded it.
+    Filtered,
+    /// Same state as the last event of that alarm.
+    Duplicate,
+    /// Over the rate limit.
+    RateLimited,
+}
+
+/// The rules of one sink with their state.
+#[derive(Debug)]
+pub(crate) struct Rules {
+    config: RulesConfig,
+    /// Last start/stop per (device, code, index).
+    last: HashMap<(String, String, Option<i64>), bool>,
+    window: (Instant, u32),
+}
+
+impl Rules {
+    pub(crate) fn new(config: RulesConfig) -> Rules {
+        Rules {
+            config,
+            last: HashMap::new(),
+            window: (Instant::now(), 0),
+        }
+    }
+
+    /// Whether `event` goes out, updating duplicate and rate state.
+    pub(crate) fn check(&mut self, event: &StoredEvent) -> Result<(), Skip> {
+        let c = &self.config;
+        if !passes(&c.include_devices, &c.exclude_devices, &event.device)
+            || !passes(&c.include_codes, &c.exclude_codes, &event.code)
+            || !passes(&c.include_kinds, &c.exclude_kinds, &event.kind)
+            || !passes(&c.include_actions, &[], &event.action)
+        {
+            return Err(Skip::Filtered);
+        }
+        if c.suppress_duplicates && matches!(event.action.as_str(), "start" | "stop") {
+            let started = event.action == "start";
+            let key = (event.device.clone(), event.code.clone(), event.index);
+            if self.last.insert(key, started) == Some(started) {
+                return Err(Skip::Duplicate);
+            }
+        }
+        if c.rate_limit > 0 {
+            let now = Instant::now();
+            if now.duration_since(self.window.0) >= c.rate_period {
+                self.window = (now, 0);
+            }
+            if self.window.1 >= c.rate_limit {
+                return Err(Skip::RateLimited);
+            }
+            self.window.1 += 1;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(device: &str, code: &str, action: &str) -> StoredEvent {
+        StoredEvent {
+            id: 1,
+            device: device.into(),
+            code: code.into(),
+            action: action.into(),
+            index: Some(0),
+            channel: Some(1),
+            channel_name: None,
+            kind: "alarm".into(),
+            device_time: None,
+            received_at: String::new(),
+            frame_id: None,
+            data: None,
+            synthetic: None,
+        }
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob("Video*", "VideoMotion"));
+        assert!(glob("*Detect*", "CrossLineDetection"));
+        assert!(glob("*", ""));
+        assert!(!glob("Video*Loss", "VideoMotion"));
+        assert!(glob("a*b*c", "a-b-b-c"));
+        assert!(!glob("ab*ba", "aba"));
+    }
+
+    #[test]
+    fn filters_duplicates_and_rate() {
+        let mut rules = Rules::new(RulesConfig {
+            exclude_codes: vec!["Storage*".into()],
+            rate_limit: 3,
+            rate_period: Duration::from_secs(3600),
+            ..RulesConfig::default()
+        });
+        assert_eq!(
+            rules.check(&event("d", "StorageFailure", "start")),
+            Err(Skip::Filtered)
+        );
+        assert_eq!(rules.check(&event("d", "VideoMotion", "start")), Ok(()));
+        assert_eq!(
+            rules.check(&event("d", "VideoMotion", "start")),
+            Err(Skip::Duplicate)
+        );
+        assert_eq!(rules.check(&event("d", "VideoMotion", "stop")), Ok(()));
+        assert_eq!(rules.check(&event("e", "VideoMotion", "pulse")), Ok(()));
+        assert_eq!(
+            rules.check(&event("e", "VideoMotion", "pulse")),
+            Err(Skip::RateLimited)
+        );
+    }
+}
