@@ -25,6 +25,8 @@ enum Command {
     Events(serve::EventsArgs),
     /// List devices with their state and last-seen time (works while the server runs).
     Devices(serve::DevicesArgs),
+    /// Show each output's cursor, lag, counters and last error (works while the server runs).
+    Sinks(serve::SinksArgs),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         }
         Command::Events(args) => serve::events(&args),
         Command::Devices(args) => serve::devices(&args),
+        Command::Sinks(args) => serve::sinks(&args),
         Command::Config(ConfigCommand::Check(args)) => serve::check(&args),
         Command::Decode(args) => decode::run(&args),
         Command::Simulate(args) => simulate::run(&args),

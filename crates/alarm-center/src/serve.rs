@@ -258,3 +258,61 @@ pub(crate) fn devices(args: &DevicesArgs) -> Result<()> {
     out.flush()?;
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub(crate) struct SinksArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Each sink's cursor, lag (events in the log after it), counters and last error.
+pub(crate) fn sinks(args: &SinksArgs) -> Result<()> {
+    let db = open_store(&args.config)?;
+    let last = db.last_event_id()?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let cursors = db.sink_cursors()?;
+    if args.json {
+        for c in &cursors {
+            let mut value = serde_json::to_value(c)?;
+            value["lag"] = serde_json::json!(last - c.position);
+            serde_json::to_writer(&mut out, &value)?;
+            writeln!(out)?;
+        }
+    } else {
+        writeln!(
+            out,
+            "{:<22}  {:>9}  {:>7}  {:>9}  {:>8}  {:>5}  {:>8}  {:<24}  LAST ERROR",
+            "SINK", "POSITION", "LAG", "DELIVERED", "FILTERED", "DEAD", "FAILURES", "SAVED"
+        )?;
+        for c in &cursors {
+            writeln!(
+                out,
+                "{:<22}  {:>9}  {:>7}  {:>9}  {:>8}  {:>5}  {:>8}  {:<24}  {}",
+                c.sink,
+                c.position,
+                last - c.position,
+                c.delivered,
+                c.filtered,
+                c.dead_letters,
+                c.failures,
+                c.updated_at,
+                c.last_error.as_deref().map_or("-".to_owned(), |e| format!(
+                    "{e} ({})",
+                    c.last_error_at.as_deref().unwrap_or("?")
+                ))
+            )?;
+        }
+        if cursors.is_empty() {
+            writeln!(
+                out,
+                "(no sink has run yet: configure [sinks.mqtt] or [[sinks.webhook]])"
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

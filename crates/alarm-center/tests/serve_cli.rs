@@ -114,6 +114,8 @@ fn sigterm_drains_and_exits_zero() {
     assert_eq!(events.lines().count(), 3, "{events}");
     let devices = cli(&["devices"], dir.path());
     assert!(devices.contains("addr-127.0.0.1"), "{devices}");
+    let sinks = cli(&["sinks"], dir.path());
+    assert!(sinks.contains("no sink has run yet"), "{sinks}");
     let frames = alarm_center_store::Db::open_read_only(dir.path())
         .unwrap()
         .frame_count()

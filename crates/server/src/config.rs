@@ -25,6 +25,25 @@ pub struct Config {
     pub sinks: SinksConfig,
     /// Known devices.
     pub devices: Vec<DeviceConfig>,
+    /// `[auto-clear]`: a synthetic `stop` for an alarm whose stop has not come after this long, by event
+    /// code (`*` for every code), e.g. `VideoMotion = "2m"`.
+    #[serde(deserialize_with = "duration_map")]
+    pub auto_clear: BTreeMap<String, Duration>,
+}
+
+fn duration_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Duration>, D::Error> {
+    let raw = BTreeMap::<String, String>::deserialize(d)?;
+    raw.into_iter()
+        .map(|(code, text)| {
+            humantime::parse_duration(&text)
+                .map(|t| (code.clone(), t))
+                .map_err(|e| {
+                    serde::de::Error::custom(format!(
+                        "auto-clear.{code}: {text:?} is not a duration ({e})"
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// `[server]`.
@@ -344,6 +363,19 @@ impl Config {
         }
         if let Some(mqtt) = &self.sinks.mqtt {
             problems.extend(mqtt.validate());
+        }
+        let mut hook_names = std::collections::HashSet::new();
+        for (i, hook) in self.sinks.webhook.iter().enumerate() {
+            let at = format!("sinks.webhook[{i}] ({})", hook.name);
+            problems.extend(hook.validate().into_iter().map(|p| format!("{at}: {p}")));
+            if !hook_names.insert(hook.name.as_str()) {
+                problems.push(format!("{at}: name used twice"));
+            }
+        }
+        for (code, after) in &self.auto_clear {
+            if after.is_zero() {
+                problems.push(format!("auto-clear.{code}: must be longer than 0s"));
+            }
         }
         let mut ids = std::collections::HashSet::new();
         for (i, d) in self.devices.iter().enumerate() {

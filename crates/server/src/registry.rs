@@ -1,6 +1,6 @@
 //! Devices known to the server: identity resolution, per-device protocol state, online/offline.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -69,7 +69,7 @@ pub(crate) struct DeviceState {
     /// one, open a connection per alarm and send nothing in between).
     pub(crate) sends_keepalives: bool,
     /// Alarms started and not stopped: (code, index).
-    pub(crate) active: HashSet<(String, Option<i64>)>,
+    pub(crate) active: HashMap<(String, Option<i64>), Instant>,
     /// The connection currently attached, and how to close it.
     pub(crate) connection: Option<(i64, CancellationToken)>,
 }
@@ -103,7 +103,7 @@ impl DeviceState {
         let key = (event.code.to_string(), event.index);
         match event.action {
             Action::Start => {
-                self.active.insert(key);
+                self.active.entry(key).or_insert_with(Instant::now);
             }
             Action::Stop => {
                 self.active.remove(&key);
@@ -266,6 +266,11 @@ impl Registry {
                     && now.saturating_sub(d.last_seen.load(Ordering::Relaxed)) > limit
             })
             .collect()
+    }
+
+    /// Every device.
+    pub(crate) fn all(&self) -> Vec<Arc<Device>> {
+        self.map().values().cloned().collect()
     }
 
     /// Number of devices online.

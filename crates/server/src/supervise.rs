@@ -21,6 +21,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             () = shared.shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
+        if !shared.config.auto_clear.is_empty() && auto_clear(&shared).await.is_err() {
+            return;
+        }
         for device in shared.registry.overdue(sup.keepalive, sup.grace) {
             let now_ms = crate::time::now_ms();
             let mut events = Vec::new();
@@ -39,7 +42,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     serde_json::json!({"reason": "silent", "period_s": period.as_secs(), "grace_s": sup.grace.as_secs()}),
                 ));
                 if sup.stop_alarms_on_offline {
-                    let mut active: Vec<_> = state.active.drain().collect();
+                    let mut active: Vec<_> = state.active.drain().map(|(key, _)| key).collect();
                     active.sort();
                     for (code, index) in active {
                         events.push(NewEvent {
@@ -82,4 +85,55 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             }
         }
     }
+}
+
+/// `[auto-clear]`: a synthetic stop for every alarm started longer ago than its code's limit.
+async fn auto_clear(shared: &Shared) -> Result<(), ()> {
+    let limits = &shared.config.auto_clear;
+    let limit = |code: &str| limits.get(code).or_else(|| limits.get("*")).copied();
+    for device in shared.registry.all() {
+        let now_ms = crate::time::now_ms();
+        let events: Vec<NewEvent> = {
+            let mut state = device.lock();
+            let due: Vec<_> = state
+                .active
+                .iter()
+                .filter(|((code, _), since)| limit(code).is_some_and(|l| since.elapsed() >= l))
+                .map(|(key, _)| key.clone())
+                .collect();
+            due.into_iter()
+                .map(|(code, index)| {
+                    state.active.remove(&(code.clone(), index));
+                    let channel = index.filter(|i| *i >= 0).and_then(|i| i.checked_add(1));
+                    NewEvent {
+                        frame: None,
+                        device: device.id.clone(),
+                        channel_name: channel.and_then(|c| device.channel_name(c)),
+                        code,
+                        action: "stop".into(),
+                        index,
+                        channel,
+                        kind: "alarm".into(),
+                        device_time: None,
+                        received_at: now_ms,
+                        data: None,
+                        synthetic: Some("auto-clear".into()),
+                    }
+                })
+                .collect()
+        };
+        if events.is_empty() {
+            continue;
+        }
+        tracing::info!(device = %device.id, alarms = events.len(), "auto-clear: no stop came in time");
+        shared
+            .tx
+            .send(Record::Events {
+                events,
+                devices: Vec::new(),
+            })
+            .await
+            .map_err(|_| ())?;
+    }
+    Ok(())
 }

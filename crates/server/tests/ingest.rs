@@ -273,3 +273,36 @@ async fn configured_devices_get_their_id_zone_and_channel_names() {
     let db = Db::open_read_only(t.dir.path()).unwrap();
     assert_eq!(db.devices().unwrap()[0].name.as_deref(), Some("Front NVR"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_whose_stop_never_comes_are_auto_cleared() {
+    let mut t = start(|c| {
+        c.auto_clear
+            .insert("VideoMotion".into(), Duration::from_millis(1500));
+    })
+    .await;
+    let mut device = t.connect().await;
+    send(
+        &mut device,
+        &encode::bare_json(
+            r#"{"Code":"VideoMotion","Action":"Start","Index":0,"SerialNo":"AC-1"}"#,
+        ),
+    )
+    .await;
+    send(
+        &mut device,
+        &encode::bare_json(r#"{"Code":"AlarmLocal","Action":"Start","Index":0,"SerialNo":"AC-1"}"#),
+    )
+    .await;
+    let cleared = t
+        .until(WAIT, |e| e.synthetic.as_deref() == Some("auto-clear"))
+        .await;
+    let last = cleared.last().unwrap();
+    assert_eq!(
+        (last.code.as_str(), last.action.as_str(), last.channel),
+        ("VideoMotion", "stop", Some(1))
+    );
+    // AlarmLocal has no limit: it stays active.
+    t.no_events_for(Duration::from_millis(1500)).await;
+    t.server.shutdown().await.unwrap();
+}

@@ -276,7 +276,12 @@ impl Broker {
             format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\n", dir.display()),
         )
         .unwrap();
-        let child = std::process::Command::new("mosquitto")
+        let child =
+            std::process::Command::new(if std::path::Path::new("/usr/sbin/mosquitto").exists() {
+                "/usr/sbin/mosquitto"
+            } else {
+                "mosquitto"
+            })
             .arg("-c")
             .arg(&conf)
             .stderr(std::process::Stdio::null())
