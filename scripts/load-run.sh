@@ -3,7 +3,9 @@
 #   A. 10,000 simulated devices with keepAlives every 10 s: no false offline, server RSS.
 #   B. sustained alarm events committed to SQLite: events/s and receive→commit latency.
 # Traffic goes to 127.0.0.1 only; every run stops by itself.
-# Usage: scripts/load-run.sh [a|b|all]   (env: DEVICES, A_SECS, B_RATE, B_SECS, B_DEVICES)
+#   C. outputs: events delivered to Mosquitto (QoS 1) and to a local webhook receiver, receive→accepted
+#      latency at C_RATE events/s, then the most each sink delivers.
+# Usage: scripts/load-run.sh [a|b|c|all]   (env: DEVICES, A_SECS, B_RATE, B_SECS, B_DEVICES, C_RATE, C_SECS)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-all}
@@ -13,6 +15,10 @@ B_RATE=${B_RATE:-50000}
 B_SECS=${B_SECS:-60}
 B_DEVICES=${B_DEVICES:-100}
 PORT=${PORT:-25002}
+C_RATE=${C_RATE:-5000}
+C_SECS=${C_SECS:-30}
+MQTT_URL=${MQTT_URL:-mqtt://127.0.0.1:1883}
+HOOK_PORT=${HOOK_PORT:-25080}
 
 ulimit -n "$(ulimit -Hn)"
 cargo build --release --quiet
@@ -83,5 +89,65 @@ if [[ $which == b || $which == all ]]; then
     tail -1 "$WORK/b.sim"
     summary b
     echo "  events in the store: $(python3 -c "import sqlite3;print(sqlite3.connect('$WORK/b/alarm-center.db').execute('select count(*) from events').fetchone()[0])")"
+fi
+sink_summary() { # $1 = name: the sink stats lines, digested per sink
+    python3 - "$WORK/$1.log" <<'PY'
+import re, sys, statistics, collections
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    if 'sink stats' not in line: continue
+    kv = dict(re.findall(r'(\w+)=("[^"]*"|[^\s]+)', line))
+    rows[kv['sink'].strip('"')].append(kv)
+for sink, rs in rows.items():
+    busy = [r for r in rs if float(r['delivered_per_s']) > 0]
+    def col(k):
+        return [float(r[k].strip('Some()')) for r in busy if r.get(k, 'None') not in ('None',)]
+    print(f"  sink {sink}: {len(busy)} busy intervals")
+    for k in ('delivered_per_s', 'latency_p50_ms', 'latency_p99_ms', 'latency_max_ms'):
+        v = col(k)
+        if v: print(f"    {k:20s} median {statistics.median(v):9.1f}   max {max(v):9.1f}")
+PY
+}
+
+run_c() { # $1 = name, $2 = events/s, $3 = seconds
+    start_server_c "$1"
+    "$BIN" simulate --target "127.0.0.1:$PORT" --devices 50 --keepalive 10s --alarm-rate "$2" \
+        --variant mixed --duration "${3}s" --quiet > "$WORK/$1.sim" 2> "$WORK/$1.sim.err"
+    sleep 8
+    stop_server
+    tail -1 "$WORK/$1.sim"
+    summary "$1"
+    sink_summary "$1"
+    "$BIN" sinks --data-dir "$WORK/$1"
+}
+
+start_server_c() {
+    rm -rf "$WORK/$1"
+    ALARM_CENTER_LOG=info \
+    ALARM_CENTER_SERVER__STATS_INTERVAL=5s \
+    ALARM_CENTER_SINKS__MQTT__URL="$MQTT_URL" \
+    ALARM_CENTER_SINKS__MQTT__TOPIC_ROOT="load-$1" \
+    ALARM_CENTER_SINKS__MQTT__CLIENT_ID="load-$1-$$" \
+    "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/$1" --config "$WORK/c.toml" 2> "$WORK/$1.log" &
+    SERVER=$!
+    for _ in $(seq 50); do grep -q "accepting devices" "$WORK/$1.log" 2>/dev/null && return; sleep 0.2; done
+    echo "server did not start"; cat "$WORK/$1.log"; exit 1
+}
+
+if [[ $which == c || $which == all ]]; then
+    python3 scripts/webhook-receiver.py "$HOOK_PORT" 2> "$WORK/hook.log" &
+    cat > "$WORK/c.toml" <<TOML
+[sinks.mqtt]
+discovery = true
+
+[[sinks.webhook]]
+name = "load"
+url = "http://127.0.0.1:$HOOK_PORT/events"
+timeout = "5s"
+TOML
+    echo "== C1: outputs at $C_RATE alarm events/s for ${C_SECS}s (50 devices): MQTT QoS 1 and a webhook"
+    run_c c1 "$C_RATE" "$C_SECS"
+    echo "== C2: outputs under 20000 alarm events/s for ${C_SECS}s: the most each sink delivers"
+    run_c c2 20000 "$C_SECS"
 fi
 echo "logs: $WORK"

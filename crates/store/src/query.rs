@@ -48,6 +48,9 @@ pub struct StoredEvent {
     pub device_time: Option<String>,
     /// Receive time, RFC 3339 UTC.
     pub received_at: String,
+    /// Receive time, unix milliseconds (not serialised: `received_at` says it).
+    #[serde(skip)]
+    pub received_ms: i64,
     /// Raw frame id.
     pub frame_id: Option<i64>,
     /// JSON data.
@@ -136,6 +139,7 @@ impl Db {
                 kind: r.get(6)?,
                 device_time: r.get(7)?,
                 received_at: format_ms(r.get(8)?),
+                received_ms: r.get(8)?,
                 frame_id: r.get(9)?,
                 data: data.and_then(|d| serde_json::value::RawValue::from_string(d).ok()),
                 synthetic: r.get(11)?,
@@ -200,6 +204,7 @@ impl StoredEvent {
             kind: event.kind.clone(),
             device_time: event.device_time.clone(),
             received_at: format_ms(event.received_at),
+            received_ms: event.received_at,
             frame_id,
             data: event
                 .data

@@ -75,6 +75,10 @@ pub(crate) struct Runner {
     last_error: Option<String>,
     wake: broadcast::Receiver<Committed>,
     shutdown: CancellationToken,
+    /// Receive→accepted latencies since the last statistics line, milliseconds (bounded sample).
+    latencies: Vec<u32>,
+    stats_every: Duration,
+    last_stats: (tokio::time::Instant, u64),
 }
 
 impl Runner {
@@ -85,6 +89,7 @@ impl Runner {
         rules: rules::RulesConfig,
         wake: broadcast::Receiver<Committed>,
         shutdown: CancellationToken,
+        stats_every: Duration,
     ) -> Result<Runner, crate::ServerError> {
         let db = Db::open(data_dir, alarm_center_store::SyncMode::Normal)?;
         let (position, counts) = match db.sink_cursor(name)? {
@@ -120,6 +125,9 @@ impl Runner {
             last_error: None,
             wake,
             shutdown,
+            latencies: Vec::new(),
+            stats_every,
+            last_stats: (tokio::time::Instant::now(), counts.delivered),
         })
     }
 
@@ -145,6 +153,32 @@ impl Runner {
         if let Err(e) = result {
             tracing::warn!(sink = %self.name, error = %e, "sink cursor not saved");
         }
+    }
+
+    /// The sink's statistics line, every `server.stats-interval`: deliveries per second, lag and the
+    /// receive→accepted latency (milliseconds, from the event's receive time to the destination's
+    /// acknowledgement).
+    fn log_stats(&mut self) {
+        let (since, delivered) = self.last_stats;
+        let elapsed = since.elapsed();
+        if elapsed < self.stats_every {
+            return;
+        }
+        self.last_stats = (tokio::time::Instant::now(), self.counts.delivered);
+        let mut l = std::mem::take(&mut self.latencies);
+        l.sort_unstable();
+        let at = |q: f64| l.get(((l.len().max(1) - 1) as f64 * q) as usize).copied();
+        tracing::info!(
+            sink = %self.name,
+            delivered_per_s = ((self.counts.delivered - delivered) as f64 / elapsed.as_secs_f64()).round(),
+            position = self.position(),
+            pending = self.pending.len(),
+            latency_p50_ms = at(0.5),
+            latency_p99_ms = at(0.99),
+            latency_max_ms = at(1.0),
+            dead_letters = self.counts.dead_letters,
+            "sink stats"
+        );
     }
 
     /// Reads more of the log into `pending`, waiting for new events when caught up. `false` at shutdown.
@@ -210,7 +244,13 @@ impl Runner {
             tracing::debug!(sink = %self.name, batch = batch.len(), handled = outcomes.len(), failure = ?failure, "delivered");
             for (event, outcome) in batch.iter().zip(&outcomes) {
                 match outcome {
-                    Outcome::Delivered => self.counts.delivered += 1,
+                    Outcome::Delivered => {
+                        self.counts.delivered += 1;
+                        if self.latencies.len() < 100_000 {
+                            let ms = crate::time::now_ms().saturating_sub(event.received_ms);
+                            self.latencies.push(ms.clamp(0, i64::from(u32::MAX)) as u32);
+                        }
+                    }
                     Outcome::DeadLetter {
                         attempts,
                         error,
@@ -253,6 +293,7 @@ impl Runner {
                 continue;
             }
             backoff = Duration::from_millis(200);
+            self.log_stats();
             if last_save.elapsed() >= SAVE_EVERY {
                 last_save = tokio::time::Instant::now();
                 self.save().await;
@@ -271,6 +312,7 @@ pub(crate) fn start(
     tasks: &tokio_util::task::TaskTracker,
 ) -> Result<(), crate::ServerError> {
     let dir = &config.store.data_dir;
+    let every = config.server.stats_interval;
     if let Some(mqtt) = config.sinks.mqtt.as_ref().filter(|m| m.enabled) {
         let runner = Runner::open(
             "mqtt",
@@ -278,6 +320,7 @@ pub(crate) fn start(
             mqtt.rules.clone(),
             committed.subscribe(),
             shutdown.clone(),
+            every,
         )?;
         let sink = mqtt::MqttSink::new(Arc::new(mqtt.clone()), dir.clone(), shutdown.clone())?;
         tasks.spawn(runner.run(sink));
@@ -290,6 +333,7 @@ pub(crate) fn start(
             hook.rules.clone(),
             committed.subscribe(),
             shutdown.clone(),
+            every,
         )?;
         let sink = webhook::WebhookSink::new(hook.clone(), shutdown.clone())?;
         tasks.spawn(runner.run(sink));

@@ -154,6 +154,7 @@ mod tests {
             kind: "alarm".into(),
             device_time: None,
             received_at: String::new(),
+            received_ms: 0,
             frame_id: None,
             data: None,
             synthetic: None,
