@@ -97,6 +97,7 @@ fn retention(config: &Config) -> Retention {
         frames_max_age_ms: age(config.store.frames_max_age),
         max_bytes: (config.store.max_size_mb > 0).then(|| config.store.max_size_mb * 1024 * 1024),
         keep_events_after: None,
+        undelivered_after: None,
     }
 }
 
@@ -122,11 +123,8 @@ impl Server {
         let writer_config = WriterConfig {
             batch_max: config.store.batch_max,
             retention: retention(&config),
-            sinks: if config.store.drop_undelivered {
-                Vec::new()
-            } else {
-                sinks::enabled_names(&config)
-            },
+            sinks: sinks::enabled_names(&config),
+            drop_undelivered: config.store.drop_undelivered,
         };
         db.disable_auto_checkpoint()?;
         let checkpointer =

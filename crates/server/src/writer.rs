@@ -53,8 +53,10 @@ pub type Committed = Arc<Vec<StoredEvent>>;
 pub(crate) struct WriterConfig {
     pub(crate) batch_max: usize,
     pub(crate) retention: Retention,
-    /// Sinks whose undelivered events retention must keep.
+    /// Enabled sinks: their undelivered events are kept by retention, or counted when dropped.
     pub(crate) sinks: Vec<String>,
+    /// `store.drop-undelivered`.
+    pub(crate) drop_undelivered: bool,
 }
 
 /// How often retention runs.
@@ -150,18 +152,24 @@ pub(crate) fn run(
             last_retention = Some(Instant::now());
             let mut policy = config.retention;
             if !config.sinks.is_empty() {
-                policy.keep_events_after = db
+                let lowest = db
                     .min_sink_position(&config.sinks)
                     .ok()
                     .flatten()
                     .or(Some(0));
+                if config.drop_undelivered {
+                    policy.undelivered_after = lowest;
+                } else {
+                    policy.keep_events_after = lowest;
+                }
             }
             match db.apply_retention(&policy, crate::time::now_ms()) {
-                Ok(r) if r.events + r.frames + r.kept_undelivered > 0 => {
+                Ok(r) if r.events + r.frames + r.kept_undelivered + r.dropped_undelivered > 0 => {
                     tracing::info!(
                         events = r.events,
                         frames = r.frames,
                         kept_undelivered = r.kept_undelivered,
+                        dropped_undelivered = r.dropped_undelivered,
                         "retention deleted old records"
                     )
                 }

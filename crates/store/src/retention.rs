@@ -15,6 +15,8 @@ pub struct Retention {
     pub max_bytes: Option<u64>,
     /// Never delete events with an id above this (the lowest sink cursor): undelivered events stay.
     pub keep_events_after: Option<i64>,
+    /// When undelivered events may be deleted: the lowest sink cursor, to count what is dropped.
+    pub undelivered_after: Option<i64>,
 }
 
 /// What a retention pass deleted.
@@ -26,6 +28,8 @@ pub struct RetentionReport {
     pub frames: u64,
     /// Events that were due for deletion but kept because a sink has not delivered them.
     pub kept_undelivered: u64,
+    /// Events deleted although a sink had not delivered them (`store.drop-undelivered`).
+    pub dropped_undelivered: u64,
 }
 
 /// Rows deleted per statement, so that one pass never holds the writer for long.
@@ -61,7 +65,19 @@ impl Db {
                     let sql = "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id < ?1 AND id <= ?2 ORDER BY id LIMIT ?3)";
                     report.events += self.delete_chunks(sql, params![due_until, keep, CHUNK])?;
                 }
-                None => report.events += self.delete_older("events", cutoff)?,
+                None => {
+                    if let Some(after) = policy.undelivered_after {
+                        let due_until = self
+                            .first_id_at_or_after("events", cutoff)?
+                            .unwrap_or(i64::MAX);
+                        report.dropped_undelivered = self.conn.query_row(
+                            "SELECT COUNT(*) FROM events WHERE id > ?1 AND id < ?2",
+                            params![after, due_until],
+                            |r| r.get::<_, i64>(0),
+                        )? as u64;
+                    }
+                    report.events += self.delete_older("events", cutoff)?;
+                }
             }
         }
         if let Some(age) = policy.frames_max_age_ms {

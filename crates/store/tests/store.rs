@@ -127,6 +127,7 @@ fn retention_by_age_and_size() {
         .apply_retention(
             &Retention {
                 keep_events_after: None,
+                undelivered_after: None,
                 events_max_age_ms: Some(5_000),
                 frames_max_age_ms: Some(1_000),
                 max_bytes: None,
@@ -190,4 +191,45 @@ fn time_bounds_by_binary_search_over_ids() {
         })
         .unwrap();
     assert_eq!(since.len(), 100);
+}
+
+#[test]
+fn retention_keeps_what_a_sink_has_not_delivered_unless_told_and_counts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
+    let events: Vec<_> = (0..1000).map(|i| event(i, "VideoMotion", None)).collect();
+    db.write(&Batch {
+        events,
+        ..Default::default()
+    })
+    .unwrap();
+    db.save_sink_cursor(
+        "mqtt",
+        300,
+        alarm_center_store::SinkCounts::default(),
+        None,
+        0,
+    )
+    .unwrap();
+    let keep = db
+        .min_sink_position(&["mqtt".to_owned(), "webhook:x".to_owned()])
+        .unwrap();
+    assert_eq!(keep, Some(300));
+    // Everything is older than the cutoff; only what the sink delivered may go.
+    let policy = Retention {
+        events_max_age_ms: Some(1),
+        keep_events_after: keep,
+        ..Default::default()
+    };
+    let report = db.apply_retention(&policy, 10_000).unwrap();
+    assert_eq!((report.events, report.kept_undelivered), (300, 700));
+    assert_eq!(db.event_count().unwrap(), 700);
+    // Told to drop: deleted and counted.
+    let policy = Retention {
+        events_max_age_ms: Some(1),
+        undelivered_after: keep,
+        ..Default::default()
+    };
+    let report = db.apply_retention(&policy, 10_000).unwrap();
+    assert_eq!((report.events, report.dropped_undelivered), (700, 700));
 }
