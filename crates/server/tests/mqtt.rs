@@ -130,6 +130,8 @@ async fn topics_states_and_home_assistant_discovery() {
             discovery_prefix: prefix.clone(),
             ..MqttConfig::default()
         });
+        c.auto_clear
+            .insert("VideoMotion".into(), Duration::from_secs(120));
     })
     .await;
     let mut seen = Vec::new();
@@ -199,6 +201,10 @@ async fn topics_states_and_home_assistant_discovery() {
         "{prefix}/binary_sensor/alarm-center_MQ-1/1_VideoMotion/config"
     ));
     assert_eq!(motion["device_class"], "motion");
+    assert_eq!(
+        motion["off_delay"], 120,
+        "auto-clear gives Home Assistant an off_delay"
+    );
     assert_eq!(motion["state_topic"], format!("{root}/MQ-1/1/VideoMotion"));
     assert_eq!(motion["device"]["identifiers"][0], "alarm-center_MQ-1");
     let connectivity = find(format!(

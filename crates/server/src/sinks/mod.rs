@@ -322,7 +322,12 @@ pub(crate) fn start(
             shutdown.clone(),
             every,
         )?;
-        let sink = mqtt::MqttSink::new(Arc::new(mqtt.clone()), dir.clone(), shutdown.clone())?;
+        let sink = mqtt::MqttSink::new(
+            Arc::new(mqtt.clone()),
+            config.auto_clear.clone(),
+            dir.clone(),
+            shutdown.clone(),
+        )?;
         tasks.spawn(runner.run(sink));
     }
     for hook in config.sinks.webhook.iter().filter(|w| w.enabled) {

@@ -248,6 +248,8 @@ pub(crate) struct MqttSink {
     session: Option<Session>,
     catalog: Catalog,
     catalog_loaded: bool,
+    /// `[auto-clear]`, for `off_delay` in discovery.
+    auto_clear: BTreeMap<String, Duration>,
     /// The discovery configs, shared with the event-loop task, which answers Home Assistant's `online`
     /// even while the sink is idle.
     announced: Announced,
@@ -256,12 +258,14 @@ pub(crate) struct MqttSink {
 impl MqttSink {
     pub(crate) fn new(
         config: Arc<MqttConfig>,
+        auto_clear: BTreeMap<String, Duration>,
         data_dir: PathBuf,
         shutdown: CancellationToken,
     ) -> Result<MqttSink, crate::ServerError> {
         config.endpoint().map_err(crate::ServerError::Internal)?;
         Ok(MqttSink {
             config,
+            auto_clear,
             data_dir,
             shutdown,
             session: None,
@@ -544,6 +548,15 @@ impl MqttSink {
                 config["origin"] = origin.clone();
                 if let (false, Some(class)) = (*pulse, device_class(code)) {
                     config["device_class"] = json!(class);
+                }
+                // Where the server auto-clears a code, Home Assistant turns the sensor off at the same
+                // time even if it missed the synthetic stop.
+                let clear = self
+                    .auto_clear
+                    .get(code.as_str())
+                    .or_else(|| self.auto_clear.get("*"));
+                if let (false, Some(after)) = (*pulse, clear) {
+                    config["off_delay"] = json!(after.as_secs().max(1));
                 }
                 out.push(Message {
                     topic: format!("{prefix}/{component}/{node}/{object}/config"),
