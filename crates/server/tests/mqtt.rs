@@ -279,7 +279,7 @@ impl Broker {
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\n", dir.display()),
+            format!("user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\n", dir.display()),
         )
         .unwrap();
         let child =
@@ -428,4 +428,178 @@ async fn broker_down_during_ingest_loses_nothing_and_keeps_order() {
         .unwrap();
     assert_eq!(cursor.position, *wanted.keys().max().unwrap());
     drop(broker);
+}
+
+/// Runs a command, panicking with its output when it fails.
+fn run(cmd: &str, args: &[&str], dir: &std::path::Path) {
+    let out = std::process::Command::new(cmd)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_username_and_password() {
+    if broker_url().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A private CA, a certificate for localhost, and a password file.
+    run(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=alarm-center test CA",
+        ],
+        d,
+    );
+    run(
+        "openssl",
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+        d,
+    );
+    std::fs::write(
+        d.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    run(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "1",
+            "-extfile",
+            "san.ext",
+        ],
+        d,
+    );
+    run(
+        "mosquitto_passwd",
+        &["-c", "-b", "passwords", "alarm", "s3cret"],
+        d,
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = d.join("tls.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\nlistener {port} 127.0.0.1\ncafile {0}/ca.crt\ncertfile {0}/server.crt\nkeyfile {0}/server.key\nallow_anonymous false\npassword_file {0}/passwords\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    let mosquitto = if std::path::Path::new("/usr/sbin/mosquitto").exists() {
+        "/usr/sbin/mosquitto"
+    } else {
+        "mosquitto"
+    };
+    let mut broker = std::process::Command::new(mosquitto)
+        .arg("-c")
+        .arg(&conf)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let root = unique("ac-tls");
+    let t = start(|c| {
+        c.sinks.mqtt = Some(MqttConfig {
+            url: format!("mqtts://127.0.0.1:{port}"),
+            ca_file: Some(d.join("ca.crt")),
+            username: Some("alarm".into()),
+            password: Some("s3cret".into()),
+            client_id: unique("ac"),
+            topic_root: root.clone(),
+            discovery: false,
+            ..MqttConfig::default()
+        });
+    })
+    .await;
+    // A subscriber over the same TLS listener.
+    let mut options = MqttOptions::new(unique("tls-sub"), "127.0.0.1", port);
+    options.set_credentials("alarm", "s3cret");
+    let ca = std::fs::read(d.join("ca.crt")).unwrap();
+    options.set_transport(rumqttc::Transport::tls_with_config(
+        rumqttc::TlsConfiguration::Simple {
+            ca,
+            alpn: None,
+            client_auth: None,
+        },
+    ));
+    let (client, mut eventloop) = AsyncClient::new(options, 100);
+    client
+        .subscribe(format!("{root}/#"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let mut device = t.connect().await;
+    send(
+        &mut device,
+        &encode::bare_json(
+            r#"{"Code":"VideoMotion","Action":"Start","Index":0,"SerialNo":"TLS-1"}"#,
+        ),
+    )
+    .await;
+    let got = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(Event::Incoming(Incoming::Publish(p))) = eventloop.poll().await {
+                if p.topic == format!("{root}/TLS-1/1/VideoMotion") {
+                    return p.payload.to_vec();
+                }
+            }
+        }
+    })
+    .await
+    .expect("no state over TLS");
+    assert_eq!(got, b"ON");
+    t.server.shutdown().await.unwrap();
+    let _ = broker.kill();
+    let _ = broker.wait();
 }
