@@ -38,6 +38,12 @@ pub(crate) enum Outcome {
 
 /// A destination of events.
 pub(crate) trait Destination: Send {
+    /// Most events handed over at once. A destination that sends one request per event uses a small
+    /// batch, so that its cursor, counters and latencies move as each event completes.
+    fn batch_size(&self) -> usize {
+        BATCH as usize
+    }
+
     /// Delivers `events` in order. Returns the outcomes of the leading events handled; fewer outcomes
     /// than events means the destination went away (the reason is returned): the rest is offered again.
     fn deliver(
@@ -75,6 +81,8 @@ pub(crate) struct Runner {
     last_error: Option<String>,
     wake: broadcast::Receiver<Committed>,
     shutdown: CancellationToken,
+    /// The position last saved.
+    saved_position: i64,
     /// Receive→accepted latencies since the last statistics line, milliseconds (bounded sample).
     latencies: Vec<u32>,
     stats_every: Duration,
@@ -126,6 +134,7 @@ impl Runner {
             wake,
             shutdown,
             latencies: Vec::new(),
+            saved_position: position,
             stats_every,
             last_stats: (tokio::time::Instant::now(), counts.delivered),
         })
@@ -138,6 +147,7 @@ impl Runner {
 
     async fn save(&mut self) {
         let (name, position, counts) = (self.name.clone(), self.position(), self.counts);
+        self.saved_position = position;
         let error = self.last_error.take();
         let now = crate::time::now_ms();
         let result = with_db(&mut self.db, move |db| {
@@ -217,7 +227,11 @@ impl Runner {
                 }
                 continue;
             }
-            // Caught up: wait for the next commit (or poll, in case a notice was missed).
+            // Caught up: record where (filtered events move the position too), then wait for the next
+            // commit (or poll, in case a notice was missed).
+            if self.position() != self.saved_position {
+                self.save().await;
+            }
             tokio::select! {
                 () = self.shutdown.cancelled() => return false,
                 _ = self.wake.recv() => {}
@@ -236,8 +250,12 @@ impl Runner {
             self.last_error = Some(reason);
         }
         while self.pending.is_empty() && self.fill().await || !self.pending.is_empty() {
-            let batch: Vec<StoredEvent> =
-                self.pending.iter().take(BATCH as usize).cloned().collect();
+            let batch: Vec<StoredEvent> = self
+                .pending
+                .iter()
+                .take(destination.batch_size())
+                .cloned()
+                .collect();
             // Destinations watch the shutdown token themselves and return what they completed, so that
             // the cursor records every acknowledged event.
             let (outcomes, failure) = destination.deliver(&batch).await;

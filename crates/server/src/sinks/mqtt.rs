@@ -70,6 +70,11 @@ impl Default for MqttConfig {
 /// How long a sink that is stopping waits for acknowledgements of what it already published.
 const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(2);
 
+/// Nudges sent in one silence at most.
+const MAX_NUDGES: u32 = 5;
+/// A broker that acknowledges nothing for this long is treated as disconnected.
+const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long to wait for an acknowledgement before nudging the broker's TCP stack.
 const NUDGE_AFTER: Duration = Duration::from_millis(2);
 
@@ -683,6 +688,8 @@ impl Destination for MqttSink {
         }
         let mut outcomes = Vec::new();
         let mut acked: HashMap<i64, usize> = HashMap::new();
+        // Time waited since the last acknowledgement.
+        let mut silent = Duration::ZERO;
         while !waiting.is_empty() {
             let Some(session) = self.session.as_mut() else {
                 break;
@@ -700,10 +707,19 @@ impl Destination for MqttSink {
                     // Brokers that leave Nagle's algorithm on hold a PUBACK until our side acknowledges
                     // their previous segment, which a quiet client delays by up to 40 ms. Any packet from
                     // us carries that acknowledgement: an UNSUBSCRIBE of a topic nobody uses costs nothing.
-                    let _ = session.publisher.client.try_unsubscribe(format!("{}/_nudge", self.config.topic_root));
+                    // A few nudges per silence; a broker silent for ACK_TIMEOUT is taken as gone.
+                    silent += NUDGE_AFTER;
+                    if silent >= ACK_TIMEOUT {
+                        self.session = None;
+                        return (outcomes, Some(format!("MQTT: no acknowledgement for {ACK_TIMEOUT:?}")));
+                    }
+                    if silent <= NUDGE_AFTER * MAX_NUDGES {
+                        let _ = session.publisher.client.try_unsubscribe(format!("{}/_nudge", self.config.topic_root));
+                    }
                     continue;
                 }
             };
+            silent = Duration::ZERO;
             match note {
                 Some(Note::Acked(id)) => *acked.entry(id).or_default() += 1,
                 Some(Note::Connected) => {}

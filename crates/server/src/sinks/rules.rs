@@ -117,10 +117,16 @@ impl Rules {
         {
             return Err(Skip::Filtered);
         }
-        if c.suppress_duplicates && matches!(event.action.as_str(), "start" | "stop") {
-            let started = event.action == "start";
-            let key = (event.device.clone(), event.code.clone(), event.index);
-            if self.last.insert(key, started) == Some(started) {
+        let transition = (c.suppress_duplicates
+            && matches!(event.action.as_str(), "start" | "stop"))
+        .then(|| {
+            (
+                (event.device.clone(), event.code.clone(), event.index),
+                event.action == "start",
+            )
+        });
+        if let Some((key, started)) = &transition {
+            if self.last.get(key) == Some(started) {
                 return Err(Skip::Duplicate);
             }
         }
@@ -130,9 +136,13 @@ impl Rules {
                 self.window = (now, 0);
             }
             if self.window.1 >= c.rate_limit {
+                // Not sent, so the alarm's state as this sink's destination knows it is unchanged.
                 return Err(Skip::RateLimited);
             }
             self.window.1 += 1;
+        }
+        if let Some((key, started)) = transition {
+            self.last.insert(key, started);
         }
         Ok(())
     }

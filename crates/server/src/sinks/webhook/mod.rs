@@ -352,6 +352,11 @@ fn error_text(e: &reqwest::Error) -> String {
 }
 
 impl Destination for WebhookSink {
+    fn batch_size(&self) -> usize {
+        // One request per event: progress is recorded every few events.
+        8
+    }
+
     async fn deliver(&mut self, events: &[StoredEvent]) -> (Vec<Outcome>, Option<String>) {
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {
