@@ -81,8 +81,9 @@ pub(crate) struct Runner {
     last_error: Option<String>,
     wake: broadcast::Receiver<Committed>,
     shutdown: CancellationToken,
-    /// The position last saved.
+    /// The position last saved, and when.
     saved_position: i64,
+    last_save: tokio::time::Instant,
     /// Receive→accepted latencies since the last statistics line, milliseconds (bounded sample).
     latencies: Vec<u32>,
     stats_every: Duration,
@@ -135,6 +136,7 @@ impl Runner {
             shutdown,
             latencies: Vec::new(),
             saved_position: position,
+            last_save: tokio::time::Instant::now(),
             stats_every,
             last_stats: (tokio::time::Instant::now(), counts.delivered),
         })
@@ -148,6 +150,7 @@ impl Runner {
     async fn save(&mut self) {
         let (name, position, counts) = (self.name.clone(), self.position(), self.counts);
         self.saved_position = position;
+        self.last_save = tokio::time::Instant::now();
         let error = self.last_error.take();
         let now = crate::time::now_ms();
         let result = with_db(&mut self.db, move |db| {
@@ -229,7 +232,8 @@ impl Runner {
             }
             // Caught up: record where (filtered events move the position too), then wait for the next
             // commit (or poll, in case a notice was missed).
-            if self.position() != self.saved_position {
+            // (At most once per SAVE_EVERY: a save is a write transaction that waits for the writer.)
+            if self.position() != self.saved_position && self.last_save.elapsed() >= SAVE_EVERY {
                 self.save().await;
             }
             tokio::select! {
@@ -242,7 +246,6 @@ impl Runner {
 
     /// Delivers the log to `destination` until shutdown.
     pub(crate) async fn run(mut self, mut destination: impl Destination) {
-        let mut last_save = tokio::time::Instant::now();
         let mut backoff = Duration::from_millis(200);
         // Connect (and announce, where the destination does) before the first event.
         if let (_, Some(reason)) = destination.deliver(&[]).await {
@@ -312,8 +315,7 @@ impl Runner {
             }
             backoff = Duration::from_millis(200);
             self.log_stats();
-            if last_save.elapsed() >= SAVE_EVERY {
-                last_save = tokio::time::Instant::now();
+            if self.last_save.elapsed() >= SAVE_EVERY {
                 self.save().await;
             }
         }

@@ -70,8 +70,8 @@ impl Default for MqttConfig {
 /// How long a sink that is stopping waits for acknowledgements of what it already published.
 const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(2);
 
-/// Nudges sent in one silence at most.
-const MAX_NUDGES: u32 = 5;
+/// Nudges sent back to back in one silence (then one per 100 ms).
+const MAX_NUDGES: u32 = 10;
 /// A broker that acknowledges nothing for this long is treated as disconnected.
 const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -713,7 +713,8 @@ impl Destination for MqttSink {
                         self.session = None;
                         return (outcomes, Some(format!("MQTT: no acknowledgement for {ACK_TIMEOUT:?}")));
                     }
-                    if silent <= NUDGE_AFTER * MAX_NUDGES {
+                    // Every 2 ms for the first 20 ms (a delayed ACK lasts up to 40 ms), then every 100 ms.
+                    if silent <= NUDGE_AFTER * MAX_NUDGES || silent.as_millis() % 100 < NUDGE_AFTER.as_millis() {
                         let _ = session.publisher.client.try_unsubscribe(format!("{}/_nudge", self.config.topic_root));
                     }
                     continue;
