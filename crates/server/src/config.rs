@@ -262,6 +262,19 @@ fn env_value(text: &str) -> toml::Value {
     }
 }
 
+/// Replaces the value at a dotted key path of `table` (the path exists: it was just inserted).
+fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) {
+    let parts: Vec<&str> = path.split('.').collect();
+    let mut node = table;
+    for part in &parts[..parts.len() - 1] {
+        match node.get_mut(*part) {
+            Some(toml::Value::Table(inner)) => node = inner,
+            _ => return,
+        }
+    }
+    node.insert(parts[parts.len() - 1].to_owned(), value);
+}
+
 impl Config {
     /// Reads `file` (if any), applies `ALARM_CENTER_*` variables from `env`, and validates.
     pub fn load(
@@ -285,6 +298,7 @@ impl Config {
             None => (toml::Table::new(), "defaults".to_owned()),
         };
         let mut from_env = Vec::new();
+        let mut env_paths: Vec<(String, String)> = Vec::new();
         for (name, value) in env {
             let Some(path) = env_path(&name) else {
                 continue;
@@ -308,19 +322,35 @@ impl Config {
             }
             node.insert(path[path.len() - 1].clone(), env_value(&value));
             from_env.push(name);
+            env_paths.push((path.join("."), value));
         }
         let origin = if from_env.is_empty() {
             origin
         } else {
             format!("{origin} + environment ({})", from_env.join(", "))
         };
-        let config: Config =
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Parse {
-                    origin,
-                    message: e.to_string(),
-                })?;
+        // An environment value that looks like a number or boolean (a password `12345678`) but belongs
+        // to a text key is retried as text.
+        let mut attempts = 0;
+        let config: Config = loop {
+            match toml::Value::Table(table.clone()).try_into::<Config>() {
+                Ok(config) => break config,
+                Err(e) => {
+                    let message = e.to_string();
+                    let as_text = env_paths.iter().find(|(path, _)| {
+                        message.contains("expected a string")
+                            && message.contains(&format!("`{path}`"))
+                    });
+                    match as_text {
+                        Some((path, value)) if attempts < 16 => {
+                            attempts += 1;
+                            set_path(&mut table, path, toml::Value::String(value.clone()));
+                        }
+                        _ => return Err(ConfigError::Parse { origin, message }),
+                    }
+                }
+            }
+        };
         config.validate()?;
         Ok(config)
     }
@@ -449,6 +479,23 @@ mod tests {
         assert!(config.server.reply_to_requests);
         assert_eq!(config.supervision.grace, Duration::from_secs(5));
         assert_eq!(config.store.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn numeric_looking_text_from_the_environment_stays_text() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("ALARM_CENTER_SINKS__MQTT__USERNAME", "4711"),
+                ("ALARM_CENTER_SINKS__MQTT__PASSWORD", "12345678"),
+                ("ALARM_CENTER_SERVER__MAX_CONNECTIONS", "9"),
+            ]),
+        )
+        .unwrap();
+        let mqtt = config.sinks.mqtt.unwrap();
+        assert_eq!(mqtt.password.as_deref(), Some("12345678"));
+        assert_eq!(mqtt.username.as_deref(), Some("4711"));
+        assert_eq!(config.server.max_connections, 9);
     }
 
     #[test]
