@@ -15,6 +15,8 @@ struct Running {
     addr: String,
     events: mpsc::Receiver<serde_json::Value>,
     stderr: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Reads standard error until the process closes it.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 fn serve(data_dir: &std::path::Path) -> Running {
@@ -30,7 +32,7 @@ fn serve(data_dir: &std::path::Path) -> Running {
     let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (addr_tx, addr_rx) = mpsc::channel();
     let kept = lines.clone();
-    std::thread::spawn(move || {
+    let stderr_reader = std::thread::spawn(move || {
         for line in stderr.lines().map_while(Result::ok) {
             if let Some(at) = line.find("listen=") {
                 let _ = addr_tx.send(
@@ -64,6 +66,7 @@ fn serve(data_dir: &std::path::Path) -> Running {
         addr,
         events,
         stderr: lines,
+        stderr_reader: Some(stderr_reader),
     }
 }
 
@@ -105,6 +108,8 @@ fn sigterm_drains_and_exits_zero() {
     assert!(status.success());
     let exit = server.child.wait().unwrap();
     assert!(exit.success(), "exit status {exit:?}");
+    // The last lines may still be in the pipe: read to its end.
+    server.stderr_reader.take().unwrap().join().unwrap();
     let log = server.stderr.lock().unwrap().join("\n");
     assert!(
         log.contains("SIGTERM received") && log.contains("store flushed"),
