@@ -30,6 +30,9 @@ pub use writer::Committed;
 use crate::registry::Registry;
 use crate::writer::{Record, WriterConfig};
 
+/// Addresses remembered for rate-limiting the refusal log line.
+const MAX_REFUSAL_LOG: usize = 10_000;
+
 /// Records waiting for the writer at most; beyond this, connections wait (backpressure, never loss).
 const CHANNEL_CAPACITY: usize = 32_768;
 
@@ -266,8 +269,12 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tasks: TaskTrac
             }
         };
         if let Some(reason) = refusal {
-            // One log line per address per minute: a flood must not flood the log too.
+            // One log line per address per minute: a flood must not flood the log too. The memory of
+            // whom we logged is bounded: past MAX_REFUSAL_LOG addresses it starts again.
             let now = tokio::time::Instant::now();
+            if last_refusal_log.len() >= MAX_REFUSAL_LOG {
+                last_refusal_log.clear();
+            }
             let last = last_refusal_log
                 .entry(peer.ip())
                 .or_insert(now - Duration::from_secs(61));
