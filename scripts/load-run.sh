@@ -28,7 +28,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 
 start_server() { # $1 = name
     rm -rf "$WORK/$1"
-    ALARM_CENTER_LOG=info \
+    ALARM_CENTER_LOG=info ALARM_CENTER_API__LISTEN=127.0.0.1:0 \
     ALARM_CENTER_SERVER__MAX_CONNECTIONS_PER_IP=30000 \
     ALARM_CENTER_SERVER__MAX_CONNECTIONS=30000 \
     ALARM_CENTER_SERVER__STATS_INTERVAL=5s \
@@ -123,7 +123,7 @@ run_c() { # $1 = name, $2 = events/s, $3 = seconds
 
 start_server_c() {
     rm -rf "$WORK/$1"
-    ALARM_CENTER_LOG=info \
+    ALARM_CENTER_LOG=info ALARM_CENTER_API__LISTEN=127.0.0.1:0 \
     ALARM_CENTER_SERVER__STATS_INTERVAL=5s \
     ALARM_CENTER_SINKS__MQTT__URL="$MQTT_URL" \
     ALARM_CENTER_SINKS__MQTT__TOPIC_ROOT="load-$1" \

@@ -24,6 +24,7 @@ fn serve(data_dir: &std::path::Path) -> Running {
         .args(["serve", "--listen", "127.0.0.1:0", "--stdout", "--data-dir"])
         .arg(data_dir)
         .env("ALARM_CENTER_LOG", "info")
+        .env("ALARM_CENTER_API__LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -23,6 +23,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Outputs.
     pub sinks: SinksConfig,
+    /// The HTTP API.
+    pub api: crate::api::ApiConfig,
     /// Known devices.
     pub devices: Vec<DeviceConfig>,
     /// `[auto-clear]`: a synthetic `stop` for an alarm whose stop has not come after this long, by event
@@ -394,6 +396,7 @@ impl Config {
         if let Some(mqtt) = &self.sinks.mqtt {
             problems.extend(mqtt.validate());
         }
+        problems.extend(self.api.validate());
         let mut hook_names = std::collections::HashSet::new();
         for (i, hook) in self.sinks.webhook.iter().enumerate() {
             let at = format!("sinks.webhook[{i}] ({})", hook.name);

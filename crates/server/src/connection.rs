@@ -173,6 +173,10 @@ impl Connection {
         });
         if let Read::Frames(_, n) = &read {
             self.bytes += *n as u64;
+            self.shared
+                .stats
+                .bytes_received
+                .fetch_add(*n as u64, std::sync::atomic::Ordering::Relaxed);
         }
         read
     }

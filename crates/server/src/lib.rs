@@ -2,6 +2,7 @@
 //! frames to devices, supervises them, and commits every event to the store before anything reads it.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod config;
 mod connection;
 mod registry;
@@ -88,6 +89,8 @@ pub struct Server {
     tasks: TaskTracker,
     writer: std::thread::JoinHandle<()>,
     checkpointer: writer::Checkpointer,
+    /// The HTTP API's address, when enabled.
+    api_addr: Option<std::net::SocketAddr>,
     /// Sinks end after the writer: they print what it committed last.
     sinks: Vec<tokio::task::JoinHandle<()>>,
     local_addr: std::net::SocketAddr,
@@ -155,6 +158,10 @@ impl Server {
         // TLS for the outputs: one crypto provider for the whole process.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         sinks::start(&config, &committed, &shared.shutdown, &tasks)?;
+        let api_addr = match config.api.enabled {
+            true => Some(start_api(&config, &shared, &tasks).await?),
+            false => None,
+        };
         tasks.spawn(accept_loop(shared.clone(), listener, tasks.clone()));
         tasks.spawn(supervise::run(shared.clone()));
         tasks.spawn(stats_loop(shared.clone()));
@@ -171,12 +178,18 @@ impl Server {
             checkpointer,
             sinks,
             local_addr,
+            api_addr,
         })
     }
 
     /// The address devices connect to.
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.local_addr
+    }
+
+    /// The HTTP API's address, when enabled.
+    pub fn api_addr(&self) -> Option<std::net::SocketAddr> {
+        self.api_addr
     }
 
     /// Counters.
@@ -228,6 +241,41 @@ pub async fn run(
     let server = Server::start(config, listener).await?;
     stop.cancelled().await;
     server.shutdown().await
+}
+
+/// Binds and serves the HTTP API until shutdown.
+async fn start_api(
+    config: &Config,
+    shared: &Arc<Shared>,
+    tasks: &TaskTracker,
+) -> Result<std::net::SocketAddr, ServerError> {
+    let listener = TcpListener::bind(config.api.listen).await.map_err(|e| {
+        ServerError::Internal(format!(
+            "cannot listen for the API on {}: {e}",
+            config.api.listen
+        ))
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServerError::Internal(e.to_string()))?;
+    let state = api::ApiState {
+        data_dir: config.store.data_dir.clone(),
+        stats: shared.stats.clone(),
+        shared: shared.clone(),
+        token: config.api.token.clone(),
+        max_frame: config.server.max_frame,
+    };
+    let stop = shared.shutdown.clone();
+    tasks.spawn(async move {
+        let served = axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP API stopped");
+        }
+    });
+    tracing::info!(api = %addr, "HTTP API listening");
+    Ok(addr)
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tasks: TaskTracker) {

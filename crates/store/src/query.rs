@@ -214,3 +214,107 @@ impl StoredEvent {
         }
     }
 }
+
+/// Filters for [`Db::frames`]. Newest first.
+#[derive(Debug, Clone, Default)]
+pub struct FrameQuery {
+    /// Only frames of this device.
+    pub device: Option<String>,
+    /// Only junk frames and frames whose kind is unknown or that carry an error.
+    pub unknown: bool,
+    /// Only frames with id below this (pagination cursor).
+    pub before_id: Option<i64>,
+    /// At most this many (default 100).
+    pub limit: Option<u32>,
+}
+
+/// A raw frame as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredFrame {
+    /// Frame id.
+    pub id: i64,
+    /// Receive time, RFC 3339 UTC.
+    pub received_at: String,
+    /// Device id, when known.
+    pub device: Option<String>,
+    /// Connection id.
+    pub connection: Option<i64>,
+    /// Offset in its TCP stream.
+    pub stream_offset: i64,
+    /// dvrip, dhip, xm, json, junk.
+    pub protocol: String,
+    /// DVRIP command / XM message id.
+    pub command: Option<i64>,
+    /// alarm, keepalive, …
+    pub kind: String,
+    /// mask, text, json, binary, none.
+    pub body_format: String,
+    /// Decode error.
+    pub error: Option<String>,
+    /// Length in bytes.
+    pub length: usize,
+    /// The bytes.
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
+}
+
+impl Db {
+    /// Frames matching `q`, newest first.
+    pub fn frames(&self, q: &FrameQuery) -> Result<Vec<StoredFrame>> {
+        let mut sql = String::from(
+            "SELECT id, received_at, device, connection, stream_offset, protocol, command, kind, body_format, error, bytes
+             FROM frames WHERE 1=1",
+        );
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(d) = &q.device {
+            args.push(d.clone().into());
+            sql.push_str(&format!(" AND device = ?{}", args.len()));
+        }
+        if q.unknown {
+            sql.push_str(" AND (protocol = 'junk' OR kind = 'unknown' OR error IS NOT NULL)");
+        }
+        if let Some(b) = q.before_id {
+            args.push(b.into());
+            sql.push_str(&format!(" AND id < ?{}", args.len()));
+        }
+        sql.push_str(&format!(
+            " ORDER BY id DESC LIMIT {}",
+            q.limit.unwrap_or(100)
+        ));
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), frame_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One frame by id.
+    pub fn frame(&self, id: i64) -> Result<Option<StoredFrame>> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, received_at, device, connection, stream_offset, protocol, command, kind, body_format, error, bytes
+                 FROM frames WHERE id = ?1",
+                [id],
+                frame_row,
+            )
+            .optional()?)
+    }
+}
+
+fn frame_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredFrame> {
+    let bytes: Vec<u8> = r.get(10)?;
+    Ok(StoredFrame {
+        id: r.get(0)?,
+        received_at: format_ms(r.get(1)?),
+        device: r.get(2)?,
+        connection: r.get(3)?,
+        stream_offset: r.get(4)?,
+        protocol: r.get(5)?,
+        command: r.get(6)?,
+        kind: r.get(7)?,
+        body_format: r.get(8)?,
+        error: r.get(9)?,
+        length: bytes.len(),
+        bytes,
+    })
+}

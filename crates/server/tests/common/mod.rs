@@ -20,6 +20,7 @@ pub(crate) fn config(dir: &std::path::Path) -> Config {
     let mut config = Config::default();
     config.store.data_dir = dir.to_owned();
     config.server.timezone = "UTC".into();
+    config.api.listen = "127.0.0.1:0".parse().unwrap();
     config
 }
 

@@ -1,0 +1,224 @@
+//! The HTTP API over a real socket: devices, events with filters and pagination, frames, decode, sinks,
+//! metrics, health, bad parameters and authentication.
+
+mod common;
+
+use std::time::Duration;
+
+use alarm_center_proto::encode;
+use common::*;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn get(base: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut request = client.get(format!("{base}{path}"));
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_events_frames_decode_and_metrics() {
+    let mut t = start(|_| {}).await;
+    let base = format!("http://{}", t.server.api_addr().unwrap());
+    let mut device = t.connect().await;
+    send(&mut device, &encode::dvrip_mask(2, 0, 0b11)).await;
+    send(&mut device, b"\x01\x02garbage").await;
+    send(&mut device, &encode::dvrip_mask(2, 0, 0b01)).await;
+    t.events(4, WAIT).await;
+
+    let (status, devices) = get(&base, "/api/devices", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(devices["devices"][0]["id"], "addr-127.0.0.1");
+    assert_eq!(devices["devices"][0]["state"], "online");
+
+    let (_, all) = get(&base, "/api/events", None).await;
+    let codes: Vec<String> = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["code"].as_str().unwrap(),
+                e["action"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "VideoMotion stop",
+            "VideoMotion start",
+            "VideoMotion start",
+            "DeviceOnline pulse"
+        ],
+        "newest first"
+    );
+    // Cursor pagination: two pages of two.
+    let (_, page1) = get(&base, "/api/events?limit=2", None).await;
+    let next = page1["next"].as_i64().unwrap();
+    let (_, page2) = get(&base, &format!("/api/events?limit=2&before={next}"), None).await;
+    assert_eq!(page2["events"].as_array().unwrap().len(), 2);
+    assert_eq!(page2["events"][1]["code"], "DeviceOnline");
+    let (_, stops) = get(&base, "/api/events?action=stop&code=VideoMotion", None).await;
+    assert_eq!(stops["events"].as_array().unwrap().len(), 1);
+
+    let (_, frames) = get(&base, "/api/frames?unknown=true", None).await;
+    let junk = &frames["frames"][0];
+    assert_eq!(junk["protocol"], "junk");
+    let (status, one) = get(&base, &format!("/api/frames/{}", junk["id"]), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(one["hex"], "010267617262616765");
+    let (_, masks) = get(&base, "/api/frames?limit=1", None).await;
+    let (_, mask) = get(
+        &base,
+        &format!("/api/frames/{}", masks["frames"][0]["id"]),
+        None,
+    )
+    .await;
+    assert_eq!(mask["decoded"][0]["body"]["mask"], 1);
+    let raw = reqwest::get(format!(
+        "{base}/api/frames/{}/raw",
+        masks["frames"][0]["id"]
+    ))
+    .await
+    .unwrap()
+    .bytes()
+    .await
+    .unwrap();
+    assert_eq!(&raw[..], &encode::dvrip_mask(2, 0, 0b01)[..]);
+
+    let client = reqwest::Client::new();
+    let hex = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/sample-xm-alarmcenter-humandetect.hex"
+    ))
+    .unwrap();
+    let decoded: Value = client
+        .post(format!("{base}/api/decode"))
+        .body(hex)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        decoded["streams"][0]["frames"][0]["events"][0]["code"],
+        "HumanDetect"
+    );
+    let bytes = encode::dvrip_heartbeat();
+    let decoded: Value = client
+        .post(format!("{base}/api/decode"))
+        .header("content-type", "application/octet-stream")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(decoded["streams"][0]["frames"][0]["kind"], "keepalive");
+
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("alarm_center_frames_total 3"), "{metrics}");
+    assert!(
+        metrics.contains("alarm_center_frames_junk_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("alarm_center_devices_online 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE alarm_center_events_committed_total counter"),
+        "{metrics}"
+    );
+    let (status, _) = get(&base, "/healthz", None).await;
+    assert_eq!(status, 200);
+    let (status, ready) = get(&base, "/readyz", None).await;
+    assert_eq!((status, ready["ready"].as_bool()), (200, Some(true)));
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_a_json_error_with_the_right_status() {
+    let t = start(|_| {}).await;
+    let base = format!("http://{}", t.server.api_addr().unwrap());
+    for (path, status, says) in [
+        ("/api/events?limit=0", 400, "limit"),
+        ("/api/events?limit=x", 400, "limit"),
+        ("/api/events?since=yesterday", 400, "RFC 3339"),
+        ("/api/events?before=abc", 400, "before"),
+        ("/api/events?colour=red", 400, "unknown parameter"),
+        ("/api/frames?unknown=maybe", 400, "true or false"),
+        ("/api/frames/xyz", 400, "frame id"),
+        ("/api/frames/999999", 404, "no frame"),
+        ("/api/nothing", 404, "no such endpoint"),
+    ] {
+        let (got, body) = get(&base, path, None).await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.contains(says)),
+            "{path}: {body}"
+        );
+    }
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{base}/api/decode"))
+        .body("00000000  zz")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("hex dump"),
+        "{body}"
+    );
+    let response = client
+        .post(format!("{base}/api/decode"))
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_protects_the_api_but_not_health() {
+    let t = start(|c| c.api.token = Some("s3cret".into())).await;
+    let base = format!("http://{}", t.server.api_addr().unwrap());
+    assert_eq!(get(&base, "/api/devices", None).await.0, 401);
+    assert_eq!(get(&base, "/api/devices", Some("wrong")).await.0, 401);
+    assert_eq!(get(&base, "/metrics", None).await.0, 401);
+    assert_eq!(get(&base, "/api/devices", Some("s3cret")).await.0, 200);
+    assert_eq!(get(&base, "/healthz", None).await.0, 200);
+    t.server.shutdown().await.unwrap();
+}
+
+#[test]
+fn a_public_address_needs_a_token() {
+    let mut config = alarm_center_server::Config::default();
+    config.api.listen = "0.0.0.0:8080".parse().unwrap();
+    let err = config.validate().unwrap_err().to_string();
+    assert!(err.contains("api.token is required"), "{err}");
+    config.api.token = Some("x".into());
+    assert!(config.validate().is_ok());
+}
