@@ -68,6 +68,8 @@ pub(crate) struct ApiState {
     pub(crate) shared: Arc<crate::Shared>,
     pub(crate) token: Option<String>,
     pub(crate) max_frame: usize,
+    /// Committed events, for the live stream.
+    pub(crate) committed: tokio::sync::broadcast::Sender<crate::Committed>,
 }
 
 /// An API error: a status and a message, as `{"error": "…"}`.
@@ -108,6 +110,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/api/frames/{id}/raw", get(frame_raw))
         .route("/api/decode", post(decode))
         .route("/api/sinks", get(sinks))
+        .route("/api/stream", get(stream))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -351,6 +354,64 @@ async fn decode(
         .map(|s| json!({"frames": decode_bytes(s, state.max_frame)}))
         .collect();
     Ok(Json(json!({ "streams": decoded })))
+}
+
+/// `GET /api/stream?device=&code=&kind=&action=`: Server-Sent Events. Each committed event that passes
+/// the filters is an `event` message (the event JSON, `id:` = its log id); device online/offline are
+/// events of kind `device`. A client too slow to keep up gets a `gap` message with the number of batches
+/// it missed (ingest never waits for it) and can fetch them from `/api/events?before=…`.
+async fn stream(
+    State(state): State<ApiState>,
+    Query(p): Query<std::collections::HashMap<String, String>>,
+) -> ApiResult<Response> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    const KNOWN: [&str; 4] = ["device", "code", "kind", "action"];
+    if let Some(k) = p.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(bad(format!(
+            "unknown parameter {k:?}; known: {}",
+            KNOWN.join(", ")
+        )));
+    }
+    let wanted = move |e: &alarm_center_store::StoredEvent| {
+        p.get("device").is_none_or(|d| *d == e.device)
+            && p.get("code").is_none_or(|c| *c == e.code)
+            && p.get("kind").is_none_or(|k| *k == e.kind)
+            && p.get("action").is_none_or(|a| *a == e.action)
+    };
+    let rx = state.committed.subscribe();
+    let stop = state.shared.shutdown.clone();
+    // Each step yields the messages of one committed batch (or one gap notice); the stream ends at
+    // shutdown so that the HTTP server can finish.
+    let messages =
+        futures_util::stream::unfold((rx, wanted, stop), |(mut rx, wanted, stop)| async move {
+            let received = tokio::select! {
+                () = stop.cancelled() => return None,
+                received = rx.recv() => received,
+            };
+            let batch: Vec<Result<Event, std::convert::Infallible>> = match received {
+                Ok(events) => events
+                    .iter()
+                    .filter(|e| wanted(e))
+                    .map(|e| {
+                        Ok(Event::default()
+                            .event("event")
+                            .id(e.id.to_string())
+                            .data(serde_json::to_string(e).unwrap_or_default()))
+                    })
+                    .collect(),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    vec![Ok(Event::default()
+                        .event("gap")
+                        .data(json!({"missed_batches": missed}).to_string()))]
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            };
+            Some((futures_util::stream::iter(batch), (rx, wanted, stop)))
+        });
+    let flat = futures_util::StreamExt::flatten(messages);
+    Ok(Sse::new(flat)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 async fn sinks(State(state): State<ApiState>) -> ApiResult<Json<Value>> {

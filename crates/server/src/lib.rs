@@ -159,7 +159,7 @@ impl Server {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         sinks::start(&config, &committed, &shared.shutdown, &tasks)?;
         let api_addr = match config.api.enabled {
-            true => Some(start_api(&config, &shared, &tasks).await?),
+            true => Some(start_api(&config, &shared, &committed, &tasks).await?),
             false => None,
         };
         tasks.spawn(accept_loop(shared.clone(), listener, tasks.clone()));
@@ -247,6 +247,7 @@ pub async fn run(
 async fn start_api(
     config: &Config,
     shared: &Arc<Shared>,
+    committed: &broadcast::Sender<Committed>,
     tasks: &TaskTracker,
 ) -> Result<std::net::SocketAddr, ServerError> {
     let listener = TcpListener::bind(config.api.listen).await.map_err(|e| {
@@ -264,6 +265,7 @@ async fn start_api(
         shared: shared.clone(),
         token: config.api.token.clone(),
         max_frame: config.server.max_frame,
+        committed: committed.clone(),
     };
     let stop = shared.shutdown.clone();
     tasks.spawn(async move {

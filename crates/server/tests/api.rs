@@ -222,3 +222,54 @@ fn a_public_address_needs_a_token() {
     config.api.token = Some("x".into());
     assert!(config.validate().is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_stream_sends_new_events_with_filters() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let t = start(|_| {}).await;
+    let api = t.server.api_addr().unwrap();
+    // A plain HTTP/1.1 client: read the event stream line by line.
+    let mut http = tokio::net::TcpStream::connect(api).await.unwrap();
+    http.write_all(b"GET /api/stream?code=VideoMotion HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n").await.unwrap();
+    let mut lines = BufReader::new(http).lines();
+    loop {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if line.is_empty() {
+            break; // end of the response head
+        }
+    }
+    let mut device = t.connect().await;
+    send(&mut device, &encode::dvrip_mask(2, 0, 0b1)).await;
+    send(&mut device, &encode::dvrip_mask(3, 0, 0b1)).await; // VideoLoss: filtered out
+    send(&mut device, &encode::dvrip_mask(2, 0, 0b0)).await;
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("no event")
+            .unwrap()
+            .unwrap();
+        if let Some(data) = line
+            .strip_prefix("data: ")
+            .or_else(|| line.split_once("data: ").map(|(_, d)| d))
+        {
+            if let Ok(v) = serde_json::from_str::<Value>(data) {
+                got.push(format!(
+                    "{} {}",
+                    v["code"].as_str().unwrap(),
+                    v["action"].as_str().unwrap()
+                ));
+            }
+        }
+    }
+    assert_eq!(got, ["VideoMotion start", "VideoMotion stop"]);
+    // Shutdown ends the stream (the server does not wait for the client).
+    tokio::time::timeout(WAIT, t.server.shutdown())
+        .await
+        .expect("shutdown waited for the stream")
+        .unwrap();
+}
