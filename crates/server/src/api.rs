@@ -104,20 +104,62 @@ pub(crate) fn router(state: ApiState) -> Router {
     let protected = Router::new()
         .route("/metrics", get(metrics))
         .route("/api/devices", get(devices))
+        .route("/api/devices/{id}/connections", get(connections))
         .route("/api/events", get(events))
         .route("/api/frames", get(frames))
         .route("/api/frames/{id}", get(frame))
         .route("/api/frames/{id}/raw", get(frame_raw))
-        .route("/api/decode", post(decode))
+        .route(
+            "/api/decode",
+            post(decode).layer(axum::extract::DefaultBodyLimit::max(4 * 1024 * 1024 + 1)),
+        )
         .route("/api/sinks", get(sinks))
         .route("/api/stream", get(stream))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
+        .route(
+            "/",
+            get(|| async { ui("text/html; charset=utf-8", include_str!("../ui/index.html")) }),
+        )
+        .route(
+            "/app.js",
+            get(|| async {
+                ui(
+                    "text/javascript; charset=utf-8",
+                    include_str!("../ui/app.js"),
+                )
+            }),
+        )
+        .route(
+            "/style.css",
+            get(|| async { ui("text/css; charset=utf-8", include_str!("../ui/style.css")) }),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .merge(protected)
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(state)
+}
+
+/// A file of the web UI, embedded in the binary (no CDN, nothing fetched from elsewhere).
+fn ui(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /api/devices/{id}/connections`: the device's connection history, newest first (at most 100).
+async fn connections(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let list = query(&state, move |db| db.connections(&id, 100)).await?;
+    Ok(Json(json!({ "connections": list })))
 }
 
 async fn auth(

@@ -11,7 +11,7 @@ mod write;
 
 use std::path::{Path, PathBuf};
 
-pub use query::{DeviceRow, EventQuery, FrameQuery, StoredEvent, StoredFrame};
+pub use query::{ConnectionRow, DeviceRow, EventQuery, FrameQuery, StoredEvent, StoredFrame};
 pub use retention::{Retention, RetentionReport};
 pub use sinks::{DeadLetter, Entity, SinkCounts, SinkCursor};
 pub use write::{

@@ -318,3 +318,45 @@ fn frame_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredFrame> {
         bytes,
     })
 }
+
+/// A connection of a device, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectionRow {
+    /// Connection id.
+    pub id: i64,
+    /// Peer `ip:port`.
+    pub peer: String,
+    /// Opened, RFC 3339.
+    pub opened_at: String,
+    /// Closed, RFC 3339 (None while open).
+    pub closed_at: Option<String>,
+    /// Why it closed.
+    pub close_reason: Option<String>,
+    /// Frames received.
+    pub frames: Option<i64>,
+    /// Bytes received.
+    pub bytes: Option<i64>,
+}
+
+impl Db {
+    /// The newest `limit` connections of `device`, newest first.
+    pub fn connections(&self, device: &str, limit: u32) -> Result<Vec<ConnectionRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, peer, opened_at, closed_at, close_reason, frames, bytes FROM connections
+             WHERE device = ?1 ORDER BY id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(rusqlite::params![device, limit], |r| {
+            let closed: Option<i64> = r.get(3)?;
+            Ok(ConnectionRow {
+                id: r.get(0)?,
+                peer: r.get(1)?,
+                opened_at: format_ms(r.get(2)?),
+                closed_at: closed.map(format_ms),
+                close_reason: r.get(4)?,
+                frames: r.get(5)?,
+                bytes: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
