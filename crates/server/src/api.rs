@@ -572,6 +572,40 @@ async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
         "Devices online.",
         &[("", state.shared.registry.online_count() as u64)],
     );
+    let labelled = s.labelled();
+    let label = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
+    let _ = writeln!(out, "# HELP alarm_center_frames_by_kind_total Frames by protocol and kind.\n# TYPE alarm_center_frames_by_kind_total counter");
+    for ((protocol, kind), n) in &labelled.frames {
+        let _ = writeln!(
+            out,
+            "alarm_center_frames_by_kind_total{{protocol=\"{protocol}\",kind=\"{kind}\"}} {n}"
+        );
+    }
+    let _ = writeln!(out, "# HELP alarm_center_decode_errors_total Frames kept with a decode error, by cause.\n# TYPE alarm_center_decode_errors_total counter");
+    for (cause, n) in &labelled.errors {
+        let _ = writeln!(
+            out,
+            "alarm_center_decode_errors_total{{cause=\"{cause}\"}} {n}"
+        );
+    }
+    let _ = writeln!(out, "# HELP alarm_center_events_by_code_total Events extracted from frames, by code.\n# TYPE alarm_center_events_by_code_total counter");
+    for (code, n) in &labelled.events {
+        let _ = writeln!(
+            out,
+            "alarm_center_events_by_code_total{{code=\"{}\"}} {n}",
+            label(code)
+        );
+    }
+    let (buckets, count, sum) = s.latency_histogram();
+    let _ = writeln!(out, "# HELP alarm_center_commit_latency_seconds Receive-to-commit latency of frames.\n# TYPE alarm_center_commit_latency_seconds histogram");
+    for (bound, n) in buckets {
+        let _ = writeln!(
+            out,
+            "alarm_center_commit_latency_seconds_bucket{{le=\"{}\"}} {n}",
+            bound as f64 / 1000.0
+        );
+    }
+    let _ = writeln!(out, "alarm_center_commit_latency_seconds_bucket{{le=\"+Inf\"}} {count}\nalarm_center_commit_latency_seconds_sum {sum}\nalarm_center_commit_latency_seconds_count {count}");
     let (last, cursors) = query(&state, |db| Ok((db.last_event_id()?, db.sink_cursors()?))).await?;
     let mut sink_metric =
         |name: &str,

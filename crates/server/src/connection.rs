@@ -249,6 +249,18 @@ impl Connection {
             decoded.events.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+        let codes: Vec<&str> = decoded.events.iter().map(|e| e.code.as_ref()).collect();
+        let cause = frame
+            .error
+            .as_ref()
+            .map(|e| e.cause())
+            .or(decoded.error.as_ref().map(|_| "invalid_body"));
+        stats.count_frame(
+            frame.protocol.as_str(),
+            decoded.kind.as_str(),
+            cause,
+            &codes,
+        );
         let archive =
             decoded.kind != Kind::Keepalive || self.shared.config.store.archive_keepalives;
         let new_frame = archive.then(|| self.new_frame(&frame, &decoded, received_ms));

@@ -40,6 +40,29 @@ pub struct Stats {
     pub offline_transitions: AtomicU64,
     /// Receive→commit latencies of the current interval, microseconds (bounded sample).
     latencies_us: Mutex<Vec<u32>>,
+    /// Labelled counters: frames by (protocol, kind), decode errors by cause, events by code.
+    labelled: Mutex<Labelled>,
+    /// Receive→commit latency histogram since start: counts per bucket of [`LATENCY_BUCKETS_MS`], and
+    /// the sum in microseconds.
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
+    latency_sum_us: AtomicU64,
+}
+
+/// Upper bounds (milliseconds) of the receive→commit latency histogram buckets.
+pub const LATENCY_BUCKETS_MS: [u64; 9] = [1, 2, 5, 10, 25, 50, 100, 250, 1000];
+
+/// Most distinct event codes counted separately; further codes count as `other`.
+const MAX_CODES: usize = 500;
+
+/// Counters with labels.
+#[derive(Debug, Default, Clone)]
+pub struct Labelled {
+    /// Frames by (protocol, kind).
+    pub frames: std::collections::BTreeMap<(&'static str, &'static str), u64>,
+    /// Decode errors by cause.
+    pub errors: std::collections::BTreeMap<&'static str, u64>,
+    /// Events by code.
+    pub events: std::collections::BTreeMap<String, u64>,
 }
 
 /// Most latency samples kept per interval.
@@ -51,10 +74,70 @@ impl Stats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a decoded frame, its error cause and its events' codes.
+    pub fn count_frame(
+        &self,
+        protocol: &'static str,
+        kind: &'static str,
+        error: Option<&'static str>,
+        codes: &[&str],
+    ) {
+        let mut l = self.labelled.lock().unwrap_or_else(|p| p.into_inner());
+        *l.frames.entry((protocol, kind)).or_default() += 1;
+        if let Some(cause) = error {
+            *l.errors.entry(cause).or_default() += 1;
+        }
+        for code in codes {
+            if let Some(n) = l.events.get_mut(*code) {
+                *n += 1;
+            } else {
+                let key = if l.events.len() < MAX_CODES {
+                    (*code).to_owned()
+                } else {
+                    "other".to_owned()
+                };
+                *l.events.entry(key).or_default() += 1;
+            }
+        }
+    }
+
+    /// A copy of the labelled counters.
+    pub fn labelled(&self) -> Labelled {
+        self.labelled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The latency histogram: cumulative counts per bucket bound (ms), the total count and the sum (s).
+    pub fn latency_histogram(&self) -> (Vec<(u64, u64)>, u64, f64) {
+        let mut cumulative = 0;
+        let mut buckets = Vec::new();
+        for (i, bound) in LATENCY_BUCKETS_MS.iter().enumerate() {
+            cumulative += self.latency_buckets[i].load(Ordering::Relaxed);
+            buckets.push((*bound, cumulative));
+        }
+        let total =
+            cumulative + self.latency_buckets[LATENCY_BUCKETS_MS.len()].load(Ordering::Relaxed);
+        (
+            buckets,
+            total,
+            self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+        )
+    }
+
     /// Records receive→commit latencies.
     pub fn record_latencies(&self, samples: impl IntoIterator<Item = u32>) {
         let mut all = self.latencies_us.lock().unwrap_or_else(|p| p.into_inner());
         for s in samples {
+            let ms = u64::from(s) / 1000;
+            let bucket = LATENCY_BUCKETS_MS
+                .iter()
+                .position(|b| ms < *b)
+                .unwrap_or(LATENCY_BUCKETS_MS.len());
+            self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+            self.latency_sum_us
+                .fetch_add(u64::from(s), Ordering::Relaxed);
             if all.len() < MAX_SAMPLES {
                 all.push(s);
             }

@@ -146,6 +146,22 @@ async fn devices_events_frames_decode_and_metrics() {
         "{metrics}"
     );
     assert!(
+        metrics.contains(r#"alarm_center_frames_by_kind_total{protocol="dvrip",kind="alarm"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"alarm_center_decode_errors_total{cause="unrecognized"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"alarm_center_events_by_code_total{code="VideoMotion"} 3"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("alarm_center_commit_latency_seconds_count 3"),
+        "{metrics}"
+    );
+    assert!(
         metrics.contains("# TYPE alarm_center_events_committed_total counter"),
         "{metrics}"
     );
