@@ -233,7 +233,12 @@ impl Connection {
         }
         let mut devices = Vec::new();
         let mut events = Vec::new();
-        self.attribute(&frame, &mut decoded, received_ms, &mut devices, &mut events);
+        let identified =
+            self.attribute(&frame, &mut decoded, received_ms, &mut devices, &mut events);
+        if let Some(identified) = identified {
+            // Records the connection's device in its history row (waits for room like every record).
+            let _ = self.shared.tx.send(Record::Closed(identified)).await;
+        }
         if let Some(device) = self.device.clone() {
             self.shared.registry.touch(&device);
             self.on_device_frame(
@@ -249,7 +254,6 @@ impl Connection {
             decoded.events.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
-        let codes: Vec<&str> = decoded.events.iter().map(|e| e.code.as_ref()).collect();
         let cause = frame
             .error
             .as_ref()
@@ -259,7 +263,7 @@ impl Connection {
             frame.protocol.as_str(),
             decoded.kind.as_str(),
             cause,
-            &codes,
+            decoded.events.iter().map(|e| e.code.as_ref()),
         );
         let archive =
             decoded.kind != Kind::Keepalive || self.shared.config.store.archive_keepalives;
@@ -278,6 +282,7 @@ impl Connection {
     }
 
     /// Attaches the connection to the device the frame identifies (first frame, or a stronger identity).
+    /// Returns the connection-history update to write when the device changed.
     fn attribute(
         &mut self,
         frame: &Frame,
@@ -285,7 +290,7 @@ impl Connection {
         received_ms: i64,
         devices: &mut Vec<DeviceUpdate>,
         events: &mut Vec<NewEvent>,
-    ) {
+    ) -> Option<ConnectionClose> {
         let registry = &self.shared.registry;
         let identity = registry.resolve(&decoded.device, self.peer.ip());
         let switch = match &self.device {
@@ -294,7 +299,7 @@ impl Connection {
             Some(current) => identity.strong && !self.strong && identity.id != current.id,
         };
         if !switch {
-            return;
+            return None;
         }
         if !identity.configured && !registry.allow_unknown() {
             // A frame naming a device that is not configured: refuse at once. Frames without identity
@@ -303,7 +308,7 @@ impl Connection {
                 tracing::warn!(conn = self.id, peer = %self.peer, device = %identity.id, "unknown device refused");
                 self.refused = true;
             }
-            return;
+            return None;
         }
         let (device, created) = registry.get_or_create(&identity.id);
         let mut state = device.lock();
@@ -378,7 +383,7 @@ impl Connection {
             frames: self.frames,
             bytes: self.bytes,
         };
-        let _ = self.shared.tx.try_send(Record::Closed(close));
+        Some(close)
     }
 
     /// Online transition, alarm tracking, events and the device row for a frame of `device`.

@@ -75,12 +75,12 @@ impl Stats {
     }
 
     /// Counts a decoded frame, its error cause and its events' codes.
-    pub fn count_frame(
+    pub fn count_frame<'a>(
         &self,
         protocol: &'static str,
         kind: &'static str,
         error: Option<&'static str>,
-        codes: &[&str],
+        codes: impl IntoIterator<Item = &'a str>,
     ) {
         let mut l = self.labelled.lock().unwrap_or_else(|p| p.into_inner());
         *l.frames.entry((protocol, kind)).or_default() += 1;
@@ -88,11 +88,11 @@ impl Stats {
             *l.errors.entry(cause).or_default() += 1;
         }
         for code in codes {
-            if let Some(n) = l.events.get_mut(*code) {
+            if let Some(n) = l.events.get_mut(code) {
                 *n += 1;
             } else {
                 let key = if l.events.len() < MAX_CODES {
-                    (*code).to_owned()
+                    code.to_owned()
                 } else {
                     "other".to_owned()
                 };
