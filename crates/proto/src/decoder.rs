@@ -6,8 +6,9 @@
 use bytes::{Buf, BytesMut};
 
 use crate::frame::{le_u32, Frame, FrameError, Protocol};
+use crate::http::{HttpScan, Start, Step};
 use crate::json::{JsonScan, Scan};
-use crate::{dhip, dvrip, xm};
+use crate::{dhip, dvrip, http, xm};
 
 /// Default maximum frame size in bytes (header + body): 64 KiB.
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
@@ -49,6 +50,8 @@ enum Probe {
     },
     /// An opening brace: maybe a bare JSON object.
     Json,
+    /// An HTTP request method.
+    Http,
 }
 
 /// Recognises a frame start at `b[0]` (REFERENCE.md §4).
@@ -58,6 +61,11 @@ fn probe(b: &[u8]) -> Probe {
     };
     match first {
         b'{' => Probe::Json,
+        b'A'..=b'Z' => match http::probe(b) {
+            Start::Yes => Probe::Http,
+            Start::NeedMore => Probe::NeedMore,
+            Start::No => Probe::No,
+        },
         0x20 => {
             let n = b.len().min(dhip::MAGIC.len());
             if b[..n] != dhip::MAGIC[..n] {
@@ -144,6 +152,8 @@ pub struct Decoder {
     /// `{` bytes before this stream offset were inside a candidate already found invalid: not rescanned,
     /// so garbage full of braces costs linear time.
     json_dead_until: u64,
+    /// Framing progress of the HTTP request at `buf[0]` (only while `junk == 0`).
+    http: Option<HttpScan>,
     /// Bytes of an oversized frame still to discard unread.
     skip: u64,
 }
@@ -164,6 +174,7 @@ impl Decoder {
             junk: 0,
             json: None,
             json_dead_until: 0,
+            http: None,
             skip: 0,
         }
     }
@@ -183,6 +194,18 @@ impl Decoder {
         if self.buf.is_empty() && self.buf.capacity() > 0 {
             self.buf = BytesMut::new();
         }
+    }
+
+    /// The head of the HTTP request being received, when its head is whole and its body is not (so
+    /// that a server can answer `Expect: 100-continue`), with the request's stream offset.
+    pub fn pending_http_head(&self) -> Option<(u64, &[u8])> {
+        let head_len = self.http.as_ref()?.head_len()?;
+        (self.junk == 0).then(|| (self.base, &self.buf[..head_len.min(self.buf.len())]))
+    }
+
+    /// True while an HTTP request has begun and is not whole yet.
+    pub fn in_http_request(&self) -> bool {
+        self.junk == 0 && self.http.is_some()
     }
 
     /// Stream offset of the next byte to be fed.
@@ -299,7 +322,8 @@ impl Decoder {
                     return Some(self.take_junk());
                 }
                 Probe::NeedMore => return None,
-                Probe::Header { .. } if at > 0 => return Some(self.take_junk()),
+                Probe::Header { .. } | Probe::Http if at > 0 => return Some(self.take_junk()),
+                Probe::Http => return self.http_frame(eof),
                 Probe::Header {
                     protocol,
                     header_len,
@@ -348,6 +372,55 @@ impl Decoder {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Emits the HTTP request at `buf[0]` once it is whole (or cut when malformed or oversized).
+    fn http_frame(&mut self, eof: bool) -> Option<Frame> {
+        let scan = self.http.get_or_insert_with(HttpScan::default);
+        let step = scan.scan(&self.buf, self.max_frame, eof);
+        if step != Step::NeedMore {
+            self.http = None;
+        }
+        match step {
+            Step::NeedMore => None,
+            Step::Complete { len, head_len } => {
+                Some(self.split(len, Protocol::Http, head_len, None))
+            }
+            Step::Malformed {
+                len,
+                head_len,
+                reason,
+            } => Some(self.split(
+                len.max(1),
+                Protocol::Http,
+                head_len,
+                Some(FrameError::Malformed(reason)),
+            )),
+            Step::Oversized {
+                keep,
+                head_len,
+                declared,
+            } => {
+                // A known length is skipped unread; a chunked body past the limit cannot be followed,
+                // and what comes after it is decoded as whatever it looks like.
+                self.skip = declared.map_or(0, |d| d.saturating_sub(keep as u64));
+                let error = match declared {
+                    Some(declared) => FrameError::Oversized {
+                        declared,
+                        max: self.max_frame,
+                    },
+                    None => FrameError::TooLong {
+                        max: self.max_frame,
+                    },
+                };
+                Some(self.split(keep, Protocol::Http, head_len, Some(error)))
+            }
+            Step::Incomplete { head_len, need } => {
+                let have = self.buf.len();
+                let error = FrameError::Incomplete { have, need };
+                Some(self.split(have, Protocol::Http, head_len, Some(error)))
             }
         }
     }

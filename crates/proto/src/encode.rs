@@ -111,6 +111,54 @@ pub fn bare_json(json: &str) -> Vec<u8> {
     [json.as_bytes(), b"\n"].concat()
 }
 
+/// An HTTP/1.1 request with `Content-Length` (omitted when `body` is empty) after `headers`.
+pub fn http_request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{method} {path} HTTP/1.1\r\n");
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() {
+        out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    out.push_str("\r\n");
+    [out.as_bytes(), body].concat()
+}
+
+/// An HTTP/1.1 request whose body is sent with chunked transfer coding, in chunks of at most `chunk`
+/// bytes (at least 1).
+pub fn http_chunked(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    chunk: usize,
+) -> Vec<u8> {
+    let mut out = format!("{method} {path} HTTP/1.1\r\n");
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("Transfer-Encoding: chunked\r\n\r\n");
+    let mut out = out.into_bytes();
+    for piece in body.chunks(chunk.max(1)) {
+        out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        out.extend_from_slice(piece);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+/// A Dahua HTTP-mode event: `POST /cgi-bin/NotifyEvent` with the JSON event as its body, and the
+/// header fields such a device plausibly sends (`Host`, `Content-Type: application/json`).
+pub fn http_event(host: &str, json: &str) -> Vec<u8> {
+    http_request(
+        "POST",
+        crate::http::NOTIFY_PATH,
+        &[("Host", host), ("Content-Type", "application/json")],
+        json.as_bytes(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,7 @@ pub(crate) struct JsonFacts {
 
 /// The keys we read, whatever their case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Key {
+pub(crate) enum Key {
     Method,
     Result,
     Params,
@@ -48,7 +48,7 @@ enum Key {
 }
 
 /// Classifies an object key, ignoring ASCII case.
-fn key_of(name: &str) -> Key {
+pub(crate) fn key_of(name: &str) -> Key {
     // Lower-case into a stack buffer and match: no allocation, one pass over the key.
     let mut buf = [0u8; 20];
     let Some(lower) = buf.get_mut(..name.len()) else {

@@ -15,6 +15,8 @@ pub enum Protocol {
     Xm,
     /// A bare JSON object with no binary header.
     Json,
+    /// An HTTP/1.x request (Dahua's HTTP Alarm Center mode): the head is the "header", the body follows.
+    Http,
     /// Bytes that are no recognisable frame; kept verbatim.
     Junk,
 }
@@ -27,6 +29,7 @@ impl Protocol {
             Protocol::Dhip => "dhip",
             Protocol::Xm => "xm",
             Protocol::Json => "json",
+            Protocol::Http => "http",
             Protocol::Junk => "junk",
         }
     }
@@ -49,12 +52,24 @@ pub enum FrameError {
         /// The configured maximum frame size, in bytes.
         max: usize,
     },
+    /// A frame that grew past the maximum without declaring its length (an HTTP head that never ends,
+    /// a chunked body): the first `max` bytes are kept; what follows is decoded as whatever it looks like.
+    #[error("oversized: longer than the maximum frame of {max} bytes (no length declared)")]
+    TooLong {
+        /// The configured maximum frame size, in bytes.
+        max: usize,
+    },
+    /// A frame whose framing itself is invalid (an HTTP request head that does not parse, a bad
+    /// `Content-Length` or chunk size): the bytes up to where it could be cut are kept.
+    #[error("malformed: {0}")]
+    Malformed(String),
     /// The stream ended (or had a gap) inside a frame.
-    #[error("incomplete: stream ended {}", if *need == 0 { format!("inside a JSON object after {have} bytes") } else { format!("after {have} of {need} bytes") })]
+    #[error("incomplete: stream ended {}", if *need == 0 { format!("after {have} bytes, before the frame's end") } else { format!("after {have} of {need} bytes") })]
     Incomplete {
         /// Bytes received.
         have: usize,
-        /// Bytes the header announced (for JSON: 0 = unknown, the object never closed).
+        /// Bytes the header announced (0 = unknown: a JSON object that never closed, an HTTP request
+        /// whose head or chunked body never ended).
         need: usize,
     },
 }
@@ -66,6 +81,8 @@ impl FrameError {
             FrameError::Unrecognized => "unrecognized",
             FrameError::Oversized { .. } => "oversized",
             FrameError::Incomplete { .. } => "incomplete",
+            FrameError::Malformed(_) => "malformed",
+            FrameError::TooLong { .. } => "oversized",
         }
     }
 }
@@ -79,7 +96,8 @@ pub struct Frame {
     pub bytes: Bytes,
     /// The variant the framing recognised.
     pub protocol: Protocol,
-    /// Length of the binary header in bytes (0 for bare JSON and junk); the body is `bytes[header_len..]`.
+    /// Length of the binary header (for HTTP: the request head) in bytes (0 for bare JSON and junk);
+    /// the body is `bytes[header_len..]`.
     pub header_len: usize,
     /// Set when the frame is not whole and clean.
     pub error: Option<FrameError>,

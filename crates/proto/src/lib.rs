@@ -2,7 +2,7 @@
 //! cameras and by XM/HiSilicon cameras.
 //!
 //! - [`Decoder`] turns arbitrary chunks of one TCP stream into whole [`Frame`]s (DVRIP, DHIP, XM, bare
-//!   JSON, or `junk` for bytes that are none of these), with a bounded buffer.
+//!   JSON, HTTP requests, or `junk` for bytes that are none of these), with a bounded buffer.
 //! - [`Session`] classifies frames, extracts [`Event`]s and keeps the per-stream state that the DVRIP
 //!   0x69 bitmask snapshots need.
 //! - [`encode`] builds frames of every variant (tests, simulator).
@@ -20,6 +20,7 @@ pub mod event;
 mod extract;
 pub mod fragment;
 pub mod frame;
+pub mod http;
 pub mod json;
 pub mod record;
 pub mod session;

@@ -7,10 +7,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::event::{Action, DeviceInfo, Event, JsonText};
-use crate::extract::json_facts;
+use crate::extract::{json_facts, key_of, Key};
 use crate::fragment::{self, FragmentInfo, Reassembly, Step};
 use crate::frame::{le_u32, Frame, Protocol};
-use crate::{dhip, dvrip, text, xm};
+use crate::{dhip, dvrip, http, text, xm};
 
 /// What a frame is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -115,6 +115,8 @@ pub enum Header {
     Dhip(dhip::Header),
     /// XM fields.
     Xm(xm::Header),
+    /// HTTP request line and header fields.
+    Http(http::Header),
     /// Bare JSON and junk have no header.
     None,
 }
@@ -199,6 +201,9 @@ impl Session {
 
     /// Interprets one frame, updating the mask state.
     pub fn decode(&mut self, frame: &Frame) -> Decoded {
+        if frame.protocol == Protocol::Http {
+            return http_request(frame);
+        }
         let body = frame.bytes.slice(frame.header_len.min(frame.bytes.len())..);
         let mut out = match frame.protocol {
             Protocol::Dvrip => {
@@ -213,7 +218,7 @@ impl Session {
                 let header = xm::Header::parse(frame);
                 Decoded::new(Some(u32::from(header.message_id)), Header::Xm(header))
             }
-            Protocol::Json | Protocol::Junk => Decoded::new(None, Header::None),
+            Protocol::Json | Protocol::Junk | Protocol::Http => Decoded::new(None, Header::None),
         };
         if let Some(error) = &frame.error {
             // Truncated or unrecognised: keep the bytes, interpret nothing.
@@ -231,7 +236,7 @@ impl Session {
             Protocol::Dvrip => self.dvrip(frame, &body, &mut out),
             Protocol::Dhip | Protocol::Json => generic_body(&body, &mut out),
             Protocol::Xm => xm_body(&body, &mut out),
-            Protocol::Junk => out.set_binary(&body),
+            Protocol::Junk | Protocol::Http => out.set_binary(&body),
         }
         if out.kind == Kind::Unknown && !out.events.is_empty() {
             out.kind = Kind::Alarm;
@@ -529,6 +534,119 @@ fn xm_body(body: &Bytes, out: &mut Decoded) {
         {
             out.kind = Kind::Alarm;
         }
+        _ => {}
+    }
+}
+
+/// An HTTP request: its head, identity in its header fields, and its body read like any JSON body.
+/// A body that is not JSON (form-encoded, text) is kept with an error and yields no event.
+fn http_request(frame: &Frame) -> Decoded {
+    let mut out = Decoded::new(None, Header::None);
+    let Some(header) = http::Header::parse(frame.header()) else {
+        out.error = Some(frame.error.as_ref().map_or_else(
+            || "invalid HTTP request head".to_owned(),
+            ToString::to_string,
+        ));
+        out.set_binary(&frame.bytes);
+        return out;
+    };
+    for (name, value) in &header.headers {
+        header_identity(name, value, &mut out.device);
+    }
+    let raw_body = frame.bytes.slice(frame.header_len.min(frame.bytes.len())..);
+    let chunked = header.is_chunked();
+    let path_says_keepalive = {
+        let path = header.path.to_ascii_lowercase();
+        path.contains("keepalive") || path.contains("heartbeat")
+    };
+    let content_type = header.get("content-type").unwrap_or("").to_owned();
+    out.header = Header::Http(header);
+    if let Some(error) = &frame.error {
+        out.error = Some(error.to_string());
+        if !raw_body.is_empty() {
+            out.set_binary(&raw_body);
+        }
+        return out;
+    }
+    let body = if chunked {
+        match http::dechunk(&raw_body) {
+            Some(body) => body,
+            None => {
+                out.error = Some("chunked body does not decode".into());
+                out.set_binary(&raw_body);
+                return out;
+            }
+        }
+    } else {
+        raw_body
+    };
+    let device = std::mem::take(&mut out.device);
+    match json_body(&body, &mut out) {
+        Some(Ok(())) => {}
+        Some(Err(())) => out.set_binary(&body),
+        None if body.iter().all(u8::is_ascii_whitespace) => {}
+        None => {
+            let form = content_type
+                .to_ascii_lowercase()
+                .contains("x-www-form-urlencoded");
+            if form {
+                out.body_format = BodyFormat::Text;
+                out.body = Body::Text(
+                    form_urlencoded::parse(&body)
+                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                        .collect(),
+                );
+            } else if text::looks_like_text(&body) {
+                out.body_format = BodyFormat::Text;
+                out.body = Body::Text(text::parse(&body));
+            } else {
+                out.set_binary(&body);
+            }
+            let shown = if content_type.is_empty() {
+                "none"
+            } else {
+                content_type.as_str()
+            };
+            out.error = Some(format!(
+                "HTTP body is not JSON (Content-Type: {shown}): kept, no events read"
+            ));
+        }
+    }
+    // Identity in the header fields fills what the body did not say.
+    let from_body = std::mem::replace(&mut out.device, device);
+    out.device.serial = from_body.serial.or(out.device.serial.take());
+    out.device.mac = from_body.mac.or(out.device.mac.take());
+    out.device.ip = from_body.ip.or(out.device.ip.take());
+    out.device.domain = from_body.domain.or(out.device.domain.take());
+    if out.kind == Kind::Unknown {
+        if !out.events.is_empty() {
+            out.kind = Kind::Alarm;
+        } else if path_says_keepalive {
+            out.kind = Kind::Keepalive;
+        } else if out.body_format == BodyFormat::None {
+            out.kind = Kind::Request;
+        }
+    }
+    if !matches!(out.kind, Kind::Keepalive | Kind::Reply) {
+        out.keepalive_period = None;
+    }
+    out
+}
+
+/// Serial or MAC in a header field (`X-Serial-Number`, `SerialNo`, `X-MAC`, …).
+fn header_identity(name: &str, value: &str, device: &mut DeviceInfo) {
+    let mut key = name.to_ascii_lowercase();
+    if let Some(rest) = key.strip_prefix("x-") {
+        key = rest.to_owned();
+    }
+    key.retain(|c| c != '-' && c != '_');
+    let value = value.trim();
+    if value.is_empty() {
+        return;
+    }
+    match key_of(&key) {
+        Key::Serial if device.serial.is_none() => device.serial = Some(value.to_owned()),
+        Key::Mac if device.mac.is_none() => device.mac = Some(value.to_owned()),
         _ => {}
     }
 }

@@ -198,20 +198,21 @@ fn junk_is_kept_and_decoding_resumes() {
     ));
     let frames = decode_all(&stream);
     let protocols: Vec<_> = frames.iter().map(|f| f.protocol).collect();
+    // The request line is an HTTP frame cut at the control byte that proves it malformed.
     assert_eq!(
         protocols,
         vec![
+            Protocol::Http,
             Protocol::Junk,
             Protocol::Dvrip,
             Protocol::Junk,
             Protocol::Json
         ]
     );
-    assert_eq!(
-        &frames[0].bytes[..],
-        b"GET / HTTP/1.1\r\n\x01\x02{not json\x00"
-    );
-    assert_eq!(frames[0].error, Some(FrameError::Unrecognized));
+    assert_eq!(&frames[0].bytes[..], b"GET / HTTP/1.1\r\n");
+    assert!(matches!(frames[0].error, Some(FrameError::Malformed(_))));
+    assert_eq!(&frames[1].bytes[..], b"\x01\x02{not json\x00");
+    assert_eq!(frames[1].error, Some(FrameError::Unrecognized));
     let total: usize = frames.iter().map(|f| f.len()).sum();
     assert_eq!(
         total,

@@ -45,6 +45,14 @@ fn any_frame() -> impl Strategy<Value = Vec<u8>> {
         (any::<u32>(), any::<u32>(), json_text()).prop_map(|(s, r, j)| encode::dhip(s, r, &j)),
         (any::<u16>(), any::<u32>(), json_text()).prop_map(|(m, q, j)| encode::xm(m, 0, q, &j)),
         json_text().prop_map(|j| encode::bare_json(&j)),
+        json_text().prop_map(|j| encode::http_event("127.0.0.1:15002", &j)),
+        (json_text(), 1usize..20).prop_map(|(j, c)| encode::http_chunked(
+            "POST",
+            "/cgi-bin/NotifyEvent",
+            &[("Content-Type", "application/json")],
+            j.as_bytes(),
+            c
+        )),
         // junk: bytes that cannot start a frame
         prop::collection::vec(
             prop::sample::select(vec![0x01u8, 0x02, 0x30, 0x41, 0x7f, 0x90, 0xc3]),
@@ -87,7 +95,7 @@ proptest! {
         let mut expected = 0;
         let mut last_junk = false;
         for f in &frames {
-            let junk = !matches!(f[0], 0x69 | 0xF6 | 0xA1 | 0x20 | 0xFF | b'{');
+            let junk = !matches!(f[0], 0x69 | 0xF6 | 0xA1 | 0x20 | 0xFF | b'{' | b'P');
             if !(junk && last_junk) { expected += 1; }
             last_junk = junk;
         }
@@ -134,8 +142,50 @@ proptest! {
                 Header::Xm(h) => prop_assert_eq!((h.session_id, h.sequence, h.message_id), (s, r, 1508)),
                 Header::Dvrip(h) => prop_assert_eq!((h.session_id, h.request_id), (Some(s), Some(r))),
                 Header::None => prop_assert_eq!(frames[0].protocol, Protocol::Json),
+                Header::Http(_) => unreachable!("no HTTP encoding in this loop"),
             }
         }
+    }
+
+    #[test]
+    fn http_round_trip(json in json_text(), chunk in 0usize..30, path in "/[a-zA-Z/]{0,20}", method in prop::sample::select(vec!["POST", "PUT"])) {
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let headers = [("Host", "nvr"), ("Content-Type", "application/json"), ("X-Serial-Number", "ABC123")];
+        let bytes = if chunk == 0 {
+            encode::http_request(method, &path, &headers, json.as_bytes())
+        } else {
+            encode::http_chunked(method, &path, &headers, json.as_bytes(), chunk)
+        };
+        let frames = decode_chunked(&bytes, &[], DecoderConfig::default());
+        prop_assert_eq!(frames.len(), 1);
+        prop_assert_eq!(frames[0].protocol, Protocol::Http);
+        let d = Session::new().decode(&frames[0]);
+        prop_assert!(d.error.is_none(), "{:?}", d.error);
+        prop_assert_eq!(d.body.json_value(), Some(value));
+        prop_assert_eq!(d.events.len(), 1);
+        prop_assert_eq!(d.device.serial.as_deref(), Some("ABC123"));
+        let Header::Http(h) = d.header else { panic!("not http") };
+        prop_assert_eq!((h.method.as_str(), h.path.as_str()), (method, path.as_str()));
+    }
+
+    #[test]
+    fn arbitrary_http_fragments_never_panic_and_every_byte_is_accounted_for(
+        pieces in prop::collection::vec(prop::sample::select(vec![
+            "POST /cgi-bin/NotifyEvent HTTP/1.1\r\n", "GET / HTTP/1.0\r\n", "HEAD /x HTTP/1.1\n", "Content-Length: 7\r\n",
+            "Content-Length: 99999\r\n", "Content-Length: x\r\n", "Transfer-Encoding: chunked\r\n", "\r\n", "\n", "0\r\n",
+            "5\r\n", "ffffffffffffffffff\r\n", "{\"Code\":\"A\"}", "abcde", "POS", " ", "\u{1}",
+        ]), 0..60),
+        max in 64usize..600,
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..10),
+    ) {
+        let stream: Vec<u8> = pieces.concat().into_bytes();
+        let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
+        cuts.sort_unstable();
+        check_accounted(&stream, &cuts, max)?;
+        // chunking invariance
+        let whole = decode_chunked(&stream, &[], DecoderConfig { max_frame: max });
+        let split = decode_chunked(&stream, &cuts, DecoderConfig { max_frame: max });
+        prop_assert_eq!(summary(&whole), summary(&split));
     }
 
     #[test]
@@ -146,26 +196,41 @@ proptest! {
     ) {
         let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
         cuts.sort_unstable();
-        let frames = decode_chunked(&stream, &cuts, DecoderConfig { max_frame: max });
-        let mut session = Session::new();
-        let mut covered = 0u64;
-        for frame in &frames {
-            prop_assert!(frame.len() <= max.max(64));
-            prop_assert!(frame.offset >= covered, "frames overlap");
-            // the bytes between frames are padding only
-            for &b in &stream[covered as usize..frame.offset as usize] {
-                prop_assert!(matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0), "byte {b:#x} lost");
-            }
-            let at = frame.offset as usize;
-            prop_assert_eq!(&frame.bytes[..], &stream[at..at + frame.len()]);
-            covered = match &frame.error {
-                Some(FrameError::Oversized { declared, .. }) => (frame.offset + declared).min(stream.len() as u64),
-                _ => frame.offset + frame.len() as u64,
-            };
-            let _ = session.decode(frame);
-        }
-        for &b in &stream[covered as usize..] {
-            prop_assert!(matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0), "trailing byte {b:#x} lost");
-        }
+        check_accounted(&stream, &cuts, max)?;
     }
+}
+
+/// Decodes `stream` cut at `cuts`: no panic, the buffer bound holds, frames do not overlap, and every
+/// byte is in a frame, padding, or the skipped rest of a declared oversized frame.
+fn check_accounted(stream: &[u8], cuts: &[usize], max: usize) -> Result<(), TestCaseError> {
+    let frames = decode_chunked(stream, cuts, DecoderConfig { max_frame: max });
+    let mut session = Session::new();
+    let mut covered = 0u64;
+    for frame in &frames {
+        prop_assert!(frame.len() <= max.max(64));
+        prop_assert!(frame.offset >= covered, "frames overlap");
+        // the bytes between frames are padding only
+        for &b in &stream[covered as usize..frame.offset as usize] {
+            prop_assert!(
+                matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0),
+                "byte {b:#x} lost"
+            );
+        }
+        let at = frame.offset as usize;
+        prop_assert_eq!(&frame.bytes[..], &stream[at..at + frame.len()]);
+        covered = match &frame.error {
+            Some(FrameError::Oversized { declared, .. }) => {
+                (frame.offset + declared).min(stream.len() as u64)
+            }
+            _ => frame.offset + frame.len() as u64,
+        };
+        let _ = session.decode(frame);
+    }
+    for &b in &stream[covered as usize..] {
+        prop_assert!(
+            matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0),
+            "trailing byte {b:#x} lost"
+        );
+    }
+    Ok(())
 }

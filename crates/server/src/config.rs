@@ -75,6 +75,10 @@ pub struct ServerConfig {
     /// Interval of the statistics log line.
     #[serde(deserialize_with = "duration")]
     pub stats_interval: Duration,
+    /// HTTP-mode devices must authenticate (Basic or Digest) as this user (default: no credentials).
+    pub http_username: Option<String>,
+    /// Password for `http-username`; keep it in the environment (`ALARM_CENTER_SERVER__HTTP_PASSWORD`).
+    pub http_password: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +94,8 @@ impl Default for ServerConfig {
             allow_unknown_devices: true,
             timezone: "local".into(),
             stats_interval: Duration::from_secs(60),
+            http_username: None,
+            http_password: None,
         }
     }
 }
@@ -200,6 +206,29 @@ pub struct DeviceConfig {
     pub keepalive: Option<Duration>,
     /// Channel names by 1-based channel number.
     pub channels: BTreeMap<String, String>,
+    /// In HTTP mode this device authenticates as this user (overrides `server.http-username`).
+    pub http_username: Option<String>,
+    /// Password for `http-username`.
+    pub http_password: Option<String>,
+}
+
+/// The HTTP credentials set by a `username`/`password` pair of keys, and what is wrong with them.
+pub(crate) fn http_credentials(
+    username: &Option<String>,
+    password: &Option<String>,
+) -> Result<Option<crate::http_auth::Credentials>, &'static str> {
+    match (username, password) {
+        (None, None) => Ok(None),
+        (Some(u), _) if u.is_empty() || u.contains(':') => {
+            Err("http-username must not be empty nor contain ':'")
+        }
+        (Some(u), Some(p)) => Ok(Some(crate::http_auth::Credentials {
+            username: u.clone(),
+            password: p.clone(),
+        })),
+        (Some(_), None) => Err("http-username needs http-password"),
+        (None, Some(_)) => Err("http-password needs http-username"),
+    }
 }
 
 pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -387,6 +416,9 @@ impl Config {
         if let Err(e) = crate::time::zone(&s.timezone) {
             problems.push(format!("server.timezone: {e}"));
         }
+        if let Err(e) = http_credentials(&s.http_username, &s.http_password) {
+            problems.push(format!("server: {e}"));
+        }
         if self.supervision.keepalive < Duration::from_secs(1) {
             problems.push("supervision.keepalive must be at least 1s".to_owned());
         }
@@ -423,6 +455,9 @@ impl Config {
                     "{at} ({}): give at least one of serial, mac, domain, address to recognise it",
                     d.id
                 ));
+            }
+            if let Err(e) = http_credentials(&d.http_username, &d.http_password) {
+                problems.push(format!("{at} ({}): {e}", d.id));
             }
             if let Some(tz) = &d.timezone {
                 if let Err(e) = crate::time::zone(tz) {

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::http_mode::{self, Answer, Verdict};
 use crate::registry::Device;
 use crate::stats::Stats;
 use crate::writer::{FrameRecord as WriteFrame, Record};
@@ -52,6 +53,10 @@ pub(crate) struct Connection {
     last_seen_written: Option<Instant>,
     /// Set when the connection identified a device that is not configured while unknown devices are refused.
     refused: bool,
+    /// An HTTP authentication failure was logged for this connection.
+    auth_logged: bool,
+    /// Stream offset of the HTTP request last sent `100 Continue`.
+    continued: Option<u64>,
 }
 
 impl Connection {
@@ -74,6 +79,8 @@ impl Connection {
             bytes: 0,
             last_seen_written: None,
             refused: false,
+            auth_logged: false,
+            continued: None,
         }
     }
 
@@ -91,7 +98,8 @@ impl Connection {
         tracing::info!(conn = self.id, peer = %self.peer, "connection opened");
         let reason = self.serve(&mut stream).await;
         for frame in self.decoder.finish() {
-            self.process(frame, &mut stream).await;
+            // The stream ended inside these: nobody is left to answer.
+            let _ = self.process(frame, &mut stream).await;
         }
         self.close(&reason).await;
     }
@@ -109,7 +117,9 @@ impl Connection {
                 biased;
                 () = self.cancel.cancelled() => {
                     if self.shared.shutdown.is_cancelled() {
-                        self.drain(stream).await;
+                        if let Some(reason) = self.drain(stream).await {
+                            return reason;
+                        }
                         return "server shutdown".into();
                     }
                     return "replaced by a newer connection of the device".into();
@@ -119,6 +129,9 @@ impl Connection {
             match ready {
                 Err(_) if partial_since.is_some_and(|p| p + frame_timeout <= Instant::now()) => {
                     Stats::inc(&self.shared.stats.closed_slow);
+                    if self.decoder.in_http_request() {
+                        let _ = stream.write_all(&http_mode::timeout_answer()).await;
+                    }
                     return format!(
                         "slow sender: a frame stayed incomplete for {frame_timeout:?} ({} bytes buffered)",
                         self.decoder.buffered()
@@ -138,11 +151,18 @@ impl Connection {
                 Read::Frames(frames, _) => {
                     last_byte = Instant::now();
                     let completed = !frames.is_empty();
+                    let mut answers = Vec::new();
                     for frame in frames {
-                        self.process(frame, stream).await;
+                        answers.extend(self.process(frame, stream).await);
                         if self.cancel.is_cancelled() && !self.shared.shutdown.is_cancelled() {
                             break;
                         }
+                    }
+                    if let Some(reason) = self.answer(answers, stream).await {
+                        return reason;
+                    }
+                    if let Err(e) = self.continue_if_expected(stream).await {
+                        return format!("socket error: {e}");
                     }
                     if self.decoder.buffered() == 0 {
                         partial_since = None;
@@ -157,6 +177,40 @@ impl Connection {
                 return "unknown device refused (server.allow-unknown-devices = false)".into();
             }
         }
+    }
+
+    /// Sends the answers owed to HTTP requests, in order, each after its commit. Returns why the
+    /// connection must close, if it must.
+    async fn answer(&mut self, answers: Vec<Answer>, stream: &mut TcpStream) -> Option<String> {
+        let mut open = true;
+        for answer in answers {
+            let status = answer.status;
+            match answer.send(stream).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    open = false;
+                    tracing::debug!(conn = self.id, status, "HTTP answer closes the connection");
+                }
+                Err(e) => return Some(format!("socket error while answering HTTP: {e}")),
+            }
+            if !open {
+                break;
+            }
+        }
+        (!open)
+            .then(|| "HTTP: closed after the answer (Connection: close, or a bad request)".into())
+    }
+
+    /// Answers `Expect: 100-continue` once the head of a request is in and its body is not.
+    async fn continue_if_expected(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
+        let Some((offset, head)) = self.decoder.pending_http_head() else {
+            return Ok(());
+        };
+        if self.continued == Some(offset) || !http_mode::expects_continue(head) {
+            return Ok(());
+        }
+        self.continued = Some(offset);
+        stream.write_all(http_mode::CONTINUE).await
     }
 
     /// Reads what the socket holds now (without waiting) and decodes it.
@@ -183,7 +237,7 @@ impl Connection {
 
     /// At shutdown: decodes what the device already sent (bytes waiting in the socket), without waiting
     /// for more, so that nothing received is lost.
-    async fn drain(&mut self, stream: &mut TcpStream) {
+    async fn drain(&mut self, stream: &mut TcpStream) -> Option<String> {
         /// Bounds the drain of one connection so that shutdown always ends.
         const MAX_DRAIN_BYTES: u64 = 64 * 1024 * 1024;
         let mut drained = 0;
@@ -192,10 +246,15 @@ impl Connection {
                 break;
             };
             drained += n as u64;
+            let mut answers = Vec::new();
             for frame in frames {
-                self.process(frame, stream).await;
+                answers.extend(self.process(frame, stream).await);
+            }
+            if let Some(reason) = self.answer(answers, stream).await {
+                return Some(reason);
             }
         }
+        None
     }
 
     /// With unknown devices refused: the connection must identify as a configured device within the
@@ -208,8 +267,8 @@ impl Connection {
                 && self.opened.elapsed() >= self.shared.config.server.frame_timeout)
     }
 
-    /// Decodes, attributes and hands one frame to the writer.
-    async fn process(&mut self, frame: Frame, stream: &mut TcpStream) {
+    /// Decodes, attributes and hands one frame to the writer. Returns the answer an HTTP request is owed.
+    async fn process(&mut self, frame: Frame, stream: &mut TcpStream) -> Option<Answer> {
         let stats = self.shared.stats.clone();
         Stats::inc(&stats.frames);
         self.frames += 1;
@@ -233,13 +292,37 @@ impl Connection {
         }
         let mut devices = Vec::new();
         let mut events = Vec::new();
-        let identified =
-            self.attribute(&frame, &mut decoded, received_ms, &mut devices, &mut events);
+        let verdict = (frame.protocol == Protocol::Http).then(|| {
+            http_mode::judge(
+                &self.shared.http,
+                &self.shared.registry,
+                &frame,
+                &mut decoded,
+                self.peer,
+                self.id,
+                &mut self.auth_logged,
+            )
+        });
+        // A refused HTTP request is kept as a frame, without device or events. An HTTP request that
+        // carries neither events nor identity (a scanner's `GET /`) attaches no device either.
+        let attach = match &verdict {
+            Some(Verdict::Refuse(_)) => false,
+            Some(Verdict::Accept(_)) => {
+                self.device.is_some()
+                    || !decoded.events.is_empty()
+                    || decoded.kind == Kind::Keepalive
+                    || !decoded.device.is_empty()
+            }
+            None => true,
+        };
+        let identified = attach
+            .then(|| self.attribute(&frame, &mut decoded, received_ms, &mut devices, &mut events))
+            .flatten();
         if let Some(identified) = identified {
             // Records the connection's device in its history row (waits for room like every record).
             let _ = self.shared.tx.send(Record::Closed(identified)).await;
         }
-        if let Some(device) = self.device.clone() {
+        if let Some(device) = self.device.clone().filter(|_| attach) {
             self.shared.registry.touch(&device);
             self.on_device_frame(
                 &device,
@@ -267,18 +350,32 @@ impl Connection {
         );
         let archive =
             decoded.kind != Kind::Keepalive || self.shared.config.store.archive_keepalives;
-        let new_frame = archive.then(|| self.new_frame(&frame, &decoded, received_ms));
+        let mut new_frame = archive.then(|| self.new_frame(&frame, &decoded, received_ms));
+        if let (Some(new_frame), false) = (&mut new_frame, attach) {
+            new_frame.device = None;
+        }
+        let (answer, committed) = match verdict {
+            Some(Verdict::Accept(mut answer)) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                answer.committed = Some(rx);
+                (Some(answer), Some(tx))
+            }
+            Some(Verdict::Refuse(answer)) => (Some(answer), None),
+            None => (None, None),
+        };
         let record = WriteFrame {
             frame: new_frame,
             devices,
             events,
             received,
+            committed,
         };
         // A closed channel means the server is stopping after a fatal store error: nothing to add.
         let _ = self.shared.tx.send(Record::Frame(Box::new(record))).await;
         if self.shared.config.server.reply_to_requests {
             self.reply(&frame, &decoded, stream).await;
         }
+        answer
     }
 
     /// Attaches the connection to the device the frame identifies (first frame, or a stronger identity).
@@ -292,7 +389,11 @@ impl Connection {
         events: &mut Vec<NewEvent>,
     ) -> Option<ConnectionClose> {
         let registry = &self.shared.registry;
-        let identity = registry.resolve(&decoded.device, self.peer.ip());
+        let identity = registry.resolve(
+            &decoded.device,
+            self.peer.ip(),
+            frame.protocol == Protocol::Http,
+        );
         let switch = match &self.device {
             // Garbage is no evidence of a device (port scanners, HTTP probes): it attaches nothing.
             None => frame.protocol != Protocol::Junk,

@@ -5,6 +5,8 @@
 pub mod api;
 pub mod config;
 mod connection;
+mod http_auth;
+mod http_mode;
 mod registry;
 pub mod sinks;
 pub mod stats;
@@ -55,6 +57,8 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<Stats>,
     pub(crate) tx: mpsc::Sender<Record>,
     pub(crate) shutdown: CancellationToken,
+    /// HTTP-mode devices: credentials and the paths already logged.
+    pub(crate) http: http_mode::HttpMode,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     next_connection: AtomicI64,
 }
@@ -148,6 +152,7 @@ impl Server {
             stats,
             tx,
             shutdown,
+            http: http_mode::HttpMode::new(),
             per_ip: Mutex::new(HashMap::new()),
             next_connection,
         });
@@ -169,7 +174,7 @@ impl Server {
         if config.sinks.stdout.enabled {
             sinks.push(tokio::spawn(stdout_sink(committed.subscribe())));
         }
-        tracing::info!(listen = %local_addr, "accepting devices (DVRIP, DHIP, XM, JSON on one port)");
+        tracing::info!(listen = %local_addr, "accepting devices (DVRIP, DHIP, XM, JSON, HTTP on one port)");
         Ok(Server {
             shared,
             committed,

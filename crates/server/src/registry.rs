@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DeviceConfig};
+use crate::http_auth::Credentials;
 
 /// A configured device with its matchers normalised.
 #[derive(Debug, Clone)]
@@ -119,6 +120,8 @@ pub(crate) struct Registry {
     known: Vec<Known>,
     default_zone: TimeZone,
     allow_unknown: bool,
+    /// `[server] http-username/http-password`.
+    http_credentials: Option<Credentials>,
     started: Instant,
     devices: Mutex<HashMap<String, Arc<Device>>>,
 }
@@ -144,6 +147,12 @@ impl Registry {
             known,
             default_zone,
             allow_unknown: config.server.allow_unknown_devices,
+            http_credentials: crate::config::http_credentials(
+                &config.server.http_username,
+                &config.server.http_password,
+            )
+            .ok()
+            .flatten(),
             started: Instant::now(),
             devices: Mutex::new(HashMap::new()),
         }
@@ -165,8 +174,28 @@ impl Registry {
         self.allow_unknown
     }
 
-    /// Resolves who sent a frame carrying `info`, from `peer`.
-    pub(crate) fn resolve(&self, info: &DeviceInfo, peer: IpAddr) -> Identity {
+    /// The credentials HTTP-mode device `id` must present: its own, else the server's, else none.
+    pub(crate) fn http_credentials(&self, id: &str) -> Option<Credentials> {
+        self.known
+            .iter()
+            .find(|k| k.config.id == id)
+            .and_then(|k| {
+                crate::config::http_credentials(&k.config.http_username, &k.config.http_password)
+                    .ok()
+                    .flatten()
+            })
+            .or_else(|| self.http_credentials.clone())
+    }
+
+    /// Resolves who sent a frame carrying `info`, from `peer`. With `ip_names_device` (HTTP mode, whose
+    /// bodies carry the device's own `Data.IP` and no serial), a reported address different from `peer`
+    /// tells devices behind one NAT address apart: `<reported ip>@<peer ip>`.
+    pub(crate) fn resolve(
+        &self,
+        info: &DeviceInfo,
+        peer: IpAddr,
+        ip_names_device: bool,
+    ) -> Identity {
         let eq = |a: &Option<String>, b: &Option<String>| match (a, b) {
             (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
             _ => false,
@@ -197,11 +226,26 @@ impl Registry {
                 strong: true,
                 configured: false,
             },
-            None => Identity {
-                id: format!("addr-{peer}"),
-                strong: false,
-                configured: false,
-            },
+            None => {
+                let reported = info
+                    .ip
+                    .as_deref()
+                    .filter(|_| ip_names_device)
+                    .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
+                    .filter(|ip| *ip != peer);
+                match reported {
+                    Some(ip) => Identity {
+                        id: format!("{ip}@{peer}"),
+                        strong: true,
+                        configured: false,
+                    },
+                    None => Identity {
+                        id: format!("addr-{peer}"),
+                        strong: false,
+                        configured: false,
+                    },
+                }
+            }
         }
     }
 

@@ -43,6 +43,9 @@ pub(crate) struct FrameRecord {
     pub(crate) events: Vec<NewEvent>,
     /// When the frame's last byte was read.
     pub(crate) received: Instant,
+    /// Told once the frame and its events are committed (HTTP answers wait for it); dropped unsent
+    /// when they could not be.
+    pub(crate) committed: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Committed events, published after each commit.
@@ -62,8 +65,13 @@ pub(crate) struct WriterConfig {
 /// How often retention runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
-/// Adds a record to the batch; returns its receive time when it is a frame.
-fn add(batch: &mut Batch, record: Record) -> Option<Instant> {
+/// Adds a record to the batch; returns its receive time when it is a frame. Commit notifications go
+/// to `acks`.
+fn add(
+    batch: &mut Batch,
+    record: Record,
+    acks: &mut Vec<tokio::sync::oneshot::Sender<()>>,
+) -> Option<Instant> {
     match record {
         Record::Opened(open) => batch.opened.push(open),
         Record::Closed(close) => batch.closed.push(close),
@@ -77,7 +85,9 @@ fn add(batch: &mut Batch, record: Record) -> Option<Instant> {
                 devices,
                 events,
                 received,
+                committed,
             } = *record;
+            acks.extend(committed);
             let index = frame.map(|f| {
                 batch.frames.push(f);
                 batch.frames.len() - 1
@@ -109,12 +119,13 @@ pub(crate) fn run(
     while let Some(first) = rx.blocking_recv() {
         let mut batch = Batch::default();
         let mut received = Vec::new();
-        received.extend(add(&mut batch, first));
+        let mut acks = Vec::new();
+        received.extend(add(&mut batch, first, &mut acks));
         let mut records = 1;
         while records < config.batch_max {
             match rx.try_recv() {
                 Ok(record) => {
-                    received.extend(add(&mut batch, record));
+                    received.extend(add(&mut batch, record, &mut acks));
                     records += 1;
                 }
                 Err(_) => break,
@@ -123,6 +134,9 @@ pub(crate) fn run(
         let Some(ids) = commit(&mut db, &batch, &stats, &stopping) else {
             continue;
         };
+        for ack in acks {
+            let _ = ack.send(());
+        }
         let done = Instant::now();
         stats.record_latencies(received.iter().map(|r| {
             done.duration_since(*r)
