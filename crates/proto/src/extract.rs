@@ -20,6 +20,8 @@ pub(crate) struct JsonFacts {
     pub(crate) method: Option<String>,
     pub(crate) has_result: bool,
     pub(crate) keepalive_period: Option<u32>,
+    /// An XM message whose `Type` is `"Log"` (the device's "Log" upload flag), not an alarm.
+    pub(crate) xm_log: bool,
 }
 
 /// The keys we read, whatever their case.
@@ -78,8 +80,9 @@ pub(crate) fn key_of(name: &str) -> Key {
         b"ip" | b"ipaddress" | b"ipaddr" => Key::Ip,
         b"address" => Key::Address,
         b"domain" | b"domainname" | b"ddns" => Key::Domain,
+        // `KeepAlive` / `nKeepAlive`: the NetSDK heartbeat (0x4028) names its period so.
         b"timeout" | b"keepaliveperiod" | b"keepaliveinterval" | b"aliveinterval"
-        | b"keepalivetime" => Key::Period,
+        | b"keepalivetime" | b"keepalive" | b"nkeepalive" => Key::Period,
         _ => Key::Other,
     }
 }
@@ -434,6 +437,10 @@ pub(crate) fn json_facts(
     let keepalive_period = top.period.or(params.as_ref().and_then(|p| p.period));
     let method = top.method.take();
     let has_result = top.has_result;
+    let xm_log = top.xm_event.is_some()
+        && top.others.iter().any(|(key, raw)| {
+            key.eq_ignore_ascii_case("type") && raw.get().eq_ignore_ascii_case("\"log\"")
+        });
     // Events: params.eventList[], a top-level eventList, a Code/Event object at the top or in params.
     let list = params
         .as_deref_mut()
@@ -459,5 +466,6 @@ pub(crate) fn json_facts(
         method,
         has_result,
         keepalive_period,
+        xm_log,
     })
 }

@@ -24,6 +24,8 @@ pub enum Kind {
     Report,
     /// A JSON-RPC reply (`result` without `method`), a DVRIP 0xB0/0xB1.
     Reply,
+    /// A log record the device uploads (XM `"Type": "Log"`): its events are kept, not alarms.
+    Log,
     /// A JSON-RPC request or notification that is none of the above.
     Request,
     /// Nothing we understand.
@@ -51,6 +53,7 @@ impl Kind {
             Kind::Keepalive => "keepalive",
             Kind::Report => "report",
             Kind::Reply => "reply",
+            Kind::Log => "log",
             Kind::Request => "request",
             Kind::Unknown => "unknown",
         }
@@ -507,6 +510,8 @@ fn json_body(body: &Bytes, out: &mut Decoded) -> Option<Result<(), ()>> {
     });
     out.kind = if keepalive_method || keepalive_code {
         Kind::Keepalive
+    } else if facts.xm_log {
+        Kind::Log
     } else if !facts.events.is_empty() {
         Kind::Alarm
     } else if facts.method.is_none() && facts.has_result {
@@ -530,7 +535,8 @@ fn xm_body(body: &Bytes, out: &mut Decoded) {
     match out.command.and_then(|c| u16::try_from(c).ok()) {
         Some(xm::MSG_KEEPALIVE) => out.kind = Kind::Keepalive,
         Some(xm::MSG_ALARM_CENTER)
-            if out.body_format == BodyFormat::Json && out.kind != Kind::Keepalive =>
+            if out.body_format == BodyFormat::Json
+                && !matches!(out.kind, Kind::Keepalive | Kind::Log) =>
         {
             out.kind = Kind::Alarm;
         }

@@ -416,3 +416,40 @@ fn fragmented_json_messages_are_joined() {
     let d = Session::new().decode(&frames[0]);
     assert!(d.events.is_empty() && d.fragment.is_some(), "{d:?}");
 }
+
+#[test]
+fn xm_video_loss_and_blind_are_alarms_and_log_uploads_are_logs() {
+    for code in ["LossDetect", "BlindDetect"] {
+        let frame = encode::xm_alarm(
+            "cdf680a9a0279bf8",
+            "192.168.1.10".parse().unwrap(),
+            2,
+            code,
+            true,
+            "2024-01-27 21:10:58",
+        );
+        let d = Session::new().decode(&decode_all(&frame)[0]);
+        assert_eq!(d.kind, Kind::Alarm, "{code}");
+        assert_eq!(d.events[0].code, code);
+        assert_eq!(
+            (d.events[0].action.clone(), d.events[0].channel()),
+            (Action::Start, Some(3))
+        );
+    }
+    // The same message with the "Log" upload type: a log record, not an alarm.
+    let log = r#"{"Address":"0x0A01A8C0","Channel":0,"Descrip":"","Event":"LossDetect","SerialID":"cdf680a9a0279bf8","StartTime":"2024-01-27 21:10:58","Status":"Start","Type":"Log"}"#;
+    let d = Session::new().decode(&decode_all(&encode::xm(1508, 0, 0, log))[0]);
+    assert_eq!(d.kind, Kind::Log);
+    assert_eq!(d.events.len(), 1);
+    assert_eq!(d.events[0].code, "LossDetect");
+}
+
+#[test]
+fn keepalive_period_announced_as_keepalive_or_nkeepalive() {
+    for key in ["timeout", "KeepAlive", "nKeepAlive"] {
+        let json = format!(r#"{{"id":1,"method":"global.keepAlive","params":{{"{key}":45}}}}"#);
+        let d = Session::new().decode(&decode_all(&encode::dhip(1, 1, &json))[0]);
+        assert_eq!(d.kind, Kind::Keepalive, "{key}");
+        assert_eq!(d.keepalive_period, Some(45), "{key}");
+    }
+}

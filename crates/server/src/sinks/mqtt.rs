@@ -151,27 +151,43 @@ fn slug(text: &str) -> String {
         .collect()
 }
 
-/// Home Assistant device class for an event code.
+/// Home Assistant device class for an event code. Conditions that are not movement come first:
+/// `LossDetect`, `BlindDetect` and `VideoAbnormalDetection` contain "detect" but are no motion.
 fn device_class(code: &str) -> Option<&'static str> {
     let c = code.to_ascii_lowercase();
-    if c.contains("motion")
-        || c.contains("human")
-        || c.contains("crossline")
-        || c.contains("crossregion")
-        || c.contains("intrusion")
-        || c.contains("detect")
-    {
-        Some("motion")
-    } else if c.contains("blind") || c.contains("tamper") {
+    let any = |words: &[&str]| words.iter().any(|w| c.contains(w));
+    if any(&["blind", "tamper", "cover", "shelter"]) {
         Some("tamper")
-    } else if c.contains("loss")
-        || c.contains("storage")
-        || c.contains("disk")
-        || c.contains("abort")
-    {
+    } else if any(&[
+        "loss",
+        "abnormal",
+        "storage",
+        "disk",
+        "abort",
+        "fault",
+        "failure",
+        "error",
+        "lowspace",
+        "ipconflict",
+        "offline",
+    ]) {
         Some("problem")
-    } else if c.contains("audio") {
+    } else if any(&["smoke", "fire"]) {
+        Some("smoke")
+    } else if any(&["audio", "sound", "scream"]) {
         Some("sound")
+    } else if any(&[
+        "motion",
+        "human",
+        "vehicle",
+        "crossline",
+        "crossregion",
+        "intrusion",
+        "tripwire",
+        "face",
+        "detect",
+    ]) {
+        Some("motion")
     } else {
         None
     }
@@ -614,6 +630,10 @@ impl MqttSink {
             });
             return out;
         }
+        if event.kind == "log" {
+            // A log record the device uploaded: on the event topic only, no entity, no state.
+            return out;
+        }
         let pulse = !matches!(event.action.as_str(), "start" | "stop");
         if let (Some(c), Some(n)) = (event.channel, &event.channel_name) {
             self.catalog
@@ -743,5 +763,39 @@ impl Destination for MqttSink {
             }
         }
         (outcomes, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::device_class;
+
+    #[test]
+    fn device_classes_map_problems_and_tampering_before_motion() {
+        let cases = [
+            ("LossDetect", Some("problem")),
+            ("VideoLoss", Some("problem")),
+            ("BlindDetect", Some("tamper")),
+            ("VideoBlind", Some("tamper")),
+            ("VideoAbnormalDetection", Some("problem")),
+            ("StorageNotExist", Some("problem")),
+            ("StorageLowSpace", Some("problem")),
+            ("StorageFailure", Some("problem")),
+            ("DiskFull", Some("problem")),
+            ("NetAbort", Some("problem")),
+            ("VideoMotion", Some("motion")),
+            ("SmartMotionHuman", Some("motion")),
+            ("SmartMotionVehicle", Some("motion")),
+            ("HumanDetect", Some("motion")),
+            ("CrossLineDetection", Some("motion")),
+            ("CrossRegionDetection", Some("motion")),
+            ("FaceRecognition", Some("motion")),
+            ("AudioMutation", Some("sound")),
+            ("SmokeDetection", Some("smoke")),
+            ("AlarmLocal", None),
+        ];
+        for (code, class) in cases {
+            assert_eq!(device_class(code), class, "{code}");
+        }
     }
 }
