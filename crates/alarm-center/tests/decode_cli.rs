@@ -72,6 +72,8 @@ fn every_sample_decodes_as_documented() {
         "sample-xm-alarmcenter-humandetect.hex",
         "sample-xm-alarmcenter-humandetect.bin",
         "mixed-stream.bin",
+        "http-notifyevent.hex",
+        "http-notifyevent.bin",
     ] {
         snapshot(sample, &["decode", sample]);
     }
@@ -128,6 +130,39 @@ fn pcap_and_pcapng_decode_the_stream_towards_the_port() {
     );
     assert!(reverse.status.success());
     assert!(reverse.stdout.is_empty());
+}
+
+#[test]
+fn http_requests_decode_from_a_real_capture_with_the_answers_left_out() {
+    // A real loopback capture of an NVR-like client and `alarm-center serve` (make-http-capture.sh):
+    // towards port 15002 are the three requests; the other direction holds the server's answers.
+    snapshot(
+        "capture-http-15002.pcapng",
+        &["decode", "--port", "15002", "capture-http-15002.pcapng"],
+    );
+    let frames = lines(&run(
+        &["decode", "--port", "15002", "capture-http-15002.pcapng"],
+        None,
+    ));
+    let codes: Vec<_> = frames
+        .iter()
+        .map(|f| f["events"][0]["code"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        codes,
+        ["SmartMotionHuman", "CrossLineDetection", "FaceRecognition"]
+    );
+    assert_eq!(frames[1]["header"]["headers"][2][1], "chunked");
+    assert_eq!(frames[1]["events"][0]["data"]["Name"], "cam1_r1_h_trip");
+    assert!(frames[1]["events"][0].get("channel").is_none());
+    assert_eq!(
+        frames[2]["events"][0]["data"]["Candidates"][0]["Person"]["Name"],
+        "Ann Example"
+    );
+    // Without --port the answers are decoded too: they are no requests, so they are kept as junk.
+    let both = lines(&run(&["decode", "capture-http-15002.pcapng"], None));
+    assert_eq!(both.iter().filter(|f| f["protocol"] == "http").count(), 3);
+    assert!(both.iter().any(|f| f["protocol"] == "junk"));
 }
 
 #[test]
