@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod decode;
+mod log_escape;
 mod serve;
 mod simulate;
 
@@ -49,10 +50,11 @@ fn init_logging() {
         .unwrap_or_else(|_| "info".into());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // No colours: every control character in a record is escaped (decision D26), ANSI ones included.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(log_escape::EscapedStderr)
+        .with_ansi(false)
         .with_target(false)
         .init();
 }

@@ -517,6 +517,7 @@ pub fn response(
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         408 => "Request Timeout",
         413 => "Content Too Large",
         500 => "Internal Server Error",

@@ -284,7 +284,7 @@ impl Connection {
         if decoded.error.is_some() {
             Stats::inc(&stats.frames_error);
             if frame.protocol != Protocol::Junk {
-                tracing::warn!(conn = self.id, peer = %self.peer, offset = frame.offset, protocol = frame.protocol.as_str(), error = decoded.error.as_deref().unwrap_or(""), "undecodable frame kept");
+                tracing::warn!(conn = self.id, peer = %self.peer, offset = frame.offset, protocol = frame.protocol.as_str(), error = ?decoded.error.as_deref().unwrap_or(""), "undecodable frame kept");
             }
         }
         if frame.protocol == Protocol::Junk {
@@ -354,6 +354,13 @@ impl Connection {
         if let (Some(new_frame), false) = (&mut new_frame, attach) {
             new_frame.device = None;
         }
+        let verdict = match verdict {
+            // Unknown devices refused (server.allow-unknown-devices = false): nothing was kept.
+            Some(Verdict::Accept(answer)) if self.refused => {
+                Some(Verdict::Refuse(http_mode::refused_unknown(answer.head)))
+            }
+            verdict => verdict,
+        };
         let (answer, committed) = match verdict {
             Some(Verdict::Accept(mut answer)) => {
                 let (tx, rx) = tokio::sync::oneshot::channel();
@@ -434,8 +441,8 @@ impl Connection {
             state.persisted = true;
             tracing::info!(
                 device = %device.id, conn = self.id, peer = %self.peer, protocol = frame.protocol.as_str(),
-                kind = decoded.kind.as_str(), serial = decoded.device.serial.as_deref().unwrap_or("-"),
-                mac = decoded.device.mac.as_deref().unwrap_or("-"), domain = decoded.device.domain.as_deref().unwrap_or("-"),
+                kind = decoded.kind.as_str(), serial = ?decoded.device.serial.as_deref().unwrap_or("-"),
+                mac = ?decoded.device.mac.as_deref().unwrap_or("-"), domain = ?decoded.device.domain.as_deref().unwrap_or("-"),
                 first_bytes = %hex_head(&frame.bytes),
                 "first contact of a new device"
             );
@@ -533,7 +540,10 @@ impl Connection {
             }
         }
         for event in &decoded.events {
-            state.track(event);
+            // Log records (XM "Type": "Log") are no alarms: they never become active.
+            if decoded.kind != Kind::Log {
+                state.track(event);
+            }
             events.push(NewEvent {
                 frame: Some(0),
                 device: device.id.clone(),

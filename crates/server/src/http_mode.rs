@@ -182,6 +182,16 @@ pub(crate) fn judge(
     Verdict::Accept(Answer::new(200, body, keep_alive, head))
 }
 
+/// The answer to a request from a device that is not configured while unknown devices are refused.
+pub(crate) fn refused_unknown(head: bool) -> Answer {
+    Answer::new(
+        403,
+        "device not configured (server.allow-unknown-devices = false)\n",
+        false,
+        head,
+    )
+}
+
 /// The `100 Continue` interim answer.
 pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 

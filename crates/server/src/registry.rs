@@ -30,6 +30,26 @@ pub(crate) fn normalize_mac(mac: &str) -> String {
         .collect()
 }
 
+/// Longest device id taken from what a device sends, in characters.
+pub(crate) const MAX_DEVICE_ID: usize = 128;
+
+/// A device id from a serial or domain the device sent: control characters escaped (so that the id
+/// cannot forge log lines or break topics and tables), at most [`MAX_DEVICE_ID`] characters.
+pub(crate) fn device_id(sent: &str) -> String {
+    sent.trim()
+        .chars()
+        .take(MAX_DEVICE_ID)
+        .flat_map(|c| {
+            let escaped = c.is_control().then(|| c.escape_default());
+            escaped
+                .into_iter()
+                .flatten()
+                .chain((!c.is_control()).then_some(c))
+        })
+        .take(MAX_DEVICE_ID)
+        .collect()
+}
+
 /// Who a connection's frames come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Identity {
@@ -217,9 +237,10 @@ impl Registry {
         }
         let carried = info
             .serial
-            .clone()
+            .as_deref()
+            .map(device_id)
             .or(mac.filter(|m| m.len() == 12))
-            .or_else(|| info.domain.clone());
+            .or_else(|| info.domain.as_deref().map(device_id));
         match carried {
             Some(id) => Identity {
                 id,

@@ -139,6 +139,28 @@ impl Driver {
         .await;
     }
 
+    async fn clear(&self, css: &str) {
+        let id = self.find(css).await;
+        self.call(
+            "POST",
+            &format!("/session/{}/element/{id}/clear", self.session),
+            json!({}),
+        )
+        .await;
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let id = self.find(css).await;
+        let got = self
+            .call(
+                "GET",
+                &format!("/session/{}/element/{id}/text", self.session),
+                Value::Null,
+            )
+            .await;
+        got.as_str().unwrap_or_default().to_owned()
+    }
+
     async fn type_into(&self, css: &str, text: &str) {
         let id = self.find(css).await;
         self.call(
@@ -241,6 +263,26 @@ async fn the_ui_shows_devices_live_alarms_and_decodes_a_pasted_capture() {
     driver
         .find(r#"#paste-result .decoded-frame[data-protocol="xm"][data-kind="alarm"]"#)
         .await;
+    // An HTTP-mode request shows its request line and header fields.
+    let hex = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/http-notifyevent.hex"
+    ))
+    .unwrap();
+    driver.clear("#paste-input").await;
+    driver.type_into("#paste-input", &hex).await;
+    driver.click("#paste-decode").await;
+    let head = driver
+        .text(r#"#paste-result .decoded-frame[data-protocol="http"][data-kind="alarm"] .http-head"#)
+        .await;
+    assert!(
+        head.contains("POST /cgi-bin/NotifyEvent HTTP/1.1"),
+        "{head}"
+    );
+    assert!(
+        head.contains("Content-Type") && head.contains("application/json"),
+        "{head}"
+    );
     let shot = driver.screenshot().await;
     eprintln!("screenshot: {shot}");
     driver

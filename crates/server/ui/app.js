@@ -535,7 +535,14 @@ function renderRecord(r, fallbackHex) {
       .filter(Boolean).join(' · ') : null],
   ]));
   const header = Object.entries(r.header || {});
-  if (header.length) {
+  if (r.protocol === 'http' && r.header?.method) {
+    // HTTP mode: the request line, then every header field in wire order (repeated names kept).
+    const h = r.header;
+    fields.append(el('h4', {}, 'Request'), el('table', { class: 'kv http-head' },
+      el('tbody', {},
+        el('tr', {}, el('th', { scope: 'row' }, 'Request line'), el('td', { class: 'mono' }, `${h.method} ${h.path} ${h.version}`)),
+        (h.headers || []).map(([name, value]) => el('tr', {}, el('th', { scope: 'row' }, name), el('td', { class: 'mono' }, value))))));
+  } else if (header.length) {
     fields.append(el('h4', {}, 'Header'), el('table', { class: 'kv' },
       el('tbody', {}, header.map(([k, v]) => el('tr', {}, el('th', { scope: 'row' }, k), el('td', { class: 'mono' }, numText(v)))))));
   }

@@ -90,11 +90,14 @@ pub(crate) enum Skip {
 }
 
 /// The rules of one sink with their state.
+/// An alarm as duplicate suppression tracks it: device, code, index.
+type AlarmKey = (String, String, Option<i64>);
+
 #[derive(Debug)]
 pub(crate) struct Rules {
     config: RulesConfig,
-    /// Last start/stop per (device, code, index).
-    last: HashMap<(String, String, Option<i64>), bool>,
+    /// Last action delivered per (device, code, index): started or not, and its device time.
+    last: HashMap<AlarmKey, (bool, Option<String>)>,
     window: (Instant, u32),
 }
 
@@ -126,8 +129,16 @@ impl Rules {
             )
         });
         if let Some((key, started)) = &transition {
-            if self.last.get(key) == Some(started) {
-                return Err(Skip::Duplicate);
+            if let Some((last_started, last_time)) = self.last.get(key) {
+                // The same action again is a duplicate, unless the device's own clock says it is a
+                // later occurrence (a stop or start in between was lost or stored out of order).
+                let later = match (&event.device_time, last_time) {
+                    (Some(now), Some(before)) => now > before,
+                    _ => false,
+                };
+                if last_started == started && !later {
+                    return Err(Skip::Duplicate);
+                }
             }
         }
         if c.rate_limit > 0 {
@@ -142,7 +153,7 @@ impl Rules {
             self.window.1 += 1;
         }
         if let Some((key, started)) = transition {
-            self.last.insert(key, started);
+            self.last.insert(key, (started, event.device_time.clone()));
         }
         Ok(())
     }
@@ -203,6 +214,33 @@ mod tests {
         assert_eq!(
             rules.check(&event("e", "VideoMotion", "pulse")),
             Err(Skip::RateLimited)
+        );
+    }
+
+    #[test]
+    fn a_repeated_action_with_a_later_device_time_is_a_real_transition() {
+        let mut rules = Rules::new(RulesConfig::default());
+        let at = |action: &str, time: &str| StoredEvent {
+            device_time: Some(time.into()),
+            ..event("cam", "HumanDetect", action)
+        };
+        assert_eq!(
+            rules.check(&at("start", "2024-01-27T21:10:58+00:00")),
+            Ok(())
+        );
+        // The stop between the two starts was lost: the second start is a new alarm, not a duplicate.
+        assert_eq!(
+            rules.check(&at("start", "2024-01-27T21:11:30+00:00")),
+            Ok(())
+        );
+        // Sent twice with the same time: a duplicate.
+        assert_eq!(
+            rules.check(&at("start", "2024-01-27T21:11:30+00:00")),
+            Err(Skip::Duplicate)
+        );
+        assert_eq!(
+            rules.check(&at("stop", "2024-01-27T21:11:40+00:00")),
+            Ok(())
         );
     }
 }
