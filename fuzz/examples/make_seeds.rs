@@ -1,12 +1,13 @@
 //! Writes the seed corpora under `fuzz/seeds/<target>/` from the sample captures in
-//! `tests/fixtures/sample-*.bin` and frames built with `alarm_center_proto::encode`.
+//! `tests/fixtures/sample-*.bin`, the HTTP requests in `tests/fixtures/http-notifyevent.bin` and frames
+//! built with `alarm_center_proto::encode`.
 //!
 //! Run from the repository root: `cargo run --manifest-path fuzz/Cargo.toml --example make_seeds`.
 
 use std::fs;
 use std::path::Path;
 
-use alarm_center_proto::encode;
+use alarm_center_proto::{encode, http};
 
 /// `decoder_chunks` parameters: `[mode, m0, m1, m2, c0, c1, c2, c3]`.
 const CHUNK_PARAMS: &[(&str, [u8; 8])] = &[
@@ -37,6 +38,11 @@ fn main() {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         streams.push((name, fs::read(&path).unwrap()));
     }
+    // Three HTTP Alarm Center requests on one connection (Content-Length, chunked, Content-Length).
+    streams.push((
+        "http-notifyevent".into(),
+        fs::read(fixtures.join("http-notifyevent.bin")).unwrap(),
+    ));
 
     let motion = r#"{"method":"client.notifyEventStream","params":{"eventList":[{"Code":"VideoMotion","Action":"Start","Index":0,"Data":{"Name":"cam 1"}}]}}"#;
     let encoded: Vec<(&str, Vec<u8>)> = vec![
@@ -109,6 +115,80 @@ fn main() {
         streams.push((name.into(), frame));
     }
 
+    // HTTP Alarm Center mode: requests built with `encode::http_*`, kept out of `enc-mixed` so that the
+    // seeds written before them stay as they were.
+    let serial = [
+        ("Host", "192.0.2.1:15002"),
+        ("X-Serial-Number", "4L0123456789ABC"),
+        ("Content-Type", "application/json"),
+    ];
+    let http: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "enc-http-event",
+            encode::http_event("192.0.2.1:15002", motion),
+        ),
+        (
+            "enc-http-chunked",
+            encode::http_chunked("POST", http::NOTIFY_PATH, &serial, motion.as_bytes(), 16),
+        ),
+        (
+            "enc-http-put-keepalive",
+            encode::http_request(
+                "PUT",
+                "/cgi-bin/KeepAlive",
+                &[("X-MAC", "00:11:22:33:44:55"), ("Connection", "keep-alive")],
+                br#"{"method":"global.keepAlive","params":{"timeout":60}}"#,
+            ),
+        ),
+        (
+            "enc-http-empty",
+            encode::http_request("POST", "/heartbeat", &[("Host", "x")], b""),
+        ),
+        (
+            "enc-http-form",
+            encode::http_request(
+                "POST",
+                http::NOTIFY_PATH,
+                &[("Content-Type", "application/x-www-form-urlencoded")],
+                b"Code=VideoMotion&Action=Start&Index=0",
+            ),
+        ),
+    ];
+    let mut http_mixed = Vec::new();
+    for (i, (_, frame)) in http.iter().enumerate() {
+        http_mixed.extend_from_slice(frame);
+        // another variant between the requests
+        http_mixed.extend_from_slice(&match i % 3 {
+            0 => encode::dvrip_mask(2, 0, 5),
+            1 => encode::bare_json(r#"{"Code":"AlarmLocal","Action":"Stop","Index":3}"#),
+            _ => encode::dhip(3, 4, motion),
+        });
+        http_mixed.extend_from_slice([b"\r\n" as &[u8], b"", b"\0", b" "][i % 4]);
+    }
+    // Broken requests: a bad chunk size, a bad Content-Length, a control byte in the head, a head that
+    // never ends.
+    http_mixed.extend_from_slice(
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+    );
+    http_mixed.extend_from_slice(b"PUT / HTTP/1.1\r\nContent-Length: 1, 2\r\n\r\n");
+    http_mixed.extend_from_slice(b"POST /\x01 HTTP/1.1\r\n\r\n");
+    http_mixed.extend_from_slice(&encode::dvrip_heartbeat());
+    http_mixed.extend_from_slice(b"POST /cgi-bin/NotifyEvent HTTP/1.1\r\nHost: x\r\n");
+    streams.push(("enc-http-mixed".into(), http_mixed));
+    // A request declaring a 100000-byte body, then a heartbeat: oversized for every small max_frame.
+    let mut http_oversized = encode::http_request(
+        "POST",
+        http::NOTIFY_PATH,
+        &[("Content-Length", "100000")],
+        b"",
+    );
+    http_oversized.extend_from_slice(&[b'x'; 300]);
+    http_oversized.extend_from_slice(&encode::dvrip_heartbeat());
+    streams.push(("enc-http-oversized".into(), http_oversized));
+    for (name, frame) in http {
+        streams.push((name.into(), frame));
+    }
+
     for target in ["decoder_chunks", "session", "roundtrip"] {
         let dir = seeds.join(target);
         fs::create_dir_all(&dir).unwrap();
@@ -116,8 +196,14 @@ fn main() {
             match target {
                 "decoder_chunks" => {
                     for (i, (pname, params)) in CHUNK_PARAMS.iter().enumerate() {
-                        // every stream with the first parameter set, the samples with all of them
-                        if i > 0 && !name.starts_with("sample-") && name != "enc-mixed" {
+                        // every stream with the first parameter set, the samples and the mixed streams
+                        // with all of them
+                        let all = name.starts_with("sample-")
+                            || matches!(
+                                &name[..],
+                                "enc-mixed" | "http-notifyevent" | "enc-http-mixed"
+                            );
+                        if i > 0 && !all {
                             continue;
                         }
                         fs::write(
@@ -133,7 +219,10 @@ fn main() {
                         [&[0xFF][..], stream].concat(),
                     )
                     .unwrap();
-                    if name == "enc-oversized" || name == "enc-mixed" {
+                    if matches!(
+                        &name[..],
+                        "enc-oversized" | "enc-mixed" | "enc-http-oversized" | "enc-http-mixed"
+                    ) {
                         fs::write(
                             dir.join(format!("{name}.max64")),
                             [&[0][..], stream].concat(),
@@ -143,7 +232,12 @@ fn main() {
                 }
                 _ => {
                     // Raw bytes: roundtrip reads its input as choices (arbitrary::Unstructured).
-                    if name.starts_with("sample-") || name == "enc-mixed" {
+                    if name.starts_with("sample-")
+                        || matches!(
+                            &name[..],
+                            "enc-mixed" | "http-notifyevent" | "enc-http-mixed"
+                        )
+                    {
                         fs::write(dir.join(name), stream).unwrap();
                     }
                 }
@@ -157,6 +251,30 @@ fn main() {
                 .flat_map(|k| [k, 0x41, 0x42, 3, 0, 0, 0, 0x11])
                 .collect();
             fs::write(dir.join("each-item"), items).unwrap();
+            // HTTP items (item choice 6, then 1 or 2 for a request rather than a heartbeat), with
+            // varying method, path, header, body and chunking choices.
+            let http_items: Vec<u8> = (0u8..8)
+                .flat_map(|k| {
+                    [
+                        6,
+                        1 + k % 2,
+                        k,
+                        k % 2,
+                        2,
+                        1,
+                        k,
+                        5,
+                        0x41,
+                        3,
+                        0x7b,
+                        k % 3,
+                        2,
+                        5,
+                        0,
+                    ]
+                })
+                .collect();
+            fs::write(dir.join("http-items"), http_items).unwrap();
         }
     }
 }

@@ -19,10 +19,17 @@
 //! - per-variant framing facts: header lengths, the magic/command byte, a clean header-framed frame is
 //!   exactly header + declared body long, a whole JSON frame starts with `{` and ends with `}` or `]`
 //!   (brackets are matched without checking their kind), `Oversized` declares more than the maximum, `Incomplete`
-//!   ends at the end of the stream, junk (and only junk) is `Unrecognized`.
+//!   ends at the end of the stream, junk (and only junk) is `Unrecognized`;
+//! - HTTP: a frame starts with a method and its space; a clean one has a head (`header_len`) ending with
+//!   a blank line that `http::Header::parse` reads, and a body exactly `Content-Length` long or chunked
+//!   and de-chunkable by `http::dechunk`; `Oversized` declares head + `Content-Length` (the head is
+//!   whole and parses) and its declared length is skipped like a header-framed one; `TooLong` is
+//!   exactly `max_frame` bytes; `Malformed` and `TooLong` occur on HTTP frames only.
 #![no_main]
 
-use alarm_center_proto::{dhip, dvrip, xm, Decoder, DecoderConfig, Frame, FrameError, Protocol};
+use alarm_center_proto::{
+    dhip, dvrip, http, xm, Decoder, DecoderConfig, Frame, FrameError, Protocol,
+};
 use libfuzzer_sys::fuzz_target;
 
 const PARAMS: usize = 8;
@@ -111,8 +118,44 @@ fn header_layout(protocol: Protocol) -> Option<(usize, usize)> {
         Protocol::Dvrip => Some((dvrip::HEADER_LEN, 4)),
         Protocol::Dhip => Some((dhip::HEADER_LEN, 16)),
         Protocol::Xm => Some((xm::HEADER_LEN, 16)),
-        Protocol::Json | Protocol::Junk => None,
+        Protocol::Json | Protocol::Junk | Protocol::Http => None,
     }
+}
+
+/// The body length the `Content-Length` fields of a head declare (every comma-separated value agrees;
+/// 0 without the field); `None` when they do not.
+fn content_length(header: &http::Header) -> Option<u64> {
+    let mut length = None;
+    for (name, value) in &header.headers {
+        if name.eq_ignore_ascii_case("content-length") {
+            for part in value.split(',') {
+                let n = part.trim().parse::<u64>().ok()?;
+                if length.is_some_and(|l| l != n) {
+                    return None;
+                }
+                length = Some(n);
+            }
+        }
+    }
+    Some(length.unwrap_or(0))
+}
+
+/// The head of an HTTP frame, which must be whole (end with a blank line) and parse.
+fn http_head(i: usize, f: &Frame) -> http::Header {
+    let head = f.header();
+    assert!(
+        head.ends_with(b"\n\n") || head.ends_with(b"\n\r\n"),
+        "frame {i}: HTTP head of {} bytes does not end with a blank line ({:?})",
+        f.header_len,
+        f.error
+    );
+    http::Header::parse(head).unwrap_or_else(|| {
+        panic!(
+            "frame {i}: HTTP head does not parse ({:?}): {:?}",
+            f.error,
+            String::from_utf8_lossy(head)
+        )
+    })
 }
 
 fn declared_total(frame: &Frame, header_len: usize, len_at: usize) -> u64 {
@@ -178,6 +221,71 @@ fn check_frames(stream: &[u8], max_frame: usize, frames: &[Frame]) {
                     );
                 }
             }
+            Protocol::Http => {
+                assert!(
+                    http::METHODS.iter().any(|m| f.bytes.starts_with(m)),
+                    "frame {i}: HTTP frame not starting with a method"
+                );
+                assert!(
+                    f.header_len <= f.len(),
+                    "frame {i}: HTTP header_len {} > frame length {}",
+                    f.header_len,
+                    f.len()
+                );
+                match &f.error {
+                    None => {
+                        let header = http_head(i, f);
+                        let body = f.body();
+                        if header.is_chunked() {
+                            assert!(
+                                http::dechunk(body).is_some(),
+                                "frame {i}: clean chunked body does not de-chunk"
+                            );
+                        } else {
+                            let declared = content_length(&header).unwrap_or_else(|| {
+                                panic!("frame {i}: clean HTTP frame with a bad Content-Length")
+                            });
+                            assert_eq!(
+                                body.len() as u64,
+                                declared,
+                                "frame {i}: clean HTTP body is not Content-Length long"
+                            );
+                        }
+                    }
+                    Some(FrameError::Oversized { declared, max }) => {
+                        assert_eq!(*max, max_frame, "frame {i}: Oversized.max");
+                        assert!(
+                            *declared > max_frame as u64,
+                            "frame {i}: Oversized declares {declared} <= max {max_frame}"
+                        );
+                        let header = http_head(i, f);
+                        assert!(!header.is_chunked(), "frame {i}: Oversized chunked request");
+                        assert_eq!(
+                            Some(*declared),
+                            content_length(&header).map(|n| n + f.header_len as u64),
+                            "frame {i}: Oversized.declared is not head + Content-Length"
+                        );
+                        let skip_end = (f.offset + declared).min(len);
+                        accounted[start..skip_end as usize].fill(true);
+                        next_min = skip_end;
+                    }
+                    Some(FrameError::TooLong { max }) => {
+                        assert_eq!(*max, max_frame, "frame {i}: TooLong.max");
+                        assert_eq!(f.len(), max_frame, "frame {i}: TooLong frame length");
+                    }
+                    Some(FrameError::Incomplete { have, need }) => {
+                        assert_eq!(*have, f.len(), "frame {i}: Incomplete.have");
+                        assert!(
+                            *need == 0 || have < need,
+                            "frame {i}: Incomplete with have {have} >= need {need}"
+                        );
+                        if f.header_len > 0 {
+                            http_head(i, f);
+                        }
+                    }
+                    Some(FrameError::Malformed(_) | FrameError::Unrecognized) => {}
+                }
+            }
             Protocol::Junk => {
                 assert_eq!(f.header_len, 0, "frame {i}: junk with a header");
                 assert_eq!(
@@ -192,6 +300,15 @@ fn check_frames(stream: &[u8], max_frame: usize, frames: &[Frame]) {
                 f.error,
                 Some(FrameError::Unrecognized),
                 "frame {i}: Unrecognized on a {:?} frame",
+                f.protocol
+            );
+        }
+        if let Some(FrameError::Malformed(_) | FrameError::TooLong { .. }) = &f.error {
+            assert_eq!(
+                f.protocol,
+                Protocol::Http,
+                "frame {i}: {:?} on a {:?} frame",
+                f.error,
                 f.protocol
             );
         }
@@ -238,7 +355,11 @@ fn check_frames(stream: &[u8], max_frame: usize, frames: &[Frame]) {
                     }
                     assert!(have < need, "frame {i}: Incomplete with have >= need");
                 }
-                Some(FrameError::Unrecognized) => unreachable!(),
+                Some(
+                    FrameError::Unrecognized
+                    | FrameError::Malformed(_)
+                    | FrameError::TooLong { .. },
+                ) => unreachable!(),
             }
         }
         if let Some(FrameError::Incomplete { .. }) = f.error {
@@ -249,7 +370,7 @@ fn check_frames(stream: &[u8], max_frame: usize, frames: &[Frame]) {
         }
         if let Some(FrameError::Oversized { .. }) = f.error {
             assert!(
-                header_layout(f.protocol).is_some(),
+                header_layout(f.protocol).is_some() || f.protocol == Protocol::Http,
                 "frame {i}: Oversized on a {:?} frame",
                 f.protocol
             );

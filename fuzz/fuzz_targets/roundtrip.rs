@@ -3,13 +3,21 @@
 //!
 //! Frames: DVRIP 0x69 mask (type, group, mask), DVRIP 0x69 text (type, group, optional `alarm channel`,
 //! `Key:Value` pairs), DVRIP 0xF6 JSON, DHIP, XM and bare JSON (a JSON object built from fuzzer bytes
-//! and serialised by serde_json, so it is valid), DVRIP heartbeat.
+//! and serialised by serde_json, so it is valid), DVRIP heartbeat, and HTTP requests (`POST` or `PUT`,
+//! a path, header fields from token / visible-ASCII alphabets, optionally `X-Serial-Number`, a JSON
+//! body built like the bare JSON, sent with `Content-Length` or chunked in fuzzer-chosen chunk sizes).
 //!
 //! Asserts:
 //! - the decoder returns exactly the encoded frames: offset, bytes (bare JSON without its trailing
-//!   newline), protocol, header length, no error;
-//! - the session reads back every header field that was encoded (exact `Header` structs), the command,
-//!   the body (mask, text pairs, JSON text byte-for-byte and as a value), and no error;
+//!   newline), protocol, header length (for HTTP: the request head), no error;
+//! - the session reads back every header field that was encoded (exact `Header` structs; for HTTP the
+//!   method, path, version and the header fields in order, including the `Content-Length` or
+//!   `Transfer-Encoding` field the encoder adds), the command, the body (mask, text pairs, JSON text
+//!   byte-for-byte and as a value; for chunked HTTP the de-chunked JSON), and no error;
+//! - an HTTP request's events, kind, keep-alive period and identity are those of the same JSON sent as
+//!   a bare JSON frame, except that a path naming keepalive/heartbeat makes an `unknown` request a
+//!   keepalive and identity header fields (`X-Serial-Number`, `SerialNo`, `X-MAC`, …) fill what the
+//!   body does not say;
 //! - 0x69 events follow a model of the per-(type, group) mask state: start/stop per changed bit in bit
 //!   order, index = bit + 32 × group, no events and no state for the self-report (type 120), disk full
 //!   (type 6) as a boolean, a 64-bit text mask spilling into group + 1;
@@ -21,7 +29,8 @@ use std::collections::HashMap;
 
 use alarm_center_proto::session::{Body, BodyFormat, Header};
 use alarm_center_proto::{
-    dhip, dvrip, encode, xm, Action, Decoder, DecoderConfig, Frame, Kind, Protocol, Session,
+    dhip, dvrip, encode, http, xm, Action, Decoded, Decoder, DecoderConfig, Frame, Kind, Protocol,
+    Session,
 };
 use libfuzzer_sys::arbitrary::{Arbitrary, Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -73,6 +82,32 @@ const WORDS: &[&str] = &[
 ];
 const PADDING: &[u8] = b" \t\r\n\0";
 
+/// HTTP request targets; others are `/` + visible ASCII.
+const PATHS: &[&str] = &[
+    http::NOTIFY_PATH,
+    "/",
+    "/cgi-bin/KeepAlive",
+    "/heartbeat?id=1",
+    "*",
+    "http://192.0.2.1:15002/cgi-bin/NotifyEvent?a=b&c=%20",
+];
+/// HTTP header field names; others are built from `TOKEN`.
+const HEADER_NAMES: &[&str] = &[
+    "Host",
+    "Content-Type",
+    "X-Serial-Number",
+    "SerialNo",
+    "X-MAC",
+    "X-Device-SN",
+    "Connection",
+    "Expect",
+    "Authorization",
+    "User-Agent",
+];
+/// `tchar` of RFC 9110: the bytes of a header field name.
+const TOKEN: &[u8] =
+    b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
 fn text(u: &mut Unstructured<'_>, known: &[&str]) -> Result<String> {
     if u.ratio(1, 2)? {
         Ok((*u.choose(known)?).to_owned())
@@ -118,6 +153,76 @@ fn json_text(u: &mut Unstructured<'_>) -> Result<String> {
     Ok(Value::Object(json_object(u, 0)?).to_string())
 }
 
+/// Up to `max` bytes of `alphabet`, at least `min`.
+fn from_alphabet(
+    u: &mut Unstructured<'_>,
+    alphabet: &[u8],
+    min: usize,
+    max: usize,
+) -> Result<String> {
+    let n = u.int_in_range(min..=max)?;
+    (0..n)
+        .map(|_| u.choose(alphabet).map(|&b| char::from(b)))
+        .collect()
+}
+
+/// Visible ASCII and spaces, without leading or trailing space (a header field value as sent).
+fn visible_text(u: &mut Unstructured<'_>, max: usize) -> Result<String> {
+    const VISIBLE: &[u8] = b" !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~";
+    Ok(from_alphabet(u, VISIBLE, 0, max)?
+        .trim_matches(' ')
+        .to_owned())
+}
+
+fn http_item(u: &mut Unstructured<'_>) -> Result<Item> {
+    let method = *u.choose(&["POST", "PUT"])?;
+    let path = if u.ratio(1, 2)? {
+        (*u.choose(PATHS)?).to_owned()
+    } else {
+        // `!`..=`~`: what httparse accepts in a request target (no space)
+        let visible: Vec<u8> = (b'!'..=b'~').collect();
+        format!("/{}", from_alphabet(u, &visible, 0, 32)?)
+    };
+    let mut headers = Vec::new();
+    for _ in 0..u.int_in_range(0..=4)? {
+        let mut name = if u.ratio(1, 2)? {
+            (*u.choose(HEADER_NAMES)?).to_owned()
+        } else {
+            from_alphabet(u, TOKEN, 1, 16)?
+        };
+        // The encoder adds the framing field itself.
+        if name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+        {
+            name.insert_str(0, "X-");
+        }
+        let value = if u.ratio(1, 2)? {
+            (*u.choose(WORDS)?).to_owned()
+        } else {
+            visible_text(u, 40)?
+        };
+        headers.push((name, value));
+    }
+    if u.ratio(1, 3)? {
+        let serial = from_alphabet(u, b"0123456789ABCDEFabcdef-", 1, 20)?;
+        let at = u.int_in_range(0..=headers.len())?;
+        headers.insert(at, ("X-Serial-Number".to_owned(), serial));
+    }
+    let json = json_text(u)?;
+    let chunk = match u.int_in_range(0..=2)? {
+        0 => None,
+        1 => Some(u.int_in_range(1..=16)?),
+        _ => Some(usize::from(u16::arbitrary(u)?) + 1),
+    };
+    Ok(Item::Http {
+        method,
+        path,
+        headers,
+        json,
+        chunk,
+    })
+}
+
 #[derive(Debug)]
 enum Item {
     Mask {
@@ -151,6 +256,14 @@ enum Item {
         json: String,
     },
     Heartbeat,
+    Http {
+        method: &'static str,
+        path: String,
+        headers: Vec<(String, String)>,
+        json: String,
+        /// `None`: `Content-Length`; `Some(n)`: chunked in chunks of at most `n` bytes.
+        chunk: Option<usize>,
+    },
 }
 
 fn alarm_type(u: &mut Unstructured<'_>) -> Result<u8> {
@@ -236,7 +349,12 @@ fn item(u: &mut Unstructured<'_>) -> Result<Item> {
         5 => Item::Bare {
             json: json_text(u)?,
         },
-        _ => Item::Heartbeat,
+        // One more choice here (not a wider range above), so that inputs written before the HTTP
+        // item keep their meaning; a heartbeat at the end of the input stays a heartbeat.
+        _ => match u.int_in_range(0..=2)? {
+            0 => Item::Heartbeat,
+            _ => http_item(u)?,
+        },
     })
 }
 
@@ -297,7 +415,81 @@ fn encode_item(item: &Item) -> Vec<u8> {
         } => encode::xm(*message_id, *session_id, *sequence, json),
         Item::Bare { json } => encode::bare_json(json),
         Item::Heartbeat => encode::dvrip_heartbeat(),
+        Item::Http {
+            method,
+            path,
+            headers,
+            json,
+            chunk,
+        } => {
+            let refs: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            match chunk {
+                None => encode::http_request(method, path, &refs, json.as_bytes()),
+                Some(n) => encode::http_chunked(method, path, &refs, json.as_bytes(), *n),
+            }
+        }
     }
+}
+
+/// The header fields of an encoded HTTP item in wire order: the item's, then the framing field.
+fn http_fields(
+    headers: &[(String, String)],
+    json: &str,
+    chunk: Option<usize>,
+) -> Vec<(String, String)> {
+    let mut fields = headers.to_vec();
+    fields.push(match chunk {
+        None => ("Content-Length".to_owned(), json.len().to_string()),
+        Some(_) => ("Transfer-Encoding".to_owned(), "chunked".to_owned()),
+    });
+    fields
+}
+
+/// Serial and MAC named by header fields: the first non-blank value of a field whose name, lower-cased,
+/// without an `x-` prefix and without `-`/`_`, is a serial or MAC key of the JSON bodies.
+fn header_identity(fields: &[(String, String)]) -> (Option<String>, Option<String>) {
+    const SERIAL: &[&str] = &[
+        "serialno",
+        "serialnumber",
+        "serialid",
+        "serial",
+        "deviceserial",
+        "devicesn",
+        "sn",
+    ];
+    const MAC: &[&str] = &["mac", "macaddress", "macaddr"];
+    let (mut serial, mut mac) = (None, None);
+    for (name, value) in fields {
+        let mut key = name.to_ascii_lowercase();
+        if let Some(rest) = key.strip_prefix("x-") {
+            key = rest.to_owned();
+        }
+        key.retain(|c| c != '-' && c != '_');
+        let value = value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        if SERIAL.contains(&key.as_str()) && serial.is_none() {
+            serial = Some(value.to_owned());
+        } else if MAC.contains(&key.as_str()) && mac.is_none() {
+            mac = Some(value.to_owned());
+        }
+    }
+    (serial, mac)
+}
+
+/// What a fresh session makes of `json` sent as a bare JSON frame.
+fn bare_reference(json: &str) -> Decoded {
+    let mut decoder = Decoder::new(DecoderConfig {
+        max_frame: MAX_FRAME,
+    });
+    let mut frames: Vec<Frame> = decoder.feed(json.as_bytes()).collect();
+    frames.extend(decoder.finish());
+    assert_eq!(frames.len(), 1, "bare reference of {json}: {frames:?}");
+    Session::new().decode(&frames[0])
 }
 
 /// Model of the session's 0x69 mask state.
@@ -413,6 +605,15 @@ fuzz_target!(|data: &[u8]| {
             Item::Xm { .. } => (Protocol::Xm, xm::HEADER_LEN, bytes.len()),
             // the trailing newline is padding, not part of the frame
             Item::Bare { .. } => (Protocol::Json, 0, bytes.len() - 1),
+            // the head ends at the first blank line: no field value holds CR or LF
+            Item::Http { .. } => {
+                let head = bytes
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .expect("encoded HTTP head ends with a blank line")
+                    + 4;
+                (Protocol::Http, head, bytes.len())
+            }
         };
         if bytes.len() > MAX_FRAME {
             return;
@@ -683,6 +884,54 @@ fuzz_target!(|data: &[u8]| {
                 );
                 assert_eq!(decoded.error, None, "item {i}: error");
                 assert!(decoded.events.is_empty(), "item {i}: events");
+            }
+            Item::Http {
+                method,
+                path,
+                headers,
+                json,
+                chunk,
+            } => {
+                let fields = http_fields(headers, json, *chunk);
+                assert_eq!(decoded.command, None, "item {i}: command");
+                assert_eq!(
+                    decoded.header,
+                    Header::Http(http::Header {
+                        method: (*method).to_owned(),
+                        path: path.clone(),
+                        version: "HTTP/1.1".to_owned(),
+                        headers: fields.clone(),
+                    }),
+                    "item {i}: header"
+                );
+                assert_eq!(decoded.error, None, "item {i}: error");
+                // The body as sent with Content-Length, or de-chunked.
+                check_json_body(i, &decoded, json);
+                let reference = bare_reference(json);
+                assert_eq!(
+                    decoded.events, reference.events,
+                    "item {i}: HTTP events differ from the same JSON as bare JSON ({item:?})"
+                );
+                let path_says_keepalive = {
+                    let p = path.to_ascii_lowercase();
+                    p.contains("keepalive") || p.contains("heartbeat")
+                };
+                let kind = match reference.kind {
+                    Kind::Unknown if path_says_keepalive => Kind::Keepalive,
+                    kind => kind,
+                };
+                assert_eq!(decoded.kind, kind, "item {i}: kind ({item:?})");
+                if kind == reference.kind {
+                    assert_eq!(
+                        decoded.keepalive_period, reference.keepalive_period,
+                        "item {i}: keepalive_period"
+                    );
+                }
+                let (serial, mac) = header_identity(&fields);
+                let mut device = reference.device.clone();
+                device.serial = device.serial.or(serial);
+                device.mac = device.mac.or(mac);
+                assert_eq!(decoded.device, device, "item {i}: device ({item:?})");
             }
         }
         if let Some(expected_events) = expected_events {

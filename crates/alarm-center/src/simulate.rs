@@ -34,8 +34,8 @@ pub(crate) struct SimulateArgs {
     /// frame).
     #[arg(long, value_name = "F", default_value_t = 1.0)]
     alarm_rate: f64,
-    /// Wire variant: dvrip-mask, dvrip-text, dvrip-json, dhip, json, xm, or mixed (device i speaks the
-    /// (i mod 6)-th of the others, in that order).
+    /// Wire variant: dvrip-mask, dvrip-text, dvrip-json, dhip, json, xm, http, or mixed (device i speaks
+    /// the (i mod 7)-th of the others, in that order).
     #[arg(long, value_name = "VARIANT", default_value_t = Variant::Mixed)]
     variant: Variant,
     /// Stop after this long, e.g. `30s`, `5m` (default: run until Ctrl-C).

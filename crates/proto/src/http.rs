@@ -221,6 +221,9 @@ impl HttpScan {
     /// Continues framing the request at `buf[0]` (all bytes seen so far). `max_frame` bounds the whole
     /// request; at `eof` an unfinished request is reported incomplete.
     pub(crate) fn scan(&mut self, buf: &[u8], max_frame: usize, eof: bool) -> Step {
+        // Only the first `max_frame` bytes can belong to the frame: whatever else is buffered must not
+        // change the outcome, or it would depend on how the stream was cut into reads (fuzz F7, F8).
+        let buf = &buf[..buf.len().min(max_frame)];
         let head_len = match self.head_len {
             Some(h) => h,
             None => match head_end(buf, self.searched.saturating_sub(2)) {

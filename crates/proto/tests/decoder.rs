@@ -365,6 +365,41 @@ fn fuzz_regressions() {
     // F6: a method whose last nine bytes split a multi-byte character.
     let frames = decode_all("{\"method\":\"typeޭlarm\"}".as_bytes());
     assert_eq!(Session::new().decode(&frames[0]).kind, Kind::Request);
+    // F7, F8: HTTP framing looked past max_frame into what else was buffered, so the frames depended
+    // on how the stream was cut (head end, control byte, chunk-size line, trailer just past the limit).
+    for name in [
+        "decoder_chunks-http-head-past-max",
+        "decoder_chunks-http-invalid-byte-at-max",
+        "decoder_chunks-http-chunk-size-past-max",
+        "decoder_chunks-http-trailer-whole-vs-chunked",
+        "decoder_chunks-http-trailer-frame-over-max",
+    ] {
+        let path = format!(
+            "{}/../../fuzz/regressions/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let input = std::fs::read(&path).unwrap();
+        // The fuzz target's layout: 8 parameter bytes (max_frame 64 for these), then the stream.
+        let stream = &input[8..];
+        let config = DecoderConfig { max_frame: 64 };
+        let whole = {
+            let mut decoder = Decoder::new(config);
+            let mut frames: Vec<_> = decoder.feed(stream).collect();
+            frames.extend(decoder.finish());
+            frames
+        };
+        let bytewise = {
+            let mut decoder = Decoder::new(config);
+            let mut frames = Vec::new();
+            for byte in stream {
+                frames.extend(decoder.feed(std::slice::from_ref(byte)));
+            }
+            frames.extend(decoder.finish());
+            frames
+        };
+        assert_eq!(whole, bytewise, "{name}");
+        assert!(whole.iter().all(|f| f.len() <= 64), "{name}: {whole:?}");
+    }
     // F4: escapes in bare JSON strings.
     let frames = decode_all(b"{\"a\":\"\\n\"}\n{\"b\":1}");
     assert_eq!(frames.len(), 2, "{frames:?}");

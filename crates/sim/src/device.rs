@@ -1,4 +1,5 @@
-//! One simulated device: connect, identify, send keepAlives and alarms, reconnect.
+//! One simulated device: connect, identify, send keepAlives and alarms (over HTTP, each awaiting its
+//! answer), reconnect.
 
 use std::io::ErrorKind;
 use std::net::Ipv4Addr;
@@ -13,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use crate::answer::{self, Parsed};
 use crate::frames::{self, AlarmEvent, Conn, Identity};
 use crate::{SentFrame, Shared, SimConfig, Variant};
 
@@ -30,14 +32,18 @@ const MIN_TICK: Duration = Duration::from_millis(10);
 const MAX_BURST: usize = 1024;
 /// A schedule further behind than this forgets its backlog.
 const MAX_LAG: Duration = Duration::from_secs(1);
-/// After the run stops, a write that is waiting for the socket gets this long to finish its frame.
+/// After the run stops, a write that is waiting for the socket gets this long to finish its frame, and
+/// an HTTP request this long (within [`ANSWER_TIMEOUT`]) for its answer.
 const STOP_GRACE: Duration = Duration::from_secs(1);
+/// An HTTP request not answered within this long counts as failed and ends its connection (a late
+/// answer could no longer be matched to its request).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a connection ended.
 enum End {
     /// The run stopped.
     Stopped,
-    /// The server closed or reset it, or a write failed.
+    /// The server closed or reset it, a write failed, or (HTTP) an answer was missing or closed it.
     Lost,
 }
 
@@ -48,6 +54,45 @@ struct Tally {
     bytes: u64,
     alarms: u64,
     keepalives: u64,
+    /// HTTP answers with a 2xx status.
+    http_ok: u64,
+    /// HTTP requests answered otherwise or not at all.
+    http_failed: u64,
+    /// HTTP requests not answered at all.
+    http_unanswered: u64,
+    /// HTTP answers by status.
+    http_statuses: Vec<(u16, u64)>,
+}
+
+impl Tally {
+    fn is_empty(&self) -> bool {
+        self.frames == 0 && self.http_failed == 0 && self.http_statuses.is_empty()
+    }
+
+    fn answered(&mut self, status: u16) {
+        if (200..300).contains(&status) {
+            self.http_ok += 1;
+        } else {
+            self.http_failed += 1;
+        }
+        match self.http_statuses.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, n)) => *n += 1,
+            None => self.http_statuses.push((status, 1)),
+        }
+    }
+
+    fn unanswered(&mut self) {
+        self.http_failed += 1;
+        self.http_unanswered += 1;
+    }
+}
+
+/// What came back for one HTTP request.
+enum Answered {
+    /// An answer with this status; `close`: the server closes the connection after it.
+    Status { status: u16, close: bool },
+    /// No readable answer; the connection ends this way.
+    Missing(End),
 }
 
 /// A simulated device and its alarm state.
@@ -57,6 +102,8 @@ pub(crate) struct Device {
     serial: String,
     serial_json: String,
     ip: Ipv4Addr,
+    /// The target as `HOST:PORT` (the HTTP `Host` field).
+    host: String,
     rng: SmallRng,
     /// Active channels per code slot.
     active: Vec<u32>,
@@ -77,6 +124,7 @@ impl Device {
             serial_json: serde_json::to_string(&serial).unwrap_or_default(),
             serial,
             ip,
+            host: config.target.to_string(),
             rng,
             active: vec![0; frames::code_count(variant)],
             next_alarm: None,
@@ -141,6 +189,14 @@ impl Device {
 
     /// Talks over one connection until it ends or the run stops.
     async fn connection(&mut self, stream: &TcpStream, shared: &Shared) -> End {
+        let mut tally = Tally::default();
+        let end = self.talk(stream, shared, &mut tally).await;
+        self.flush(shared, &mut tally);
+        end
+    }
+
+    /// [`Device::connection`], counting in `tally`.
+    async fn talk(&mut self, stream: &TcpStream, shared: &Shared, tally: &mut Tally) -> End {
         let mut conn = Conn {
             session: self.rng.random_range(1..=0x7FFF_FFFF),
             next_id: 1,
@@ -150,12 +206,9 @@ impl Device {
         if matches!(self.variant, Variant::DvripMask | Variant::DvripText) {
             self.active.fill(0);
         }
-        let mut tally = Tally::default();
-        let me = Identity {
-            serial: &self.serial,
-            serial_json: &self.serial_json,
-            ip: self.ip,
-        };
+        // HTTP: bytes read while waiting for an answer that are not part of it yet.
+        let mut answers = Vec::new();
+        let me = self.identity();
         if let Some(frame) = frames::report(self.variant, &me) {
             if let Err(end) = write_frame(stream, &frame, &shared.stop).await {
                 return end;
@@ -174,12 +227,13 @@ impl Device {
         tokio::pin!(alarm_sleep);
         let mut buf = [0u8; 256];
         loop {
-            self.flush(shared, &mut tally);
+            self.flush(shared, tally);
             tokio::select! {
                 biased;
                 () = shared.stop.cancelled() => return End::Stopped,
                 ready = stream.readable() => {
-                    // The server may answer; discard it. End of stream or an error ends the connection.
+                    // The server may answer (HTTP answers are read right after their request, so
+                    // nothing is owed here); discard it. End of stream or an error ends the connection.
                     match ready.and_then(|()| stream.try_read(&mut buf)) {
                         Ok(0) => return End::Lost,
                         Ok(_) => {}
@@ -197,10 +251,15 @@ impl Device {
                     tally.keepalives += 1;
                     tally.bytes += frame.len() as u64;
                     self.notify(shared, "keepalive", "", "", 0, frame.len());
+                    if let Err(end) = self.await_answer(stream, &mut answers, shared, tally).await {
+                        return end;
+                    }
                 }
                 () = &mut alarm_sleep, if self.next_alarm.is_some() => {
-                    let result = self.alarm_burst(stream, shared, &mut conn, &mut tally).await;
-                    self.flush(shared, &mut tally);
+                    let result = self
+                        .alarm_burst(stream, shared, &mut conn, &mut answers, tally)
+                        .await;
+                    self.flush(shared, tally);
                     if let Err(end) = result {
                         return end;
                     }
@@ -210,12 +269,14 @@ impl Device {
         }
     }
 
-    /// Sends every alarm event that has fallen due (up to [`MAX_BURST`]), one frame each.
+    /// Sends every alarm event that has fallen due (up to [`MAX_BURST`]), one frame each (over HTTP,
+    /// each after the answer to the previous one).
     async fn alarm_burst(
         &mut self,
         stream: &TcpStream,
         shared: &Shared,
         conn: &mut Conn,
+        answers: &mut Vec<u8>,
         tally: &mut Tally,
     ) -> Result<(), End> {
         let (Some(gap), Some(mut due)) = (shared.alarm_gap, self.next_alarm) else {
@@ -244,9 +305,38 @@ impl Device {
             let code = frames::code_name(self.variant, event.slot);
             let action = if event.start { "start" } else { "stop" };
             self.notify(shared, "alarm", code, action, event.index, frame.len());
+            // The event went out: a missing or failed answer is counted, its state stays changed.
+            self.await_answer(stream, answers, shared, tally).await?;
         }
         self.next_alarm = Some(due);
         Ok(())
+    }
+
+    /// HTTP: reads and counts the answer to the request just sent. A missing answer, or one that
+    /// closes the connection, ends the connection. Other variants: nothing to wait for.
+    async fn await_answer(
+        &self,
+        stream: &TcpStream,
+        buf: &mut Vec<u8>,
+        shared: &Shared,
+        tally: &mut Tally,
+    ) -> Result<(), End> {
+        if self.variant != Variant::Http {
+            return Ok(());
+        }
+        match read_answer(stream, buf, &shared.stop).await {
+            Answered::Status { status, close } => {
+                tally.answered(status);
+                if close {
+                    return Err(End::Lost);
+                }
+                Ok(())
+            }
+            Answered::Missing(end) => {
+                tally.unanswered();
+                Err(end)
+            }
+        }
     }
 
     /// Picks a (code, channel) and toggles it: a start when it was idle, a stop when it was active.
@@ -273,12 +363,13 @@ impl Device {
             serial: &self.serial,
             serial_json: &self.serial_json,
             ip: self.ip,
+            host: &self.host,
         }
     }
 
     /// Adds the tally to the shared counters and clears it.
     fn flush(&self, shared: &Shared, tally: &mut Tally) {
-        if tally.frames == 0 {
+        if tally.is_empty() {
             return;
         }
         let c = &shared.stats.0;
@@ -290,6 +381,21 @@ impl Device {
         }
         if tally.keepalives > 0 {
             c.keepalives.fetch_add(tally.keepalives, Ordering::Relaxed);
+        }
+        if tally.http_ok > 0 {
+            c.http_ok.fetch_add(tally.http_ok, Ordering::Relaxed);
+        }
+        if tally.http_failed > 0 {
+            c.http_failed
+                .fetch_add(tally.http_failed, Ordering::Relaxed);
+            c.http_unanswered
+                .fetch_add(tally.http_unanswered, Ordering::Relaxed);
+        }
+        if !tally.http_statuses.is_empty() {
+            let mut statuses = c.http_statuses.lock().unwrap_or_else(|p| p.into_inner());
+            for (status, n) in tally.http_statuses {
+                *statuses.entry(status).or_default() += n;
+            }
         }
     }
 
@@ -360,4 +466,43 @@ async fn write_frame(
         }
     }
     Ok(())
+}
+
+/// Reads the answer to the HTTP request just sent into `buf` (bytes after it stay there for the next),
+/// skipping interim (1xx) answers. Gives up after [`ANSWER_TIMEOUT`], or [`STOP_GRACE`] after the run
+/// stops.
+async fn read_answer(stream: &TcpStream, buf: &mut Vec<u8>, stop: &CancellationToken) -> Answered {
+    let timeout = tokio::time::sleep(ANSWER_TIMEOUT);
+    let grace = async {
+        stop.cancelled().await;
+        tokio::time::sleep(STOP_GRACE).await;
+    };
+    tokio::pin!(timeout, grace);
+    let mut chunk = [0u8; 4096];
+    loop {
+        match answer::parse(buf) {
+            Parsed::Answer { status, len, close } => {
+                buf.drain(..len);
+                if (100..200).contains(&status) && !close {
+                    continue;
+                }
+                return Answered::Status { status, close };
+            }
+            Parsed::Invalid(_) => return Answered::Missing(End::Lost),
+            Parsed::Partial => {}
+        }
+        tokio::select! {
+            biased;
+            ready = stream.readable() => {
+                match ready.and_then(|()| stream.try_read(&mut chunk)) {
+                    Ok(0) => return Answered::Missing(End::Lost),
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    Err(err) if err.kind() == ErrorKind::WouldBlock => {}
+                    Err(_) => return Answered::Missing(End::Lost),
+                }
+            }
+            () = &mut timeout => return Answered::Missing(End::Lost),
+            () = &mut grace => return Answered::Missing(End::Stopped),
+        }
+    }
 }

@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use alarm_center_proto::{dvrip, encode, xm};
+use alarm_center_proto::{dvrip, encode, http, xm};
 
 use crate::Variant;
 
@@ -31,6 +31,10 @@ pub(crate) const XM_EVENTS: [&str; 5] = [
 
 /// DVRIP 0x69 alarm types used for mask and text alarms (channel bitmasks, not booleans).
 pub(crate) const DVRIP_TYPES: [u8; 4] = [1, 2, 3, 4];
+
+/// Path of the HTTP variant's keepAlive requests. What real devices send in HTTP mode between events is
+/// not known; the server takes any request whose path contains `keepalive` for one.
+pub(crate) const HTTP_KEEPALIVE_PATH: &str = "/cgi-bin/keepAlive";
 
 /// Number of distinct codes a variant picks from (the size of its per-code active-channel state).
 pub(crate) fn code_count(variant: Variant) -> usize {
@@ -88,6 +92,8 @@ pub(crate) struct Identity<'a> {
     /// The serial as a JSON string literal, quotes included.
     pub(crate) serial_json: &'a str,
     pub(crate) ip: Ipv4Addr,
+    /// The server as the device addresses it (`HOST:PORT`, the HTTP `Host` field).
+    pub(crate) host: &'a str,
 }
 
 /// Per-connection numbering.
@@ -115,6 +121,17 @@ fn json_frame(variant: Variant, conn: &Conn, id: u32, json: &str) -> Vec<u8> {
     }
 }
 
+/// An HTTP request of the HTTP variant: `Host`, `Content-Type` when there is a body (as
+/// [`encode::http_event`] sends them) and the serial in `X-Serial-Number`, since the bodies carry none.
+fn http_request(method: &str, path: &str, me: &Identity<'_>, json: &str) -> Vec<u8> {
+    let mut headers = vec![("Host", me.host)];
+    if !json.is_empty() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    headers.push(("X-Serial-Number", me.serial));
+    encode::http_request(method, path, &headers, json.as_bytes())
+}
+
 /// The DVRIP 0x69 type-120 self-report that opens a DVRIP mask/text connection; `None` for other
 /// variants.
 pub(crate) fn report(variant: Variant, me: &Identity<'_>) -> Option<Vec<u8>> {
@@ -139,6 +156,7 @@ pub(crate) fn keepalive(
 ) -> Vec<u8> {
     match variant {
         Variant::DvripMask | Variant::DvripText => encode::dvrip_heartbeat(),
+        Variant::Http => http_request("GET", HTTP_KEEPALIVE_PATH, me, ""),
         Variant::Xm => {
             let json = format!(
                 r#"{{"Name":"KeepAlive","SessionID":"0x{:08X}","SerialID":{}}}"#,
@@ -192,6 +210,19 @@ pub(crate) fn alarm(
             event.start,
             &locale_time(secs),
         ),
+        Variant::Http => {
+            // The shape public HTTP-mode receivers read: Code, Action and a 0-based Index at the top.
+            let code = JSON_CODES[event.slot];
+            let json = format!(
+                r#"{{"Action":"{action}","Code":"{code}","Index":{index},"Data":{{"StartTime":"{time}","IP":"{ip}","Name":"{code}{channel}"}}}}"#,
+                action = if event.start { "Start" } else { "Stop" },
+                index = event.index,
+                time = locale_time(secs),
+                ip = me.ip,
+                channel = event.index + 1,
+            );
+            http_request("POST", http::NOTIFY_PATH, me, &json)
+        }
         _ => {
             let id = conn.id();
             let code = JSON_CODES[event.slot];
@@ -233,13 +264,18 @@ mod tests {
         assert_eq!(locale_time(4_107_542_399), "2100-02-28 23:59:59");
     }
 
-    #[test]
-    fn json_event_is_a_realistic_size() {
-        let me = Identity {
+    fn identity() -> Identity<'static> {
+        Identity {
             serial: "SIM000001",
             serial_json: "\"SIM000001\"",
             ip: Ipv4Addr::new(198, 18, 0, 1),
-        };
+            host: "127.0.0.1:15002",
+        }
+    }
+
+    #[test]
+    fn json_event_is_a_realistic_size() {
+        let me = identity();
         let mut conn = Conn {
             session: 123_456,
             next_id: 1000,
@@ -254,5 +290,56 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&frame[32..]).unwrap();
         assert_eq!(json["params"]["eventList"][0]["Code"], "CrossLineDetection");
         assert_eq!(json["params"]["SerialNo"], "SIM000001");
+    }
+
+    #[test]
+    fn http_requests_carry_the_event_and_the_identity() {
+        use alarm_center_proto::{Decoder, Kind, Protocol, Session};
+
+        let me = identity();
+        let mut conn = Conn {
+            session: 1,
+            next_id: 1,
+        };
+        let event = AlarmEvent {
+            slot: 0,
+            index: 2,
+            start: false,
+        };
+        let mut bytes = alarm(Variant::Http, &me, &mut conn, &event, 0);
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.starts_with("POST /cgi-bin/NotifyEvent HTTP/1.1\r\nHost: 127.0.0.1:15002\r\n"),
+            "{text}"
+        );
+        let body: serde_json::Value =
+            serde_json::from_str(&text[text.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        assert_eq!(body["Code"], "VideoMotion");
+        assert_eq!(body["Action"], "Stop");
+        assert_eq!(body["Index"], 2);
+        assert_eq!(body["Data"]["IP"], "198.18.0.1");
+        assert_eq!(body.get("SerialNo"), None);
+        bytes.extend(keepalive(Variant::Http, &me, &mut conn, 10));
+
+        let mut decoder = Decoder::default();
+        let mut session = Session::new();
+        let frames: Vec<_> = decoder.feed(&bytes).collect();
+        assert_eq!(frames.len(), 2);
+        let decoded: Vec<_> = frames.iter().map(|f| session.decode(f)).collect();
+        assert!(frames.iter().all(|f| f.protocol == Protocol::Http));
+        assert_eq!(
+            decoded.iter().map(|d| d.kind).collect::<Vec<_>>(),
+            [Kind::Alarm, Kind::Keepalive]
+        );
+        for d in &decoded {
+            assert_eq!(d.error, None);
+            assert_eq!(d.device.serial.as_deref(), Some("SIM000001"));
+        }
+        assert_eq!(decoded[0].device.ip.as_deref(), Some("198.18.0.1"));
+        let e = &decoded[0].events[0];
+        assert_eq!(
+            (&*e.code, e.action.as_str(), e.index),
+            ("VideoMotion", "stop", Some(2))
+        );
     }
 }

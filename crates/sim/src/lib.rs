@@ -5,19 +5,23 @@
 //! per second. Every device then
 //!
 //! - identifies itself on each connection: JSON variants carry `SerialNo` in every keepAlive and event,
-//!   XM carries `SerialID` in every alarm and keepAlive, and the DVRIP mask/text variants (which cannot
+//!   XM carries `SerialID` in every alarm and keepAlive, HTTP (whose bodies have no serial) sends an
+//!   `X-Serial-Number` header field with every request, and the DVRIP mask/text variants (which cannot
 //!   carry a serial) start each connection with a 0x69 type-120 self-report whose `Domain name` is
 //!   `<serial>.sim.invalid`;
 //! - sends a keepAlive on connecting and then every `keepalive` period;
 //! - sends its share of `alarm_rate` alarm events per second, jittered, one event per frame, alternating
 //!   start/stop per (code, index) so that nothing stays active; every counted event is exactly one
 //!   start or stop that the server's decoder extracts;
+//! - over HTTP, waits for the server's answer to each request before sending the next (no pipelining)
+//!   and counts it ([`SimReport::http_answers_ok`], [`SimReport::http_answers_failed`]); a request not
+//!   answered within 5 s, or answered with `Connection: close`, ends the connection;
 //! - reconnects after a short backoff (200 ms, jittered, doubling up to 5 s while connections keep
 //!   failing fast) when the server closes the connection or a write fails. Reconnects are not held
 //!   to `connect_rate`: after a server restart every device comes back within its backoff.
 //!
 //! Network errors never panic: they are counted ([`SimReport::connect_failures`],
-//! [`SimReport::disconnects`]) and the device retries.
+//! [`SimReport::disconnects`], [`SimReport::http_unanswered`]) and the device retries.
 //!
 //! # Scale
 //!
@@ -25,20 +29,24 @@
 //! cores. High per-device alarm rates are sent in bursts: a device wakes at most every 10 ms and sends
 //! every event that has fallen due, one frame each (at most 1,024 per wake, about 100,000 events/s per
 //! device; a device more than a second behind its schedule drops the backlog instead of flooding).
+//! HTTP devices wait for an answer per request, so their rate is bounded by the server's answer latency
+//! (it answers after committing).
 //!
 //! Each connection uses one file descriptor and one ephemeral port: `ulimit -n` must allow at least the
 //! device count plus a few dozen (the simulator cannot raise `RLIMIT_NOFILE` itself), and a server on
 //! the same machine needs as many again. Connects beyond the limit fail and are counted and retried.
 #![forbid(unsafe_code)]
 
+mod answer;
 mod device;
 mod frames;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rand::rngs::SmallRng;
@@ -67,33 +75,40 @@ pub enum Variant {
     Json,
     /// XM/HiSilicon: message 1508 alarm-center pushes and message 1006 keepAlives.
     Xm,
-    /// Device `i` speaks `Variant::CONCRETE[i % 6]`.
+    /// Dahua's HTTP Alarm Center mode: each event is a `POST /cgi-bin/NotifyEvent` with a JSON body,
+    /// each keepAlive a `GET /cgi-bin/keepAlive`, on one keep-alive connection; every request carries
+    /// `X-Serial-Number` and waits for the server's answer.
+    Http,
+    /// Device `i` speaks `Variant::CONCRETE[i % 7]`.
     Mixed,
 }
 
 impl Variant {
-    /// The six concrete variants, in the order [`Variant::Mixed`] assigns them to devices.
-    pub const CONCRETE: [Variant; 6] = [
+    /// The seven concrete variants, in the order [`Variant::Mixed`] assigns them to devices.
+    pub const CONCRETE: [Variant; 7] = [
         Variant::DvripMask,
         Variant::DvripText,
         Variant::DvripJson,
         Variant::Dhip,
         Variant::Json,
         Variant::Xm,
+        Variant::Http,
     ];
 
     /// Every variant, [`Variant::Mixed`] last.
-    pub const ALL: [Variant; 7] = [
+    pub const ALL: [Variant; 8] = [
         Variant::DvripMask,
         Variant::DvripText,
         Variant::DvripJson,
         Variant::Dhip,
         Variant::Json,
         Variant::Xm,
+        Variant::Http,
         Variant::Mixed,
     ];
 
-    /// The command-line name: `dvrip-mask`, `dvrip-text`, `dvrip-json`, `dhip`, `json`, `xm`, `mixed`.
+    /// The command-line name: `dvrip-mask`, `dvrip-text`, `dvrip-json`, `dhip`, `json`, `xm`, `http`,
+    /// `mixed`.
     pub fn name(self) -> &'static str {
         match self {
             Variant::DvripMask => "dvrip-mask",
@@ -102,6 +117,7 @@ impl Variant {
             Variant::Dhip => "dhip",
             Variant::Json => "json",
             Variant::Xm => "xm",
+            Variant::Http => "http",
             Variant::Mixed => "mixed",
         }
     }
@@ -123,7 +139,7 @@ impl fmt::Display for Variant {
 
 /// The text given to [`Variant::from_str`] names no variant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown variant {input:?}; expected one of dvrip-mask, dvrip-text, dvrip-json, dhip, json, xm, mixed")]
+#[error("unknown variant {input:?}; expected one of dvrip-mask, dvrip-text, dvrip-json, dhip, json, xm, http, mixed")]
 pub struct ParseVariantError {
     /// The rejected text.
     pub input: String,
@@ -162,7 +178,7 @@ pub struct SimConfig {
     /// Alarm events per second in total across all devices, split evenly between them and jittered.
     /// Zero sends no alarms.
     pub alarm_rate: f64,
-    /// The wire variant; [`Variant::Mixed`] gives device `i` the variant `Variant::CONCRETE[i % 6]`.
+    /// The wire variant; [`Variant::Mixed`] gives device `i` the variant `Variant::CONCRETE[i % 7]`.
     pub variant: Variant,
     /// How long to run; `None` runs until cancelled.
     pub duration: Option<Duration>,
@@ -254,8 +270,19 @@ pub struct SimReport {
     pub bytes_sent: u64,
     /// Connections re-established after a device lost its previous one.
     pub reconnects: u64,
-    /// Connections lost before the run stopped: closed or reset by the server, or a write failed.
+    /// Connections lost before the run stopped: closed or reset by the server, a write failed, or (HTTP)
+    /// an answer was missing or said `Connection: close`.
     pub disconnects: u64,
+    /// HTTP variant: requests answered with a 2xx status.
+    pub http_answers_ok: u64,
+    /// HTTP variant: requests not answered with a 2xx status: answered with another status (counted in
+    /// `http_answer_statuses`) or not answered at all (`http_unanswered`).
+    pub http_answers_failed: u64,
+    /// HTTP variant: requests without a readable answer within 5 s (the connection closed first, the
+    /// answer did not parse, or the run stopped and 1 s more passed); part of `http_answers_failed`.
+    pub http_unanswered: u64,
+    /// HTTP variant: answers by status code (serialised with the codes as keys, e.g. `{"200":812}`).
+    pub http_answer_statuses: BTreeMap<u16, u64>,
     /// Time from the start until the run stopped (serialised as seconds, a float).
     #[serde(serialize_with = "as_secs_f64")]
     pub elapsed: Duration,
@@ -305,6 +332,10 @@ struct Counters {
     bytes: AtomicU64,
     reconnects: AtomicU64,
     disconnects: AtomicU64,
+    http_ok: AtomicU64,
+    http_failed: AtomicU64,
+    http_unanswered: AtomicU64,
+    http_statuses: Mutex<BTreeMap<u16, u64>>,
 }
 
 impl SimStats {
@@ -325,6 +356,14 @@ impl SimStats {
             bytes_sent: c.bytes.load(Ordering::Relaxed),
             reconnects: c.reconnects.load(Ordering::Relaxed),
             disconnects: c.disconnects.load(Ordering::Relaxed),
+            http_answers_ok: c.http_ok.load(Ordering::Relaxed),
+            http_answers_failed: c.http_failed.load(Ordering::Relaxed),
+            http_unanswered: c.http_unanswered.load(Ordering::Relaxed),
+            http_answer_statuses: c
+                .http_statuses
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             elapsed: c.started.get().map_or(Duration::ZERO, |t| t.elapsed()),
         }
     }
@@ -445,7 +484,9 @@ mod tests {
         }
         assert_eq!("DVRIP_MASK".parse::<Variant>(), Ok(Variant::DvripMask));
         assert!("dvrip".parse::<Variant>().is_err());
-        assert_eq!(Variant::Mixed.for_device(7), Variant::DvripText);
+        assert_eq!("http".parse::<Variant>(), Ok(Variant::Http));
+        assert_eq!(Variant::Mixed.for_device(6), Variant::Http);
+        assert_eq!(Variant::Mixed.for_device(8), Variant::DvripText);
         assert_eq!(Variant::Xm.for_device(7), Variant::Xm);
     }
 
@@ -484,5 +525,14 @@ mod tests {
         };
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["elapsed"], 1.5);
+        let report = SimReport {
+            http_answer_statuses: BTreeMap::from([(200, 7), (503, 1)]),
+            ..SimReport::default()
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            json["http_answer_statuses"],
+            serde_json::json!({"200": 7, "503": 1})
+        );
     }
 }

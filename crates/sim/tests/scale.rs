@@ -6,19 +6,23 @@
 //! ```
 //!
 //! `SIM_SCALE_TARGET=host:port` points them at an external server (or drain listener) instead of the
-//! in-process one; `SIM_SCALE_DEVICES` overrides the device count of the 10k test.
+//! in-process one; `SIM_SCALE_DEVICES` overrides the device count of the 10k test. The mixed runs include
+//! HTTP devices, which wait for an answer to each request: a drain that does not answer HTTP requests
+//! makes them time out (5 s) and reconnect.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use alarm_center_proto::{http, Decoder, Protocol};
 use alarm_center_sim::{run, SimConfig, SimReport, Variant};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// The external target, or a listener that reads and discards everything (counting bytes).
+/// The external target, or a listener that reads and discards everything (counting bytes), answering
+/// HTTP requests with `200 OK` at once (only connections that start with an HTTP request are decoded).
 async fn target() -> (SocketAddr, Arc<AtomicU64>) {
     let received = Arc::new(AtomicU64::new(0));
     if let Ok(target) = std::env::var("SIM_SCALE_TARGET") {
@@ -32,8 +36,26 @@ async fn target() -> (SocketAddr, Arc<AtomicU64>) {
             let counter = counter.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 16 * 1024];
+                let mut http: Option<Decoder> = None;
+                let mut first = true;
                 while let Ok(n @ 1..) = stream.read(&mut buf).await {
                     counter.fetch_add(n as u64, Ordering::Relaxed);
+                    if std::mem::take(&mut first)
+                        && (buf[..n].starts_with(b"POST ") || buf[..n].starts_with(b"GET "))
+                    {
+                        http = Some(Decoder::default());
+                    }
+                    let Some(decoder) = &mut http else {
+                        continue;
+                    };
+                    let requests = decoder
+                        .feed(&buf[..n])
+                        .filter(|f| f.protocol == Protocol::Http)
+                        .count();
+                    let answer = http::response(200, &[], "OK\n", true, false);
+                    if stream.write_all(&answer.repeat(requests)).await.is_err() {
+                        return;
+                    }
                 }
             });
         }
