@@ -57,6 +57,8 @@ pub(crate) struct Connection {
     auth_logged: bool,
     /// Stream offset of the HTTP request last sent `100 Continue`.
     continued: Option<u64>,
+    /// The attached device's offline count when this connection's own session was last valid.
+    generation: u64,
 }
 
 impl Connection {
@@ -81,6 +83,7 @@ impl Connection {
             refused: false,
             auth_logged: false,
             continued: None,
+            generation: 0,
         }
     }
 
@@ -116,13 +119,10 @@ impl Connection {
             let ready = tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => {
-                    if self.shared.shutdown.is_cancelled() {
-                        if let Some(reason) = self.drain(stream).await {
-                            return reason;
-                        }
-                        return "server shutdown".into();
+                    if let Some(reason) = self.drain(stream).await {
+                        return reason;
                     }
-                    return "replaced by a newer connection of the device".into();
+                    return "server shutdown".into();
                 }
                 ready = tokio::time::timeout_at(deadline, stream.readable()) => ready,
             };
@@ -154,9 +154,6 @@ impl Connection {
                     let mut answers = Vec::new();
                     for frame in frames {
                         answers.extend(self.process(frame, stream).await);
-                        if self.cancel.is_cancelled() && !self.shared.shutdown.is_cancelled() {
-                            break;
-                        }
                     }
                     if let Some(reason) = self.answer(answers, stream).await {
                         return reason;
@@ -278,7 +275,17 @@ impl Connection {
         let received = Instant::now();
         let received_ms = crate::time::now_ms();
         let mut decoded = match &self.device {
-            Some(device) => device.lock().session.decode(&frame),
+            Some(device) if self.strong => device.lock().session.decode(&frame),
+            Some(device) => {
+                // Known by address only: this connection's own protocol state, started afresh when
+                // the device went offline (its alarms were stopped then).
+                let generation = device.lock().generation;
+                if generation != self.generation {
+                    self.generation = generation;
+                    self.private = Session::new();
+                }
+                self.private.decode(&frame)
+            }
             None => self.private.decode(&frame),
         };
         if decoded.error.is_some() {
@@ -420,22 +427,32 @@ impl Connection {
         }
         let (device, created) = registry.get_or_create(&identity.id);
         let mut state = device.lock();
-        if self.device.is_none() {
+        if identity.strong {
+            // A device named by what it sends keeps one protocol state (0x69 masks) across its
+            // connections. Connections known only by their address keep their own: several devices
+            // behind one NAT address must not mix their masks.
             if created {
-                // A new device inherits what this connection decoded so far.
                 state.session = std::mem::take(&mut self.private);
-            } else {
-                // Reconnection: decode again with the device's own state (0x69 masks) so that alarms
-                // still active are not reported as new.
+            } else if self.device.is_none() {
+                // Reconnection: decode again with the device's own state so that alarms still
+                // active are not reported as new.
                 *decoded = state.session.decode(frame);
             }
         }
-        if let Some((old, token)) = state.connection.replace((self.id, self.cancel.clone())) {
-            if old != self.id {
-                token.cancel();
-                Stats::inc(&self.shared.stats.closed_replaced);
-                tracing::info!(device = %device.id, conn = self.id, replaced = old, "new connection replaces the old one");
-            }
+        self.generation = state.generation;
+        // A second connection of the same device never pushes the first off (decision D27): both
+        // are served. Claims from another address are logged and counted.
+        let conflicting = state
+            .connections
+            .iter()
+            .filter(|(id, ip)| *id != self.id && *ip != self.peer.ip())
+            .count();
+        if !state.connections.iter().any(|(id, _)| *id == self.id) {
+            state.connections.push((self.id, self.peer.ip()));
+        }
+        if identity.strong && conflicting > 0 {
+            Stats::inc(&self.shared.stats.identity_conflicts);
+            tracing::warn!(device = %device.id, conn = self.id, peer = %self.peer, other_connections = conflicting, "identity conflict: connections from other addresses claim the same device; all are kept");
         }
         if !state.persisted {
             state.persisted = true;
@@ -458,19 +475,13 @@ impl Connection {
         if let Some(previous) = self.device.replace(device.clone()) {
             tracing::info!(conn = self.id, device = %device.id, was = %previous.id, "connection identified its device");
             let mut old = previous.lock();
-            if created {
-                // The provisional (address) identity was this device all along: its state moves with it.
-                state.session = std::mem::take(&mut old.session);
+            old.connections.retain(|(id, _)| *id != self.id);
+            let alone = old.connections.is_empty();
+            if created && alone {
+                // The provisional (address) identity was this device all along: its alarms move with it.
                 state.active = std::mem::take(&mut old.active);
             }
-            if old
-                .connection
-                .as_ref()
-                .is_some_and(|(id, _)| *id == self.id)
-            {
-                old.connection = None;
-            }
-            if old.online {
+            if old.online && alone {
                 old.online = false;
                 events.push(device_event(&previous.id, "DeviceOffline", received_ms, serde_json::json!({"reason": "identified as another device", "device": device.id})));
                 devices.push(DeviceUpdate {
@@ -627,14 +638,7 @@ impl Connection {
     async fn close(self, reason: &str) {
         let device = self.device.as_ref().map(|d| d.id.clone());
         if let Some(d) = &self.device {
-            let mut state = d.lock();
-            if state
-                .connection
-                .as_ref()
-                .is_some_and(|(id, _)| *id == self.id)
-            {
-                state.connection = None;
-            }
+            d.lock().connections.retain(|(id, _)| *id != self.id);
         }
         tracing::info!(conn = self.id, peer = %self.peer, device = device.as_deref().unwrap_or("-"), frames = self.frames, bytes = self.bytes, reason, "connection closed");
         let _ = self

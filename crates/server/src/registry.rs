@@ -9,7 +9,6 @@ use std::time::Duration;
 use alarm_center_proto::{Action, DeviceInfo, Event, Session};
 use jiff::tz::TimeZone;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DeviceConfig};
 use crate::http_auth::Credentials;
@@ -91,8 +90,11 @@ pub(crate) struct DeviceState {
     pub(crate) sends_keepalives: bool,
     /// Alarms started and not stopped: (code, index).
     pub(crate) active: HashMap<(String, Option<i64>), Instant>,
-    /// The connection currently attached, and how to close it.
-    pub(crate) connection: Option<(i64, CancellationToken)>,
+    /// Open connections attached to the device: (connection id, source address).
+    pub(crate) connections: Vec<(i64, IpAddr)>,
+    /// How many times the device went offline: connections with their own protocol state (devices
+    /// known by address only) start it afresh when this changes.
+    pub(crate) generation: u64,
 }
 
 impl Device {

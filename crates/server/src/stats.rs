@@ -16,8 +16,11 @@ pub struct Stats {
     pub closed_idle: AtomicU64,
     /// Connections closed for leaving a frame incomplete past the frame timeout.
     pub closed_slow: AtomicU64,
-    /// Connections closed because a newer connection of the same device replaced them.
+    /// Connections closed because a newer connection of the same device replaced them (no longer
+    /// happens: connections of one device coexist; kept at 0 for dashboards).
     pub closed_replaced: AtomicU64,
+    /// Connections from another address claiming a device that already has open connections.
+    pub identity_conflicts: AtomicU64,
     /// Connections closed because the device is not configured and unknown devices are refused.
     pub closed_unknown_device: AtomicU64,
     /// Connections open now (gauge).

@@ -63,6 +63,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     }
                     // The device's next mask snapshot must report what is still active as new.
                     state.session = alarm_center_proto::Session::new();
+                    state.generation += 1;
                 }
             }
             Stats::inc(&shared.stats.offline_transitions);

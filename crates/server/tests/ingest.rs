@@ -98,7 +98,7 @@ async fn every_framing_split_at_awkward_points_gives_the_same_events() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn identity_from_frames_and_reconnect_replaces_the_old_connection() {
+async fn identity_from_frames_and_a_reconnect_keeps_both_connections() {
     let mut t = start(|_| {}).await;
     let mut old = t.connect().await;
     send(&mut old, &encode::dhip(1, 1, &keepalive("NVR-1", 1, 30))).await;
@@ -116,15 +116,13 @@ async fn identity_from_frames_and_reconnect_replaces_the_old_connection() {
         events.last().unwrap().device_time.as_deref(),
         Some("2024-05-01T10:00:00+00:00")
     );
-    // The old connection is closed by the server.
-    let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(WAIT, old.read(&mut buf))
-        .await
-        .expect("old connection not closed");
-    assert!(matches!(read, Ok(0) | Err(_)));
+    // The old connection is not pushed off: it still delivers (decision D27).
+    send(&mut old, &encode::dhip(1, 2, &motion("NVR-1", "Stop", 0))).await;
+    let events = t.until(WAIT, |e| e.code == "VideoMotion").await;
+    assert_eq!(events.last().unwrap().action, "stop");
     assert_eq!(
         alarm_center_server::Stats::get(&t.server.stats().closed_replaced),
-        1
+        0
     );
     t.server.shutdown().await.unwrap();
     let db = Db::open_read_only(t.dir.path()).unwrap();
