@@ -526,7 +526,11 @@ impl Connection {
             last_seen: received_ms,
             ..DeviceUpdate::default()
         };
-        let mut changed = !decoded.device.is_empty();
+        // Identity fields go to the store when they say something new (most frames repeat them).
+        let mut changed = !decoded.device.is_empty() && state.reported != decoded.device;
+        if changed {
+            state.reported = decoded.device.clone();
+        }
         if !state.online {
             state.online = true;
             changed = true;

@@ -92,6 +92,8 @@ pub(crate) struct DeviceState {
     pub(crate) active: HashMap<(String, Option<i64>), Instant>,
     /// Open connections attached to the device: (connection id, source address).
     pub(crate) connections: Vec<(i64, IpAddr)>,
+    /// The identity fields last written to the store.
+    pub(crate) reported: DeviceInfo,
     /// How many times the device went offline: connections with their own protocol state (devices
     /// known by address only) start it afresh when this changes.
     pub(crate) generation: u64,
