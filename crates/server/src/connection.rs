@@ -114,8 +114,12 @@ impl Connection {
         let mut partial_since: Option<Instant> = None;
         loop {
             let idle_deadline = last_byte + idle;
-            let deadline =
+            let mut deadline =
                 partial_since.map_or(idle_deadline, |p| idle_deadline.min(p + frame_timeout));
+            if !self.shared.registry.allow_unknown() && self.device.is_none() {
+                // Only configured devices: identify within the frame timeout, whatever is sent.
+                deadline = deadline.min(self.opened + frame_timeout);
+            }
             let ready = tokio::select! {
                 biased;
                 () = self.cancel.cancelled() => {
@@ -127,6 +131,10 @@ impl Connection {
                 ready = tokio::time::timeout_at(deadline, stream.readable()) => ready,
             };
             match ready {
+                Err(_) if self.unknown_refused() => {
+                    Stats::inc(&self.shared.stats.closed_unknown_device);
+                    return "unknown device refused: no configured identity within server.frame-timeout (server.allow-unknown-devices = false)".into();
+                }
                 Err(_) if partial_since.is_some_and(|p| p + frame_timeout <= Instant::now()) => {
                     Stats::inc(&self.shared.stats.closed_slow);
                     if self.decoder.in_http_request() {
@@ -260,7 +268,6 @@ impl Connection {
         self.refused
             || (!self.shared.registry.allow_unknown()
                 && self.device.is_none()
-                && self.frames > 0
                 && self.opened.elapsed() >= self.shared.config.server.frame_timeout)
     }
 

@@ -216,3 +216,36 @@ async fn unknown_devices_can_be_refused() {
     assert_eq!(Stats::get(&t.server.stats().closed_unknown_device), 1);
     t.server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_unknown_devices_refused_padding_or_silence_cannot_hold_a_connection() {
+    let t = start(|c| {
+        c.server.allow_unknown_devices = false;
+        c.server.frame_timeout = Duration::from_millis(500);
+    })
+    .await;
+    // Padding (NUL bytes, newlines) decodes to no frame at all; it used to keep the connection forever.
+    let mut padding = t.connect().await;
+    let mut silent = t.connect().await;
+    let trickle = async {
+        for _ in 0..40 {
+            if tokio::io::AsyncWriteExt::write_all(&mut padding, b"\0\r\n")
+                .await
+                .is_err()
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    };
+    let (padding_closed, silent_closed) =
+        tokio::join!(trickle, closed_by_server(&mut silent, WAIT));
+    assert!(
+        padding_closed || closed_by_server(&mut padding, Duration::from_millis(100)).await,
+        "the padding-only connection stays"
+    );
+    assert!(silent_closed, "the silent connection stays");
+    assert_eq!(Stats::get(&t.server.stats().closed_unknown_device), 2);
+    t.server.shutdown().await.unwrap();
+}
