@@ -56,6 +56,9 @@ fn init_logging() {
         .with_writer(log_escape::EscapedStderr)
         .with_ansi(false)
         .with_target(false)
+        // A failed log write must not be reported with eprintln!, which panics when standard error
+        // is closed: the task logging it would die (the signal task did, and SIGTERM was ignored).
+        .log_internal_errors(false)
         .init();
 }
 

@@ -55,9 +55,10 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.server.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        alarm_center_server::raise_open_files_limit(&config);
+        let listener =
+            alarm_center_server::bind_devices(config.server.listen, config.server.listen_backlog)
+                .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let stop = CancellationToken::new();
         let signal = stop.clone();
         tokio::spawn(async move {

@@ -56,6 +56,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Most connections open at once.
     pub max_connections: usize,
+    /// Length of the kernel's queue of connections not yet accepted (bounded by
+    /// `net.core.somaxconn`): cameras that open a connection per alarm come in bursts.
+    pub listen_backlog: u32,
     /// Most connections open at once from one source address.
     pub max_connections_per_ip: usize,
     /// Largest frame kept whole, bytes.
@@ -86,6 +89,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 15002)),
             max_connections: 20_000,
+            listen_backlog: 4096,
             max_connections_per_ip: 256,
             max_frame: alarm_center_proto::DEFAULT_MAX_FRAME,
             idle_timeout: Duration::from_secs(180),
@@ -392,6 +396,9 @@ impl Config {
         let s = &self.server;
         if s.max_connections == 0 {
             problems.push("server.max-connections must be at least 1".to_owned());
+        }
+        if s.listen_backlog == 0 {
+            problems.push("server.listen-backlog must be at least 1".to_owned());
         }
         if s.max_connections_per_ip == 0 {
             problems.push("server.max-connections-per-ip must be at least 1".to_owned());

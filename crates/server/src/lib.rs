@@ -237,6 +237,50 @@ impl Server {
     }
 }
 
+/// Binds the device port with an accept queue of `backlog` connections (the kernel caps it at
+/// `net.core.somaxconn`, and a lower cap is logged). Bursts of cameras that open a connection per
+/// alarm overflow a short queue: the kernel drops their SYNs and they retry a second later.
+pub fn bind_devices(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    if let Some(cap) = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok())
+        .filter(|cap| *cap < backlog)
+    {
+        tracing::warn!(
+            requested = backlog,
+            somaxconn = cap,
+            "the kernel caps the device port's accept queue below server.listen-backlog; raise net.core.somaxconn"
+        );
+    }
+    socket.listen(backlog)
+}
+
+/// Raises the soft limit of open files to the hard limit, and warns when it stays below what
+/// `max-connections` needs (each connection is a file descriptor; the store and API need more).
+pub fn raise_open_files_limit(config: &Config) -> Option<u64> {
+    let needed = (config.server.max_connections as u64).saturating_add(256);
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < needed => {
+            tracing::warn!(limit, needed, "open-files limit (ulimit -n) is below server.max-connections + 256: accepts will fail before the connection limit; raise LimitNOFILE");
+            Some(limit)
+        }
+        Ok(limit) => {
+            tracing::debug!(limit, "open-files limit");
+            Some(limit)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-files limit");
+            None
+        }
+    }
+}
+
 /// Runs a server on `listener` until `stop` is cancelled, then shuts it down cleanly.
 pub async fn run(
     config: Config,

@@ -249,3 +249,23 @@ async fn with_unknown_devices_refused_padding_or_silence_cannot_hold_a_connectio
     assert_eq!(Stats::get(&t.server.stats().closed_unknown_device), 2);
     t.server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_port_queues_a_burst_of_connections_before_they_are_accepted() {
+    // Nobody accepts: every connection waits in the kernel's queue. A short queue (std's 128,
+    // mio's 1024) makes the excess hang in SYN retries, as a burst of XM cameras did.
+    let listener = alarm_center_server::bind_devices("127.0.0.1:0".parse().unwrap(), 4096).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    for i in 0..2000 {
+        let stream =
+            tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("connection {i} not queued: the accept queue is too short")
+                })
+                .unwrap();
+        held.push(stream);
+    }
+    drop(listener);
+}
