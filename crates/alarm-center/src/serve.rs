@@ -41,6 +41,9 @@ pub(crate) struct ServeArgs {
     /// Print every committed event as one JSON line on standard output (`[sinks.stdout]`).
     #[arg(long)]
     stdout: bool,
+    /// Start even when the start-up check of the store (`PRAGMA quick_check`) finds it damaged.
+    #[arg(long)]
+    force: bool,
 }
 
 pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
@@ -51,6 +54,7 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
     if args.stdout {
         config.sinks.stdout.enabled = true;
     }
+    check_store(&config.store.data_dir, args.force)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -68,6 +72,42 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
         alarm_center_server::run(config, listener, stop).await?;
         Ok(())
     })
+}
+
+/// Checks the store's pages and b-trees (`PRAGMA quick_check`) before anything writes to it, and refuses
+/// a damaged one (a store damaged inside keeps failing in ways that look like other problems) unless
+/// `force`.
+fn check_store(data_dir: &std::path::Path, force: bool) -> Result<()> {
+    let path = data_dir.join(alarm_center_store::DB_FILE);
+    if !path.exists() {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    tracing::info!(path = %path.display(), "checking the store (PRAGMA quick_check)");
+    let problem = match Db::quick_check(data_dir) {
+        Ok(None) => {
+            tracing::info!(took = ?started.elapsed(), "store checked: sound");
+            return Ok(());
+        }
+        Ok(Some(problem)) => problem,
+        Err(e) => format!("it cannot be checked: {e}"),
+    };
+    if force {
+        tracing::error!(path = %path.display(), problem = %problem, "the store is damaged; starting anyway (--force): reads and writes that touch the damaged pages will fail");
+        return Ok(());
+    }
+    let p = path.display();
+    bail!(
+        "the store {p} is damaged (PRAGMA quick_check):\n  {}\n\
+         Nothing was started. To proceed, stop anything else that uses it and keep a copy \
+         (cp {p} {p}.damaged), then either\n\
+         - recover what is readable: sqlite3 {p}.damaged .recover | sqlite3 {p}.recovered, then move \
+         {p}.recovered to {p} and delete {p}-wal and {p}-shm;\n\
+         - or move {p} aside to start with an empty store;\n\
+         - or start anyway with `alarm-center serve --force` (whatever touches the damaged pages will \
+         fail).",
+        problem.replace('\n', "\n  ")
+    )
 }
 
 async fn wait_for_signal() {

@@ -213,3 +213,134 @@ fn kill_9_during_ingest_leaves_every_committed_event_intact() {
     again.child.kill().unwrap();
     again.child.wait().unwrap();
 }
+
+/// A store of 5,000 events whose pages in the middle of the file are overwritten with garbage (the file
+/// keeps its length: damaged inside, not truncated). Returns the database file.
+fn damaged_store(data_dir: &std::path::Path) -> std::path::PathBuf {
+    use std::io::{Seek, SeekFrom};
+    let mut db =
+        alarm_center_store::Db::open(data_dir, alarm_center_store::SyncMode::Normal).unwrap();
+    let events = (0..5_000)
+        .map(|i| alarm_center_store::NewEvent {
+            frame: None,
+            device: "SN1".into(),
+            code: "VideoMotion".into(),
+            action: "start".into(),
+            index: Some(0),
+            channel: Some(1),
+            channel_name: None,
+            kind: "alarm".into(),
+            device_time: None,
+            received_at: i,
+            data: None,
+            synthetic: None,
+        })
+        .collect();
+    db.write(&alarm_center_store::Batch {
+        events,
+        ..Default::default()
+    })
+    .unwrap();
+    drop(db); // checkpoints the log into the file
+    let path = data_dir.join(alarm_center_store::DB_FILE);
+    let len = std::fs::metadata(&path).unwrap().len();
+    let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.seek(SeekFrom::Start(len / 2 / 4096 * 4096)).unwrap();
+    file.write_all(&[0xA5; 3 * 4096]).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
+    path
+}
+
+/// Runs `alarm-center serve` with `extra` arguments until it exits (or `within` passes: then it is
+/// killed and the test fails); returns its exit status and standard error.
+fn serve_to_exit(
+    data_dir: &std::path::Path,
+    extra: &[&str],
+    within: Duration,
+) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_alarm-center"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .env("ALARM_CENTER_LOG", "info")
+        .env("ALARM_CENTER_API__LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        let _ = tx.send(text);
+    });
+    match rx.recv_timeout(within) {
+        Ok(text) => (child.wait().unwrap(), text),
+        Err(_) => {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("alarm-center serve {extra:?} did not exit within {within:?}");
+        }
+    }
+}
+
+#[test]
+fn a_store_damaged_inside_is_refused_at_start_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = damaged_store(dir.path());
+    let (status, stderr) = serve_to_exit(dir.path(), &[], Duration::from_secs(60));
+    assert!(!status.success(), "{stderr}");
+    let shown = path.display().to_string();
+    assert!(
+        stderr.contains(&format!("the store {shown} is damaged"))
+            && stderr.contains("--force")
+            && stderr.contains(".recover")
+            && !stderr.contains("accepting devices"),
+        "{stderr}"
+    );
+
+    // --force starts anyway, saying what it found.
+    let mut forced = Command::new(env!("CARGO_BIN_EXE_alarm-center"))
+        .args(["serve", "--force", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("ALARM_CENTER_LOG", "info")
+        .env("ALARM_CENTER_API__LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(forced.stderr.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut log = Vec::new();
+    while !log.iter().any(|l: &String| l.contains("accepting devices")) {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => log.push(line),
+            Err(_) => {
+                let _ = forced.kill();
+                panic!("--force did not start: {log:#?}");
+            }
+        }
+    }
+    forced.kill().unwrap();
+    forced.wait().unwrap();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("ERROR") && l.contains("starting anyway (--force)")),
+        "{log:#?}"
+    );
+
+    // A sound store passes the check.
+    let sound = tempfile::tempdir().unwrap();
+    drop(alarm_center_store::Db::open(sound.path(), alarm_center_store::SyncMode::Normal).unwrap());
+    let mut server = serve(sound.path());
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}

@@ -146,10 +146,21 @@ pub struct StoreConfig {
     /// Delete raw frames older than this (`0s` keeps them forever).
     #[serde(deserialize_with = "duration")]
     pub frames_max_age: Duration,
-    /// Keep the database under this many megabytes (0 = no limit); oldest frames go first.
+    /// Keep the database (pages in use plus the write-ahead log file) under this many megabytes
+    /// (0 = no limit); oldest frames go first, then dead letters, then events, but never the newest
+    /// 10,000 events.
     pub max_size_mb: u64,
     /// Let retention delete events that an enabled sink has not delivered yet (they are counted).
     pub drop_undelivered: bool,
+    /// Delete dead letters recorded longer ago than this (`0s` keeps them forever).
+    #[serde(deserialize_with = "duration")]
+    pub dead_letters_max_age: Duration,
+    /// Keep at most this many dead letters, the newest (0 = no limit).
+    pub dead_letters_max_count: u64,
+    /// Free space to keep on the data directory's file system, megabytes (0 = do not check): below
+    /// it retention runs at once and deletes the oldest frames, dead letters, then events until the
+    /// store's free pages make up the difference, and a warning is logged.
+    pub min_free_mb: u64,
 }
 
 impl Default for StoreConfig {
@@ -163,6 +174,9 @@ impl Default for StoreConfig {
             frames_max_age: Duration::from_secs(30 * 86_400),
             max_size_mb: 0,
             drop_undelivered: false,
+            dead_letters_max_age: Duration::from_secs(30 * 86_400),
+            dead_letters_max_count: 10_000,
+            min_free_mb: 64,
         }
     }
 }

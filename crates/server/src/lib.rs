@@ -102,10 +102,14 @@ pub struct Server {
 
 fn retention(config: &Config) -> Retention {
     let age = |d: Duration| (!d.is_zero()).then_some(d.as_millis() as i64);
+    let store = &config.store;
     Retention {
-        events_max_age_ms: age(config.store.events_max_age),
-        frames_max_age_ms: age(config.store.frames_max_age),
-        max_bytes: (config.store.max_size_mb > 0).then(|| config.store.max_size_mb * 1024 * 1024),
+        events_max_age_ms: age(store.events_max_age),
+        frames_max_age_ms: age(store.frames_max_age),
+        dead_letters_max_age_ms: age(store.dead_letters_max_age),
+        dead_letters_max_count: (store.dead_letters_max_count > 0)
+            .then_some(store.dead_letters_max_count),
+        max_bytes: (store.max_size_mb > 0).then(|| store.max_size_mb * 1024 * 1024),
         keep_events_after: None,
         undelivered_after: None,
     }
@@ -135,6 +139,9 @@ impl Server {
             retention: retention(&config),
             sinks: sinks::enabled_names(&config),
             drop_undelivered: config.store.drop_undelivered,
+            data_dir: config.store.data_dir.clone(),
+            min_free_bytes: (config.store.min_free_mb > 0)
+                .then(|| config.store.min_free_mb * 1024 * 1024),
         };
         db.disable_auto_checkpoint()?;
         let checkpointer =
@@ -317,14 +324,8 @@ async fn start_api(
         committed: committed.clone(),
     };
     let stop = shared.shutdown.clone();
-    tasks.spawn(async move {
-        let served = axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP API stopped");
-        }
-    });
+    // Connection limit, header timeout and graceful shutdown: see `api::serve`.
+    tasks.spawn(api::serve(listener, state, stop));
     tracing::info!(api = %addr, "HTTP API listening");
     Ok(addr)
 }

@@ -1,6 +1,6 @@
 //! Counters and the periodic statistics line.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Server counters (monotonic unless noted). Read by the statistics line, later by `/metrics`.
@@ -39,6 +39,14 @@ pub struct Stats {
     pub events_committed: AtomicU64,
     /// Store write failures (retried).
     pub store_errors: AtomicU64,
+    /// Events given up at shutdown because the store kept failing (lost).
+    pub events_discarded: AtomicU64,
+    /// Retention passes run: periodic, early (size limit, free-space reserve) and while commits fail.
+    pub retention_runs: AtomicU64,
+    /// True while commits fail (the server is not ready); the writer sets and clears it.
+    store_failing: AtomicBool,
+    /// The last commit error while `store_failing`.
+    store_failure: Mutex<Option<String>>,
     /// Devices that went offline.
     pub offline_transitions: AtomicU64,
     /// Receive→commit latencies of the current interval, microseconds (bounded sample).
@@ -162,6 +170,32 @@ impl Stats {
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Records that a commit failed with `error`: the server is not ready until one succeeds.
+    pub fn set_store_failure(&self, error: String) {
+        *self.store_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+        self.store_failing.store(true, Ordering::Release);
+    }
+
+    /// Records that a commit succeeded; true when commits had been failing until now.
+    pub fn clear_store_failure(&self) -> bool {
+        if !self.store_failing.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        *self.store_failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        true
+    }
+
+    /// The last commit error while commits fail; `None` while they succeed.
+    pub fn store_failure(&self) -> Option<String> {
+        if !self.store_failing.load(Ordering::Acquire) {
+            return None;
+        }
+        self.store_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

@@ -38,6 +38,7 @@ async fn devices_events_frames_decode_and_metrics() {
 
     let (status, devices) = get(&base, "/api/devices", None).await;
     assert_eq!(status, 200);
+    assert_eq!(devices["next"], Value::Null);
     assert_eq!(devices["devices"][0]["id"], "addr-127.0.0.1");
     assert_eq!(devices["devices"][0]["state"], "online");
 
@@ -106,6 +107,7 @@ async fn devices_events_frames_decode_and_metrics() {
     .unwrap();
     let decoded: Value = client
         .post(format!("{base}/api/decode"))
+        .header("content-type", "text/x-hexdump")
         .body(hex)
         .send()
         .await
@@ -183,6 +185,9 @@ async fn bad_requests_get_a_json_error_with_the_right_status() {
         ("/api/events?before=abc", 400, "before"),
         ("/api/events?colour=red", 400, "unknown parameter"),
         ("/api/frames?unknown=maybe", 400, "true or false"),
+        ("/api/devices?limit=0", 400, "limit"),
+        ("/api/devices?limit=5001", 400, "limit"),
+        ("/api/devices?colour=red", 400, "unknown parameter"),
         ("/api/frames/xyz", 400, "frame id"),
         ("/api/frames/999999", 404, "no frame"),
         ("/api/nothing", 404, "no such endpoint"),
@@ -197,6 +202,7 @@ async fn bad_requests_get_a_json_error_with_the_right_status() {
     let client = reqwest::Client::new();
     let response = client
         .post(format!("{base}/api/decode"))
+        .header("content-type", "text/x-hexdump")
         .body("00000000  zz")
         .send()
         .await
@@ -209,6 +215,7 @@ async fn bad_requests_get_a_json_error_with_the_right_status() {
     );
     let response = client
         .post(format!("{base}/api/decode"))
+        .header("content-type", "text/x-hexdump")
         .body("")
         .send()
         .await
@@ -246,7 +253,8 @@ async fn the_live_stream_sends_new_events_with_filters() {
     let api = t.server.api_addr().unwrap();
     // A plain HTTP/1.1 client: read the event stream line by line.
     let mut http = tokio::net::TcpStream::connect(api).await.unwrap();
-    http.write_all(b"GET /api/stream?code=VideoMotion HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n").await.unwrap();
+    let request = format!("GET /api/stream?code=VideoMotion HTTP/1.1\r\nHost: {api}\r\nAccept: text/event-stream\r\n\r\n");
+    http.write_all(request.as_bytes()).await.unwrap();
     let mut lines = BufReader::new(http).lines();
     loop {
         let line = tokio::time::timeout(WAIT, lines.next_line())
@@ -288,4 +296,53 @@ async fn the_live_stream_sends_new_events_with_filters() {
         .await
         .expect("shutdown waited for the stream")
         .unwrap();
+}
+
+/// Issue 9 (10): `/api/devices` answers pages in id order (`limit`, default 500, at most 5000; `after` =
+/// the `next` of the previous page), not every device at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_are_paginated_in_id_order() {
+    let mut t = start(|_| {}).await;
+    let base = format!("http://{}", t.server.api_addr().unwrap());
+    let serials = ["CAM-E", "CAM-A", "CAM-D", "CAM-B", "CAM-C"];
+    let mut connections = Vec::new();
+    for (i, serial) in serials.iter().enumerate() {
+        let mut device = t.connect().await;
+        let keepalive = format!(
+            r#"{{"id":1,"method":"global.keepAlive","params":{{"timeout":60,"SerialNo":"{serial}"}}}}"#
+        );
+        send(&mut device, &encode::dhip(1, i as u32 + 1, &keepalive)).await;
+        t.until(WAIT, |e| e.code == "DeviceOnline" && e.device == *serial)
+            .await;
+        connections.push(device);
+    }
+    let ids = |page: &Value| -> Vec<String> {
+        page["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, page1) = get(&base, "/api/devices?limit=2", None).await;
+    assert_eq!(status, 200, "{page1}");
+    assert_eq!(ids(&page1), ["CAM-A", "CAM-B"]);
+    assert_eq!(page1["next"], "CAM-B");
+    assert_eq!(page1["online"], 5);
+    let (_, page2) = get(&base, "/api/devices?limit=2&after=CAM-B", None).await;
+    assert_eq!(ids(&page2), ["CAM-C", "CAM-D"]);
+    assert_eq!(page2["next"], "CAM-D");
+    let (_, page3) = get(&base, "/api/devices?limit=2&after=CAM-D", None).await;
+    assert_eq!(ids(&page3), ["CAM-E"]);
+    assert_eq!(page3["next"], Value::Null);
+    // Exactly a full last page: `next` is null, not a cursor to an empty page.
+    let (_, exact) = get(&base, "/api/devices?limit=3&after=CAM-B", None).await;
+    assert_eq!(ids(&exact), ["CAM-C", "CAM-D", "CAM-E"]);
+    assert_eq!(exact["next"], Value::Null);
+    let (_, all) = get(&base, "/api/devices", None).await;
+    assert_eq!(ids(&all), ["CAM-A", "CAM-B", "CAM-C", "CAM-D", "CAM-E"]);
+    let (_, max) = get(&base, "/api/devices?limit=5000", None).await;
+    assert_eq!(ids(&max).len(), 5);
+    drop(connections);
+    t.server.shutdown().await.unwrap();
 }

@@ -196,20 +196,68 @@ function refreshDevicesSoon() {
   devicesTimer = setTimeout(refreshDevices, 300);
 }
 
+// The devices list is loaded a page at a time (by id); "Load more" appends the next page. `shown` is
+// how many rows the user asked for, `next` the cursor after them, `seq` drops answers of older loads.
+const DEVICE_PAGE = 500; // the API's default page
+const DEVICE_PAGE_MAX = 5000; // the API's largest page
+const devs = { shown: 0, next: null, online: 0, seq: 0 };
+
+/** GET one page of devices after `after` (null: from the start). */
+const devicePage = (after, limit) => api(`api/devices?${new URLSearchParams(after == null ? { limit } : { limit, after })}`);
+
+/** Reloads the devices shown so far (at least one page), a page of at most DEVICE_PAGE_MAX at a time. */
 async function refreshDevices() {
-  let devices;
+  const seq = ++devs.seq;
+  const want = Math.max(DEVICE_PAGE, devs.shown);
+  const devices = [];
+  let next = null;
+  let online = 0;
   try {
-    ({ devices } = await api('api/devices'));
+    do {
+      const page = await devicePage(next, Math.min(DEVICE_PAGE_MAX, want - devices.length));
+      devices.push(...page.devices);
+      ({ next, online } = page);
+    } while (next != null && devices.length < want);
   } catch (e) {
-    return setStatus('devices-status', `Could not load devices: ${e.message}`, true);
+    if (seq === devs.seq) setStatus('devices-status', `Could not load devices: ${e.message}`, true);
+    return;
   }
-  const online = devices.filter((d) => d.state === 'online').length;
-  setStatus('devices-status', `${devices.length} device${devices.length === 1 ? '' : 's'}, ${online} online`);
-  $('device-ids').replaceChildren(...devices.map((d) => el('option', { value: d.id }, d.name || '')));
+  if (seq !== devs.seq) return;
+  Object.assign(devs, { shown: devices.length, next, online });
+  $('device-ids').replaceChildren(...devices.map(deviceOption));
   const body = $('devices-body');
+  showDevicesStatus();
   if (!devices.length) return emptyRow(body, 7, 'No device has connected yet. Point a device’s Alarm Center (or alarm server) setting at this server.');
   body.replaceChildren(...devices.map(deviceRow));
 }
+
+/** Appends the next page of devices. */
+async function moreDevices() {
+  if (devs.next == null) return;
+  const seq = ++devs.seq;
+  $('devices-more').disabled = true;
+  try {
+    const { devices, next, online } = await devicePage(devs.next, DEVICE_PAGE);
+    if (seq !== devs.seq) return;
+    Object.assign(devs, { shown: devs.shown + devices.length, next, online });
+    $('devices-body').append(...devices.map(deviceRow));
+    $('device-ids').append(...devices.map(deviceOption));
+    showDevicesStatus();
+  } catch (e) {
+    if (seq === devs.seq) setStatus('devices-status', `Could not load more devices: ${e.message}`, true);
+  } finally {
+    $('devices-more').disabled = false;
+  }
+}
+
+function showDevicesStatus() {
+  const more = devs.next != null;
+  setStatus('devices-status', `${devs.shown} device${devs.shown === 1 ? '' : 's'}${more ? ' shown (more available)' : ''}, ${devs.online} online`);
+  $('devices-more').hidden = !more;
+}
+
+const deviceOption = (d) => el('option', { value: d.id }, d.name || '');
+$('devices-more').addEventListener('click', moreDevices);
 
 function deviceRow(d) {
   const isNew = Date.now() - new Date(d.first_seen).getTime() < NEW_DEVICE_MS;
@@ -619,9 +667,10 @@ $('paste-decode').addEventListener('click', async () => {
   result.replaceChildren();
   setStatus('paste-status', 'Decoding…');
   try {
-    const { streams } = await api('api/decode', { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: text });
+    // text/x-hexdump, not text/plain: the server refuses the types any web page may post to it.
+    const { streams, truncated, truncated_reason: why } = await api('api/decode', { method: 'POST', headers: { 'Content-Type': 'text/x-hexdump' }, body: text });
     const count = streams.reduce((n, s) => n + s.frames.length, 0);
-    setStatus('paste-status', `${count} frame${count === 1 ? '' : 's'} in ${streams.length} stream${streams.length === 1 ? '' : 's'}`);
+    setStatus('paste-status', `${count} frame${count === 1 ? '' : 's'} in ${streams.length} stream${streams.length === 1 ? '' : 's'}${truncated ? ` — cut short: ${why}` : ''}`, truncated);
     streams.forEach((s, i) => {
       if (streams.length > 1) result.append(el('h4', { class: 'stream-title' }, `Stream ${i + 1}`));
       result.append(...s.frames.map((r) => renderRecord(r, '')));

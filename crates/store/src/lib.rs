@@ -12,7 +12,10 @@ mod write;
 use std::path::{Path, PathBuf};
 
 pub use query::{ConnectionRow, DeviceRow, EventQuery, FrameQuery, StoredEvent, StoredFrame};
-pub use retention::{Retention, RetentionReport};
+pub use retention::{
+    Retention, RetentionReport, SizeUnmet, SIZE_KEEPS_DEAD_LETTERS, SIZE_KEEPS_EVENTS,
+    SIZE_KEEPS_FRAMES, SIZE_LOW_WATER_PERCENT,
+};
 pub use sinks::{DeadLetter, Entity, SinkCounts, SinkCursor};
 pub use write::{
     Batch, ConnectionClose, ConnectionOpen, DeviceUpdate, NewEvent, NewFrame, WriteResult,
@@ -38,6 +41,14 @@ pub enum StoreError {
         /// Version in the file.
         found: i64,
         /// Newest version this build knows.
+        known: i64,
+    },
+    /// A read-only open found a schema older than this build's (the server upgrades it at start).
+    #[error("database schema version {found} is older than this program's ({known}): start `alarm-center serve` once to upgrade it")]
+    SchemaTooOld {
+        /// Version in the file.
+        found: i64,
+        /// The version this build writes.
         known: i64,
     },
 }
@@ -101,8 +112,40 @@ impl Db {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = rusqlite::Connection::open_with_flags(&path, flags)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        schema::check_version(&conn)?;
+        schema::check_current(&conn)?;
         Ok(Db { conn, path })
+    }
+
+    /// Checks the structure of the database in `data_dir` (`PRAGMA quick_check`: every page and
+    /// b-tree, without comparing indexes to tables), before anything else opens it. `Ok(None)` when it
+    /// is sound or does not exist yet; otherwise the first problems found (at most 20 lines).
+    pub fn quick_check(data_dir: &Path) -> Result<Option<String>> {
+        let path = data_dir.join(DB_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        // Read-write without create: a WAL database needs its shared-memory file.
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let checked = rusqlite::Connection::open_with_flags(&path, flags).and_then(|conn| {
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            let mut stmt = conn.prepare("PRAGMA quick_check(20)")?;
+            let lines = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            lines.collect::<rusqlite::Result<Vec<_>>>()
+        });
+        match checked {
+            Ok(lines) => Ok((lines != ["ok"]).then(|| lines.join("\n"))),
+            // Damage bad enough that the check itself cannot read the file is its answer too.
+            Err(rusqlite::Error::SqliteFailure(e, message))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+                ) =>
+            {
+                Ok(Some(message.unwrap_or_else(|| e.to_string())))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Stops this connection from checkpointing the write-ahead log itself (a commit that triggers a
@@ -126,9 +169,26 @@ impl Db {
             })?)
     }
 
+    /// Checkpoints the whole write-ahead log and truncates its file to zero bytes
+    /// (`PRAGMA wal_checkpoint(TRUNCATE)`), giving its disk space back. Waits for readers (up to the
+    /// busy timeout, 5 s); returns false when some still held an old snapshot and the log stayed.
+    pub fn checkpoint_truncate(&self) -> Result<bool> {
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        Ok(busy == 0)
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The write-ahead log file next to the database (`<file>-wal`).
+    pub fn wal_path(&self) -> PathBuf {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        PathBuf::from(wal)
     }
 
     /// Checks the database file's integrity (`PRAGMA integrity_check`); `Ok(None)` when it is sound.
@@ -147,6 +207,13 @@ impl Db {
                 r.get(0)
             })?)
     }
+}
+
+/// Bytes available to this process on the file system holding `dir` (`statvfs`: free blocks for
+/// unprivileged users × fragment size).
+pub fn available_bytes(dir: &Path) -> std::io::Result<u64> {
+    let stat = rustix::fs::statvfs(dir)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// Milliseconds since the Unix epoch → RFC 3339 UTC with milliseconds.

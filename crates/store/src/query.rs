@@ -253,18 +253,21 @@ pub struct StoredFrame {
     pub error: Option<String>,
     /// Length in bytes.
     pub length: usize,
-    /// The bytes.
+    /// The bytes: filled by [`Db::frame`] only; lists ([`Db::frames`]) leave it empty and never read
+    /// the blobs.
     #[serde(skip)]
     pub bytes: Vec<u8>,
 }
 
+/// The columns of a frame row, without its bytes.
+const FRAME_COLUMNS: &str =
+    "id, received_at, device, connection, stream_offset, protocol, command, kind, body_format, error, length";
+
 impl Db {
-    /// Frames matching `q`, newest first.
+    /// Frames matching `q`, newest first, without their bytes (`bytes` is empty, `length` says how
+    /// many there are): a page of large frames costs no more than a page of small ones.
     pub fn frames(&self, q: &FrameQuery) -> Result<Vec<StoredFrame>> {
-        let mut sql = String::from(
-            "SELECT id, received_at, device, connection, stream_offset, protocol, command, kind, body_format, error, bytes
-             FROM frames WHERE 1=1",
-        );
+        let mut sql = format!("SELECT {FRAME_COLUMNS} FROM frames WHERE 1=1");
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         if let Some(d) = &q.device {
             args.push(d.clone().into());
@@ -286,23 +289,24 @@ impl Db {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// One frame by id.
+    /// One frame by id, with its bytes.
     pub fn frame(&self, id: i64) -> Result<Option<StoredFrame>> {
         use rusqlite::OptionalExtension;
+        let sql = format!("SELECT {FRAME_COLUMNS}, bytes FROM frames WHERE id = ?1");
         Ok(self
             .conn
-            .query_row(
-                "SELECT id, received_at, device, connection, stream_offset, protocol, command, kind, body_format, error, bytes
-                 FROM frames WHERE id = ?1",
-                [id],
-                frame_row,
-            )
+            .query_row(&sql, [id], |r| {
+                let mut frame = frame_row(r)?;
+                frame.bytes = r.get(11)?;
+                Ok(frame)
+            })
             .optional()?)
     }
 }
 
+/// A frame row of [`FRAME_COLUMNS`], its bytes left empty.
 fn frame_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredFrame> {
-    let bytes: Vec<u8> = r.get(10)?;
+    let length: i64 = r.get(10)?;
     Ok(StoredFrame {
         id: r.get(0)?,
         received_at: format_ms(r.get(1)?),
@@ -314,8 +318,8 @@ fn frame_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredFrame> {
         kind: r.get(7)?,
         body_format: r.get(8)?,
         error: r.get(9)?,
-        length: bytes.len(),
-        bytes,
+        length: usize::try_from(length).unwrap_or(0),
+        bytes: Vec::new(),
     })
 }
 

@@ -1,11 +1,11 @@
 //! Schema creation and migration (`PRAGMA user_version`).
 
-use rusqlite::Connection;
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{Result, StoreError};
 
 /// The schema version this build writes.
-pub(crate) const VERSION: i64 = 2;
+pub(crate) const VERSION: i64 = 3;
 
 // No index on received_at: ids grow with time, so time bounds are found by binary search over ids
 // (see `Db::first_id_at_or_after`), which keeps every insert cheaper.
@@ -90,29 +90,172 @@ CREATE TABLE dead_letters (
 );
 ";
 
-/// Creates or upgrades the schema.
+// Version 3: ids are never reused (AUTOINCREMENT). Without it SQLite gives the next row MAX(id) + 1, so
+// once retention had emptied a table the ids started again from 1: behind every sink cursor (the new
+// events were never delivered) and under the frame ids that older events still point at. The frames
+// also get their length as a column, so that lists never read the blobs.
+const V3_EVENTS: &str = "
+CREATE TABLE events_v3 (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT, -- the log position: sinks keep cursors on it; never reused
+    device      TEXT NOT NULL,
+    code        TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    idx         INTEGER,
+    channel     INTEGER,
+    channel_name TEXT,                  -- from the device's configuration
+    kind        TEXT NOT NULL,
+    device_time TEXT,                   -- as sent, or with the device's zone offset when known
+    received_at INTEGER NOT NULL,       -- unix ms
+    frame_id    INTEGER,
+    data        TEXT,                   -- JSON
+    synthetic   TEXT                    -- why the server made this event (offline, …); NULL = from the device
+);
+INSERT INTO events_v3 (id, device, code, action, idx, channel, channel_name, kind, device_time, received_at, frame_id, data, synthetic)
+    SELECT id, device, code, action, idx, channel, channel_name, kind, device_time, received_at, frame_id, data, synthetic
+    FROM events ORDER BY id;
+DROP TABLE events;
+ALTER TABLE events_v3 RENAME TO events;
+CREATE INDEX events_device ON events(device, id);
+";
+
+const V3_FRAMES: &str = "
+CREATE TABLE frames_v3 (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT, -- events.frame_id and devices.first_frame point here; never reused
+    received_at INTEGER NOT NULL,       -- unix ms
+    device      TEXT,
+    connection  INTEGER,
+    stream_offset INTEGER NOT NULL,
+    protocol    TEXT NOT NULL,          -- dvrip | dhip | xm | json | http | junk
+    command     INTEGER,                -- DVRIP command byte / XM message id
+    kind        TEXT NOT NULL,          -- alarm | keepalive | report | reply | request | unknown
+    body_format TEXT NOT NULL,          -- mask | text | json | binary | none
+    error       TEXT,
+    length      INTEGER NOT NULL,       -- bytes in `bytes`: lists read this, never the blob
+    bytes       BLOB NOT NULL           -- exactly as received; the field-by-field decode is recomputed from them
+);
+INSERT INTO frames_v3 (id, received_at, device, connection, stream_offset, protocol, command, kind, body_format, error, length, bytes)
+    SELECT id, received_at, device, connection, stream_offset, protocol, command, kind, body_format, error, length(bytes), bytes
+    FROM frames ORDER BY id;
+DROP TABLE frames;
+ALTER TABLE frames_v3 RENAME TO frames;
+";
+
+/// Creates or upgrades the schema, then checks that no sink cursor is ahead of the event log.
 pub(crate) fn migrate(conn: &Connection) -> Result<()> {
     let found = check_version(conn)?;
     if found < 1 {
         let tx = conn.unchecked_transaction()?;
         tx.execute_batch(V1)?;
         tx.execute_batch(V2)?;
+        to_v3(&tx)?;
         tx.pragma_update(None, "user_version", VERSION)?;
         tx.commit()?;
-    } else if found < 2 {
+    } else if found < VERSION {
+        let started = std::time::Instant::now();
+        tracing::info!(
+            from = found,
+            to = VERSION,
+            "upgrading the store's schema (the events and frames tables are rebuilt: this takes a while on a large store)"
+        );
         let tx = conn.unchecked_transaction()?;
-        // Databases made by early builds of version 1 lack this column.
-        let has_channel_name: bool = tx.query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info('events') WHERE name = 'channel_name'",
-            [],
-            |r| r.get(0),
-        )?;
-        if !has_channel_name {
-            tx.execute_batch("ALTER TABLE events ADD COLUMN channel_name TEXT;")?;
+        if found < 2 {
+            to_v2(&tx)?;
         }
-        tx.execute_batch(V2)?;
+        to_v3(&tx)?;
         tx.pragma_update(None, "user_version", VERSION)?;
         tx.commit()?;
+        tracing::info!(took = ?started.elapsed(), "store schema upgraded");
+    }
+    let tx = conn.unchecked_transaction()?;
+    let end = log_end(&tx)?;
+    let highest = crate::sinks::repair_cursors_ahead(&tx, end)?;
+    raise_sequence(&tx, "events", highest)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn to_v2(conn: &Connection) -> Result<()> {
+    // Databases made by early builds of version 1 lack this column.
+    let has_channel_name: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('events') WHERE name = 'channel_name'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_channel_name {
+        conn.execute_batch("ALTER TABLE events ADD COLUMN channel_name TEXT;")?;
+    }
+    conn.execute_batch(V2)?;
+    Ok(())
+}
+
+/// Rebuilds events and frames with ids that are never reused. Sink cursors ahead of the log (ids were
+/// reused before) are repaired first; the sequences then start above every id a sink or an event ever
+/// referred to.
+fn to_v3(conn: &Connection) -> Result<()> {
+    let last_event: i64 =
+        conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
+    let highest_cursor = crate::sinks::repair_cursors_ahead(conn, last_event)?;
+    let frame_floor: i64 = conn.query_row(
+        "SELECT MAX(COALESCE((SELECT MAX(id) FROM frames), 0),
+                    COALESCE((SELECT MAX(frame_id) FROM events), 0),
+                    COALESCE((SELECT MAX(first_frame) FROM devices), 0))",
+        [],
+        |r| r.get(0),
+    )?;
+    conn.execute_batch(V3_EVENTS)?;
+    conn.execute_batch(V3_FRAMES)?;
+    raise_sequence(conn, "events", last_event.max(highest_cursor))?;
+    raise_sequence(conn, "frames", frame_floor)?;
+    Ok(())
+}
+
+/// The end of the event log: the highest event id ever assigned (0 for a new store).
+pub(crate) fn log_end(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT MAX(COALESCE((SELECT MAX(id) FROM events), 0),
+                    COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Makes the next id of `table` (an AUTOINCREMENT table) greater than `at_least`.
+pub(crate) fn raise_sequence(conn: &Connection, table: &str, at_least: i64) -> Result<()> {
+    let seq: Option<i64> = conn
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = ?1",
+            [table],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match seq {
+        Some(seq) if seq >= at_least => {}
+        Some(_) => {
+            conn.execute(
+                "UPDATE sqlite_sequence SET seq = ?2 WHERE name = ?1",
+                params![table, at_least],
+            )?;
+        }
+        None if at_least > 0 => {
+            conn.execute(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES (?1, ?2)",
+                params![table, at_least],
+            )?;
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+/// The file's schema version for reading only: it must be the current one (the server upgrades it at
+/// start).
+pub(crate) fn check_current(conn: &Connection) -> Result<()> {
+    let found = check_version(conn)?;
+    if found < VERSION {
+        return Err(StoreError::SchemaTooOld {
+            found,
+            known: VERSION,
+        });
     }
     Ok(())
 }

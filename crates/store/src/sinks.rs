@@ -143,12 +143,60 @@ impl Db {
         Ok(lowest)
     }
 
-    /// The newest event id (0 when the log is empty).
+    /// The end of the event log: the highest event id ever assigned (0 for a new store). Ids are never
+    /// reused, so this does not go back when retention deletes the newest events, and a sink whose
+    /// cursor is here has handled everything.
     pub fn last_event_id(&self) -> Result<i64> {
-        Ok(self
-            .conn
-            .query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?)
+        crate::schema::log_end(&self.conn)
     }
+}
+
+/// Moves back every sink cursor that is ahead of the event log's end `log_end`, loudly, and returns
+/// the highest cursor position found (0 without cursors).
+///
+/// A cursor can only be ahead when event ids were reused (stores before schema version 3, once
+/// retention had emptied the log): the events now in the log were then written after that and the sink
+/// never saw them, so it is moved to just before the oldest of them (to `log_end` when the log is
+/// empty). Deliveries are at-least-once; this keeps them so.
+pub(crate) fn repair_cursors_ahead(conn: &rusqlite::Connection, log_end: i64) -> Result<i64> {
+    let ahead: Vec<(String, i64)> = {
+        let mut stmt = conn
+            .prepare("SELECT sink, position FROM sink_cursors WHERE position > ?1 ORDER BY sink")?;
+        let rows = stmt.query_map([log_end], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let highest: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(position), 0) FROM sink_cursors",
+        [],
+        |r| r.get(0),
+    )?;
+    if ahead.is_empty() {
+        return Ok(highest);
+    }
+    let (oldest, in_log): (Option<i64>, i64) = conn.query_row(
+        "SELECT MIN(id), COUNT(*) FROM events WHERE id <= ?1",
+        [log_end],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let moved_to = oldest.map_or(log_end, |id| id - 1);
+    for (sink, position) in &ahead {
+        tracing::error!(
+            sink = %sink,
+            cursor = position,
+            last_event_id = log_end,
+            moved_to,
+            undelivered = in_log,
+            "sink cursor {position} of {sink:?} is ahead of the event log, whose last event id is {log_end}: \
+             event ids were reused (stores before schema version 3 reused them once retention had \
+             emptied the log); the cursor is moved back to {moved_to} so that the {in_log} events in the log, which this sink \
+             never saw, are delivered"
+        );
+        conn.execute(
+            "UPDATE sink_cursors SET position = ?2 WHERE sink = ?1",
+            params![sink, moved_to],
+        )?;
+    }
+    Ok(highest)
 }
 
 /// A (device, channel, code) that events were seen for.

@@ -163,8 +163,8 @@ impl Db {
                 open.execute(params![c.id, c.peer, c.opened_at])?;
             }
             let mut frame = tx.prepare_cached(
-                "INSERT INTO frames (received_at, device, connection, stream_offset, protocol, command, kind, body_format, error, bytes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO frames (received_at, device, connection, stream_offset, protocol, command, kind, body_format, error, length, bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
             for f in &batch.frames {
                 frame.execute(params![
@@ -177,6 +177,7 @@ impl Db {
                     f.kind,
                     f.body_format,
                     f.error,
+                    f.bytes.len() as i64,
                     &f.bytes[..]
                 ])?;
                 result.frame_ids.push(tx.last_insert_rowid());

@@ -1,0 +1,302 @@
+//! `POST /api/decode` and the decode of stored frames: off the async workers, a bounded number at once,
+//! answers of bounded size.
+
+use std::sync::atomic::Ordering;
+
+use alarm_center_proto::record::{hex, StreamInfo};
+use alarm_center_proto::{Decoder, DecoderConfig, Frame, FrameRecord, Session};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::{bad, busy, Api, ApiError, ApiResult};
+
+/// Largest request body, bytes.
+pub(crate) const MAX_BODY: usize = 4 * 1024 * 1024;
+/// Most frames one answer lists.
+pub(crate) const MAX_FRAMES: usize = 10_000;
+/// Most events one answer lists (over all its frames).
+pub(crate) const MAX_EVENTS: usize = 100_000;
+/// Most bytes of frame records in one answer (the answer is this plus a few bytes per stream).
+pub(crate) const MAX_ANSWER: usize = 8 * 1024 * 1024;
+
+/// Content type of a hex dump. Not `text/plain`: a web page can send that (and form encodings) to any
+/// server without asking the browser's permission (a CORS preflight).
+pub(crate) const HEX_TYPE: &str = "text/x-hexdump";
+/// Content type of raw bytes.
+pub(crate) const BYTES_TYPE: &str = "application/octet-stream";
+
+/// How much an answer may still hold; says why it stopped.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    frames: usize,
+    events: usize,
+    bytes: usize,
+    /// Why the answer was cut short, once it was.
+    pub(crate) truncated: Option<String>,
+}
+
+impl Budget {
+    pub(crate) fn new() -> Budget {
+        Budget {
+            frames: 0,
+            events: 0,
+            bytes: 0,
+            truncated: None,
+        }
+    }
+
+    /// Takes a frame record of `len` bytes with `events` events, or says why not.
+    fn admit(&mut self, events: usize, len: usize) -> bool {
+        let why = if self.frames >= MAX_FRAMES {
+            format!(
+                "the input has more than {MAX_FRAMES} frames: the first {MAX_FRAMES} are listed"
+            )
+        } else if self.events + events > MAX_EVENTS {
+            format!(
+                "the frames carry more than {MAX_EVENTS} events: the frames up to that are listed"
+            )
+        } else if self.bytes + len > MAX_ANSWER {
+            format!(
+                "the answer would exceed {} MiB: the frames up to that are listed",
+                MAX_ANSWER >> 20
+            )
+        } else {
+            self.frames += 1;
+            self.events += events;
+            self.bytes += len;
+            return true;
+        };
+        self.truncated = Some(why);
+        false
+    }
+}
+
+/// Decodes one stream of bytes into decode records (the `alarm-center decode` schema), serialised
+/// once, until `budget` runs out (then `budget.truncated` says why).
+pub(crate) fn records(bytes: &[u8], max_frame: usize, budget: &mut Budget) -> Vec<Box<RawValue>> {
+    let mut decoder = Decoder::new(DecoderConfig { max_frame });
+    let mut session = Session::new();
+    let mut out = Vec::new();
+    for frame in decoder.feed(bytes) {
+        if !push(&mut session, &frame, budget, &mut out) {
+            return out;
+        }
+    }
+    for frame in decoder.finish() {
+        if !push(&mut session, &frame, budget, &mut out) {
+            return out;
+        }
+    }
+    out
+}
+
+/// Decodes `frame` and adds its record to `out` if the budget allows.
+fn push(
+    session: &mut Session,
+    frame: &Frame,
+    budget: &mut Budget,
+    out: &mut Vec<Box<RawValue>>,
+) -> bool {
+    if budget.truncated.is_some() {
+        return false;
+    }
+    let decoded = session.decode(frame);
+    let record = FrameRecord {
+        frame,
+        decoded: &decoded,
+        stream: None::<&StreamInfo>,
+        include_raw: true,
+    };
+    let raw = serde_json::value::to_raw_value(&record).unwrap_or_else(|e| {
+        let text =
+            serde_json::json!({"offset": frame.offset, "error": format!("cannot serialise: {e}")});
+        RawValue::from_string(text.to_string()).unwrap_or_else(|_| null())
+    });
+    if !budget.admit(decoded.events.len(), raw.get().len()) {
+        return false;
+    }
+    out.push(raw);
+    true
+}
+
+fn null() -> Box<RawValue> {
+    RawValue::from_string("null".to_owned()).unwrap_or_default()
+}
+
+/// The stored frame's bytes as hex and their decode records.
+pub(crate) fn stored_frame(bytes: &[u8], max_frame: usize) -> (String, Vec<Box<RawValue>>) {
+    (hex(bytes), records(bytes, max_frame, &mut Budget::new()))
+}
+
+/// What the body of a decode request is.
+#[derive(Debug, Clone, Copy)]
+enum Input {
+    Bytes,
+    Hex,
+}
+
+fn input_kind(headers: &HeaderMap) -> ApiResult<Input> {
+    let given = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let essence = given
+        .as_deref()
+        .and_then(|t| t.split(';').next())
+        .map(|t| t.trim().to_ascii_lowercase());
+    match essence.as_deref() {
+        Some(BYTES_TYPE) => Ok(Input::Bytes),
+        Some(HEX_TYPE) => Ok(Input::Hex),
+        _ => Err(ApiError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "Content-Type {}: send a hex dump as {HEX_TYPE} or bytes as {BYTES_TYPE} \
+                 (text/plain and form types are refused: any web page could send them)",
+                given
+                    .as_deref()
+                    .map_or("missing".to_owned(), |t| format!("{t:?}"))
+            ),
+        )),
+    }
+}
+
+#[derive(Serialize)]
+struct StreamAnswer {
+    frames: Vec<Box<RawValue>>,
+}
+
+#[derive(Serialize)]
+struct DecodeAnswer {
+    streams: Vec<StreamAnswer>,
+    truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncated_reason: Option<String>,
+}
+
+/// Decodes a request body into the answer's JSON (on a blocking thread).
+fn decode_body(input: Input, body: &[u8], max_frame: usize) -> ApiResult<(Vec<u8>, bool)> {
+    let owned;
+    let streams: Vec<&[u8]> = match input {
+        Input::Bytes => vec![body],
+        Input::Hex => {
+            let text = std::str::from_utf8(body).map_err(|_| {
+                bad(format!(
+                    "the body is not UTF-8 text; send bytes as {BYTES_TYPE}"
+                ))
+            })?;
+            owned =
+                alarm_center_capture::parse_hex(text).map_err(|e| bad(format!("hex dump: {e}")))?;
+            owned.iter().map(|s| s.bytes.as_slice()).collect()
+        }
+    };
+    let mut budget = Budget::new();
+    let mut answer = DecodeAnswer {
+        streams: Vec::new(),
+        truncated: false,
+        truncated_reason: None,
+    };
+    for stream in streams {
+        if budget.truncated.is_some() {
+            break;
+        }
+        answer.streams.push(StreamAnswer {
+            frames: records(stream, max_frame, &mut budget),
+        });
+    }
+    answer.truncated = budget.truncated.is_some();
+    answer.truncated_reason = budget.truncated;
+    let json = serde_json::to_vec(&answer)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok((json, answer.truncated))
+}
+
+/// `POST /api/decode`: a hex dump (any style `alarm-center decode` reads) as `text/x-hexdump`, or raw
+/// bytes as `application/octet-stream` (at most 4 MiB); the answer lists the frames of each stream, at
+/// most [`MAX_FRAMES`] frames, [`MAX_EVENTS`] events and [`MAX_ANSWER`] bytes (`truncated` and
+/// `truncated_reason` say when and why it stopped). At most two decodes run at once, on blocking
+/// threads (device ingest never waits for them); more get 503 with `Retry-After`.
+pub(crate) async fn decode(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let input = input_kind(&headers)?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    let limits = &api.limits;
+    let Ok(_request) = limits.decode_requests.clone().try_acquire_owned() else {
+        limits.decode_busy.fetch_add(1, Ordering::Relaxed);
+        return Ok(busy("the decoder is busy: retry in a moment"));
+    };
+    let body: Bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
+        let over = e
+            .into_inner()
+            .downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some();
+        if over {
+            too_large()
+        } else {
+            bad("the body could not be read whole")
+        }
+    })?;
+    if body.is_empty() {
+        return Err(bad(format!(
+            "empty body: send a hex dump as {HEX_TYPE} or bytes as {BYTES_TYPE}"
+        )));
+    }
+    let Ok(worker) = limits.decode_workers.clone().try_acquire_owned() else {
+        limits.decode_busy.fetch_add(1, Ordering::Relaxed);
+        return Ok(busy("the decoder is busy: retry in a moment"));
+    };
+    let max_frame = api.state.max_frame;
+    let (json, truncated) = tokio::task::spawn_blocking(move || {
+        let _worker = worker;
+        decode_body(input, &body, max_frame)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    if truncated {
+        limits.decode_truncated.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+fn too_large() -> ApiError {
+    ApiError(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("at most {MAX_BODY} bytes"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alarm_center_proto::encode;
+
+    #[test]
+    fn the_budget_stops_at_the_frame_limit_and_says_why() {
+        let bytes: Vec<u8> = (0..MAX_FRAMES + 5)
+            .flat_map(|i| encode::dvrip_mask(2, 0, (i % 3) as u32))
+            .collect();
+        let mut budget = Budget::new();
+        let out = records(&bytes, 1 << 20, &mut budget);
+        assert_eq!(out.len(), MAX_FRAMES);
+        assert!(budget.truncated.unwrap().contains("10000 frames"));
+    }
+
+    #[test]
+    fn the_budget_stops_before_the_answer_size_limit() {
+        let mut budget = Budget::new();
+        assert!(budget.admit(1, MAX_ANSWER - 10));
+        assert!(!budget.admit(1, 11));
+        assert!(budget.truncated.unwrap().contains("8 MiB"));
+    }
+}

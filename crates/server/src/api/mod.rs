@@ -1,0 +1,313 @@
+//! The HTTP API: devices, events, raw frames, a decode endpoint, sink status, `/metrics`, `/healthz`,
+//! `/readyz`, the live stream and the web UI. JSON everywhere; bad requests get `{"error": "…"}` with
+//! the right status. Bound to 127.0.0.1:8080 by default; any other address needs `api.token` (Bearer
+//! authentication).
+//!
+//! Hostile clients are bounded ([`serve`]): a limit on open connections, a timeout on request heads
+//! and on whole requests, a limit on live streams and on concurrent decodes, answers of bounded size.
+//! Hostile web pages are refused ([`security`]): a `Host` check against DNS rebinding when no token is
+//! set, an `Origin` check and non-simple content types against cross-site requests, and security
+//! headers on every answer.
+
+mod decode;
+mod metrics;
+mod read;
+mod security;
+mod serve;
+mod stream;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alarm_center_store::Db;
+use axum::extract::{FromRef, State};
+use axum::http::{header, StatusCode};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+use crate::stats::Stats;
+
+pub(crate) use serve::serve;
+
+/// `[api]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ApiConfig {
+    /// On or off.
+    pub enabled: bool,
+    /// Address of the HTTP API.
+    pub listen: SocketAddr,
+    /// Bearer token required on `/api/*` and `/metrics`; mandatory when `listen` is not a loopback address.
+    pub token: Option<String>,
+    /// Without a token, the `Host` header must name this server: the listen address, `localhost`,
+    /// `127.0.0.1`, `[::1]` (any port) or one of these names (`name` for any port, `name:port` for
+    /// that port only). Other names are refused with 421 (a web page reaching the API through DNS
+    /// rebinding sends its own name).
+    pub allowed_hosts: Vec<String>,
+    /// Most API connections open at once; further connections are closed at once (and counted in
+    /// `alarm_center_api_connections_refused_total`).
+    pub max_connections: usize,
+    /// Most live event streams (`/api/stream`) at once; further clients get 503.
+    pub max_stream_clients: usize,
+    /// A request head must arrive whole within this long after a connection opens or after the
+    /// previous answer (so also how long an idle keep-alive connection stays open).
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub header_timeout: Duration,
+    /// A request must be read and answered within this long, else 408 (the live stream's answer starts
+    /// at once and then lasts).
+    #[serde(deserialize_with = "crate::config::duration")]
+    pub request_timeout: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token: None,
+            allowed_hosts: Vec::new(),
+            max_connections: 256,
+            max_stream_clients: 64,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ApiConfig {
+    /// Problems with this configuration.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.enabled
+            && !self.listen.ip().is_loopback()
+            && self.token.as_deref().is_none_or(str::is_empty)
+        {
+            problems.push(format!(
+                "api.token is required to listen on {} (not a loopback address)",
+                self.listen
+            ));
+        }
+        if self.max_connections == 0 {
+            problems.push("api.max-connections must be at least 1".into());
+        }
+        if self.max_stream_clients == 0 {
+            problems.push("api.max-stream-clients must be at least 1".into());
+        }
+        for (key, value) in [
+            ("header-timeout", self.header_timeout),
+            ("request-timeout", self.request_timeout),
+        ] {
+            if value.is_zero() {
+                problems.push(format!("api.{key} must be longer than 0"));
+            }
+        }
+        for host in &self.allowed_hosts {
+            if security::split_authority(host).is_none() || host.contains(['/', '@']) {
+                problems.push(format!(
+                    "api.allowed-hosts: {host:?} is not a host name with an optional :port (no scheme, no path)"
+                ));
+            }
+        }
+        problems
+    }
+}
+
+/// What the handlers need.
+#[derive(Clone)]
+pub(crate) struct ApiState {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) shared: Arc<crate::Shared>,
+    pub(crate) token: Option<String>,
+    pub(crate) max_frame: usize,
+    /// Committed events, for the live stream.
+    pub(crate) committed: tokio::sync::broadcast::Sender<crate::Committed>,
+}
+
+/// Most decodes running at once (each on a blocking thread); more get 503.
+const DECODE_WORKERS: usize = 2;
+/// Most decode requests reading their body or decoding at once; more get 503.
+const DECODE_REQUESTS: usize = 8;
+
+/// Limits and counters of one API server, shared by its accept loop and its handlers.
+pub(crate) struct Limits {
+    /// One permit per open connection.
+    connections: Arc<Semaphore>,
+    max_connections: usize,
+    /// One permit per live stream.
+    streams: Arc<Semaphore>,
+    max_streams: usize,
+    /// One permit per decode request (body and decoding).
+    decode_requests: Arc<Semaphore>,
+    /// One permit per running decode.
+    decode_workers: Arc<Semaphore>,
+    /// Connections closed at once: over `api.max-connections`.
+    connections_refused: AtomicU64,
+    /// Live streams refused: over `api.max-stream-clients`.
+    streams_refused: AtomicU64,
+    /// Decode requests refused because the decoder was busy.
+    decode_busy: AtomicU64,
+    /// Decode answers cut short at a limit.
+    decode_truncated: AtomicU64,
+}
+
+impl Limits {
+    fn new(config: &ApiConfig) -> Limits {
+        let max_connections = config.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+        let max_streams = config.max_stream_clients.clamp(1, Semaphore::MAX_PERMITS);
+        Limits {
+            connections: Arc::new(Semaphore::new(max_connections)),
+            max_connections,
+            streams: Arc::new(Semaphore::new(max_streams)),
+            max_streams,
+            decode_requests: Arc::new(Semaphore::new(DECODE_REQUESTS)),
+            decode_workers: Arc::new(Semaphore::new(DECODE_WORKERS)),
+            connections_refused: AtomicU64::new(0),
+            streams_refused: AtomicU64::new(0),
+            decode_busy: AtomicU64::new(0),
+            decode_truncated: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The router's state: the handlers' state and the server's limits.
+#[derive(Clone)]
+pub(crate) struct Api {
+    pub(crate) state: ApiState,
+    pub(crate) limits: Arc<Limits>,
+}
+
+impl FromRef<Api> for ApiState {
+    fn from_ref(api: &Api) -> ApiState {
+        api.state.clone()
+    }
+}
+
+/// An API error: a status and a message, as `{"error": "…"}`.
+pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
+
+pub(crate) fn bad(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.into())
+}
+
+/// A 503 for a limit reached: `{"error": "…"}` and `Retry-After: 1`.
+pub(crate) fn busy(message: impl Into<String>) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "1")],
+        Json(json!({"error": message.into()})),
+    )
+        .into_response()
+}
+
+/// Runs a store query on a read-only connection off the async threads.
+pub(crate) async fn query<T: Send + 'static>(
+    state: &ApiState,
+    f: impl FnOnce(&Db) -> alarm_center_store::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    let dir = state.data_dir.clone();
+    tokio::task::spawn_blocking(move || Db::open_read_only(&dir).and_then(|db| f(&db)))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")))
+}
+
+/// The routes, the security checks and headers, and the request timeout.
+fn app(api: Api) -> Router {
+    let config = &api.state.shared.config.api;
+    let protected = Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/devices", get(read::devices))
+        .route("/api/devices/{id}/connections", get(read::connections))
+        .route("/api/events", get(read::events))
+        .route("/api/frames", get(read::frames))
+        .route("/api/frames/{id}", get(read::frame))
+        .route("/api/frames/{id}/raw", get(read::frame_raw))
+        .route("/api/decode", post(decode::decode))
+        .route("/api/sinks", get(read::sinks))
+        .route("/api/stream", get(stream::stream))
+        .route_layer(middleware::from_fn_with_state(api.clone(), security::auth));
+    let routes = Router::new()
+        .route(
+            "/",
+            get(|| async {
+                ui(
+                    "text/html; charset=utf-8",
+                    include_str!("../../ui/index.html"),
+                )
+            }),
+        )
+        .route(
+            "/app.js",
+            get(|| async {
+                ui(
+                    "text/javascript; charset=utf-8",
+                    include_str!("../../ui/app.js"),
+                )
+            }),
+        )
+        .route(
+            "/style.css",
+            get(|| async {
+                ui(
+                    "text/css; charset=utf-8",
+                    include_str!("../../ui/style.css"),
+                )
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(protected)
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .layer(middleware::from_fn(security::check_origin))
+        .layer(middleware::from_fn_with_state(
+            api.clone(),
+            security::check_host,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ));
+    security::with_headers(routes).with_state(api)
+}
+
+/// A file of the web UI, embedded in the binary (no CDN, nothing fetched from elsewhere).
+fn ui(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /readyz`: 200 while the store answers and commits succeed; 503 while commits fail (a full
+/// disk, a read-only file system: the writer retries and ingest waits) or the store cannot be read.
+async fn readyz(State(state): State<ApiState>) -> ApiResult<Response> {
+    if let Some(error) = state.stats.store_failure() {
+        let body: Value =
+            json!({"ready": false, "error": format!("store writes are failing: {error}")});
+        return Ok((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response());
+    }
+    let events = query(&state, |db| db.last_event_id()).await?;
+    let body: Value = json!({"ready": true, "last_event_id": events});
+    Ok(Json(body).into_response())
+}
