@@ -184,6 +184,21 @@ impl Connection {
         }
     }
 
+    /// Hands a record to the store writer, waiting for room when its queue is full. Such a wait is a
+    /// stall: while it lasts nobody reads the sockets, and supervision must not take the silence for
+    /// devices going quiet. A closed queue means the server is stopping after a fatal store error.
+    async fn queue(&self, record: Record) {
+        match self.shared.tx.try_send(record) {
+            Ok(()) => {}
+            Err(tokio::sync::mpsc::error::TrySendError::Full(record)) => {
+                self.shared.registry.note_stall();
+                let _ = self.shared.tx.send(record).await;
+                self.shared.registry.note_stall();
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
     /// Sends the answers owed to HTTP requests, in order, each after its commit. Returns why the
     /// connection must close, if it must.
     async fn answer(&mut self, answers: Vec<Answer>, stream: &mut TcpStream) -> Option<String> {
@@ -273,6 +288,12 @@ impl Connection {
 
     /// Decodes, attributes and hands one frame to the writer. Returns the answer an HTTP request is owed.
     async fn process(&mut self, frame: Frame, stream: &mut TcpStream) -> Option<Answer> {
+        // One device's frames reach the store in the order their meaning was decided, whichever of
+        // its connections they came on (decoding, online/offline and the queueing happen in turn).
+        let mut order = match &self.device {
+            Some(device) => Some((device.clone(), device.order.clone().lock_owned().await)),
+            None => None,
+        };
         let stats = self.shared.stats.clone();
         Stats::inc(&stats.frames);
         self.frames += 1;
@@ -332,9 +353,18 @@ impl Connection {
         let identified = attach
             .then(|| self.attribute(&frame, &mut decoded, received_ms, &mut devices, &mut events))
             .flatten();
+        if let Some(device) = self.device.clone().filter(|_| attach) {
+            if !order
+                .as_ref()
+                .is_some_and(|(held, _)| Arc::ptr_eq(held, &device))
+            {
+                drop(order.take());
+                order = Some((device.clone(), device.order.clone().lock_owned().await));
+            }
+        }
         if let Some(identified) = identified {
             // Records the connection's device in its history row (waits for room like every record).
-            let _ = self.shared.tx.send(Record::Closed(identified)).await;
+            self.queue(Record::Closed(identified)).await;
         }
         if let Some(device) = self.device.clone().filter(|_| attach) {
             self.shared.registry.touch(&device);
@@ -391,8 +421,8 @@ impl Connection {
             received,
             committed,
         };
-        // A closed channel means the server is stopping after a fatal store error: nothing to add.
-        let _ = self.shared.tx.send(Record::Frame(Box::new(record))).await;
+        self.queue(Record::Frame(Box::new(record))).await;
+        drop(order);
         if self.shared.config.server.reply_to_requests {
             self.reply(&frame, &decoded, stream).await;
         }
@@ -541,12 +571,15 @@ impl Connection {
         if !state.online {
             state.online = true;
             changed = true;
-            update.state = Some(("online".into(), received_ms));
+            // Stamped after the state it ends, even if this frame was read before it was decided.
+            let at = received_ms.max(state.state_since_ms + 1);
+            state.state_since_ms = at;
+            update.state = Some(("online".into(), at));
             update.peer = Some(self.peer.to_string());
             events.push(device_event(
                 &device.id,
                 "DeviceOnline",
-                received_ms,
+                at,
                 serde_json::json!({"peer": self.peer.to_string(), "connection": self.id}),
             ));
         }

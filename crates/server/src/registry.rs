@@ -73,6 +73,9 @@ pub(crate) struct Device {
     /// Last frame received, milliseconds since the registry started (monotonic clock).
     last_seen: AtomicU64,
     state: Mutex<DeviceState>,
+    /// Held from deciding what a frame (or the supervisor) means for the device until its record
+    /// is queued for the store: the store receives one device's records in the order of decisions.
+    pub(crate) order: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The part of a device's state changed under its lock.
@@ -94,6 +97,9 @@ pub(crate) struct DeviceState {
     pub(crate) connections: Vec<(i64, IpAddr)>,
     /// The identity fields last written to the store.
     pub(crate) reported: DeviceInfo,
+    /// When the device last changed state (online/offline), ms since the Unix epoch: the next change
+    /// is stamped later, whichever task makes it.
+    pub(crate) state_since_ms: i64,
     /// How many times the device went offline: connections with their own protocol state (devices
     /// known by address only) start it afresh when this changes.
     pub(crate) generation: u64,
@@ -144,6 +150,8 @@ pub(crate) struct Registry {
     known: Vec<Known>,
     default_zone: TimeZone,
     allow_unknown: bool,
+    /// Last time ingest was held up (the store queue full or commits failing), registry clock ms.
+    stalled_at: AtomicU64,
     /// `[server] http-username/http-password`.
     http_credentials: Option<Credentials>,
     started: Instant,
@@ -171,6 +179,7 @@ impl Registry {
             known,
             default_zone,
             allow_unknown: config.server.allow_unknown_devices,
+            stalled_at: AtomicU64::new(0),
             http_credentials: crate::config::http_credentials(
                 &config.server.http_username,
                 &config.server.http_password,
@@ -295,6 +304,7 @@ impl Registry {
                         .collect()
                 })
                 .unwrap_or_default(),
+            order: Arc::new(tokio::sync::Mutex::new(())),
             last_seen: AtomicU64::new(self.clock_ms()),
             state: Mutex::new(DeviceState::default()),
         });
@@ -314,6 +324,13 @@ impl Registry {
         state.sends_keepalives = period.is_some();
     }
 
+    /// Records that ingest is held up now: connections wait for room in the store queue instead of
+    /// reading their sockets, so silence is measured from the end of the stall, not from frames that
+    /// nobody read.
+    pub(crate) fn note_stall(&self) {
+        self.stalled_at.store(self.clock_ms(), Ordering::Relaxed);
+    }
+
     /// Records that `device` was heard from now.
     pub(crate) fn touch(&self, device: &Device) {
         device.last_seen.store(self.clock_ms(), Ordering::Relaxed);
@@ -323,18 +340,33 @@ impl Registry {
     /// none is announced or configured.
     pub(crate) fn overdue(&self, default: Duration, grace: Duration) -> Vec<Arc<Device>> {
         let now = self.clock_ms();
+        // Frames that waited in sockets while ingest was held up are no silence (see `note_stall`).
+        let stalled_at = self.stalled_at.load(Ordering::Relaxed);
         let devices: Vec<Arc<Device>> = self.map().values().cloned().collect();
         devices
             .into_iter()
-            .filter(|d| {
-                let state = d.lock();
-                let limit = (d.period(&state, default) + grace).as_millis() as u64;
-                let supervised = state.sends_keepalives || d.configured_period.is_some();
-                supervised
-                    && state.online
-                    && now.saturating_sub(d.last_seen.load(Ordering::Relaxed)) > limit
-            })
+            .filter(|d| Self::silent(d, now, stalled_at, default, grace))
             .collect()
+    }
+
+    /// Whether `device` is still overdue now (it may have been heard from since `overdue` said so).
+    pub(crate) fn still_overdue(
+        &self,
+        device: &Device,
+        default: Duration,
+        grace: Duration,
+    ) -> bool {
+        let stalled_at = self.stalled_at.load(Ordering::Relaxed);
+        Self::silent(device, self.clock_ms(), stalled_at, default, grace)
+    }
+
+    fn silent(d: &Device, now: u64, stalled_at: u64, default: Duration, grace: Duration) -> bool {
+        let state = d.lock();
+        let limit = (d.period(&state, default) + grace).as_millis() as u64;
+        let supervised = state.sends_keepalives || d.configured_period.is_some();
+        supervised
+            && state.online
+            && now.saturating_sub(d.last_seen.load(Ordering::Relaxed).max(stalled_at)) > limit
     }
 
     /// Every device.

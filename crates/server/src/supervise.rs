@@ -21,18 +21,32 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             () = shared.shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
+        if shared.tx.capacity() == 0 || shared.stats.store_failure().is_some() {
+            // Ingest is held up: frames wait unread in sockets; they are no silence.
+            shared.registry.note_stall();
+        }
         if !shared.config.auto_clear.is_empty() && auto_clear(&shared).await.is_err() {
             return;
         }
         for device in shared.registry.overdue(sup.keepalive, sup.grace) {
-            let now_ms = crate::time::now_ms();
+            // Decided and queued in turn with the device's frames (see `Device::order`).
+            let _order = device.order.clone().lock_owned().await;
+            if !shared
+                .registry
+                .still_overdue(&device, sup.keepalive, sup.grace)
+            {
+                continue;
+            }
             let mut events = Vec::new();
+            let now_ms;
             {
                 let mut state = device.lock();
                 if !state.online {
                     continue;
                 }
                 state.online = false;
+                now_ms = crate::time::now_ms().max(state.state_since_ms + 1);
+                state.state_since_ms = now_ms;
                 let period = device.period(&state, sup.keepalive);
                 tracing::warn!(device = %device.id, period = ?period, grace = ?sup.grace, active_alarms = state.active.len(), "device offline: nothing received");
                 events.push(device_event(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use alarm_center_server::{Committed, Config, Server};
 use alarm_center_store::StoredEvent;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 
 pub(crate) struct TestServer {
@@ -31,7 +31,8 @@ pub(crate) async fn start_with(dir: tempfile::TempDir, config: Config) -> TestSe
         .with_env_filter(filter)
         .with_test_writer()
         .try_init();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // As `alarm-center serve` binds it: a deep accept queue (server.listen-backlog).
+    let listener = alarm_center_server::bind_devices("127.0.0.1:0".parse().unwrap(), 4096).unwrap();
     let server = Server::start(config, listener).await.unwrap();
     let events = server.subscribe();
     TestServer {
