@@ -73,6 +73,15 @@ pub struct ServerConfig {
     pub reply_to_requests: bool,
     /// Accept devices that match no `[[devices]]` entry.
     pub allow_unknown_devices: bool,
+    /// Most new devices (neither configured nor known yet) created per minute from one source address
+    /// (an IPv6 /64 counts as one address); 0 = no limit.
+    pub max_new_devices_per_ip_per_minute: u32,
+    /// Most new devices created per minute from all addresses together; 0 = no limit.
+    pub max_new_devices_per_minute: u32,
+    /// Forget a device that matches no `[[devices]]` entry once it has sent no frame for this long
+    /// (its row goes from the store, its events and frames stay); zero = never.
+    #[serde(deserialize_with = "duration")]
+    pub device_expiry: Duration,
     /// Time zone of device clocks when a device has none configured (`local` = this machine's).
     pub timezone: String,
     /// Interval of the statistics log line.
@@ -96,6 +105,9 @@ impl Default for ServerConfig {
             frame_timeout: Duration::from_secs(30),
             reply_to_requests: false,
             allow_unknown_devices: true,
+            max_new_devices_per_ip_per_minute: 100,
+            max_new_devices_per_minute: 1000,
+            device_expiry: Duration::from_secs(30 * 86_400),
             timezone: "local".into(),
             stats_interval: Duration::from_secs(60),
             http_username: None,
@@ -431,6 +443,9 @@ impl Config {
         if s.frame_timeout < Duration::from_millis(100) {
             problems.push("server.frame-timeout must be at least 100ms".to_owned());
         }
+        if !s.device_expiry.is_zero() && s.device_expiry < Duration::from_secs(1) {
+            problems.push("server.device-expiry must be 0s (never) or at least 1s".to_owned());
+        }
         if s.stats_interval < Duration::from_secs(1) {
             problems.push("server.stats-interval must be at least 1s".to_owned());
         }
@@ -518,6 +533,12 @@ mod tests {
         let config = Config::load(None, env(&[])).unwrap();
         assert_eq!(config.server.listen, "0.0.0.0:15002".parse().unwrap());
         assert_eq!(config.store.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.server.max_new_devices_per_ip_per_minute, 100);
+        assert_eq!(config.server.max_new_devices_per_minute, 1000);
+        assert_eq!(
+            config.server.device_expiry,
+            Duration::from_secs(30 * 86_400)
+        );
     }
 
     #[test]
@@ -538,6 +559,17 @@ mod tests {
         assert!(config.server.reply_to_requests);
         assert_eq!(config.supervision.grace, Duration::from_secs(5));
         assert_eq!(config.store.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn device_expiry_is_never_or_at_least_a_second() {
+        let key = "ALARM_CENTER_SERVER__DEVICE_EXPIRY";
+        let never = Config::load(None, env(&[(key, "0s")])).unwrap();
+        assert!(never.server.device_expiry.is_zero());
+        let err = Config::load(None, env(&[(key, "500ms")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.device-expiry"), "{err}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::http_mode::{self, Answer, Verdict};
+use crate::new_devices::Refusal;
 use crate::registry::Device;
 use crate::stats::Stats;
 use crate::writer::{FrameRecord as WriteFrame, Record};
@@ -53,6 +54,8 @@ pub(crate) struct Connection {
     last_seen_written: Option<Instant>,
     /// Set when the connection identified a device that is not configured while unknown devices are refused.
     refused: bool,
+    /// Why the connection closes: a frame would have created a device past a new-device limit.
+    limited: Option<String>,
     /// An HTTP authentication failure was logged for this connection.
     auth_logged: bool,
     /// Stream offset of the HTTP request last sent `100 Continue`.
@@ -81,6 +84,7 @@ impl Connection {
             bytes: 0,
             last_seen_written: None,
             refused: false,
+            limited: None,
             auth_logged: false,
             continued: None,
             generation: 0,
@@ -163,7 +167,8 @@ impl Connection {
                     for frame in frames {
                         answers.extend(self.process(frame, stream).await);
                     }
-                    if let Some(reason) = self.answer(answers, stream).await {
+                    let closing = self.answer(answers, stream).await;
+                    if let Some(reason) = self.limited.clone().or(closing) {
                         return reason;
                     }
                     if let Err(e) = self.continue_if_expected(stream).await {
@@ -338,21 +343,13 @@ impl Connection {
                 &mut self.auth_logged,
             )
         });
-        // A refused HTTP request is kept as a frame, without device or events. An HTTP request that
-        // carries neither events nor identity (a scanner's `GET /`) attaches no device either.
-        let attach = match &verdict {
-            Some(Verdict::Refuse(_)) => false,
-            Some(Verdict::Accept(_)) => {
-                self.device.is_some()
-                    || !decoded.events.is_empty()
-                    || decoded.kind == Kind::Keepalive
-                    || !decoded.device.is_empty()
-            }
-            None => true,
-        };
+        // A frame that attaches no device is kept without device or events.
+        let attach = self.attaches(verdict.as_ref(), &decoded);
         let identified = attach
             .then(|| self.attribute(&frame, &mut decoded, received_ms, &mut devices, &mut events))
             .flatten();
+        // Refused by a new-device limit just now: the frame is kept without device or events.
+        let attach = attach && self.limited.is_none();
         if let Some(device) = self.device.clone().filter(|_| attach) {
             if !order
                 .as_ref()
@@ -403,6 +400,9 @@ impl Connection {
             Some(Verdict::Accept(answer)) if self.refused => {
                 Some(Verdict::Refuse(http_mode::refused_unknown(answer.head)))
             }
+            Some(Verdict::Accept(answer)) if self.limited.is_some() => {
+                Some(Verdict::Refuse(http_mode::new_device_limited(answer.head)))
+            }
             verdict => verdict,
         };
         let (answer, committed) = match verdict {
@@ -427,6 +427,25 @@ impl Connection {
             self.reply(&frame, &decoded, stream).await;
         }
         answer
+    }
+
+    /// Whether a frame may attach the connection to a device: not a refused HTTP request, nor an HTTP
+    /// request that carries neither events nor identity (a scanner's `GET /`), nor anything after a
+    /// frame refused by a new-device limit (the connection is closing).
+    fn attaches(&self, verdict: Option<&Verdict>, decoded: &Decoded) -> bool {
+        if self.limited.is_some() {
+            return false;
+        }
+        match verdict {
+            Some(Verdict::Refuse(_)) => false,
+            Some(Verdict::Accept(_)) => {
+                self.device.is_some()
+                    || !decoded.events.is_empty()
+                    || decoded.kind == Kind::Keepalive
+                    || !decoded.device.is_empty()
+            }
+            None => true,
+        }
     }
 
     /// Attaches the connection to the device the frame identifies (first frame, or a stronger identity).
@@ -462,7 +481,13 @@ impl Connection {
             }
             return None;
         }
-        let (device, created) = registry.get_or_create(&identity.id);
+        let (device, created) = match registry.admit(&identity.id, self.peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                self.limit_new_device(&identity.id, refusal);
+                return None;
+            }
+        };
         let mut state = device.lock();
         if identity.strong {
             // A device named by what it sends keeps one protocol state (0x69 masks) across its
@@ -540,6 +565,17 @@ impl Connection {
             bytes: self.bytes,
         };
         Some(close)
+    }
+
+    /// A frame would have created device `id` past a new-device limit: nothing is created, the
+    /// connection closes (the device retries later), the refusal is counted and, once a minute per
+    /// address, logged.
+    fn limit_new_device(&mut self, id: &str, refusal: Refusal) {
+        Stats::inc(&self.shared.stats.new_devices_refused);
+        if refusal.log {
+            tracing::warn!(conn = self.id, peer = %self.peer, device = %id, limit = %refusal.limit, "new device refused: connection closed, frame kept without device (logged once a minute per address)");
+        }
+        self.limited = Some(format!("new-device limit: {}", refusal.limit));
     }
 
     /// Online transition, alarm tracking, events and the device row for a frame of `device`.

@@ -192,6 +192,19 @@ pub(crate) fn refused_unknown(head: bool) -> Answer {
     )
 }
 
+/// The answer to a request that would have created a device past a new-device limit: try again in
+/// a minute.
+pub(crate) fn new_device_limited(head: bool) -> Answer {
+    let mut answer = Answer::new(
+        503,
+        "new-device limit reached; try again later\n",
+        false,
+        head,
+    );
+    answer.headers.push(("Retry-After", "60".to_owned()));
+    answer
+}
+
 /// The `100 Continue` interim answer.
 pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 

@@ -7,6 +7,7 @@ pub mod config;
 mod connection;
 mod http_auth;
 mod http_mode;
+mod new_devices;
 mod registry;
 pub mod sinks;
 pub mod stats;
@@ -122,11 +123,14 @@ impl Server {
         let db = Db::open(&config.store.data_dir, config.store.sync)?;
         tracing::info!(path = %db.path().display(), "store opened");
         let registry = Registry::new(&config);
+        let now_ms = crate::time::now_ms();
         for device in db.devices()? {
+            let silent_ms = u64::try_from(now_ms.saturating_sub(device.last_seen_ms)).unwrap_or(0);
             registry.restore(
                 &device.id,
                 device.state == "online",
                 device.keepalive_period,
+                silent_ms,
             );
         }
         let next_connection = AtomicI64::new(db.max_connection_id()? + 1);

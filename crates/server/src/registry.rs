@@ -1,6 +1,7 @@
 //! Devices known to the server: identity resolution, per-device protocol state, online/offline.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::config::{Config, DeviceConfig};
 use crate::http_auth::Credentials;
+use crate::new_devices::{NewDeviceLimiter, Refusal, MAX_SOURCES};
 
 /// A configured device with its matchers normalised.
 #[derive(Debug, Clone)]
@@ -70,8 +72,13 @@ pub(crate) struct Device {
     configured_period: Option<Duration>,
     /// Configured channel names by 1-based channel.
     channels: HashMap<i64, String>,
+    /// True when it matches a `[[devices]]` entry: it never expires.
+    configured: bool,
     /// Last frame received, milliseconds since the registry started (monotonic clock).
     last_seen: AtomicU64,
+    /// How long it had been silent when the server started, milliseconds (restored from the store;
+    /// 0 once it is heard from).
+    silent_before: AtomicU64,
     state: Mutex<DeviceState>,
     /// Held from deciding what a frame (or the supervisor) means for the device until its record
     /// is queued for the store: the store receives one device's records in the order of decisions.
@@ -126,6 +133,18 @@ impl Device {
             .or(self.configured_period)
             .unwrap_or(default)
     }
+
+    /// Milliseconds without a frame at `now` (registry clock), silence before the start included.
+    fn silence_ms(&self, now: u64) -> u64 {
+        now.saturating_sub(self.last_seen.load(Ordering::Relaxed))
+            .saturating_add(self.silent_before.load(Ordering::Relaxed))
+    }
+
+    /// Whether it is to be forgotten at `now`: not configured, no connection open, silent for
+    /// `after_ms` milliseconds.
+    fn expired(&self, now: u64, after_ms: u64) -> bool {
+        !self.configured && self.silence_ms(now) >= after_ms && self.lock().connections.is_empty()
+    }
 }
 
 impl DeviceState {
@@ -156,6 +175,8 @@ pub(crate) struct Registry {
     http_credentials: Option<Credentials>,
     started: Instant,
     devices: Mutex<HashMap<String, Arc<Device>>>,
+    /// `server.max-new-devices-per-ip-per-minute` and `server.max-new-devices-per-minute`.
+    new_devices: Mutex<NewDeviceLimiter>,
 }
 
 impl Registry {
@@ -188,6 +209,12 @@ impl Registry {
             .flatten(),
             started: Instant::now(),
             devices: Mutex::new(HashMap::new()),
+            new_devices: Mutex::new(NewDeviceLimiter::new(
+                config.server.max_new_devices_per_ip_per_minute,
+                config.server.max_new_devices_per_minute,
+                MAX_SOURCES,
+                Instant::now(),
+            )),
         }
     }
 
@@ -283,14 +310,45 @@ impl Registry {
         }
     }
 
-    /// The device `id`, created on first use; `new` is true when this call created it.
-    pub(crate) fn get_or_create(&self, id: &str) -> (Arc<Device>, bool) {
+    /// The device `id`, created on first use; `new` is true when this call created it. A device
+    /// neither configured nor known yet counts against the new-device limits of `source`, and is not
+    /// created when they refuse it.
+    pub(crate) fn admit(&self, id: &str, source: IpAddr) -> Result<(Arc<Device>, bool), Refusal> {
+        self.entry(id, || {
+            self.new_devices
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .admit(source, Instant::now())
+        })
+    }
+
+    /// The device `id`, or a new one when `allow` (asked only for a device neither configured nor
+    /// known) lets it be created.
+    fn entry<E>(
+        &self,
+        id: &str,
+        allow: impl FnOnce() -> Result<(), E>,
+    ) -> Result<(Arc<Device>, bool), E> {
         let mut map = self.map();
         if let Some(device) = map.get(id) {
-            return (device.clone(), false);
+            // Heard from now, under the map's lock: an expiry pass cannot forget the device between
+            // this and the connection attaching to it.
+            device.last_seen.store(self.clock_ms(), Ordering::Relaxed);
+            device.silent_before.store(0, Ordering::Relaxed);
+            return Ok((device.clone(), false));
         }
         let known = self.known.iter().find(|k| k.config.id == id);
-        let device = Arc::new(Device {
+        if known.is_none() {
+            allow()?;
+        }
+        let device = Arc::new(self.new_device(id, known));
+        map.insert(id.to_owned(), device.clone());
+        Ok((device, true))
+    }
+
+    /// A device of id `id`, configured by `known` if any, heard from now.
+    fn new_device(&self, id: &str, known: Option<&Known>) -> Device {
+        Device {
             id: id.to_owned(),
             name: known.and_then(|k| k.config.name.clone()),
             zone: known.map_or_else(|| self.default_zone.clone(), |k| k.zone.clone()),
@@ -305,16 +363,18 @@ impl Registry {
                 })
                 .unwrap_or_default(),
             order: Arc::new(tokio::sync::Mutex::new(())),
+            configured: known.is_some(),
             last_seen: AtomicU64::new(self.clock_ms()),
+            silent_before: AtomicU64::new(0),
             state: Mutex::new(DeviceState::default()),
-        });
-        map.insert(id.to_owned(), device.clone());
-        (device, true)
+        }
     }
 
     /// Registers a device found in the store at startup: it gets a whole period plus grace to reconnect.
-    pub(crate) fn restore(&self, id: &str, online: bool, period: Option<u32>) {
-        let (device, _) = self.get_or_create(id);
+    /// `silent_ms` is how long ago its last frame came, milliseconds: it counts towards its expiry.
+    pub(crate) fn restore(&self, id: &str, online: bool, period: Option<u32>, silent_ms: u64) {
+        let Ok((device, _)) = self.entry(id, || Ok::<(), Infallible>(()));
+        device.silent_before.store(silent_ms, Ordering::Relaxed);
         let mut state = device.lock();
         state.persisted = true;
         state.online = online;
@@ -367,6 +427,28 @@ impl Registry {
         supervised
             && state.online
             && now.saturating_sub(d.last_seen.load(Ordering::Relaxed).max(stalled_at)) > limit
+    }
+
+    /// Forgets the devices that match no `[[devices]]` entry, have no connection open and sent no
+    /// frame for `after` (silence before the start included); returns their ids. One pass over every
+    /// device under the registry's lock.
+    pub(crate) fn expire(&self, after: Duration) -> Vec<String> {
+        let now = self.clock_ms();
+        let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        let mut map = self.map();
+        let mut gone = Vec::new();
+        map.retain(|id, device| {
+            let expired = device.expired(now, after_ms);
+            if expired {
+                gone.push(id.clone());
+            }
+            !expired
+        });
+        // After a flood of random serials expired, give the table's memory back.
+        if map.capacity() > 4 * map.len() + 1024 {
+            map.shrink_to_fit();
+        }
+        gone
     }
 
     /// Every device.

@@ -23,6 +23,12 @@ pub struct Stats {
     pub identity_conflicts: AtomicU64,
     /// Connections closed because the device is not configured and unknown devices are refused.
     pub closed_unknown_device: AtomicU64,
+    /// Connections closed because their frame would have created a device past
+    /// `server.max-new-devices-per-ip-per-minute` or `server.max-new-devices-per-minute` (the frame
+    /// is kept, without device).
+    pub new_devices_refused: AtomicU64,
+    /// Devices forgotten after `server.device-expiry` of silence (never configured ones only).
+    pub devices_expired: AtomicU64,
     /// Connections open now (gauge).
     pub connections_open: AtomicU64,
     /// Bytes received.

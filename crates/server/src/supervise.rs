@@ -1,9 +1,11 @@
-//! Supervision: a device that sends nothing for its keep-alive period plus the grace goes offline.
+//! Supervision: a device that sends nothing for its keep-alive period plus the grace goes offline; a
+//! never-configured device that sends nothing for `server.device-expiry` is forgotten.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use alarm_center_store::{DeviceUpdate, NewEvent};
+use alarm_center_store::{DeviceRemoval, DeviceUpdate, NewEvent};
+use tokio::time::Instant;
 
 use crate::stats::Stats;
 use crate::writer::Record;
@@ -12,10 +14,21 @@ use crate::{device_event, Shared};
 /// How often silence is checked.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// How often expiry is checked: a pass looks at every device, so at most once a minute.
+const EXPIRY_EVERY: Duration = Duration::from_secs(60);
+
+/// The time between two expiry passes for `server.device-expiry` = `expiry`: a minute, or a
+/// quarter of a shorter expiry (but at least [`CHECK_EVERY`]).
+fn expiry_interval(expiry: Duration) -> Duration {
+    (expiry / 4).clamp(CHECK_EVERY, EXPIRY_EVERY)
+}
+
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let sup = &shared.config.supervision;
+    let expiry = shared.config.server.device_expiry;
+    let mut next_expiry = Instant::now();
     loop {
         tokio::select! {
             () = shared.shutdown.cancelled() => return,
@@ -27,6 +40,12 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         }
         if !shared.config.auto_clear.is_empty() && auto_clear(&shared).await.is_err() {
             return;
+        }
+        if !expiry.is_zero() && Instant::now() >= next_expiry {
+            next_expiry = Instant::now() + expiry_interval(expiry);
+            if expire(&shared, expiry).await.is_err() {
+                return;
+            }
         }
         for device in shared.registry.overdue(sup.keepalive, sup.grace) {
             // Decided and queued in turn with the device's frames (see `Device::order`).
@@ -100,6 +119,38 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             }
         }
     }
+}
+
+/// `server.device-expiry`: forgets the never-configured devices silent for `after` (and with no
+/// connection open) and deletes their rows; their events and frames stay.
+async fn expire(shared: &Shared, after: Duration) -> Result<(), ()> {
+    let gone = shared.registry.expire(after);
+    if gone.is_empty() {
+        return Ok(());
+    }
+    shared
+        .stats
+        .devices_expired
+        .fetch_add(gone.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(
+        devices = gone.len(),
+        sample = ?&gone[..gone.len().min(5)],
+        expiry = ?after,
+        "devices expired: never configured and silent for server.device-expiry; their rows are deleted, their events and frames stay"
+    );
+    // A row written after this pass (the device came back and was created anew) has a later
+    // `last_seen` and stays; the expired ones were last seen a whole expiry ago or earlier.
+    let half_ms = i64::try_from(after.as_millis() / 2).unwrap_or(i64::MAX);
+    let silent_since = crate::time::now_ms().saturating_sub(half_ms);
+    let removals = gone
+        .into_iter()
+        .map(|id| DeviceRemoval { id, silent_since })
+        .collect();
+    shared
+        .tx
+        .send(Record::Forget(removals))
+        .await
+        .map_err(|_| ())
 }
 
 /// `[auto-clear]`: a synthetic stop for every alarm started longer ago than its code's limit.

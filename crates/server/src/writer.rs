@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alarm_center_store::{
-    Batch, ConnectionClose, ConnectionOpen, Db, DeviceUpdate, NewEvent, NewFrame, Retention,
-    RetentionReport, StoredEvent,
+    Batch, ConnectionClose, ConnectionOpen, Db, DeviceRemoval, DeviceUpdate, NewEvent, NewFrame,
+    Retention, RetentionReport, StoredEvent,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
@@ -31,6 +31,8 @@ pub(crate) enum Record {
         /// Device rows to update.
         devices: Vec<DeviceUpdate>,
     },
+    /// Expired devices whose rows go (after the rest of the batch).
+    Forget(Vec<DeviceRemoval>),
 }
 
 /// A received frame with its events and device update.
@@ -85,6 +87,7 @@ fn add(
 ) -> Option<Instant> {
     match record {
         Record::Opened(open) => batch.opened.push(open),
+        Record::Forget(removals) => batch.removed_devices.extend(removals),
         Record::Closed(close) => batch.closed.push(close),
         Record::Events { events, devices } => {
             batch.devices.extend(devices);
@@ -143,7 +146,7 @@ fn record_bytes(record: &Record) -> usize {
     match record {
         Record::Frame(r) => r.frame.as_ref().map_or(0, |f| f.bytes.len()) + data(&r.events),
         Record::Events { events, .. } => data(events),
-        Record::Opened(_) | Record::Closed(_) => 0,
+        Record::Opened(_) | Record::Closed(_) | Record::Forget(_) => 0,
     }
 }
 

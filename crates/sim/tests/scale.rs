@@ -6,7 +6,8 @@
 //! ```
 //!
 //! `SIM_SCALE_TARGET=host:port` points them at an external server (or drain listener) instead of the
-//! in-process one; `SIM_SCALE_DEVICES` overrides the device count of the 10k test. The mixed runs include
+//! in-process one (a server needs `server.max-new-devices-per-ip-per-minute` and
+//! `server.max-new-devices-per-minute` at 0: every simulated device is new and comes from one address); `SIM_SCALE_DEVICES` overrides the device count of the 10k test. The mixed runs include
 //! HTTP devices, which wait for an answer to each request: a drain that does not answer HTTP requests
 //! makes them time out (5 s) and reconnect.
 

@@ -18,7 +18,8 @@ pub use retention::{
 };
 pub use sinks::{DeadLetter, Entity, SinkCounts, SinkCursor};
 pub use write::{
-    Batch, ConnectionClose, ConnectionOpen, DeviceUpdate, NewEvent, NewFrame, WriteResult,
+    Batch, ConnectionClose, ConnectionOpen, DeviceRemoval, DeviceUpdate, NewEvent, NewFrame,
+    WriteResult,
 };
 
 /// Store errors.

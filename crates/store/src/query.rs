@@ -88,6 +88,9 @@ pub struct DeviceRow {
     pub first_seen: String,
     /// Last frame, RFC 3339.
     pub last_seen: String,
+    /// Last frame, unix milliseconds (not serialized: `last_seen` says it for people).
+    #[serde(skip)]
+    pub last_seen_ms: i64,
     /// Keep-alive period, seconds.
     pub keepalive_period: Option<u32>,
 }
@@ -183,6 +186,7 @@ impl Db {
                 state_since: format_ms(r.get(9)?),
                 first_seen: format_ms(r.get(10)?),
                 last_seen: format_ms(r.get(11)?),
+                last_seen_ms: r.get(11)?,
                 keepalive_period: r.get(12)?,
             })
         })?;

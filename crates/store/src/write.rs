@@ -115,6 +115,16 @@ pub struct ConnectionClose {
     pub bytes: u64,
 }
 
+/// A device row to delete (an expired device): its events, frames and connections stay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRemoval {
+    /// Device id.
+    pub id: String,
+    /// The row goes only if its `last_seen` (unix ms) is at or before this: a device heard again
+    /// since (its row written anew in the meantime) keeps it.
+    pub silent_since: i64,
+}
+
 /// Everything written in one transaction.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Batch {
@@ -128,6 +138,8 @@ pub struct Batch {
     pub events: Vec<NewEvent>,
     /// Connections closed or identified.
     pub closed: Vec<ConnectionClose>,
+    /// Device rows to delete, after everything else in the batch.
+    pub removed_devices: Vec<DeviceRemoval>,
 }
 
 impl Batch {
@@ -138,6 +150,7 @@ impl Batch {
             && self.devices.is_empty()
             && self.events.is_empty()
             && self.closed.is_empty()
+            && self.removed_devices.is_empty()
     }
 }
 
@@ -149,6 +162,9 @@ pub struct WriteResult {
     /// `events[i]` got id `event_ids[i]` (ascending).
     pub event_ids: Vec<i64>,
 }
+
+/// Deletes a device row unless it was heard after `?2` (unix ms).
+const REMOVE_DEVICE: &str = "DELETE FROM devices WHERE id = ?1 AND last_seen <= ?2";
 
 impl Db {
     /// Writes a batch in one transaction; nothing of it is visible before the commit.
@@ -249,9 +265,23 @@ impl Db {
                     c.bytes as i64
                 ])?;
             }
+            let mut remove = tx.prepare_cached(REMOVE_DEVICE)?;
+            for r in &batch.removed_devices {
+                remove.execute(params![r.id, r.silent_since])?;
+            }
         }
         tx.commit()?;
         Ok(result)
+    }
+
+    /// Deletes the row of device `id` unless it was heard after `silent_since` (unix ms); its events,
+    /// frames and connections stay. Returns whether a row was deleted.
+    pub fn delete_device(&self, id: &str, silent_since: i64) -> Result<bool> {
+        let deleted = self
+            .conn
+            .prepare_cached(REMOVE_DEVICE)?
+            .execute(params![id, silent_since])?;
+        Ok(deleted > 0)
     }
 
     /// The stored state of one device (`online`/`offline`), if known.

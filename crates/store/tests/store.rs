@@ -1,7 +1,7 @@
 //! The store on a real SQLite file.
 
 use alarm_center_store::{
-    Batch, Db, DeviceUpdate, EventQuery, NewEvent, NewFrame, Retention, SyncMode,
+    Batch, Db, DeviceRemoval, DeviceUpdate, EventQuery, NewEvent, NewFrame, Retention, SyncMode,
 };
 
 fn frame(at: i64) -> NewFrame {
@@ -109,6 +109,70 @@ fn device_updates_keep_what_they_do_not_say() {
     assert_eq!(row.state, "online");
     assert_eq!(row.last_seen, "1970-01-01T00:00:00.009Z");
     assert_eq!(db.device_state("d").unwrap().as_deref(), Some("online"));
+}
+
+fn seen(id: &str, at: i64) -> DeviceUpdate {
+    DeviceUpdate {
+        id: id.into(),
+        state: Some(("online".into(), at)),
+        last_seen: at,
+        ..Default::default()
+    }
+}
+
+fn device_ids(db: &Db) -> Vec<String> {
+    db.devices().unwrap().into_iter().map(|d| d.id).collect()
+}
+
+#[test]
+fn expired_device_rows_go_but_their_events_stay_and_a_device_heard_since_keeps_its_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
+    db.write(&Batch {
+        frames: vec![frame(1_000)],
+        devices: vec![
+            seen("SN1", 1_000),
+            seen("back", 1_000),
+            seen("other", 1_000),
+        ],
+        events: vec![event(1_000, "VideoMotion", Some(0))],
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(db.devices().unwrap()[0].last_seen_ms, 1_000);
+    // In one batch: "back" is heard again (its row rewritten) before its removal, queued earlier with
+    // an older cutoff, is written; SN1 and "other" stay silent.
+    db.write(&Batch {
+        devices: vec![seen("back", 9_000)],
+        removed_devices: vec![
+            DeviceRemoval {
+                id: "SN1".into(),
+                silent_since: 5_000,
+            },
+            DeviceRemoval {
+                id: "back".into(),
+                silent_since: 5_000,
+            },
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(device_ids(&db), ["back", "other"]);
+    assert!(
+        !db.delete_device("other", 999).unwrap(),
+        "heard after the cutoff"
+    );
+    assert!(db.delete_device("other", 1_000).unwrap());
+    assert!(!db.delete_device("other", 1_000).unwrap(), "already gone");
+    assert_eq!(device_ids(&db), ["back"]);
+    let events = db
+        .events(&EventQuery {
+            device: Some("SN1".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(events.len(), 1, "the events of a removed device stay");
+    assert_eq!(db.frame_count().unwrap(), 1, "and so do its frames");
 }
 
 #[test]

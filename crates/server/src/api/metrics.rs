@@ -186,6 +186,20 @@ pub(crate) async fn metrics(State(api): State<Api>) -> ApiResult<Response> {
     );
     single(
         out,
+        "new_devices_refused_total",
+        "counter",
+        "Connections closed because their frame would have created a device past a new-device limit (the frame is kept).",
+        Stats::get(&s.new_devices_refused),
+    );
+    single(
+        out,
+        "devices_expired_total",
+        "counter",
+        "Never-configured devices forgotten after server.device-expiry of silence.",
+        Stats::get(&s.devices_expired),
+    );
+    single(
+        out,
         "offline_transitions_total",
         "counter",
         "Devices that went offline.",
