@@ -603,3 +603,269 @@ async fn tls_with_username_and_password() {
     let _ = broker.kill();
     let _ = broker.wait();
 }
+
+/// Messages received so far, by kind.
+#[derive(Default)]
+struct Tally {
+    /// Discovery config topics, in arrival order (a topic twice means it was published twice).
+    configs: Vec<String>,
+    /// Retained `ON`/`OFF` state messages.
+    states: usize,
+}
+
+impl Tally {
+    /// Counts what `rx` brings until `done` holds, then for `quiet` more (to see anything published
+    /// after it, such as a repeated config), failing after `within`.
+    async fn until(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>, bool)>,
+        prefix: &str,
+        within: Duration,
+        quiet: Duration,
+        done: impl Fn(&Tally) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !done(self) {
+            let Ok(Some(m)) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+                panic!(
+                    "not done within {within:?}: {} configs, {} states",
+                    self.configs.len(),
+                    self.states
+                );
+            };
+            self.add(m, prefix);
+        }
+        while let Ok(Some(m)) = tokio::time::timeout(quiet, rx.recv()).await {
+            self.add(m, prefix);
+        }
+    }
+
+    fn add(&mut self, (topic, payload, _): (String, Vec<u8>, bool), prefix: &str) {
+        if topic.starts_with(&format!("{prefix}/")) && topic.ends_with("/config") {
+            self.configs.push(topic);
+        } else if payload == b"ON" || payload == b"OFF" {
+            self.states += 1;
+        }
+    }
+
+    /// Config topics published more than once.
+    fn repeated(&self) -> Vec<(&str, usize)> {
+        let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+        for t in &self.configs {
+            *count.entry(t).or_default() += 1;
+        }
+        count.into_iter().filter(|(_, n)| *n > 1).collect()
+    }
+}
+
+/// A server whose MQTT sink publishes under a unique root and prefix, with a subscriber to its discovery
+/// configs and its state topics (`<root>/<device>/<channel>/<code>`).
+async fn discovery_setup(
+    url: &str,
+    adjust: impl FnOnce(&mut MqttConfig),
+) -> (
+    TestServer,
+    AsyncClient,
+    mpsc::UnboundedReceiver<(String, Vec<u8>, bool)>,
+    String,
+    String,
+) {
+    let (host, port) = host_port(url);
+    let root = unique("ac-disc");
+    let prefix = format!("{root}-ha");
+    let (ha, rx) = subscriber(
+        &host,
+        port,
+        &unique("sub"),
+        true,
+        &[format!("{prefix}/#"), format!("{root}/+/+/+")],
+    )
+    .await;
+    let mut mqtt = MqttConfig {
+        url: url.to_owned(),
+        client_id: unique("ac"),
+        topic_root: root.clone(),
+        discovery_prefix: prefix.clone(),
+        ..MqttConfig::default()
+    };
+    adjust(&mut mqtt);
+    let t = start(|c| {
+        c.sinks.mqtt = Some(mqtt);
+        // One connection per device, all from 127.0.0.1: above the default per-address limits,
+        // which these tests are not about.
+        c.server.max_connections_per_ip = 5000;
+        c.server.max_new_devices_per_ip_per_minute = 0;
+        c.server.max_new_devices_per_minute = 0;
+    })
+    .await;
+    (t, ha, rx, root, prefix)
+}
+
+/// `start` frames of `entities` distinct entities (channels 1..=entities) of device `serial`.
+fn entity_frames(serial: &str, entities: usize) -> Vec<u8> {
+    let mut frames = Vec::new();
+    for index in 0..entities {
+        frames.extend(encode::bare_json(&format!(
+            r#"{{"Code":"AlarmLocal","Action":"Start","Index":{index},"SerialNo":"{serial}"}}"#
+        )));
+    }
+    frames
+}
+
+/// Issue 9, item 9: each new entity used to republish every discovery config of its device (N x M^2/2
+/// configs for N devices of M entities). Now exactly one config per entity and one connectivity config
+/// per device are published; Home Assistant's `online` still gets everything again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_publishes_each_new_entity_once() {
+    let Some(url) = broker_url() else { return };
+    const DEVICES: usize = 12;
+    const ENTITIES: usize = 10;
+    let (mut t, ha, mut rx, _root, prefix) = discovery_setup(&url, |_| {}).await;
+    let mut streams = Vec::new();
+    for d in 0..DEVICES {
+        let mut stream = t.connect().await;
+        send(&mut stream, &entity_frames(&format!("DISC-{d}"), ENTITIES)).await;
+        streams.push(stream);
+    }
+    t.events(DEVICES * (ENTITIES + 1), WAIT).await;
+    let mut tally = Tally::default();
+    tally
+        .until(&mut rx, &prefix, WAIT, Duration::from_millis(500), |t| {
+            t.states == DEVICES * ENTITIES
+        })
+        .await;
+    eprintln!(
+        "{DEVICES} devices x {ENTITIES} entities: {} discovery configs published",
+        tally.configs.len()
+    );
+    assert_eq!(tally.repeated(), Vec::<(&str, usize)>::new());
+    assert_eq!(
+        tally.configs.len(),
+        DEVICES * (ENTITIES + 1),
+        "one config per entity and one connectivity config per device"
+    );
+    let connectivity = tally
+        .configs
+        .iter()
+        .filter(|t| t.ends_with("/connectivity/config"))
+        .count();
+    assert_eq!(connectivity, DEVICES);
+    // Home Assistant (re)starting gets every config again.
+    ha.publish(
+        format!("{prefix}/status"),
+        QoS::AtLeastOnce,
+        false,
+        "online",
+    )
+    .await
+    .unwrap();
+    let mut again = Tally::default();
+    again
+        .until(&mut rx, &prefix, WAIT, Duration::from_millis(500), |t| {
+            t.configs.len() >= DEVICES * (ENTITIES + 1)
+        })
+        .await;
+    assert_eq!(again.configs.len(), DEVICES * (ENTITIES + 1));
+    assert_eq!(again.repeated(), Vec::<(&str, usize)>::new());
+    t.server.shutdown().await.unwrap();
+    drop(streams);
+}
+
+/// Issue 9, item 9: 4,000 devices with random serials held MQTT delivery at 25-73 events/s, because
+/// every new entity rebuilt the discovery configs of all devices. 2,000 events from 1,000 new devices
+/// now go out with one config each (and one connectivity config per device), well within the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_new_devices_are_delivered_quickly() {
+    let Some(url) = broker_url() else { return };
+    const DEVICES: usize = 1000;
+    let (mut t, _ha, mut rx, _root, prefix) = discovery_setup(&url, |_| {}).await;
+    let began = std::time::Instant::now();
+    let mut streams = Vec::new();
+    for d in 0..DEVICES {
+        let mut stream = t.connect().await;
+        send(&mut stream, &entity_frames(&format!("MANY-{d}"), 1)).await;
+        streams.push(stream);
+    }
+    t.events(2 * DEVICES, Duration::from_secs(60)).await;
+    let mut tally = Tally::default();
+    tally
+        .until(
+            &mut rx,
+            &prefix,
+            Duration::from_secs(60),
+            Duration::from_millis(500),
+            |t| t.states == DEVICES,
+        )
+        .await;
+    let elapsed = began.elapsed();
+    eprintln!(
+        "{DEVICES} new devices, {} events: {} discovery configs, delivered in {elapsed:?}",
+        2 * DEVICES,
+        tally.configs.len()
+    );
+    assert_eq!(tally.repeated(), Vec::<(&str, usize)>::new());
+    assert_eq!(tally.configs.len(), 2 * DEVICES);
+    assert!(elapsed < Duration::from_secs(60), "{elapsed:?}");
+    t.server.shutdown().await.unwrap();
+    drop(streams);
+}
+
+/// Past `discovery-max-devices` and `discovery-max-entities-per-device`, events are still published on
+/// their topics; only no new discovery config is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_bounds_keep_events_flowing() {
+    let Some(url) = broker_url() else { return };
+    let (mut t, _ha, mut rx, root, prefix) = discovery_setup(&url, |m| {
+        m.discovery_max_devices = 2;
+        m.discovery_max_entities_per_device = 3;
+    })
+    .await;
+    let mut streams = Vec::new();
+    for d in 0..3 {
+        let mut stream = t.connect().await;
+        // One device at a time, so that the first two are the ones announced.
+        send(&mut stream, &entity_frames(&format!("BOUND-{d}"), 5)).await;
+        t.events(6, WAIT).await;
+        streams.push(stream);
+    }
+    let mut tally = Tally::default();
+    tally
+        .until(&mut rx, &prefix, WAIT, Duration::from_millis(500), |t| {
+            t.states == 3 * 5
+        })
+        .await;
+    assert_eq!(tally.repeated(), Vec::<(&str, usize)>::new());
+    let mut configs = tally.configs.clone();
+    configs.sort();
+    let mut expected: Vec<String> = (0..2)
+        .flat_map(|d| {
+            let node = format!("{prefix}/binary_sensor/alarm-center_BOUND-{d}");
+            [format!("{node}/connectivity/config")]
+                .into_iter()
+                .chain((1..=3).map(move |c| format!("{node}/{c}_AlarmLocal/config")))
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(configs, expected);
+    // The device past the bound has its states all the same.
+    let (host, port) = host_port(&url);
+    let (_c, mut retained) = subscriber(
+        &host,
+        port,
+        &unique("sub"),
+        true,
+        &[format!("{root}/BOUND-2/+/+")],
+    )
+    .await;
+    let mut states = Vec::new();
+    while states.len() < 5 {
+        let Ok(Some((topic, payload, _))) = tokio::time::timeout(WAIT, retained.recv()).await
+        else {
+            panic!("retained states of BOUND-2: {states:?}");
+        };
+        states.push(format!("{topic} {}", String::from_utf8_lossy(&payload)));
+    }
+    assert!(states.iter().all(|s| s.ends_with(" ON")), "{states:?}");
+    t.server.shutdown().await.unwrap();
+    drop(streams);
+}

@@ -1,0 +1,316 @@
+//! MQTT sink: every event as JSON, retained ON/OFF states, device availability, the server's own status
+//! with a last will, and Home Assistant discovery. Delivery is QoS 1: an event counts as delivered when
+//! the broker acknowledged every message it produced; after a lost connection the sink reconnects and
+//! resends from the first unacknowledged event (at-least-once, in log order).
+
+mod config;
+mod discovery;
+mod session;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use alarm_center_store::{Db, StoredEvent};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::{Destination, Outcome};
+pub use config::MqttConfig;
+use discovery::{Discovery, KnownDevice};
+use session::{Message, Note, Session};
+
+/// How long a sink that is stopping waits for acknowledgements of what it already published.
+const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(2);
+
+/// Nudges sent back to back in one silence (then one per 100 ms).
+const MAX_NUDGES: u32 = 10;
+/// A broker that acknowledges nothing for this long is treated as disconnected.
+const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long to wait for an acknowledgement before nudging the broker's TCP stack.
+const NUDGE_AFTER: Duration = Duration::from_millis(2);
+
+/// A topic level or discovery id made of `[A-Za-z0-9_-]` only.
+fn slug(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The discovery catalog, recovered from a poisoned lock (it holds no invariant a panic could break
+/// half-way that matters more than keeping the sink running).
+fn lock(discovery: &Mutex<Discovery>) -> MutexGuard<'_, Discovery> {
+    discovery.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The MQTT sink.
+pub(crate) struct MqttSink {
+    config: Arc<MqttConfig>,
+    data_dir: PathBuf,
+    shutdown: CancellationToken,
+    session: Option<Session>,
+    /// What Home Assistant is told about, shared with the event-loop task, which answers Home
+    /// Assistant's `online` even while the sink is idle.
+    discovery: Arc<Mutex<Discovery>>,
+    catalog_loaded: bool,
+}
+
+impl MqttSink {
+    pub(crate) fn new(
+        config: Arc<MqttConfig>,
+        auto_clear: BTreeMap<String, Duration>,
+        data_dir: PathBuf,
+        shutdown: CancellationToken,
+    ) -> Result<MqttSink, crate::ServerError> {
+        config.endpoint().map_err(crate::ServerError::Internal)?;
+        Ok(MqttSink {
+            discovery: Arc::new(Mutex::new(Discovery::new(config.clone(), auto_clear))),
+            config,
+            data_dir,
+            shutdown,
+            session: None,
+            catalog_loaded: false,
+        })
+    }
+
+    fn root(&self) -> &str {
+        &self.config.topic_root
+    }
+
+    /// Connects and announces: server status, discovery and device availability.
+    async fn connect(&mut self) -> Result<(), String> {
+        if !self.catalog_loaded {
+            if self.config.discovery {
+                self.load_catalog().await?;
+            }
+            self.catalog_loaded = true;
+        }
+        let session = Session::open(&self.config, self.discovery.clone()).await?;
+        tracing::info!(broker = %self.config.url, "MQTT connected");
+        self.session = Some(session);
+        let mut hello = vec![Message {
+            topic: format!("{}/status", self.root()),
+            payload: b"online".to_vec(),
+            retain: true,
+        }];
+        if self.config.discovery {
+            let discovery = lock(&self.discovery);
+            let configs = discovery.all();
+            let counts = discovery.counts();
+            tracing::info!(
+                configs = configs.len(),
+                devices = counts.devices,
+                entities = counts.entities,
+                full_devices = counts.full_devices,
+                skipped = counts.skipped,
+                "Home Assistant discovery announced"
+            );
+            hello.extend(configs);
+        }
+        hello.extend(self.availability_messages().await);
+        self.publish(hello, -1).await?;
+        Ok(())
+    }
+
+    /// Loads the entities seen in the last 30 days of the log, and the devices.
+    async fn load_catalog(&mut self) -> Result<(), String> {
+        let dir = self.data_dir.clone();
+        let (entities, devices) =
+            tokio::task::spawn_blocking(move || -> alarm_center_store::Result<_> {
+                let db = Db::open_read_only(&dir)?;
+                let since = crate::time::now_ms() - 30 * 86_400_000;
+                let from = db
+                    .first_id_at_or_after("events", since)?
+                    .unwrap_or(i64::MAX);
+                Ok((db.entity_catalog(from)?, db.devices()?))
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let devices = devices
+            .into_iter()
+            .map(|d| KnownDevice {
+                id: d.id,
+                name: d.name,
+                last_seen: d.last_seen,
+            })
+            .collect();
+        lock(&self.discovery).load(devices, entities);
+        Ok(())
+    }
+
+    /// Retained availability of every known device, from the store.
+    async fn availability_messages(&self) -> Vec<Message> {
+        let dir = self.data_dir.clone();
+        let devices = tokio::task::spawn_blocking(move || {
+            Db::open_read_only(&dir).and_then(|db| db.devices())
+        })
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+        devices
+            .into_iter()
+            .map(|d| Message {
+                topic: format!("{}/{}/availability", self.root(), slug(&d.id)),
+                payload: d.state.into_bytes(),
+                retain: true,
+            })
+            .collect()
+    }
+
+    /// The messages of one event, with the discovery configs it makes new (a new device's connectivity
+    /// sensor, a new entity).
+    fn event_messages(&self, event: &StoredEvent) -> Vec<Message> {
+        let root = self.root();
+        let dev = slug(&event.device);
+        let mut out = vec![Message {
+            topic: format!("{root}/{dev}/event"),
+            payload: serde_json::to_vec(event).unwrap_or_default(),
+            retain: false,
+        }];
+        if event.kind == "log" {
+            // A log record the device uploaded: on the event topic only, no entity, no state.
+            return out;
+        }
+        out.extend(lock(&self.discovery).observe(event));
+        if event.kind == "device" && matches!(event.code.as_str(), "DeviceOnline" | "DeviceOffline")
+        {
+            let state: &[u8] = if event.code == "DeviceOnline" {
+                b"online"
+            } else {
+                b"offline"
+            };
+            out.push(Message {
+                topic: format!("{root}/{dev}/availability"),
+                payload: state.to_vec(),
+                retain: true,
+            });
+            return out;
+        }
+        let ch = event.channel.map_or("device".to_owned(), |c| c.to_string());
+        let state = format!("{root}/{dev}/{ch}/{}", slug(&event.code));
+        match event.action.as_str() {
+            "start" => out.push(Message {
+                topic: state,
+                payload: b"ON".to_vec(),
+                retain: true,
+            }),
+            "stop" => out.push(Message {
+                topic: state,
+                payload: b"OFF".to_vec(),
+                retain: true,
+            }),
+            action => {
+                let payload = json!({"event_type": "pulse", "action": action, "id": event.id, "device_time": event.device_time, "received_at": event.received_at});
+                out.push(Message {
+                    topic: format!("{state}/event"),
+                    payload: payload.to_string().into_bytes(),
+                    retain: false,
+                });
+            }
+        }
+        out
+    }
+
+    /// Queues messages tagged with `tag` (an event id, or -1).
+    async fn publish(&mut self, messages: Vec<Message>, tag: i64) -> Result<usize, String> {
+        let publisher = self
+            .session
+            .as_ref()
+            .ok_or("not connected")?
+            .publisher
+            .clone();
+        publisher.publish(messages, tag).await
+    }
+}
+
+impl Destination for MqttSink {
+    async fn deliver(&mut self, events: &[StoredEvent]) -> (Vec<Outcome>, Option<String>) {
+        if self.session.is_none() {
+            if let Err(e) = self.connect().await {
+                self.session = None;
+                return (Vec::new(), Some(format!("MQTT: {e}")));
+            }
+        }
+        // Messages still unacknowledged per event, in order.
+        let mut waiting: VecDeque<(i64, usize)> = VecDeque::new();
+        for event in events {
+            let messages = self.event_messages(event);
+            match self.publish(messages, event.id).await {
+                Ok(n) => waiting.push_back((event.id, n)),
+                Err(e) => {
+                    self.session = None;
+                    return (Vec::new(), Some(format!("MQTT: {e}")));
+                }
+            }
+        }
+        let mut outcomes = Vec::new();
+        let mut acked: HashMap<i64, usize> = HashMap::new();
+        // Time waited since the last acknowledgement.
+        let mut silent = Duration::ZERO;
+        while !waiting.is_empty() {
+            let Some(session) = self.session.as_mut() else {
+                break;
+            };
+            // At shutdown, acknowledgements already on their way still count: wait for them briefly.
+            let grace = async {
+                self.shutdown.cancelled().await;
+                tokio::time::sleep(SHUTDOWN_ACK_WAIT).await;
+            };
+            let note = tokio::select! {
+                biased;
+                note = session.notes.recv() => note,
+                () = grace => return (outcomes, Some("shutdown".into())),
+                () = tokio::time::sleep(NUDGE_AFTER) => {
+                    // Brokers that leave Nagle's algorithm on hold a PUBACK until our side acknowledges
+                    // their previous segment, which a quiet client delays by up to 40 ms. Any packet from
+                    // us carries that acknowledgement: an UNSUBSCRIBE of a topic nobody uses costs nothing.
+                    // A few nudges per silence; a broker silent for ACK_TIMEOUT is taken as gone.
+                    silent += NUDGE_AFTER;
+                    if silent >= ACK_TIMEOUT {
+                        self.session = None;
+                        return (outcomes, Some(format!("MQTT: no acknowledgement for {ACK_TIMEOUT:?}")));
+                    }
+                    // Every 2 ms for the first 20 ms (a delayed ACK lasts up to 40 ms), then every 100 ms.
+                    if silent <= NUDGE_AFTER * MAX_NUDGES || silent.as_millis() % 100 < NUDGE_AFTER.as_millis() {
+                        let _ = session.publisher.client.try_unsubscribe(format!("{}/_nudge", self.config.topic_root));
+                    }
+                    continue;
+                }
+            };
+            silent = Duration::ZERO;
+            match note {
+                Some(Note::Acked(id)) => *acked.entry(id).or_default() += 1,
+                Some(Note::Connected) => {}
+                Some(Note::Down(e)) => {
+                    self.session = None;
+                    return (outcomes, Some(format!("MQTT connection lost: {e}")));
+                }
+                None => {
+                    self.session = None;
+                    return (outcomes, Some("MQTT connection lost".into()));
+                }
+            }
+            while let Some(&(id, n)) = waiting.front() {
+                if acked.get(&id).copied().unwrap_or(0) < n {
+                    break;
+                }
+                acked.remove(&id);
+                waiting.pop_front();
+                outcomes.push(Outcome::Delivered);
+            }
+        }
+        (outcomes, None)
+    }
+}

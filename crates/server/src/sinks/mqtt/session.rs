@@ -1,0 +1,217 @@
+//! A connection to the broker: the client, the task that drives its event loop (acknowledgements, Home
+//! Assistant's `online`), and publishing in order with a tag per message.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, Incoming, LastWill, MqttOptions, Outgoing, QoS, Transport};
+use tokio::sync::mpsc;
+
+use super::config::SYSTEM_CA;
+use super::discovery::Discovery;
+use super::{lock, MqttConfig};
+
+/// One message to publish.
+pub(super) struct Message {
+    pub(super) topic: String,
+    pub(super) payload: Vec<u8>,
+    pub(super) retain: bool,
+}
+
+/// What the event loop reports.
+pub(super) enum Note {
+    Connected,
+    Acked(i64),
+    Down(String),
+}
+
+/// Publishes with a tag per message. The tag queue must follow the publish order, and the sink and the
+/// Home Assistant re-announcer publish concurrently, so both steps happen under one lock.
+#[derive(Clone)]
+pub(super) struct Publisher {
+    pub(super) client: AsyncClient,
+    /// Tag of each publish, in publish order: the event id it belongs to, or -1.
+    tags: Arc<Mutex<VecDeque<i64>>>,
+    order: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Publisher {
+    pub(super) async fn publish(&self, messages: Vec<Message>, tag: i64) -> Result<usize, String> {
+        let _order = self.order.lock().await;
+        let n = messages.len();
+        for m in messages {
+            self.tags
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push_back(tag);
+            self.client
+                .publish(m.topic, QoS::AtLeastOnce, m.retain, m.payload)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(n)
+    }
+}
+
+/// A live connection: the publisher, the task driving its event loop, and the acknowledgement feed.
+pub(super) struct Session {
+    pub(super) publisher: Publisher,
+    pub(super) notes: mpsc::UnboundedReceiver<Note>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Session {
+    /// Connects, waits for the broker's CONNACK and, with discovery, subscribes to Home Assistant's
+    /// status topic.
+    pub(super) async fn open(
+        config: &MqttConfig,
+        discovery: Arc<Mutex<Discovery>>,
+    ) -> Result<Session, String> {
+        let (client, mut eventloop) = AsyncClient::new(options(config)?, 4096);
+        // Small QoS 1 messages and their acknowledgements must not wait for Nagle's algorithm.
+        let mut network = eventloop.network_options();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
+        let (tx, notes) = mpsc::unbounded_channel();
+        let publisher = Publisher {
+            client,
+            tags: Arc::new(Mutex::new(VecDeque::new())),
+            order: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        let ha_status = format!("{}/status", config.discovery_prefix);
+        let (tags, watched, announcer, discovery) = (
+            publisher.tags.clone(),
+            ha_status.clone(),
+            publisher.clone(),
+            discovery,
+        );
+        // A republish in progress answers further `online`s too: the configs are retained.
+        let republishing = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(async move {
+            let mut inflight: HashMap<u16, i64> = HashMap::new();
+            loop {
+                let note = match eventloop.poll().await {
+                    Ok(Event::Incoming(Incoming::ConnAck(_))) => Note::Connected,
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                        let tag = tags
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .pop_front()
+                            .unwrap_or(-1);
+                        inflight.insert(pkid, tag);
+                        continue;
+                    }
+                    Ok(Event::Incoming(Incoming::PubAck(ack))) => {
+                        match inflight.remove(&ack.pkid) {
+                            Some(tag) if tag >= 0 => Note::Acked(tag),
+                            _ => continue,
+                        }
+                    }
+                    Ok(Event::Incoming(Incoming::Publish(p)))
+                        if p.topic == watched && &p.payload[..] == b"online" =>
+                    {
+                        if republishing.swap(true, Ordering::AcqRel) {
+                            tracing::debug!(
+                                "Home Assistant online during a republish: nothing more to do"
+                            );
+                            continue;
+                        }
+                        let (publisher, discovery, republishing) =
+                            (announcer.clone(), discovery.clone(), republishing.clone());
+                        // Rendering takes a while for a large catalog, and publishing waits for room in the
+                        // client's queue, which this loop drains: not inline.
+                        tokio::spawn(async move {
+                            let rendered = tokio::task::spawn_blocking(move || {
+                                let discovery = lock(&discovery);
+                                (discovery.all(), discovery.counts())
+                            })
+                            .await;
+                            if let Ok((configs, counts)) = rendered {
+                                tracing::info!(
+                                    configs = configs.len(),
+                                    devices = counts.devices,
+                                    entities = counts.entities,
+                                    skipped = counts.skipped,
+                                    "Home Assistant online: discovery republished"
+                                );
+                                let _ = publisher.publish(configs, -1).await;
+                            }
+                            republishing.store(false, Ordering::Release);
+                        });
+                        continue;
+                    }
+                    Ok(_) => continue,
+                    Err(e) => {
+                        let _ = tx.send(Note::Down(e.to_string()));
+                        return;
+                    }
+                };
+                if tx.send(note).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut session = Session {
+            publisher,
+            notes,
+            task,
+        };
+        let first = tokio::time::timeout(Duration::from_secs(10), session.notes.recv())
+            .await
+            .map_err(|_| "broker did not answer within 10 s".to_owned())?;
+        match first {
+            Some(Note::Connected) => {}
+            Some(Note::Down(e)) => return Err(e),
+            _ => return Err("connection closed".into()),
+        }
+        if config.discovery {
+            session
+                .publisher
+                .client
+                .subscribe(ha_status, QoS::AtLeastOnce)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(session)
+    }
+}
+
+/// Client options: endpoint, keep-alive, in-flight window, the last will, credentials and TLS.
+fn options(config: &MqttConfig) -> Result<MqttOptions, String> {
+    let (tls, host, port) = config.endpoint()?;
+    let mut options = MqttOptions::new(config.client_id.clone(), host, port);
+    options.set_keep_alive(config.keep_alive);
+    options.set_clean_session(true);
+    options.set_inflight(config.max_inflight);
+    options.set_max_packet_size(1024 * 1024, 1024 * 1024);
+    options.set_last_will(LastWill::new(
+        format!("{}/status", config.topic_root),
+        "offline",
+        QoS::AtLeastOnce,
+        true,
+    ));
+    if let Some(user) = &config.username {
+        options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
+    }
+    if tls {
+        let path = config.ca_file.clone().unwrap_or_else(|| SYSTEM_CA.into());
+        let ca =
+            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        options.set_transport(Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Simple {
+                ca,
+                alpn: None,
+                client_auth: None,
+            },
+        ));
+    }
+    Ok(options)
+}
