@@ -591,19 +591,6 @@ async fn stream_clients_are_limited() {
     t.server.shutdown().await.unwrap();
 }
 
-/// Whether the server closed `stream` within `within`.
-async fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
-    let mut buf = [0u8; 256];
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => continue,
-            Err(_) => return false,
-        }
-    }
-}
-
 /// Issue 9 (8): 300 connections that never finish their request head: those over
 /// `api.max-connections` (256) are closed at once and counted, the rest when the header timeout
 /// passes; device ingest goes on meanwhile, and then a normal request is served.

@@ -4,25 +4,15 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use alarm_center_proto::encode;
 use alarm_center_store::{Db, EventQuery};
 use common::*;
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A connection from another loopback address (127.0.0.2, …), as a device elsewhere would come.
-async fn connect_from(source: [u8; 4], server: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::from((source, 0))).unwrap();
-    let stream = socket.connect(server).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream
-}
 
 fn keepalive(serial: &str, id: u32) -> String {
     format!(

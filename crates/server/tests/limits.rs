@@ -7,21 +7,8 @@ use std::time::Duration;
 use alarm_center_proto::encode;
 use alarm_center_server::Stats;
 use common::*;
-use tokio::io::AsyncReadExt;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn closed_by_server(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
-    let mut buf = [0u8; 64];
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => continue,
-            Err(_) => return false,
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_oversized_lengths_are_kept_and_other_devices_work() {

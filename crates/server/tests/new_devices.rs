@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use alarm_center_proto::encode;
@@ -13,18 +12,9 @@ use alarm_center_server::{Config, Stats};
 use alarm_center_store::{Db, EventQuery, FrameQuery};
 use common::*;
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// A connection from another loopback address (127.0.0.2, …), as a device elsewhere would come.
-async fn connect_from(source: [u8; 4], server: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::from((source, 0))).unwrap();
-    let stream = socket.connect(server).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream
-}
 
 /// A motion alarm from the device of serial `serial`.
 fn alarm(serial: &str) -> Vec<u8> {
@@ -50,18 +40,6 @@ async fn heard(t: &mut TestServer, source: [u8; 4], serial: &str) -> TcpStream {
     t.until(WAIT, |e| e.code == "VideoMotion" && e.device == device)
         .await;
     stream
-}
-
-async fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
-    let mut buf = [0u8; 64];
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => continue,
-            Err(_) => return false,
-        }
-    }
 }
 
 /// Still open: a read times out instead of returning end of stream.

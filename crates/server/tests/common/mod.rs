@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use alarm_center_server::{Committed, Config, Server};
 use alarm_center_store::StoredEvent;
+use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::broadcast;
 
 pub(crate) struct TestServer {
@@ -129,4 +130,28 @@ pub(crate) fn summary(events: &[StoredEvent]) -> Vec<String> {
 
 pub(crate) async fn send(stream: &mut TcpStream, bytes: &[u8]) {
     stream.write_all(bytes).await.unwrap();
+}
+
+/// A connection from another loopback address (127.0.0.2, …), as a device elsewhere would come.
+pub(crate) async fn connect_from(source: [u8; 4], server: std::net::SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::from((source, 0)))
+        .unwrap();
+    let stream = socket.connect(server).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Whether the server closed `stream` within `within` (what it sends meanwhile is read and dropped).
+pub(crate) async fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 256];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
 }
