@@ -54,6 +54,8 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
     if args.stdout {
         config.sinks.stdout.enabled = true;
     }
+    // Before anything reads or changes the store: one server per data directory.
+    let _lock = alarm_center_server::data_dir_lock::lock_data_dir(&config.store.data_dir)?;
     check_store(&config.store.data_dir, args.force)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

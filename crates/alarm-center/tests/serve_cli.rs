@@ -142,7 +142,7 @@ fn kill_9_during_ingest_leaves_every_committed_event_intact() {
                 let serial = format!("KILL-{d}");
                 let mut i = 0u32;
                 while !stop.load(Ordering::Relaxed) {
-                    let action = if i % 2 == 0 { "Start" } else { "Stop" };
+                    let action = if i.is_multiple_of(2) { "Start" } else { "Stop" };
                     let body = format!(r#"{{"Code":"VideoMotion","Action":"{action}","Index":{},"SerialNo":"{serial}"}}"#, i % 8);
                     if s.write_all(&encode::dhip(1, i, &body)).is_err() {
                         return;

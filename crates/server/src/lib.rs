@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 mod connection;
+pub mod data_dir_lock;
 mod http_auth;
 mod http_mode;
 mod new_devices;

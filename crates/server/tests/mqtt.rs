@@ -254,7 +254,7 @@ async fn topics_states_and_home_assistant_discovery() {
 async fn send_round(devices: &mut [tokio::net::TcpStream], round: u32) {
     for (d, stream) in devices.iter_mut().enumerate() {
         // Each (device, index) alternates start and stop, so that no event repeats a state.
-        let action = if (round / 4) % 2 == 0 {
+        let action = if (round / 4).is_multiple_of(2) {
             "Start"
         } else {
             "Stop"
