@@ -11,7 +11,7 @@ const FRAMES: usize = 10_000;
 
 /// A JSON event notification of about 400 bytes, as a DHIP-style RPC body.
 fn event_json(i: usize) -> String {
-    let action = if i % 2 == 0 { "Start" } else { "Stop" };
+    let action = if i.is_multiple_of(2) { "Start" } else { "Stop" };
     format!(
         r#"{{"id":{i},"method":"client.notifyEventStream","params":{{"SID":513,"eventList":[{{"Action":"{action}","Code":"CrossRegionDetection","Index":{idx},"Data":{{"Class":"Normal","CountInGroup":1,"Direction":"Enter","EventID":{i},"FrameSequence":412233,"GroupID":{i},"LocaleTime":"2024-05-01 10:00:00","Mark":0,"Name":"IVS-1","Object":{{"Action":"Appear","ObjectID":512,"ObjectType":"Human"}},"PTS":42949710940.0,"Source":46082368.0,"UTC":1714557600}}}}]}},"session":1604224811}}"#,
         idx = i % 16

@@ -314,7 +314,7 @@ impl Session {
         }
         // Later firmware may put JSON here; a whole number of 32-bit words in format 0 is a mask even
         // when its first byte happens to be `{`.
-        let mask_shaped = format == 0 && body.len() % 4 == 0;
+        let mask_shaped = format == 0 && body.len().is_multiple_of(4);
         if !mask_shaped {
             if let Some(Ok(())) = json_body(body, out) {
                 if alarm_type == dvrip::ALARM_TYPE_REPORT {
@@ -327,7 +327,7 @@ impl Session {
         match format {
             0 if body.len() >= 4 => {
                 let words: Vec<u32> = body.chunks_exact(4).filter_map(|w| le_u32(w, 0)).collect();
-                if body.len() % 4 != 0 {
+                if !body.len().is_multiple_of(4) {
                     out.error = Some(format!(
                         "mask body of {} bytes is not a whole number of 32-bit words; trailing bytes ignored",
                         body.len()

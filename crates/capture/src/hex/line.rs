@@ -94,7 +94,7 @@ fn push_hex(
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(not_hex(line, line_no));
     }
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(HexError::OddDigits {
             line: line_no,
             token: shorten(token),

@@ -273,7 +273,7 @@ fn advance_to(
     if star.take().is_some() && offset > *expected {
         let gap = offset - *expected;
         let unit = last.len() as u64;
-        if unit == 0 || gap % unit != 0 {
+        if unit == 0 || !gap.is_multiple_of(unit) {
             return Err(HexError::Repeat {
                 line: line_no,
                 reason: "offset after '*' is not a whole number of repeated lines",

@@ -147,7 +147,7 @@ impl<R: Read> RecordReader<R> {
             }
         };
         let len = u32_at(&self.buf, 4, big_endian) as usize;
-        if len < 28 || len % 4 != 0 || len > MAX_RECORD_BYTES {
+        if len < 28 || !len.is_multiple_of(4) || len > MAX_RECORD_BYTES {
             return Err(CaptureError::BadHeader(
                 "pcapng section header block has an invalid length",
             ));
@@ -230,7 +230,7 @@ impl<R: Read> RecordReader<R> {
             let len = u32_at(&self.buf, 4, big_endian) as usize;
             let is_packet = matches!(block_type, OPB_TYPE | SPB_TYPE | EPB_TYPE);
             if len < 12
-                || len % 4 != 0
+                || !len.is_multiple_of(4)
                 || len > MAX_RECORD_BYTES
                 || self.fill(12, len - 12)? < len - 12
             {

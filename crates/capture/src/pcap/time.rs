@@ -50,7 +50,7 @@ impl Timestamp {
         let (year, month, day) = civil_from_days(days);
         let (h, m, s) = (sod / 3600, sod / 60 % 60, sod % 60);
         let nanos = self.nanos.min(999_999_999);
-        if nanos % 1000 == 0 {
+        if nanos.is_multiple_of(1000) {
             format!(
                 "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{:06}Z",
                 nanos / 1000
