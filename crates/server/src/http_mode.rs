@@ -119,11 +119,11 @@ pub(crate) fn judge(
     auth_logged: &mut bool,
 ) -> Verdict {
     let header = match &decoded.header {
-        alarm_center_proto::session::Header::Http(h) => Some(h.clone()),
+        alarm_center_proto::session::Header::Http(h) => Some(h),
         _ => None,
     };
-    let keep_alive = header.as_ref().is_some_and(HttpHeader::keep_alive);
-    let head = header.as_ref().is_some_and(|h| h.method == "HEAD");
+    let keep_alive = header.is_some_and(HttpHeader::keep_alive);
+    let head = header.is_some_and(|h| h.method == "HEAD");
     match &frame.error {
         Some(FrameError::Oversized { .. } | FrameError::TooLong { .. }) => {
             let max = frame.len();
@@ -141,38 +141,38 @@ pub(crate) fn judge(
         None => {}
     }
     let Some(header) = header else {
-        let reason = decoded
-            .error
-            .clone()
-            .unwrap_or_else(|| "invalid request head".into());
+        let reason = decoded.error.as_deref().unwrap_or("invalid request head");
         return Verdict::Refuse(Answer::new(400, format!("{reason}\n"), false, head));
     };
-    let identity = registry.resolve(&decoded.device, peer.ip(), true);
-    if let Some(expected) = registry.http_credentials(&identity.id) {
-        let now_s = u64::try_from(crate::time::now_ms() / 1000).unwrap_or(0);
-        let authorization = header.get("authorization");
-        if let Err(denied) = mode.auth.check(
-            &expected,
-            authorization,
-            &header.method,
-            &header.path,
-            now_s,
-        ) {
-            if !*auth_logged {
-                *auth_logged = true;
-                tracing::warn!(conn, peer = %peer, device = %identity.id, reason = ?denied.reason, "HTTP request refused: authentication failed (logged once per connection)");
-            }
-            decoded.error = Some(format!("HTTP 401: {}", denied.reason));
-            decoded.events.clear();
-            let mut answer = Answer::new(401, "authentication required\n", keep_alive, head);
-            answer.headers = mode
+    let now_s = u64::try_from(crate::time::now_ms() / 1000).unwrap_or(0);
+    // Identity is resolved here only when some credentials exist; `attribute` resolves it anyway.
+    let denied = registry
+        .requires_http_credentials()
+        .then(|| registry.resolve(&decoded.device, peer.ip(), true))
+        .and_then(|identity| {
+            let expected = registry.http_credentials(&identity.id)?;
+            let authorization = header.get("authorization");
+            let denied = mode
                 .auth
-                .challenges(now_s, denied.stale)
-                .into_iter()
-                .map(|c| ("WWW-Authenticate", c))
-                .collect();
-            return Verdict::Refuse(answer);
+                .check(expected, authorization, &header.method, &header.path, now_s)
+                .err()?;
+            Some((identity.id, denied))
+        });
+    if let Some((device, denied)) = denied {
+        if !*auth_logged {
+            *auth_logged = true;
+            tracing::warn!(conn, peer = %peer, device = %device, reason = ?denied.reason, "HTTP request refused: authentication failed (logged once per connection)");
         }
+        decoded.error = Some(format!("HTTP 401: {}", denied.reason));
+        decoded.events.clear();
+        let mut answer = Answer::new(401, "authentication required\n", keep_alive, head);
+        answer.headers = mode
+            .auth
+            .challenges(now_s, denied.stale)
+            .into_iter()
+            .map(|c| ("WWW-Authenticate", c))
+            .collect();
+        return Verdict::Refuse(answer);
     }
     mode.note_path(&header.path, peer, conn);
     let body = match &decoded.error {

@@ -21,6 +21,8 @@ struct Known {
     config: DeviceConfig,
     mac: Option<String>,
     zone: TimeZone,
+    /// Its own HTTP credentials (validated with the configuration).
+    http_credentials: Option<Credentials>,
 }
 
 /// Lower-case hex digits of a MAC address, separators removed.
@@ -173,6 +175,8 @@ pub(crate) struct Registry {
     stalled_at: AtomicU64,
     /// `[server] http-username/http-password`.
     http_credentials: Option<Credentials>,
+    /// Any HTTP credentials configured at all, server-wide or for a device.
+    any_http_credentials: bool,
     started: Instant,
     devices: Mutex<HashMap<String, Arc<Device>>>,
     /// `server.max-new-devices-per-ip-per-minute` and `server.max-new-devices-per-minute`.
@@ -193,20 +197,30 @@ impl Registry {
                     .as_deref()
                     .and_then(|z| crate::time::zone(z).ok())
                     .unwrap_or_else(|| default_zone.clone()),
+                http_credentials: crate::config::http_credentials(
+                    &d.http_username,
+                    &d.http_password,
+                )
+                .ok()
+                .flatten(),
                 config: d.clone(),
             })
-            .collect();
+            .collect::<Vec<Known>>();
+        let http_credentials = crate::config::http_credentials(
+            &config.server.http_username,
+            &config.server.http_password,
+        )
+        .ok()
+        .flatten();
+        let any_http_credentials =
+            http_credentials.is_some() || known.iter().any(|k| k.http_credentials.is_some());
         Registry {
             known,
             default_zone,
             allow_unknown: config.server.allow_unknown_devices,
             stalled_at: AtomicU64::new(0),
-            http_credentials: crate::config::http_credentials(
-                &config.server.http_username,
-                &config.server.http_password,
-            )
-            .ok()
-            .flatten(),
+            http_credentials,
+            any_http_credentials,
             started: Instant::now(),
             devices: Mutex::new(HashMap::new()),
             new_devices: Mutex::new(NewDeviceLimiter::new(
@@ -235,16 +249,17 @@ impl Registry {
     }
 
     /// The credentials HTTP-mode device `id` must present: its own, else the server's, else none.
-    pub(crate) fn http_credentials(&self, id: &str) -> Option<Credentials> {
+    pub(crate) fn http_credentials(&self, id: &str) -> Option<&Credentials> {
         self.known
             .iter()
             .find(|k| k.config.id == id)
-            .and_then(|k| {
-                crate::config::http_credentials(&k.config.http_username, &k.config.http_password)
-                    .ok()
-                    .flatten()
-            })
-            .or_else(|| self.http_credentials.clone())
+            .and_then(|k| k.http_credentials.as_ref())
+            .or(self.http_credentials.as_ref())
+    }
+
+    /// Whether any HTTP credentials are configured (else no request needs its identity resolved for them).
+    pub(crate) fn requires_http_credentials(&self) -> bool {
+        self.any_http_credentials
     }
 
     /// Resolves who sent a frame carrying `info`, from `peer`. With `ip_names_device` (HTTP mode, whose
