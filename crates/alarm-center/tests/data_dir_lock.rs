@@ -2,21 +2,26 @@
 //! first, changes nothing, and the query commands keep working beside the running server.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// `alarm-center serve` on `dir`, its log on a pipe.
+fn serve(dir: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_alarm-center"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env("ALARM_CENTER_API__ENABLED", "false")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
 
 #[test]
 fn a_second_server_on_the_same_data_directory_exits_and_names_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_alarm-center");
-    let mut first = Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env("ALARM_CENTER_API__ENABLED", "false")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut first = serve(dir.path());
     let mut lines = BufReader::new(first.stderr.take().unwrap()).lines();
     let started = lines
         .by_ref()
@@ -27,14 +32,7 @@ fn a_second_server_on_the_same_data_directory_exits_and_names_the_first() {
     std::thread::spawn(move || for _ in lines {});
 
     let began = Instant::now();
-    let mut second = Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .env("ALARM_CENTER_API__ENABLED", "false")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut second = serve(dir.path());
     // It must exit at once; a second server that runs is killed after 10 s and fails the test.
     while second.try_wait().unwrap().is_none() && began.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(50));
