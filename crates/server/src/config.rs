@@ -69,6 +69,11 @@ pub struct ServerConfig {
     /// Close a connection whose frame stays incomplete for this long (slow senders).
     #[serde(deserialize_with = "duration")]
     pub frame_timeout: Duration,
+    /// How long a connection's first frame waits for earlier connections from the same address to hand
+    /// over theirs, counted from the earlier connection's accept (one device's frames keep their arrival
+    /// order across connections); zero = no waiting.
+    #[serde(deserialize_with = "duration")]
+    pub arrival_order_window: Duration,
     /// Answer JSON-RPC requests that carry an `id` (keepAlive) with `{"id":N,"result":true}`.
     pub reply_to_requests: bool,
     /// Accept devices that match no `[[devices]]` entry.
@@ -103,6 +108,7 @@ impl Default for ServerConfig {
             max_frame: alarm_center_proto::DEFAULT_MAX_FRAME,
             idle_timeout: Duration::from_secs(180),
             frame_timeout: Duration::from_secs(30),
+            arrival_order_window: Duration::from_millis(250),
             reply_to_requests: false,
             allow_unknown_devices: true,
             max_new_devices_per_ip_per_minute: 100,
@@ -442,6 +448,9 @@ impl Config {
         }
         if s.frame_timeout < Duration::from_millis(100) {
             problems.push("server.frame-timeout must be at least 100ms".to_owned());
+        }
+        if s.arrival_order_window > Duration::from_secs(10) {
+            problems.push("server.arrival-order-window must be at most 10s".to_owned());
         }
         if !s.device_expiry.is_zero() && s.device_expiry < Duration::from_secs(1) {
             problems.push("server.device-expiry must be 0s (never) or at least 1s".to_owned());

@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::arrival::Ticket;
 use crate::http_mode::{self, Answer, Verdict};
 use crate::new_devices::Refusal;
 use crate::registry::Device;
@@ -62,10 +63,18 @@ pub(crate) struct Connection {
     continued: Option<u64>,
     /// The attached device's offline count when this connection's own session was last valid.
     generation: u64,
+    /// This connection's place among the connections from its address until its first frame is
+    /// handed to the writer: one device's frames keep their arrival order across connections.
+    arrival: Option<Ticket>,
 }
 
 impl Connection {
-    pub(crate) fn new(shared: Arc<Shared>, id: i64, peer: SocketAddr) -> Connection {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        id: i64,
+        peer: SocketAddr,
+        arrival: Option<Ticket>,
+    ) -> Connection {
         let decoder = Decoder::new(DecoderConfig {
             max_frame: shared.config.server.max_frame,
         });
@@ -88,6 +97,7 @@ impl Connection {
             auth_logged: false,
             continued: None,
             generation: 0,
+            arrival,
         }
     }
 
@@ -293,6 +303,10 @@ impl Connection {
 
     /// Decodes, attributes and hands one frame to the writer. Returns the answer an HTTP request is owed.
     async fn process(&mut self, frame: Frame, stream: &mut TcpStream) -> Option<Answer> {
+        if let Some(arrival) = &self.arrival {
+            // Earlier connections from this address first (each waits its window at most).
+            arrival.wait_turn().await;
+        }
         // One device's frames reach the store in the order their meaning was decided, whichever of
         // its connections they came on (decoding, online/offline and the queueing happen in turn).
         let mut order = match &self.device {
@@ -423,6 +437,8 @@ impl Connection {
         };
         self.queue(Record::Frame(Box::new(record))).await;
         drop(order);
+        // The first frame is handed over: later connections from this address may go.
+        self.arrival = None;
         if self.shared.config.server.reply_to_requests {
             self.reply(&frame, &decoded, stream).await;
         }

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+mod arrival;
 pub mod config;
 mod connection;
 pub mod data_dir_lock;
@@ -62,6 +63,8 @@ pub(crate) struct Shared {
     /// HTTP-mode devices: credentials and the paths already logged.
     pub(crate) http: http_mode::HttpMode,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Connections before their first frame, per address, in accept order.
+    arrivals: Arc<arrival::Arrivals>,
     next_connection: AtomicI64,
 }
 
@@ -166,6 +169,7 @@ impl Server {
             shutdown,
             http: http_mode::HttpMode::new(),
             per_ip: Mutex::new(HashMap::new()),
+            arrivals: arrival::Arrivals::new(config.server.arrival_order_window),
             next_connection,
         });
         let local_addr = listener
@@ -397,9 +401,10 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tasks: TaskTrac
             .fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
+        let arrival = shared.arrivals.enter(peer.ip(), id);
         let conn_shared = shared.clone();
         tasks.spawn(async move {
-            connection::Connection::new(conn_shared.clone(), id, peer)
+            connection::Connection::new(conn_shared.clone(), id, peer, arrival)
                 .run(stream)
                 .await;
             conn_shared
