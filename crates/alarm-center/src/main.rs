@@ -9,6 +9,7 @@ mod decode;
 mod log_escape;
 mod serve;
 mod simulate;
+mod startup;
 
 /// Alarm Center server for Dahua (Amcrest, Lorex, …) and XM devices.
 #[derive(Debug, Parser)]

@@ -1,13 +1,14 @@
 //! `alarm-center serve`, `config check`, `events`, `devices`.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use alarm_center_server::Config;
 use alarm_center_store::{Db, EventQuery};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
+
+use crate::startup::Listen;
 use tokio_util::sync::CancellationToken;
 
 /// Where the configuration comes from; shared by every command that reads the store.
@@ -35,9 +36,14 @@ impl ConfigArgs {
 pub(crate) struct ServeArgs {
     #[command(flatten)]
     config: ConfigArgs,
-    /// Address to listen on (overrides `server.listen`).
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<SocketAddr>,
+    /// Address devices connect to (overrides `server.listen`): `host:port` (`0.0.0.0:15002`,
+    /// `[::]:15002`, `localhost:15002`), or a port alone (`15002`, `:15002`) on `server.listen`'s address.
+    #[arg(long, value_name = "ADDR", value_parser = crate::startup::parse_listen)]
+    listen: Option<Listen>,
+    /// Address of the web UI and API (overrides `api.listen`): `host:port`, or a port alone (`8081`)
+    /// on `api.listen`'s address (127.0.0.1 by default).
+    #[arg(long, value_name = "ADDR", value_parser = crate::startup::parse_listen)]
+    api_listen: Option<Listen>,
     /// Print every committed event as one JSON line on standard output (`[sinks.stdout]`).
     #[arg(long)]
     stdout: bool,
@@ -49,29 +55,47 @@ pub(crate) struct ServeArgs {
 pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
     let mut config = args.config.load()?;
     if let Some(listen) = args.listen {
-        config.server.listen = listen;
+        config.server.listen = listen.on(config.server.listen);
+    }
+    if let Some(listen) = args.api_listen {
+        config.api.listen = listen.on(config.api.listen);
+        // A non-loopback API needs a token: the same rules as for the file.
+        config.validate()?;
     }
     if args.stdout {
         config.sinks.stdout.enabled = true;
     }
-    // Before anything reads or changes the store: one server per data directory.
-    let _lock = alarm_center_server::data_dir_lock::lock_data_dir(&config.store.data_dir)?;
-    check_store(&config.store.data_dir, args.force)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        // The listeners first: a busy port stops the start before the data directory is touched.
+        let (devices, api) = crate::startup::bind(&config).await?;
+        // Before anything reads or changes the store: one server per data directory.
+        let _lock = alarm_center_server::data_dir_lock::lock_data_dir(&config.store.data_dir)?;
+        check_store(&config.store.data_dir, args.force)?;
         alarm_center_server::raise_open_files_limit(&config);
-        let listener =
-            alarm_center_server::bind_devices(config.server.listen, config.server.listen_backlog)
-                .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let stop = CancellationToken::new();
         let signal = stop.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
             signal.cancel();
         });
-        alarm_center_server::run(config, listener, stop).await?;
+        let banner_config = config.clone();
+        let server = alarm_center_server::Server::start_bound(config, devices, api).await?;
+        let banner = crate::startup::banner(
+            &banner_config,
+            server.local_addr(),
+            server.api_addr(),
+            &banner_config
+                .store
+                .data_dir
+                .join(alarm_center_store::DB_FILE),
+        );
+        // One block on standard error, beside the log (a closed standard error is no reason to stop).
+        let _ = std::io::stderr().lock().write_all(banner.as_bytes());
+        stop.cancelled().await;
+        server.shutdown().await?;
         Ok(())
     })
 }

@@ -284,12 +284,12 @@ fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (shown in the message, not chained: an error chain would print it twice).
+        cause: std::io::Error,
     },
     /// TOML syntax or a wrong key/type.
     #[error("{origin}: {message}")]
@@ -350,9 +350,9 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let (mut table, origin) = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
                     path: path.to_owned(),
-                    source,
+                    cause,
                 })?;
                 let table = text
                     .parse::<toml::Table>()

@@ -36,20 +36,20 @@ pub enum LockError {
         holder: String,
     },
     /// The directory or the lock file cannot be created or locked.
-    #[error("cannot lock data directory {dir}: {source}")]
+    #[error("cannot lock data directory {dir}: {cause}")]
     Io {
         /// The data directory.
         dir: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (shown in the message, not chained: an error chain would print it twice).
+        cause: std::io::Error,
     },
 }
 
 /// Takes the exclusive lock on `dir` (created if missing) and writes who holds it.
 pub fn lock_data_dir(dir: &Path) -> Result<DataDirLock, LockError> {
-    let io = |source| LockError::Io {
+    let io = |cause| LockError::Io {
         dir: dir.to_owned(),
-        source,
+        cause,
     };
     std::fs::create_dir_all(dir).map_err(io)?;
     let path = dir.join(LOCK_FILE);

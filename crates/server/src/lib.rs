@@ -48,6 +48,9 @@ pub enum ServerError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] alarm_center_store::StoreError),
+    /// A listener could not be bound (the message names the address and what to change).
+    #[error("{0}")]
+    Listen(String),
     /// A task failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -121,8 +124,28 @@ fn retention(config: &Config) -> Retention {
 }
 
 impl Server {
-    /// Opens the store and starts serving `listener` (already bound, so tests can use port 0).
+    /// Opens the store and starts serving `listener` (already bound, so tests can use port 0); binds
+    /// the API's listener itself when the API is enabled.
     pub async fn start(config: Config, listener: TcpListener) -> Result<Server, ServerError> {
+        let api = match config.api.enabled {
+            true => Some(TcpListener::bind(config.api.listen).await.map_err(|e| {
+                ServerError::Listen(format!(
+                    "cannot listen for the API on {}: {e}",
+                    config.api.listen
+                ))
+            })?),
+            false => None,
+        };
+        Server::start_bound(config, listener, api).await
+    }
+
+    /// Opens the store and starts serving listeners bound beforehand: the device port's, and the
+    /// API's when the API is enabled (`alarm-center serve` binds both before it touches the store).
+    pub async fn start_bound(
+        config: Config,
+        listener: TcpListener,
+        api: Option<TcpListener>,
+    ) -> Result<Server, ServerError> {
         let config = Arc::new(config);
         let db = Db::open(&config.store.data_dir, config.store.sync)?;
         tracing::info!(path = %db.path().display(), "store opened");
@@ -179,9 +202,9 @@ impl Server {
         // TLS for the outputs: one crypto provider for the whole process.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         sinks::start(&config, &committed, &shared.shutdown, &tasks)?;
-        let api_addr = match config.api.enabled {
-            true => Some(start_api(&config, &shared, &committed, &tasks).await?),
-            false => None,
+        let api_addr = match api {
+            Some(api) => Some(start_api(&config, api, &shared, &committed, &tasks)?),
+            None => None,
         };
         tasks.spawn(accept_loop(shared.clone(), listener, tasks.clone()));
         tasks.spawn(supervise::run(shared.clone()));
@@ -297,30 +320,14 @@ pub fn raise_open_files_limit(config: &Config) -> Option<u64> {
     }
 }
 
-/// Runs a server on `listener` until `stop` is cancelled, then shuts it down cleanly.
-pub async fn run(
-    config: Config,
-    listener: TcpListener,
-    stop: CancellationToken,
-) -> Result<(), ServerError> {
-    let server = Server::start(config, listener).await?;
-    stop.cancelled().await;
-    server.shutdown().await
-}
-
-/// Binds and serves the HTTP API until shutdown.
-async fn start_api(
+/// Serves the HTTP API on `listener` until shutdown.
+fn start_api(
     config: &Config,
+    listener: TcpListener,
     shared: &Arc<Shared>,
     committed: &broadcast::Sender<Committed>,
     tasks: &TaskTracker,
 ) -> Result<std::net::SocketAddr, ServerError> {
-    let listener = TcpListener::bind(config.api.listen).await.map_err(|e| {
-        ServerError::Internal(format!(
-            "cannot listen for the API on {}: {e}",
-            config.api.listen
-        ))
-    })?;
     let addr = listener
         .local_addr()
         .map_err(|e| ServerError::Internal(e.to_string()))?;

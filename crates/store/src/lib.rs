@@ -26,15 +26,16 @@ pub use write::{
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// SQLite reported an error.
+    /// (Shown in the message, not chained: an error chain would print it twice.)
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     /// The data directory could not be created.
-    #[error("cannot create data directory {path}: {source}")]
+    #[error("cannot create data directory {path}: {cause}")]
     DataDir {
         /// The directory.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (shown in the message, not chained: an error chain would print it twice).
+        cause: std::io::Error,
     },
     /// The database was written by a newer version of alarm-center.
     #[error("database schema version {found} is newer than this program understands ({known})")]
@@ -52,6 +53,12 @@ pub enum StoreError {
         /// The version this build writes.
         known: i64,
     },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e)
+    }
 }
 
 /// Result alias.
@@ -87,9 +94,9 @@ impl std::fmt::Debug for Db {
 impl Db {
     /// Opens (creating if needed) the database in `data_dir` for writing, and migrates its schema.
     pub fn open(data_dir: &Path, sync: SyncMode) -> Result<Db> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+        std::fs::create_dir_all(data_dir).map_err(|cause| StoreError::DataDir {
             path: data_dir.to_owned(),
-            source,
+            cause,
         })?;
         let path = data_dir.join(DB_FILE);
         let conn = rusqlite::Connection::open(&path)?;

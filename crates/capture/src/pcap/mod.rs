@@ -120,8 +120,15 @@ pub enum CaptureError {
     #[error("bad capture header: {0}")]
     BadHeader(&'static str),
     /// The reader failed.
+    /// (Shown in the message, not chained: an error chain would print it twice.)
     #[error("error reading capture: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for CaptureError {
+    fn from(e: std::io::Error) -> Self {
+        CaptureError::Io(e)
+    }
 }
 
 /// Streams the capture read from `reader` and reports each TCP direction's reassembled bytes
