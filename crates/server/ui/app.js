@@ -38,6 +38,29 @@ function emptyRow(tbody, columns, text) {
   tbody.replaceChildren(el('tr', { class: 'empty' }, el('td', { colspan: columns }, text)));
 }
 
+// ---------- Long ids ----------
+
+const ID_SEPARATORS = /(?<=[.@_:/-])(?![.@_:/-])/; // a break opportunity after each run of separators
+const CODE_SEPARATORS = /(?<=[.@_:/-])(?![.@_:/-])|(?<=[a-z])(?=[A-Z])/; // … and between CamelCase words
+const ID_CHUNK = 16; // a run without separators longer than this breaks every ID_CHUNK characters
+
+/** `text` as text nodes with a <wbr> after each separator (. @ - _ : /), so a long id wraps there and
+ * not mid-word; only a run of more than ID_CHUNK characters without any separator is cut into chunks.
+ * `separators`: CODE_SEPARATORS for event codes (VideoMotion wraps as Video|Motion). */
+function breakable(text, separators = ID_SEPARATORS) {
+  const parts = [];
+  for (const segment of String(text ?? '').split(separators)) {
+    for (let i = 0; i < segment.length; i += ID_CHUNK) {
+      if (parts.length) parts.push(el('wbr'));
+      parts.push(segment.slice(i, i + ID_CHUNK));
+    }
+  }
+  return parts;
+}
+
+/** An id (device, peer, serial, …) in monospace that wraps at its separators. */
+const idText = (text, cls = 'mono id') => (text == null || text === '' ? muted('—') : el('span', { class: cls }, breakable(text)));
+
 // ---------- Time ----------
 
 const pad = (n, w = 2) => String(n).padStart(w, '0');
@@ -51,16 +74,37 @@ function fmtTime(iso) {
     `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
-/** Time elapsed since `iso`: "12 s", "3 min", "2 h 5 min", "4 d"; null when unknown. */
-function elapsed(iso) {
-  const ms = iso ? Date.now() - new Date(iso).getTime() : NaN;
-  if (Number.isNaN(ms)) return null;
+/** Local "YYYY-MM-DDTHH:MM:SS.mmm+HH:MM" (ISO 8601 with this browser's UTC offset) of a Date. */
+function isoLocal(d) {
+  const offset = -d.getTimezoneOffset();
+  const abs = Math.abs(offset);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T` +
+    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}` +
+    `${offset < 0 ? '-' : '+'}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
+}
+
+/** The full time of a tooltip: local ISO time with its zone, UTC, and the device's own clock if known. */
+function fullTime(iso, deviceTime) {
+  const lines = [];
+  const d = iso ? new Date(iso) : null;
+  if (d && !Number.isNaN(d.getTime())) lines.push(`${isoLocal(d)} (local)`, `${d.toISOString()} (UTC)`);
+  else if (iso) lines.push(iso);
+  if (deviceTime) lines.push(`device time: ${deviceTime}`);
+  return lines.join('\n');
+}
+
+/** "12 s", "3 min", "2 h 5 min", "4 d" of a span in milliseconds; null when unknown. */
+function spanText(ms) {
+  if (ms == null || Number.isNaN(ms)) return null;
   const s = Math.max(0, Math.round(ms / 1000));
   if (s < 60) return `${s} s`;
   if (s < 3600) return `${Math.floor(s / 60)} min`;
   if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
   return `${Math.floor(s / 86400)} d`;
 }
+
+/** Time elapsed since `iso`: "12 s", "3 min", "2 h 5 min", "4 d"; null when unknown. */
+const elapsed = (iso) => spanText(iso ? Date.now() - new Date(iso).getTime() : NaN);
 
 /** "just now", "12 s ago", "3 min ago", … */
 function relTime(iso) {
@@ -69,10 +113,15 @@ function relTime(iso) {
   return Date.now() - new Date(iso).getTime() < 5000 ? 'just now' : `${span} ago`;
 }
 
-/** A <time> showing the local time (absolute), UTC in the tooltip. */
-const timeAbs = (iso) => el('time', { datetime: iso, title: iso }, fmtTime(iso));
-/** A <time> showing a relative time, kept current by the 1 s ticker. */
-const timeRel = (iso) => el('time', { datetime: iso, title: `${fmtTime(iso)} (${iso})`, 'data-rel': iso }, relTime(iso));
+/** A <time> showing the local time as "YYYY-MM-DD HH:MM:SS" (the one format of every table; it may wrap
+ * between date and time), the full time (zone, UTC, device time) in the tooltip. */
+function timeAbs(iso, deviceTime) {
+  const [day, clock] = fmtTime(iso).split(' ');
+  return el('time', { datetime: iso, title: fullTime(iso, deviceTime) },
+    clock ? [el('span', { class: 'nw' }, day), ' ', el('span', { class: 'nw' }, clock)] : day);
+}
+/** A <time> showing a relative time, kept current by the 1 s ticker; the full time in the tooltip. */
+const timeRel = (iso) => el('time', { datetime: iso, title: fullTime(iso), 'data-rel': iso }, relTime(iso));
 
 setInterval(() => {
   for (const node of document.querySelectorAll('[data-rel]')) node.textContent = relTime(node.dataset.rel);
@@ -149,20 +198,29 @@ async function downloadWithToken(url, filename) {
   setTimeout(() => URL.revokeObjectURL(href), 10000);
 }
 
-// ---------- Navigation (hash routes: #devices, #live, #history?device=…, #frames, #frame/ID, #sinks) ----------
+// The sticky header's height, for scroll-padding-top (an element scrolled into view, such as the frame
+// inspector, starts below the header, not under it) and the sticky table heads.
+const topBar = document.querySelector('header.top');
+const setTopHeight = () => document.documentElement.style.setProperty('--top-h', `${topBar.offsetHeight}px`);
+new ResizeObserver(setTopHeight).observe(topBar);
+setTopHeight();
 
-const VIEWS = ['devices', 'live', 'history', 'frames', 'sinks'];
+// ---------- Navigation (hash routes: #devices, #device/ID, #live, #history?device=…, #frames, #frame/ID, #sinks) ----------
+
+const VIEWS = ['devices', 'device', 'live', 'history', 'frames', 'sinks'];
+const NAV = ['devices', 'live', 'history', 'frames', 'sinks'];
 let currentView = '';
 const loaded = new Set(); // views whose data was loaded once
 
 function route(force = false) {
   const [path, query = ''] = location.hash.slice(1).split('?');
   const [name, arg] = path.split('/');
-  const view = name === 'frame' ? 'frames' : VIEWS.includes(name) ? name : 'devices';
-  for (const v of VIEWS) {
-    $(`view-${v}`).hidden = v !== view;
+  const view = name === 'frame' ? 'frames' : name === 'device' && !arg ? 'devices' : VIEWS.includes(name) ? name : 'devices';
+  for (const v of VIEWS) $(`view-${v}`).hidden = v !== view;
+  const section = view === 'device' ? 'devices' : view; // a device's page belongs to Devices
+  for (const v of NAV) {
     const link = $(`nav-${v}`);
-    if (v === view) link.setAttribute('aria-current', 'page');
+    if (v === section) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
   }
   if (view !== currentView) window.scrollTo(0, 0);
@@ -180,6 +238,10 @@ function route(force = false) {
     else closeInspector();
   } else if (view === 'sinks') {
     refreshSinks();
+  } else if (view === 'device') {
+    let id = arg;
+    try { id = decodeURIComponent(arg); } catch { /* keep it as written */ }
+    openDevice(id);
   } else if (view === 'devices' && force) {
     refreshDevices();
   }
@@ -201,6 +263,7 @@ function refreshDevicesSoon() {
 const DEVICE_PAGE = 500; // the API's default page
 const DEVICE_PAGE_MAX = 5000; // the API's largest page
 const devs = { shown: 0, next: null, online: 0, seq: 0 };
+const deviceCache = new Map(); // id → the device as last loaded (for its page)
 
 /** GET one page of devices after `after` (null: from the start). */
 const devicePage = (after, limit) => api(`api/devices?${new URLSearchParams(after == null ? { limit } : { limit, after })}`);
@@ -224,11 +287,14 @@ async function refreshDevices() {
   }
   if (seq !== devs.seq) return;
   Object.assign(devs, { shown: devices.length, next, online });
+  deviceCache.clear();
+  for (const d of devices) deviceCache.set(d.id, d);
+  if (currentView === 'device') showDeviceMeta();
   $('device-ids').replaceChildren(...devices.map(deviceOption));
   const body = $('devices-body');
+  if (devices.length) body.replaceChildren(...devices.map(deviceRow));
+  else emptyRow(body, 7, 'No device has connected yet. Point a device’s Alarm Center (or alarm server) setting at this server.');
   showDevicesStatus();
-  if (!devices.length) return emptyRow(body, 7, 'No device has connected yet. Point a device’s Alarm Center (or alarm server) setting at this server.');
-  body.replaceChildren(...devices.map(deviceRow));
 }
 
 /** Appends the next page of devices. */
@@ -240,6 +306,7 @@ async function moreDevices() {
     const { devices, next, online } = await devicePage(devs.next, DEVICE_PAGE);
     if (seq !== devs.seq) return;
     Object.assign(devs, { shown: devs.shown + devices.length, next, online });
+    for (const d of devices) deviceCache.set(d.id, d);
     $('devices-body').append(...devices.map(deviceRow));
     $('device-ids').append(...devices.map(deviceOption));
     showDevicesStatus();
@@ -254,29 +321,109 @@ function showDevicesStatus() {
   const more = devs.next != null;
   setStatus('devices-status', `${devs.shown} device${devs.shown === 1 ? '' : 's'}${more ? ' shown (more available)' : ''}, ${devs.online} online`);
   $('devices-more').hidden = !more;
+  $('devices-legend').hidden = !$('devices-body').querySelector('.badge.new');
 }
+
+const isNewDevice = (d) => Date.now() - new Date(d.first_seen).getTime() < NEW_DEVICE_MS;
+/** The "new" badge, saying what it means. */
+const newBadge = (d) => el('span', {
+  class: 'badge new',
+  title: `New: first seen ${fmtTime(d.first_seen)}, less than ${NEW_DEVICE_MS / 60000} minutes ago (the mark goes after that)`,
+}, 'new');
 
 const deviceOption = (d) => el('option', { value: d.id }, d.name || '');
 $('devices-more').addEventListener('click', moreDevices);
 
-function deviceRow(d) {
-  const isNew = Date.now() - new Date(d.first_seen).getTime() < NEW_DEVICE_MS;
+const stateBadge = (d) => {
   const online = d.state === 'online';
+  return el('span', { class: `badge ${online ? 'online' : 'offline'}`, title: `since ${fmtTime(d.state_since)}` },
+    online ? '● online' : '○ offline');
+};
+
+function deviceRow(d) {
+  const isNew = isNewDevice(d);
   const identity = [['serial', d.serial], ['MAC', d.mac], ['domain', d.domain], ['IP', d.ip]]
     .filter(([, v]) => v)
-    .map(([k, v]) => el('span', { class: 'ident' }, muted(k), ' ', el('span', { class: 'mono' }, v)));
+    .map(([k, v]) => el('span', { class: 'ident' }, muted(k), ' ', idText(v)));
+  const page = `#device/${encodeURIComponent(d.id)}`;
   return el('tr', { class: `device-row${isNew ? ' new' : ''}`, dataset: { device: d.id, state: d.state } },
-    td('State', el('span', { class: `badge ${online ? 'online' : 'offline'}`, title: `since ${fmtTime(d.state_since)}` },
-      online ? '● online' : '○ offline'), ' ', muted(`for ${dash(elapsed(d.state_since))}`)),
+    td('State', stateBadge(d), ' ', muted(`for ${dash(elapsed(d.state_since))}`)),
     td('Device',
-      el('div', {}, el('strong', {}, d.name || d.id), isNew ? el('span', { class: 'badge new' }, 'new') : null),
-      d.name ? el('div', { class: 'muted mono' }, d.id) : null,
+      el('div', {}, el('a', { href: page, class: 'device-link' }, el('strong', {}, d.name || breakable(d.id))),
+        isNew ? newBadge(d) : null),
+      d.name ? el('div', { class: 'muted' }, idText(d.id)) : null,
       el('a', { href: `#history?device=${encodeURIComponent(d.id)}`, class: 'small' }, 'events')),
     td('Identity', identity.length ? identity : muted('—')),
-    td('Peer', el('span', { class: 'mono' }, dash(d.peer))),
+    td('Peer', idText(d.peer)),
     td('Protocol', dash(d.protocol), d.keepalive_period ? muted(` · keep-alive ${d.keepalive_period} s`) : null),
     td('Last seen', timeRel(d.last_seen)),
     td('First seen', timeAbs(d.first_seen)));
+}
+
+// ---------- A device's page: its details and connection history ----------
+
+const shownDevice = { id: null, seq: 0 };
+
+function openDevice(id) {
+  if (shownDevice.id !== id) {
+    shownDevice.id = id;
+    $('connections-body').replaceChildren();
+  }
+  $('device-title').replaceChildren('Device ', idText(id, 'mono id title-id'));
+  $('device-events').href = `#history?device=${encodeURIComponent(id)}`;
+  showDeviceMeta();
+  loadConnections();
+}
+
+/** The device's details, as loaded with the devices list. */
+function showDeviceMeta() {
+  const d = deviceCache.get(shownDevice.id);
+  const meta = d
+    ? defList([
+      ['State', [stateBadge(d), ' ', muted(`for ${dash(elapsed(d.state_since))}`)]],
+      ['Name', d.name ? [d.name, isNewDevice(d) ? newBadge(d) : null] : null],
+      ['Id', [idText(d.id), !d.name && isNewDevice(d) ? newBadge(d) : null]],
+      ['Serial', d.serial && idText(d.serial)], ['MAC', d.mac && idText(d.mac)],
+      ['Domain', d.domain && idText(d.domain)], ['IP', d.ip && idText(d.ip)],
+      ['Peer', d.peer && idText(d.peer)],
+      ['Protocol', d.protocol ? `${d.protocol}${d.keepalive_period ? ` · keep-alive ${d.keepalive_period} s` : ''}` : null],
+      ['Last seen', d.last_seen && timeRel(d.last_seen)], ['First seen', d.first_seen && timeAbs(d.first_seen)],
+    ])
+    : el('p', { class: 'muted' }, 'Not in the devices list loaded so far (or no longer stored); its connections are below.');
+  $('device-meta').replaceChildren(meta);
+}
+
+/** Reloads the connection history of the device shown. */
+async function loadConnections() {
+  const id = shownDevice.id;
+  const seq = ++shownDevice.seq;
+  try {
+    const { connections } = await api(`api/devices/${encodeURIComponent(id)}/connections`);
+    if (seq !== shownDevice.seq) return;
+    setStatus('device-status', connections.length
+      ? `${connections.length} connection${connections.length === 1 ? '' : 's'}, newest first (at most 100)`
+      : 'No connection recorded for this device.');
+    $('connections-table').hidden = !connections.length;
+    $('connections-body').replaceChildren(...connections.map(connectionRow));
+  } catch (e) {
+    if (seq === shownDevice.seq) {
+      setStatus('device-status', e.status === 404 ? `No device ${id}.` : `Could not load connections: ${e.message}`, true);
+    }
+  }
+}
+
+function connectionRow(c) {
+  const opened = new Date(c.opened_at).getTime();
+  const closed = c.closed_at ? new Date(c.closed_at).getTime() : Date.now();
+  return el('tr', { class: 'connection-row', dataset: { connection: c.id, state: c.closed_at ? 'closed' : 'open', peer: c.peer } },
+    td('Connection', `#${c.id}`),
+    td('Peer', idText(c.peer)),
+    td('Opened', timeAbs(c.opened_at)),
+    td('Closed', c.closed_at ? timeAbs(c.closed_at) : el('span', { class: 'badge online' }, 'open')),
+    td('Duration', dash(spanText(closed - opened))),
+    td('Close reason', dash(c.close_reason)),
+    td('Frames', dash(c.frames)),
+    td('Bytes', c.bytes == null ? '—' : `${c.bytes} B`));
 }
 
 // ---------- Events (shared by Live and History) ----------
@@ -302,18 +449,18 @@ function eventRow(e, cls, withDetails) {
     $('known-codes').append(el('option', { value: e.code }));
   }
   const cells = [
-    td('Time', timeAbs(e.received_at)),
-    td('Device', el('span', { class: 'mono' }, e.device)),
+    td('Time', timeAbs(e.received_at, e.device_time)),
+    td('Device', idText(e.device)),
     td('Channel', channelText(e)),
-    td('Code', el('strong', {}, e.code)),
+    td('Code', el('strong', {}, breakable(e.code, CODE_SEPARATORS))),
     td('Action', actionBadge(e.action),
       e.synthetic ? el('span', { class: 'badge synthetic', title: 'synthesised by the server' }, `synthetic · ${e.synthetic}`) : null),
     td('Kind', e.kind),
   ];
   if (withDetails) {
+    // The device's own time is in the time's tooltip (no column of its own: the table fits 1400 px).
     const data = e.data == null ? '' : JSON.stringify(e.data);
-    cells.push(td('Device time', dash(e.device_time)),
-      td('Data', data ? el('code', { class: 'data', title: data }, data) : muted('—')));
+    cells.push(td('Data', data ? el('code', { class: 'data', title: data }, data) : muted('—')));
   }
   cells.push(td('Frame', frameLink(e.frame_id)));
   return el('tr', {
@@ -528,7 +675,7 @@ function frameRow(f) {
   },
   td('Frame', el('a', { href: `#frame/${f.id}` }, `#${f.id}`)),
   td('Received', timeAbs(f.received_at)),
-  td('Device', el('span', { class: 'mono' }, dash(f.device))),
+  td('Device', idText(f.device)),
   td('Protocol', f.protocol),
   td('Command', commandText(f.protocol, f.command)),
   td('Kind', f.kind),
@@ -622,16 +769,18 @@ async function openFrame(id) {
   $('inspector-title').textContent = `Frame #${id}`;
   $('inspector-meta').replaceChildren();
   $('inspector-body').replaceChildren();
-  $('inspector-download').href = `api/frames/${id}/raw`;
-  $('inspector-download').setAttribute('download', `frame-${id}.bin`);
+  $('inspector-download').hidden = true; // shown once the frame is known to be stored
   for (const row of document.querySelectorAll('tr.frame-row')) row.classList.toggle('selected', Number(row.dataset.id) === id);
   setStatus('inspector-status', 'Loading…');
   panel.scrollIntoView({ block: 'start' });
   try {
     const { frame: f, hex, decoded } = await api(`api/frames/${id}`);
     if (openFrameId !== id) return; // another frame was opened meanwhile
+    $('inspector-download').href = `api/frames/${id}/raw`;
+    $('inspector-download').setAttribute('download', `frame-${id}.bin`);
+    $('inspector-download').hidden = false;
     $('inspector-meta').replaceWith(Object.assign(defList([
-      ['Received', timeAbs(f.received_at)], ['Device', dash(f.device)], ['Connection', dash(f.connection)],
+      ['Received', timeAbs(f.received_at)], ['Device', idText(f.device)], ['Connection', dash(f.connection)],
       ['Stream offset', f.stream_offset], ['Length', `${f.length} bytes`],
       ['Stored as', `${f.protocol} · ${f.kind} · ${f.body_format}`], ['Stored error', f.error],
     ]), { id: 'inspector-meta' }));
@@ -642,7 +791,10 @@ async function openFrame(id) {
     $('inspector-body').replaceChildren(...(decoded.length ? decoded.map((r) => renderRecord(r, hex))
       : [el('pre', { class: 'hexdump' }, hexDump(hex))]));
   } catch (e) {
-    setStatus('inspector-status', `Could not load frame ${id}: ${e.message}`, true);
+    if (openFrameId !== id) return;
+    setStatus('inspector-status', e.status === 404
+      ? `Frame #${id} is not stored: retention removed it (store.frames-max-age, store.max-size-mb), or it never existed. Its events stay in History.`
+      : `Could not load frame ${id}: ${e.message}`, true);
   }
 }
 
@@ -691,9 +843,12 @@ async function refreshSinks() {
   }
   setStatus('sinks-status', `${sinks.length} sink${sinks.length === 1 ? '' : 's'} · updated ${fmtTime(new Date().toISOString())}`);
   const body = $('sinks-body');
-  if (!sinks.length) return emptyRow(body, 9, 'No sink has run yet (configure [[sinks]] outputs).');
+  // No sink: the table gives way to a configuration snippet.
+  $('sinks-table').hidden = !sinks.length;
+  $('sinks-empty').hidden = sinks.length > 0;
+  if (!sinks.length) return body.replaceChildren();
   body.replaceChildren(...sinks.map((s) => el('tr', { class: 'sink-row', dataset: { sink: s.sink } },
-    td('Sink', el('strong', {}, s.sink)),
+    td('Sink', el('strong', {}, breakable(s.sink))),
     td('Position', s.position),
     td('Lag', el('span', { class: s.lag > 0 ? 'warn-text' : '' }, s.lag)),
     td('Delivered', s.delivered),
@@ -714,4 +869,5 @@ setInterval(() => {
   if (!$('auth').hidden) return; // waiting for a token
   refreshDevices();
   if (currentView === 'sinks') refreshSinks();
+  if (currentView === 'device') loadConnections();
 }, 5000);
