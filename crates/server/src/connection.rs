@@ -52,6 +52,8 @@ pub(crate) struct Connection {
     strong: bool,
     frames: u64,
     bytes: u64,
+    /// The same counts, readable by the API while the connection is open.
+    live: crate::live::Entry,
     last_seen_written: Option<Instant>,
     /// Set when the connection identified a device that is not configured while unknown devices are refused.
     refused: bool,
@@ -79,6 +81,7 @@ impl Connection {
             max_frame: shared.config.server.max_frame,
         });
         let cancel = shared.shutdown.child_token();
+        let live = shared.live.open(id);
         Connection {
             shared,
             id,
@@ -91,6 +94,7 @@ impl Connection {
             strong: false,
             frames: 0,
             bytes: 0,
+            live,
             last_seen_written: None,
             refused: false,
             limited: None,
@@ -262,6 +266,7 @@ impl Connection {
         });
         if let Read::Frames(_, n) = &read {
             self.bytes += *n as u64;
+            self.live.counters.add_bytes(*n as u64);
             self.shared
                 .stats
                 .bytes_received
@@ -316,6 +321,7 @@ impl Connection {
         let stats = self.shared.stats.clone();
         Stats::inc(&stats.frames);
         self.frames += 1;
+        self.live.counters.add_frame();
         if frame.protocol == Protocol::Junk {
             Stats::inc(&stats.frames_junk);
         }

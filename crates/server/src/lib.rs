@@ -9,6 +9,7 @@ mod connection;
 pub mod data_dir_lock;
 mod http_auth;
 mod http_mode;
+mod live;
 mod new_devices;
 mod registry;
 pub mod sinks;
@@ -68,7 +69,16 @@ pub(crate) struct Shared {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     /// Connections before their first frame, per address, in accept order.
     arrivals: Arc<arrival::Arrivals>,
+    /// Counters of the open connections.
+    pub(crate) live: live::LiveConnections,
     next_connection: AtomicI64,
+}
+
+impl Shared {
+    /// (frames, bytes) of open connection `id` so far.
+    pub(crate) fn live_counters(&self, id: i64) -> Option<(u64, u64)> {
+        self.live.get(id)
+    }
 }
 
 /// An event the server makes about a device (online, offline), not carried by a frame.
@@ -193,6 +203,7 @@ impl Server {
             http: http_mode::HttpMode::new(),
             per_ip: Mutex::new(HashMap::new()),
             arrivals: arrival::Arrivals::new(config.server.arrival_order_window),
+            live: live::LiveConnections::default(),
             next_connection,
         });
         let local_addr = listener

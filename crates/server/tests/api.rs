@@ -190,6 +190,13 @@ async fn bad_requests_get_a_json_error_with_the_right_status() {
         ("/api/devices?colour=red", 400, "unknown parameter"),
         ("/api/frames/xyz", 400, "frame id"),
         ("/api/frames/999999", 404, "no frame"),
+        ("/api/events?until=tomorrow", 400, "RFC 3339"),
+        ("/api/events?device=nobody", 404, "no device \"nobody\""),
+        (
+            "/api/devices/nobody/connections",
+            404,
+            "no device \"nobody\"",
+        ),
         ("/api/nothing", 404, "no such endpoint"),
     ] {
         let (got, body) = get(&base, path, None).await;
@@ -344,5 +351,69 @@ async fn devices_are_paginated_in_id_order() {
     let (_, max) = get(&base, "/api/devices?limit=5000", None).await;
     assert_eq!(ids(&max).len(), 5);
     drop(connections);
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relative_times_live_connection_counters_and_the_openapi_document() {
+    let mut t = start(|_| {}).await;
+    let base = format!("http://{}", t.server.api_addr().unwrap());
+    let mut device = t.connect().await;
+    let first = encode::dvrip_mask(2, 0, 0b1);
+    let second = encode::dvrip_mask(2, 0, 0b0);
+    send(&mut device, &first).await;
+    send(&mut device, &second).await;
+    t.events(3, WAIT).await;
+
+    // `since`/`until` as durations ago.
+    let (status, recent) = get(&base, "/api/events?since=10m", None).await;
+    assert_eq!(status, 200, "{recent}");
+    assert_eq!(recent["events"].as_array().unwrap().len(), 3);
+    let (_, none) = get(&base, "/api/events?until=10m", None).await;
+    assert_eq!(none["events"].as_array().unwrap().len(), 0, "{none}");
+
+    // The connection is still open: its counters are read live, not the NULLs of its stored row.
+    let (status, answer) = get(&base, "/api/devices/addr-127.0.0.1/connections", None).await;
+    assert_eq!(status, 200, "{answer}");
+    let open = &answer["connections"][0];
+    assert_eq!(open["closed_at"], Value::Null, "{answer}");
+    assert_eq!(open["frames"], 2, "{answer}");
+    assert_eq!(
+        open["bytes"],
+        (first.len() + second.len()) as u64,
+        "{answer}"
+    );
+
+    // The OpenAPI document, unauthenticated, naming every endpoint the server routes.
+    let response = reqwest::get(format!("{base}/api/openapi.yaml"))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/yaml"));
+    let text = response.text().await.unwrap();
+    assert!(text.starts_with("openapi: "), "{}", &text[..40]);
+    for path in [
+        "/api/devices:",
+        "/api/devices/{id}/connections:",
+        "/api/events:",
+        "/api/frames:",
+        "/api/frames/{id}:",
+        "/api/frames/{id}/raw:",
+        "/api/decode:",
+        "/api/sinks:",
+        "/api/stream:",
+        "/api/openapi.yaml:",
+        "/metrics:",
+        "/healthz:",
+        "/readyz:",
+    ] {
+        assert!(
+            text.contains(&format!("\n  {path}\n")),
+            "{path} is not documented"
+        );
+    }
     t.server.shutdown().await.unwrap();
 }

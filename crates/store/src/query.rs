@@ -12,8 +12,14 @@ pub struct EventQuery {
     pub device: Option<String>,
     /// Only this code (exact).
     pub code: Option<String>,
+    /// Only this action (`start`, `stop`, `pulse`, …).
+    pub action: Option<String>,
+    /// Only this kind (`alarm`, `device`, …).
+    pub kind: Option<String>,
     /// Only events received at or after this unix ms.
     pub since: Option<i64>,
+    /// Only events received at or before this unix ms.
+    pub until: Option<i64>,
     /// Only events with id below this (pagination cursor).
     pub before_id: Option<i64>,
     /// Only events with id above this (tailing).
@@ -112,6 +118,18 @@ impl Db {
         }
         if let Some(c) = &q.code {
             add("code =", c.clone().into());
+        }
+        if let Some(a) = &q.action {
+            add("action =", a.clone().into());
+        }
+        if let Some(k) = &q.kind {
+            add("kind =", k.clone().into());
+        }
+        if let Some(u) = q.until {
+            // As for `since`: the first event after `until` bounds the ids (none: every event is earlier).
+            if let Some(after) = self.first_id_at_or_after("events", u.saturating_add(1))? {
+                add("id <", after.into());
+            }
         }
         if let Some(s) = q.since {
             // Ids grow with time: a bound on ids uses the primary key instead of scanning.
@@ -347,6 +365,17 @@ pub struct ConnectionRow {
 }
 
 impl Db {
+    /// Whether the store knows `device`: it has a device row, or events (a device forgotten by
+    /// `server.device-expiry` keeps its events).
+    pub fn device_known(&self, device: &str) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM devices WHERE id = ?1)
+                 OR EXISTS(SELECT 1 FROM events WHERE device = ?1)",
+            [device],
+            |r| r.get(0),
+        )?)
+    }
+
     /// The newest `limit` connections of `device`, newest first.
     pub fn connections(&self, device: &str, limit: u32) -> Result<Vec<ConnectionRow>> {
         let mut stmt = self.conn.prepare(

@@ -274,6 +274,52 @@ fn time_bounds_by_binary_search_over_ids() {
 }
 
 #[test]
+fn action_kind_and_until_are_filtered_in_the_query_so_sparse_matches_are_reachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
+    // 20,000 events, one `stop` among them, far below the newest 10,000.
+    let events: Vec<_> = (0..20_000)
+        .map(|i| NewEvent {
+            action: if i == 42 { "stop" } else { "start" }.into(),
+            ..event(i * 10, "VideoMotion", None)
+        })
+        .collect();
+    db.write(&Batch {
+        events,
+        ..Default::default()
+    })
+    .unwrap();
+    let query = |q: EventQuery| {
+        db.events(&EventQuery {
+            limit: Some(5),
+            ..q
+        })
+        .unwrap()
+    };
+    let stops = query(EventQuery {
+        action: Some("stop".into()),
+        ..Default::default()
+    });
+    assert_eq!(stops.iter().map(|e| e.id).collect::<Vec<_>>(), [43]);
+    assert!(query(EventQuery {
+        kind: Some("device".into()),
+        ..Default::default()
+    })
+    .is_empty());
+    // Up to and including 100 ms: events 0..=10, newest first.
+    let until = query(EventQuery {
+        until: Some(100),
+        ..Default::default()
+    });
+    assert_eq!(
+        until.iter().map(|e| e.received_ms).collect::<Vec<_>>(),
+        [100, 90, 80, 70, 60]
+    );
+    assert!(db.device_known("SN1").unwrap(), "known by its events");
+    assert!(!db.device_known("nobody").unwrap());
+}
+
+#[test]
 fn retention_keeps_what_a_sink_has_not_delivered_unless_told_and_counts_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();

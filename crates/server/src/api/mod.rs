@@ -271,6 +271,15 @@ fn app(api: Api) -> Router {
                 )
             }),
         )
+        .route(
+            "/api/openapi.yaml",
+            get(|| async {
+                ui(
+                    "application/yaml; charset=utf-8",
+                    include_str!("../../../../docs/openapi.yaml"),
+                )
+            }),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .merge(protected)

@@ -52,17 +52,22 @@ fn parse_id(name: &str, text: Option<&str>) -> ApiResult<Option<i64>> {
     .transpose()
 }
 
-fn parse_time(name: &str, text: Option<&str>) -> ApiResult<Option<i64>> {
-    text.map(|t| {
-        t.parse::<jiff::Timestamp>()
-            .map(|ts| ts.as_millisecond())
-            .map_err(|_| {
-                bad(format!(
-                    "{name} {t:?} is not an RFC 3339 time such as 2024-05-01T10:00:00Z"
-                ))
-            })
-    })
-    .transpose()
+/// `since`/`until`: a duration ago (`10m`) or an RFC 3339 time.
+fn parse_time(name: &str, text: Option<&str>, now_ms: i64) -> ApiResult<Option<i64>> {
+    text.map(|t| crate::time::parse_instant(t, now_ms).map_err(|e| bad(format!("{name} {e}"))))
+        .transpose()
+}
+
+/// 404 unless the store knows `device` (a device row, or events of a device since forgotten).
+async fn known_device(state: &ApiState, device: &str) -> ApiResult<()> {
+    let id = device.to_owned();
+    match query(state, move |db| db.device_known(&id)).await? {
+        true => Ok(()),
+        false => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no device {device:?}"),
+        )),
+    }
 }
 
 fn parse_path_id(text: &str) -> ApiResult<i64> {
@@ -128,7 +133,15 @@ pub(crate) async fn connections(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Connections>> {
-    let connections = query(&state, move |db| db.connections(&id, 100)).await?;
+    known_device(&state, &id).await?;
+    let mut connections = query(&state, move |db| db.connections(&id, 100)).await?;
+    // Open connections write their counters when they close: until then they are read live.
+    for row in connections.iter_mut().filter(|c| c.closed_at.is_none()) {
+        if let Some((frames, bytes)) = state.shared.live_counters(row.id) {
+            row.frames = Some(frames as i64);
+            row.bytes = Some(bytes as i64);
+        }
+    }
     Ok(Json(Connections { connections }))
 }
 
@@ -152,28 +165,22 @@ pub(crate) async fn events(
         ],
     )?;
     let limit = parse_limit(p.get("limit").map(String::as_str), 100, 10_000)?;
-    let until = parse_time("until", p.get("until").map(String::as_str))?;
-    let (action, kind) = (p.get("action").cloned(), p.get("kind").cloned());
+    let now = crate::time::now_ms();
+    if let Some(device) = p.get("device") {
+        known_device(&state, device).await?;
+    }
     let q = EventQuery {
         device: p.get("device").cloned(),
         code: p.get("code").cloned(),
-        since: parse_time("since", p.get("since").map(String::as_str))?,
+        action: p.get("action").cloned(),
+        kind: p.get("kind").cloned(),
+        since: parse_time("since", p.get("since").map(String::as_str), now)?,
+        until: parse_time("until", p.get("until").map(String::as_str), now)?,
         before_id: parse_id("before", p.get("before").map(String::as_str))?,
-        // Action, kind and until are applied after the query: read a little more.
-        limit: Some(if action.is_some() || kind.is_some() || until.is_some() {
-            10_000
-        } else {
-            limit
-        }),
+        limit: Some(limit),
         ..EventQuery::default()
     };
-    let mut events = query(&state, move |db| db.events(&q)).await?;
-    events.retain(|e| {
-        action.as_deref().is_none_or(|a| e.action == a)
-            && kind.as_deref().is_none_or(|k| e.kind == k)
-            && until.is_none_or(|u| e.received_ms <= u)
-    });
-    events.truncate(limit as usize);
+    let events = query(&state, move |db| db.events(&q)).await?;
     let next = (events.len() == limit as usize)
         .then(|| events.last().map(|e| e.id))
         .flatten();
