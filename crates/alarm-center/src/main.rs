@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod decode;
 mod log_escape;
+mod query;
 mod serve;
 mod simulate;
 mod startup;
@@ -24,11 +25,11 @@ enum Command {
     /// Run the server: accept devices, supervise them, store every event.
     Serve(serve::ServeArgs),
     /// Query the event log (works while the server runs).
-    Events(serve::EventsArgs),
+    Events(query::EventsArgs),
     /// List devices with their state and last-seen time (works while the server runs).
-    Devices(serve::DevicesArgs),
+    Devices(query::DevicesArgs),
     /// Show each output's cursor, lag, counters and last error (works while the server runs).
-    Sinks(serve::SinksArgs),
+    Sinks(query::SinksArgs),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -70,9 +71,9 @@ fn main() -> ExitCode {
             init_logging();
             serve::serve(&args)
         }
-        Command::Events(args) => serve::events(&args),
-        Command::Devices(args) => serve::devices(&args),
-        Command::Sinks(args) => serve::sinks(&args),
+        Command::Events(args) => query::events(&args),
+        Command::Devices(args) => query::devices(&args),
+        Command::Sinks(args) => query::sinks(&args),
         Command::Config(ConfigCommand::Check(args)) => serve::check(&args),
         Command::Decode(args) => decode::run(&args),
         Command::Simulate(args) => simulate::run(&args),

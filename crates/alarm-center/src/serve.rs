@@ -1,10 +1,10 @@
-//! `alarm-center serve`, `config check`, `events`, `devices`.
+//! `alarm-center serve` and `config check`.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use alarm_center_server::Config;
-use alarm_center_store::{Db, EventQuery};
+use alarm_center_store::Db;
 use anyhow::{bail, Result};
 use clap::Args;
 
@@ -164,10 +164,38 @@ pub(crate) fn check(args: &CheckArgs) -> Result<()> {
         .config
         .as_ref()
         .map_or("embedded defaults".to_owned(), |p| p.display().to_string());
+    println!("{origin}: OK");
+    println!("  devices:  listen {}", config.server.listen);
+    match config.api.enabled {
+        true => println!(
+            "  web UI:   listen {} ({}{})",
+            config.api.listen,
+            crate::startup::ui_url(config.api.listen),
+            if config.api.token.is_some() {
+                ", token required"
+            } else {
+                ""
+            }
+        ),
+        false => println!("  web UI:   off (api.enabled = false)"),
+    }
     println!(
-        "{origin}: OK — listen {}, data dir {}, {} configured device(s), unknown devices {}",
-        config.server.listen,
-        config.store.data_dir.display(),
+        "  store:    {}",
+        config
+            .store
+            .data_dir
+            .join(alarm_center_store::DB_FILE)
+            .display()
+    );
+    let sinks = crate::startup::sinks(&config);
+    if sinks.is_empty() {
+        println!("  sinks:    none");
+    }
+    for (n, sink) in sinks.iter().enumerate() {
+        println!("  {:<9} {sink}", if n == 0 { "sinks:" } else { "" });
+    }
+    println!(
+        "  devices:  {} configured, unknown devices {}",
         config.devices.len(),
         if config.server.allow_unknown_devices {
             "accepted"
@@ -175,211 +203,5 @@ pub(crate) fn check(args: &CheckArgs) -> Result<()> {
             "refused"
         }
     );
-    Ok(())
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct EventsArgs {
-    #[command(flatten)]
-    config: ConfigArgs,
-    /// Only this device id.
-    #[arg(long)]
-    device: Option<String>,
-    /// Only this event code (e.g. VideoMotion).
-    #[arg(long)]
-    code: Option<String>,
-    /// Only events received since: a duration ago (`10m`, `2h`, `7d`) or an RFC 3339 time.
-    #[arg(long)]
-    since: Option<String>,
-    /// At most this many, newest first.
-    #[arg(long, default_value_t = 50)]
-    limit: u32,
-    /// One JSON object per line instead of a table.
-    #[arg(long)]
-    json: bool,
-}
-
-fn parse_since(text: &str) -> Result<i64> {
-    if let Ok(ago) = humantime::parse_duration(text) {
-        return Ok(alarm_center_server::time::now_ms() - ago.as_millis() as i64);
-    }
-    match text.parse::<jiff::Timestamp>() {
-        Ok(t) => Ok(t.as_millisecond()),
-        Err(_) => bail!("--since {text:?}: give a duration such as 10m or 2h, or an RFC 3339 time such as 2024-05-01T10:00:00Z"),
-    }
-}
-
-fn open_store(config: &ConfigArgs) -> Result<Db> {
-    let config = config.load()?;
-    let dir = &config.store.data_dir;
-    if !dir.join(alarm_center_store::DB_FILE).exists() {
-        bail!(
-            "no store in {} (start `alarm-center serve` first, or pass --data-dir)",
-            dir.display()
-        );
-    }
-    Ok(Db::open_read_only(dir)?)
-}
-
-pub(crate) fn events(args: &EventsArgs) -> Result<()> {
-    let db = open_store(&args.config)?;
-    let query = EventQuery {
-        device: args.device.clone(),
-        code: args.code.clone(),
-        since: args.since.as_deref().map(parse_since).transpose()?,
-        limit: Some(args.limit),
-        ..EventQuery::default()
-    };
-    let events = db.events(&query)?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    if args.json {
-        for e in &events {
-            serde_json::to_writer(&mut out, e)?;
-            writeln!(out)?;
-        }
-    } else {
-        writeln!(
-            out,
-            "{:>8}  {:<24}  {:<20}  {:<24}  {:<6}  {:>3}  DEVICE TIME",
-            "ID", "RECEIVED", "DEVICE", "CODE", "ACTION", "CH"
-        )?;
-        for e in &events {
-            let channel = match (e.channel, &e.channel_name) {
-                (Some(c), Some(name)) => format!("{c} ({name})"),
-                (Some(c), None) => c.to_string(),
-                (None, _) => "-".to_owned(),
-            };
-            let synthetic = e
-                .synthetic
-                .as_deref()
-                .map(|s| format!(" (synthetic: {s})"))
-                .unwrap_or_default();
-            writeln!(
-                out,
-                "{:>8}  {:<24}  {:<20}  {:<24}  {:<6}  {:>3}  {}{synthetic}",
-                e.id,
-                e.received_at,
-                e.device,
-                e.code,
-                e.action,
-                channel,
-                e.device_time.as_deref().unwrap_or("-")
-            )?;
-        }
-    }
-    out.flush()?;
-    Ok(())
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct DevicesArgs {
-    #[command(flatten)]
-    config: ConfigArgs,
-    /// One JSON object per line instead of a table.
-    #[arg(long)]
-    json: bool,
-}
-
-pub(crate) fn devices(args: &DevicesArgs) -> Result<()> {
-    let db = open_store(&args.config)?;
-    let devices = db.devices()?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    if args.json {
-        for d in &devices {
-            serde_json::to_writer(&mut out, d)?;
-            writeln!(out)?;
-        }
-    } else {
-        writeln!(
-            out,
-            "{:<24}  {:<7}  {:<24}  {:<22}  {:<6}  IDENTITY",
-            "DEVICE", "STATE", "LAST SEEN", "PEER", "PROTO"
-        )?;
-        for d in &devices {
-            let identity = [
-                ("serial", &d.serial),
-                ("mac", &d.mac),
-                ("domain", &d.domain),
-                ("ip", &d.ip),
-            ]
-            .iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
-            .collect::<Vec<_>>()
-            .join(" ");
-            writeln!(
-                out,
-                "{:<24}  {:<7}  {:<24}  {:<22}  {:<6}  {}",
-                d.name
-                    .as_ref()
-                    .map_or(d.id.clone(), |n| format!("{} ({n})", d.id)),
-                d.state,
-                d.last_seen,
-                d.peer.as_deref().unwrap_or("-"),
-                d.protocol.as_deref().unwrap_or("-"),
-                identity
-            )?;
-        }
-    }
-    out.flush()?;
-    Ok(())
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct SinksArgs {
-    #[command(flatten)]
-    config: ConfigArgs,
-    /// One JSON object per line instead of a table.
-    #[arg(long)]
-    json: bool,
-}
-
-/// Each sink's cursor, lag (events in the log after it), counters and last error.
-pub(crate) fn sinks(args: &SinksArgs) -> Result<()> {
-    let db = open_store(&args.config)?;
-    let last = db.last_event_id()?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let cursors = db.sink_cursors()?;
-    if args.json {
-        for c in &cursors {
-            let mut value = serde_json::to_value(c)?;
-            value["lag"] = serde_json::json!(last - c.position);
-            serde_json::to_writer(&mut out, &value)?;
-            writeln!(out)?;
-        }
-    } else {
-        writeln!(
-            out,
-            "{:<22}  {:>9}  {:>7}  {:>9}  {:>8}  {:>5}  {:>8}  {:<24}  LAST ERROR",
-            "SINK", "POSITION", "LAG", "DELIVERED", "FILTERED", "DEAD", "FAILURES", "SAVED"
-        )?;
-        for c in &cursors {
-            writeln!(
-                out,
-                "{:<22}  {:>9}  {:>7}  {:>9}  {:>8}  {:>5}  {:>8}  {:<24}  {}",
-                c.sink,
-                c.position,
-                last - c.position,
-                c.delivered,
-                c.filtered,
-                c.dead_letters,
-                c.failures,
-                c.updated_at,
-                c.last_error.as_deref().map_or("-".to_owned(), |e| format!(
-                    "{e} ({})",
-                    c.last_error_at.as_deref().unwrap_or("?")
-                ))
-            )?;
-        }
-        if cursors.is_empty() {
-            writeln!(
-                out,
-                "(no sink has run yet: configure [sinks.mqtt] or [[sinks.webhook]])"
-            )?;
-        }
-    }
-    out.flush()?;
     Ok(())
 }
