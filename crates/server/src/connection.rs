@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::arrival::Ticket;
+use crate::close_reason::CloseReason;
 use crate::http_mode::{self, Answer, Verdict};
 use crate::new_devices::Refusal;
 use crate::registry::Device;
@@ -58,7 +59,7 @@ pub(crate) struct Connection {
     /// Set when the connection identified a device that is not configured while unknown devices are refused.
     refused: bool,
     /// Why the connection closes: a frame would have created a device past a new-device limit.
-    limited: Option<String>,
+    limited: Option<CloseReason>,
     /// An HTTP authentication failure was logged for this connection.
     auth_logged: bool,
     /// Stream offset of the HTTP request last sent `100 Continue`.
@@ -125,7 +126,7 @@ impl Connection {
         self.close(&reason).await;
     }
 
-    async fn serve(&mut self, stream: &mut TcpStream) -> String {
+    async fn serve(&mut self, stream: &mut TcpStream) -> CloseReason {
         let config = &self.shared.config.server;
         let (idle, frame_timeout) = (config.idle_timeout, config.frame_timeout);
         let mut last_byte = Instant::now();
@@ -144,36 +145,31 @@ impl Connection {
                     if let Some(reason) = self.drain(stream).await {
                         return reason;
                     }
-                    return "server shutdown".into();
+                    return CloseReason::Shutdown;
                 }
                 ready = tokio::time::timeout_at(deadline, stream.readable()) => ready,
             };
             match ready {
                 Err(_) if self.unknown_refused() => {
-                    Stats::inc(&self.shared.stats.closed_unknown_device);
-                    return "unknown device refused: no configured identity within server.frame-timeout (server.allow-unknown-devices = false)".into();
+                    return CloseReason::UnknownDevice { silent: true };
                 }
                 Err(_) if partial_since.is_some_and(|p| p + frame_timeout <= Instant::now()) => {
-                    Stats::inc(&self.shared.stats.closed_slow);
                     if self.decoder.in_http_request() {
                         let _ = stream.write_all(&http_mode::timeout_answer()).await;
                     }
-                    return format!(
-                        "slow sender: a frame stayed incomplete for {frame_timeout:?} ({} bytes buffered)",
-                        self.decoder.buffered()
-                    );
+                    return CloseReason::SlowSender {
+                        timeout: frame_timeout,
+                        buffered: self.decoder.buffered(),
+                    };
                 }
-                Err(_) => {
-                    Stats::inc(&self.shared.stats.closed_idle);
-                    return format!("idle: nothing received for {idle:?}");
-                }
-                Ok(Err(e)) => return format!("socket error: {e}"),
+                Err(_) => return CloseReason::Idle(idle),
+                Ok(Err(e)) => return CloseReason::Socket(e.to_string()),
                 Ok(Ok(())) => {}
             }
             match self.read_now(stream) {
-                Read::Eof => return "closed by the device".into(),
+                Read::Eof => return CloseReason::ByDevice,
                 Read::NotReady => continue,
-                Read::Failed(e) => return format!("socket error: {e}"),
+                Read::Failed(e) => return CloseReason::Socket(e.to_string()),
                 Read::Frames(frames, _) => {
                     last_byte = Instant::now();
                     let completed = !frames.is_empty();
@@ -186,7 +182,7 @@ impl Connection {
                         return reason;
                     }
                     if let Err(e) = self.continue_if_expected(stream).await {
-                        return format!("socket error: {e}");
+                        return CloseReason::Socket(e.to_string());
                     }
                     if self.decoder.buffered() == 0 {
                         partial_since = None;
@@ -197,8 +193,7 @@ impl Connection {
                 }
             }
             if self.unknown_refused() {
-                Stats::inc(&self.shared.stats.closed_unknown_device);
-                return "unknown device refused (server.allow-unknown-devices = false)".into();
+                return CloseReason::UnknownDevice { silent: false };
             }
         }
     }
@@ -220,7 +215,11 @@ impl Connection {
 
     /// Sends the answers owed to HTTP requests, in order, each after its commit. Returns why the
     /// connection must close, if it must.
-    async fn answer(&mut self, answers: Vec<Answer>, stream: &mut TcpStream) -> Option<String> {
+    async fn answer(
+        &mut self,
+        answers: Vec<Answer>,
+        stream: &mut TcpStream,
+    ) -> Option<CloseReason> {
         let mut open = true;
         for answer in answers {
             let status = answer.status;
@@ -230,14 +229,13 @@ impl Connection {
                     open = false;
                     tracing::debug!(conn = self.id, status, "HTTP answer closes the connection");
                 }
-                Err(e) => return Some(format!("socket error while answering HTTP: {e}")),
+                Err(e) => return Some(CloseReason::Socket(format!("while answering HTTP: {e}"))),
             }
             if !open {
                 break;
             }
         }
-        (!open)
-            .then(|| "HTTP: closed after the answer (Connection: close, or a bad request)".into())
+        (!open).then_some(CloseReason::HttpAnswered)
     }
 
     /// Answers `Expect: 100-continue` once the head of a request is in and its body is not.
@@ -277,7 +275,7 @@ impl Connection {
 
     /// At shutdown: decodes what the device already sent (bytes waiting in the socket), without waiting
     /// for more, so that nothing received is lost.
-    async fn drain(&mut self, stream: &mut TcpStream) -> Option<String> {
+    async fn drain(&mut self, stream: &mut TcpStream) -> Option<CloseReason> {
         /// Bounds the drain of one connection so that shutdown always ends.
         const MAX_DRAIN_BYTES: u64 = 64 * 1024 * 1024;
         let mut drained = 0;
@@ -597,7 +595,7 @@ impl Connection {
         if refusal.log {
             tracing::warn!(conn = self.id, peer = %self.peer, device = %id, limit = %refusal.limit, "new device refused: connection closed, frame kept without device (logged once a minute per address)");
         }
-        self.limited = Some(format!("new-device limit: {}", refusal.limit));
+        self.limited = Some(CloseReason::NewDeviceLimit(refusal.limit.to_string()));
     }
 
     /// Online transition, alarm tracking, events and the device row for a frame of `device`.
@@ -737,12 +735,14 @@ impl Connection {
         }
     }
 
-    async fn close(self, reason: &str) {
+    /// Logs, counts and records why the connection closed (the one place that does).
+    async fn close(self, reason: &CloseReason) {
         let device = self.device.as_ref().map(|d| d.id.clone());
         if let Some(d) = &self.device {
             d.lock().connections.retain(|(id, _)| *id != self.id);
         }
-        tracing::info!(conn = self.id, peer = %self.peer, device = device.as_deref().unwrap_or("-"), frames = self.frames, bytes = self.bytes, reason, "connection closed");
+        reason.count(&self.shared.stats);
+        tracing::info!(conn = self.id, peer = %self.peer, device = device.as_deref().unwrap_or("-"), frames = self.frames, bytes = self.bytes, reason = %reason, kind = reason.label(), "connection closed");
         let _ = self
             .shared
             .tx
@@ -750,7 +750,7 @@ impl Connection {
                 id: self.id,
                 device,
                 closed_at: Some(crate::time::now_ms()),
-                reason: Some(reason.to_owned()),
+                reason: Some(reason.to_string()),
                 frames: self.frames,
                 bytes: self.bytes,
             }))

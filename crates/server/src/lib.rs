@@ -4,6 +4,7 @@
 
 pub mod api;
 mod arrival;
+mod close_reason;
 pub mod config;
 mod connection;
 pub mod data_dir_lock;
@@ -13,6 +14,7 @@ mod live;
 mod new_devices;
 mod registry;
 pub mod sinks;
+mod slots;
 pub mod stats;
 mod supervise;
 pub mod time;
@@ -21,7 +23,7 @@ mod writer;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use alarm_center_store::{Db, NewEvent, Retention};
@@ -52,6 +54,9 @@ pub enum ServerError {
     /// A listener could not be bound (the message names the address and what to change).
     #[error("{0}")]
     Listen(String),
+    /// The configuration cannot work (the message names the key).
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// A task failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -66,7 +71,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// HTTP-mode devices: credentials and the paths already logged.
     pub(crate) http: http_mode::HttpMode,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// The device port's connection limits.
+    slots: Arc<slots::Slots>,
     /// Connections before their first frame, per address, in accept order.
     arrivals: Arc<arrival::Arrivals>,
     /// Counters of the open connections.
@@ -194,6 +200,11 @@ impl Server {
                 .spawn(move || writer::run(db, rx, writer_config, stats, committed, stopping))
                 .map_err(|e| ServerError::Internal(format!("cannot start the store writer: {e}")))?
         };
+        let slots = slots::Slots::new(
+            config.server.max_connections,
+            config.server.max_connections_per_ip,
+            stats.clone(),
+        );
         let shared = Arc::new(Shared {
             config: config.clone(),
             registry,
@@ -201,7 +212,7 @@ impl Server {
             tx,
             shutdown,
             http: http_mode::HttpMode::new(),
-            per_ip: Mutex::new(HashMap::new()),
+            slots,
             arrivals: arrival::Arrivals::new(config.server.arrival_order_window),
             live: live::LiveConnections::default(),
             next_connection,
@@ -358,7 +369,6 @@ fn start_api(
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tasks: TaskTracker) {
-    let limits = &shared.config.server;
     let mut last_refusal_log: HashMap<IpAddr, tokio::time::Instant> = HashMap::new();
     loop {
         let accepted = tokio::select! {
@@ -374,68 +384,37 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tasks: TaskTrac
                 continue;
             }
         };
-        let open = Stats::get(&shared.stats.connections_open) as usize;
-        let refusal = {
-            let mut per_ip = shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-            let from_ip = per_ip.entry(peer.ip()).or_insert(0);
-            if open >= limits.max_connections {
-                Stats::inc(&shared.stats.refused_total_limit);
-                Some(format!(
-                    "server.max-connections ({}) reached",
-                    limits.max_connections
-                ))
-            } else if *from_ip >= limits.max_connections_per_ip {
-                Stats::inc(&shared.stats.refused_per_ip_limit);
-                Some(format!(
-                    "server.max-connections-per-ip ({}) reached for this address",
-                    limits.max_connections_per_ip
-                ))
-            } else {
-                *from_ip += 1;
-                None
+        let slot = match shared.slots.take(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                // One log line per address per minute: a flood must not flood the log too. The memory of
+                // whom we logged is bounded: past MAX_REFUSAL_LOG addresses it starts again.
+                let now = tokio::time::Instant::now();
+                if last_refusal_log.len() >= MAX_REFUSAL_LOG {
+                    last_refusal_log.clear();
+                }
+                let last = last_refusal_log
+                    .entry(peer.ip())
+                    .or_insert(now - Duration::from_secs(61));
+                if now.duration_since(*last) >= Duration::from_secs(60) {
+                    *last = now;
+                    tracing::warn!(peer = %peer, reason = %refused, "connection refused (logged once a minute per address)");
+                }
+                drop(stream);
+                continue;
             }
         };
-        if let Some(reason) = refusal {
-            // One log line per address per minute: a flood must not flood the log too. The memory of
-            // whom we logged is bounded: past MAX_REFUSAL_LOG addresses it starts again.
-            let now = tokio::time::Instant::now();
-            if last_refusal_log.len() >= MAX_REFUSAL_LOG {
-                last_refusal_log.clear();
-            }
-            let last = last_refusal_log
-                .entry(peer.ip())
-                .or_insert(now - Duration::from_secs(61));
-            if now.duration_since(*last) >= Duration::from_secs(60) {
-                *last = now;
-                tracing::warn!(peer = %peer, reason, "connection refused (logged once a minute per address)");
-            }
-            drop(stream);
-            continue;
-        }
         Stats::inc(&shared.stats.connections_accepted);
-        shared
-            .stats
-            .connections_open
-            .fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
         let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
         let arrival = shared.arrivals.enter(peer.ip(), id);
         let conn_shared = shared.clone();
         tasks.spawn(async move {
-            connection::Connection::new(conn_shared.clone(), id, peer, arrival)
+            // Given back when the task ends, however it ends.
+            let _slot = slot;
+            connection::Connection::new(conn_shared, id, peer, arrival)
                 .run(stream)
                 .await;
-            conn_shared
-                .stats
-                .connections_open
-                .fetch_sub(1, Ordering::Relaxed);
-            let mut per_ip = conn_shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(n) = per_ip.get_mut(&peer.ip()) {
-                *n -= 1;
-                if *n == 0 {
-                    per_ip.remove(&peer.ip());
-                }
-            }
         });
     }
 }

@@ -12,17 +12,14 @@ pub struct Stats {
     pub refused_total_limit: AtomicU64,
     /// Connections refused: over the per-address limit.
     pub refused_per_ip_limit: AtomicU64,
-    /// Connections closed for sending nothing within the idle timeout.
-    pub closed_idle: AtomicU64,
-    /// Connections closed for leaving a frame incomplete past the frame timeout.
-    pub closed_slow: AtomicU64,
+    /// Connections closed, by reason (`CloseReason::LABELS`: device, shutdown, idle, slow_sender,
+    /// socket_error, http_answer, unknown_device, new_device_limit).
+    pub closed_by_reason: [AtomicU64; 8],
     /// Connections closed because a newer connection of the same device replaced them (no longer
     /// happens: connections of one device coexist; kept at 0 for dashboards).
     pub closed_replaced: AtomicU64,
     /// Connections from another address claiming a device that already has open connections.
     pub identity_conflicts: AtomicU64,
-    /// Connections closed because the device is not configured and unknown devices are refused.
-    pub closed_unknown_device: AtomicU64,
     /// Connections closed because their frame would have created a device past
     /// `server.max-new-devices-per-ip-per-minute` or `server.max-new-devices-per-minute` (the frame
     /// is kept, without device).
@@ -205,9 +202,43 @@ impl Stats {
     }
 }
 
-/// Resident set size of this process in bytes (Linux), for the statistics line.
+impl Stats {
+    /// Connections closed for `reason` (a `connections_closed_total` label, e.g. `idle`).
+    pub fn closed(&self, reason: &str) -> u64 {
+        crate::close_reason::CloseReason::LABELS
+            .iter()
+            .position(|l| *l == reason)
+            .map_or(0, |n| Stats::get(&self.closed_by_reason[n]))
+    }
+}
+
+/// Resident set size of this process in bytes (Linux), for the statistics line: `VmRSS` of
+/// `/proc/self/status`, which the kernel gives in KiB whatever the page size (`statm` counts pages, and
+/// pages are 16 or 64 KiB on some ARM machines).
 pub fn rss_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+    vm_rss(&std::fs::read_to_string("/proc/self/status").ok()?)
+}
+
+fn vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut fields = line["VmRSS:".len()..].split_whitespace();
+    let value: u64 = fields.next()?.parse().ok()?;
+    match fields.next() {
+        Some("kB") => Some(value * 1024),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rss_is_read_in_kib_from_the_status_file() {
+        let status = "Name:\talarm-center\nVmPeak:\t  999 kB\nVmRSS:\t   20480 kB\nThreads:\t9\n";
+        assert_eq!(vm_rss(status), Some(20 * 1024 * 1024));
+        assert_eq!(vm_rss("Name:\tx\n"), None);
+        let own = rss_bytes().unwrap();
+        assert!(own > 1024 * 1024, "{own}");
+    }
 }

@@ -110,7 +110,7 @@ async fn a_one_byte_per_interval_sender_is_closed_and_others_keep_working() {
         "{:?}",
         summary(&events)
     );
-    assert_eq!(Stats::get(&t.server.stats().closed_slow), 1);
+    assert_eq!(t.server.stats().closed("slow_sender"), 1);
     t.server.shutdown().await.unwrap();
 }
 
@@ -157,7 +157,7 @@ async fn thousands_of_idle_connections_from_one_address_are_refused_past_the_lim
     assert_eq!(events[1].device, "addr-127.0.0.2");
     // The idle ones are closed by the idle timeout.
     assert!(closed_by_server(&mut idle[0], Duration::from_secs(5)).await);
-    assert!(Stats::get(&t.server.stats().closed_idle) >= 1);
+    assert!(t.server.stats().closed("idle") >= 1);
     t.server.shutdown().await.unwrap();
 }
 
@@ -200,7 +200,7 @@ async fn unknown_devices_can_be_refused() {
         closed_by_server(&mut stranger, WAIT).await,
         "the unknown device stays connected"
     );
-    assert_eq!(Stats::get(&t.server.stats().closed_unknown_device), 1);
+    assert_eq!(t.server.stats().closed("unknown_device"), 1);
     t.server.shutdown().await.unwrap();
 }
 
@@ -233,7 +233,7 @@ async fn with_unknown_devices_refused_padding_or_silence_cannot_hold_a_connectio
         "the padding-only connection stays"
     );
     assert!(silent_closed, "the silent connection stays");
-    assert_eq!(Stats::get(&t.server.stats().closed_unknown_device), 2);
+    assert_eq!(t.server.stats().closed("unknown_device"), 2);
     t.server.shutdown().await.unwrap();
 }
 

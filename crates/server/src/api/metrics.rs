@@ -87,12 +87,11 @@ pub(crate) async fn metrics(State(api): State<Api>) -> ApiResult<Response> {
             "Device connections closed by the server, by reason.",
         ),
         "reason",
-        [
-            ("idle", Stats::get(&s.closed_idle)),
-            ("slow_sender", Stats::get(&s.closed_slow)),
-            ("replaced", Stats::get(&s.closed_replaced)),
-            ("unknown_device", Stats::get(&s.closed_unknown_device)),
-        ],
+        crate::close_reason::CloseReason::LABELS
+            .iter()
+            .enumerate()
+            .map(|(n, label)| (*label, Stats::get(&s.closed_by_reason[n])))
+            .chain([("replaced", Stats::get(&s.closed_replaced))]),
     );
     labelled(
         out,
