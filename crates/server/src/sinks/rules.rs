@@ -6,9 +6,10 @@ use std::time::Duration;
 use alarm_center_store::StoredEvent;
 use serde::Deserialize;
 use tokio::time::Instant;
+use wildmatch::WildMatch;
 
 /// `[sinks.<name>.rules]` / `rules = {…}` of a sink. Patterns match whole values; `*` matches any run
-/// of characters (`Video*`, `*Detect*`).
+/// of characters (`Video*`, `*Detect*`), `?` one character.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RulesConfig {
@@ -52,30 +53,27 @@ impl Default for RulesConfig {
     }
 }
 
-/// `*`-glob match of a whole value.
-pub(crate) fn glob(pattern: &str, value: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == value;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !value.starts_with(first) || value.len() < first.len() + last.len() || !value.ends_with(last)
-    {
-        return false;
-    }
-    let mut rest = &value[first.len()..value.len() - last.len()];
-    for part in &parts[1..parts.len() - 1] {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    true
+/// Include and exclude patterns of one field, compiled once (`wildmatch`: `*` any run of characters,
+/// `?` one character, matched against the whole value).
+#[derive(Debug)]
+struct Filter {
+    include: Vec<WildMatch>,
+    exclude: Vec<WildMatch>,
 }
 
-fn passes(include: &[String], exclude: &[String], value: &str) -> bool {
-    (include.is_empty() || include.iter().any(|p| glob(p, value)))
-        && !exclude.iter().any(|p| glob(p, value))
+impl Filter {
+    fn new(include: &[String], exclude: &[String]) -> Filter {
+        let compile = |patterns: &[String]| patterns.iter().map(|p| WildMatch::new(p)).collect();
+        Filter {
+            include: compile(include),
+            exclude: compile(exclude),
+        }
+    }
+
+    fn passes(&self, value: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|p| p.matches(value)))
+            && !self.exclude.iter().any(|p| p.matches(value))
+    }
 }
 
 /// Why an event was not sent.
@@ -96,6 +94,8 @@ type AlarmKey = (String, String, Option<i64>);
 #[derive(Debug)]
 pub(crate) struct Rules {
     config: RulesConfig,
+    /// Devices, codes, kinds, actions.
+    filters: [Filter; 4],
     /// Last action delivered per (device, code, index): started or not, and its device time.
     last: HashMap<AlarmKey, (bool, Option<String>)>,
     window: (Instant, u32),
@@ -104,6 +104,12 @@ pub(crate) struct Rules {
 impl Rules {
     pub(crate) fn new(config: RulesConfig) -> Rules {
         Rules {
+            filters: [
+                Filter::new(&config.include_devices, &config.exclude_devices),
+                Filter::new(&config.include_codes, &config.exclude_codes),
+                Filter::new(&config.include_kinds, &config.exclude_kinds),
+                Filter::new(&config.include_actions, &[]),
+            ],
             config,
             last: HashMap::new(),
             window: (Instant::now(), 0),
@@ -113,10 +119,11 @@ impl Rules {
     /// Whether `event` goes out, updating duplicate and rate state.
     pub(crate) fn check(&mut self, event: &StoredEvent) -> Result<(), Skip> {
         let c = &self.config;
-        if !passes(&c.include_devices, &c.exclude_devices, &event.device)
-            || !passes(&c.include_codes, &c.exclude_codes, &event.code)
-            || !passes(&c.include_kinds, &c.exclude_kinds, &event.kind)
-            || !passes(&c.include_actions, &[], &event.action)
+        let [devices, codes, kinds, actions] = &self.filters;
+        if !devices.passes(&event.device)
+            || !codes.passes(&event.code)
+            || !kinds.passes(&event.kind)
+            || !actions.passes(&event.action)
         {
             return Err(Skip::Filtered);
         }
@@ -184,12 +191,18 @@ mod tests {
 
     #[test]
     fn globs() {
+        let glob =
+            |pattern: &str, value: &str| Filter::new(&[pattern.to_owned()], &[]).passes(value);
         assert!(glob("Video*", "VideoMotion"));
         assert!(glob("*Detect*", "CrossLineDetection"));
         assert!(glob("*", ""));
         assert!(!glob("Video*Loss", "VideoMotion"));
         assert!(glob("a*b*c", "a-b-b-c"));
         assert!(!glob("ab*ba", "aba"));
+        assert!(glob("nvr-?", "nvr-1") && !glob("nvr-?", "nvr-12"));
+        assert!(!glob("VideoMotion", "videomotion"), "case-sensitive");
+        let filter = Filter::new(&["*".to_owned()], &["Storage*".to_owned()]);
+        assert!(filter.passes("VideoMotion") && !filter.passes("StorageFailure"));
     }
 
     #[test]

@@ -5,8 +5,36 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// The system CA bundle used for TLS when no `ca-file` is given.
-pub(super) const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// Where the broker is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `mqtts://`: TLS.
+    pub tls: bool,
+    /// Host name or address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port (1883, or 8883 with TLS, when the URL gives none).
+    pub port: u16,
+    /// User and password given in the URL.
+    pub credentials: Option<(String, String)>,
+}
+
+/// The platform's root certificates (`rustls-native-certs`: on Linux the distribution's bundle, or
+/// `SSL_CERT_FILE`/`SSL_CERT_DIR`), for TLS to a broker when no `ca-file` is given.
+pub(super) fn system_roots() -> Result<rustls::RootCertStore, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why = found
+            .errors
+            .first()
+            .map_or("none found".to_owned(), |e| e.to_string());
+        return Err(format!(
+            "cannot load this system's root certificates ({why}); install them (ca-certificates) or set ca-file"
+        ));
+    }
+    Ok(roots)
+}
 
 /// `[sinks.mqtt]`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -14,7 +42,8 @@ pub(super) const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub struct MqttConfig {
     /// On or off (on when the section is present).
     pub enabled: bool,
-    /// Broker: `mqtt://host[:port]` (1883) or `mqtts://host[:port]` (8883, TLS).
+    /// Broker: `mqtt://host[:port]` (1883) or `mqtts://host[:port]` (8883, TLS); an IPv6 address in
+    /// brackets (`mqtt://[::1]:1883`); `mqtt://user:password@host` when `username` is not set.
     pub url: String,
     /// MQTT client id.
     pub client_id: String,
@@ -67,31 +96,40 @@ impl Default for MqttConfig {
 }
 
 impl MqttConfig {
-    /// (TLS, host, port) from the URL.
-    pub fn endpoint(&self) -> Result<(bool, String, u16), String> {
-        let (tls, rest) = if let Some(rest) = self.url.strip_prefix("mqtts://") {
-            (true, rest)
-        } else if let Some(rest) = self.url.strip_prefix("mqtt://") {
-            (false, rest)
-        } else {
-            return Err(format!(
-                "sinks.mqtt.url {:?} must start with mqtt:// or mqtts://",
-                self.url
-            ));
+    /// Where the broker is, parsed from the URL (by the `url` crate: IPv6 in brackets, percent-encoded
+    /// credentials).
+    pub fn endpoint(&self) -> Result<Endpoint, String> {
+        let bad = |why: &str| format!("sinks.mqtt.url {:?}: {why}", self.url);
+        let url = url::Url::parse(&self.url).map_err(|e| bad(&e.to_string()))?;
+        let tls = match url.scheme() {
+            "mqtts" => true,
+            "mqtt" => false,
+            _ => return Err(bad("must start with mqtt:// or mqtts://")),
         };
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) => (
-                h,
-                p.parse()
-                    .map_err(|_| format!("sinks.mqtt.url: bad port {p:?}"))?,
-            ),
-            None => (rest, if tls { 8883 } else { 1883 }),
+        let host = match url.host() {
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            Some(host) => host.to_string(),
+            None => return Err(bad("has no host")),
         };
-        if host.is_empty() {
-            return Err("sinks.mqtt.url has no host".into());
+        if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+            return Err(bad("takes no path, query or fragment"));
         }
-        Ok((tls, host.to_owned(), port))
+        let decode = |text: &str| {
+            percent_encoding::percent_decode_str(text)
+                .decode_utf8()
+                .map(|t| t.into_owned())
+                .map_err(|_| bad("credentials are not UTF-8"))
+        };
+        let credentials = match url.username() {
+            "" => None,
+            user => Some((decode(user)?, decode(url.password().unwrap_or(""))?)),
+        };
+        Ok(Endpoint {
+            tls,
+            host,
+            port: url.port().unwrap_or(if tls { 8883 } else { 1883 }),
+            credentials,
+        })
     }
 
     /// Problems with this configuration.
@@ -99,15 +137,18 @@ impl MqttConfig {
         let mut problems = Vec::new();
         match self.endpoint() {
             Err(e) => problems.push(e),
-            Ok((true, _, _)) => {
-                let ca = self.ca_file.clone().unwrap_or_else(|| SYSTEM_CA.into());
-                if !ca.exists() {
-                    problems.push(format!(
-                        "sinks.mqtt: TLS needs a CA file; {} does not exist (set ca-file)",
-                        ca.display()
-                    ));
+            Ok(endpoint) if endpoint.tls => match &self.ca_file {
+                Some(ca) if !ca.exists() => problems.push(format!(
+                    "sinks.mqtt.ca-file {} does not exist",
+                    ca.display()
+                )),
+                Some(_) => {}
+                None => {
+                    if let Err(e) = system_roots() {
+                        problems.push(format!("sinks.mqtt: TLS without ca-file: {e}"));
+                    }
                 }
-            }
+            },
             Ok(_) => {}
         }
         if self.topic_root.is_empty() || self.topic_root.contains(['#', '+']) {
@@ -137,7 +178,66 @@ impl MqttConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::MqttConfig;
+    use super::{Endpoint, MqttConfig};
+
+    fn endpoint(url: &str) -> Result<Endpoint, String> {
+        MqttConfig {
+            url: url.into(),
+            ..MqttConfig::default()
+        }
+        .endpoint()
+    }
+
+    #[test]
+    fn broker_urls_are_parsed_as_urls() {
+        let at = |tls, host: &str, port, credentials: Option<(&str, &str)>| Endpoint {
+            tls,
+            host: host.into(),
+            port,
+            credentials: credentials.map(|(u, p)| (u.into(), p.into())),
+        };
+        assert_eq!(
+            endpoint("mqtt://broker"),
+            Ok(at(false, "broker", 1883, None))
+        );
+        assert_eq!(
+            endpoint("mqtts://broker/"),
+            Ok(at(true, "broker", 8883, None))
+        );
+        assert_eq!(
+            endpoint("mqtt://10.0.0.2:1884"),
+            Ok(at(false, "10.0.0.2", 1884, None))
+        );
+        // Rejected before: the brackets were taken for part of the host name.
+        assert_eq!(
+            endpoint("mqtt://[::1]:1883"),
+            Ok(at(false, "::1", 1883, None))
+        );
+        assert_eq!(
+            endpoint("mqtt://ha:p%40ss%3Aword@broker.lan"),
+            Ok(at(false, "broker.lan", 1883, Some(("ha", "p@ss:word"))))
+        );
+        for bad in [
+            "broker:1883",
+            "http://broker",
+            "mqtt://",
+            "mqtt://broker:99999",
+            "mqtt://broker/topic",
+            "mqtt://broker?x=1",
+        ] {
+            assert!(endpoint(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn tls_without_a_ca_file_uses_the_platform_roots_and_a_missing_ca_file_is_named() {
+        let config: MqttConfig = toml::from_str("url = \"mqtts://broker\"").unwrap();
+        // This machine has its distribution's bundle (the tests run where ca-certificates is installed).
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        let config: MqttConfig =
+            toml::from_str("url = \"mqtts://broker\"\nca-file = \"/nonexistent/ca.pem\"").unwrap();
+        assert!(config.validate()[0].contains("/nonexistent/ca.pem"));
+    }
 
     #[test]
     fn discovery_bounds_have_defaults_and_must_be_positive() {

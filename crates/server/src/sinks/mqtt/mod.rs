@@ -19,7 +19,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{Destination, Outcome};
-pub use config::MqttConfig;
+pub use config::{Endpoint, MqttConfig};
 use discovery::{Discovery, KnownDevice};
 use session::{Message, Note, Session};
 
@@ -72,7 +72,7 @@ impl MqttSink {
         data_dir: PathBuf,
         shutdown: CancellationToken,
     ) -> Result<MqttSink, crate::ServerError> {
-        config.endpoint().map_err(crate::ServerError::Internal)?;
+        config.endpoint().map_err(crate::ServerError::Config)?;
         Ok(MqttSink {
             discovery: Arc::new(Mutex::new(Discovery::new(config.clone(), auto_clear))),
             config,

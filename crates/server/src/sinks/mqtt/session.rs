@@ -9,7 +9,6 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, Incoming, LastWill, MqttOptions, Outgoing, QoS, Transport};
 use tokio::sync::mpsc;
 
-use super::config::SYSTEM_CA;
 use super::discovery::Discovery;
 use super::{lock, MqttConfig};
 
@@ -186,7 +185,12 @@ impl Session {
 
 /// Client options: endpoint, keep-alive, in-flight window, the last will, credentials and TLS.
 fn options(config: &MqttConfig) -> Result<MqttOptions, String> {
-    let (tls, host, port) = config.endpoint()?;
+    let super::config::Endpoint {
+        tls,
+        host,
+        port,
+        credentials,
+    } = config.endpoint()?;
     let mut options = MqttOptions::new(config.client_id.clone(), host, port);
     options.set_keep_alive(config.keep_alive);
     options.set_clean_session(true);
@@ -198,20 +202,30 @@ fn options(config: &MqttConfig) -> Result<MqttOptions, String> {
         QoS::AtLeastOnce,
         true,
     ));
-    if let Some(user) = &config.username {
-        options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
+    match (&config.username, &credentials) {
+        (Some(user), _) => {
+            options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
+        }
+        (None, Some((user, password))) => {
+            options.set_credentials(user.clone(), password.clone());
+        }
+        (None, None) => {}
     }
     if tls {
-        let path = config.ca_file.clone().unwrap_or_else(|| SYSTEM_CA.into());
-        let ca =
-            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        options.set_transport(Transport::tls_with_config(
-            rumqttc::TlsConfiguration::Simple {
-                ca,
+        let tls = match &config.ca_file {
+            Some(path) => rumqttc::TlsConfiguration::Simple {
+                ca: std::fs::read(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
                 alpn: None,
                 client_auth: None,
             },
-        ));
+            None => rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(
+                rustls::ClientConfig::builder()
+                    .with_root_certificates(super::config::system_roots()?)
+                    .with_no_client_auth(),
+            )),
+        };
+        options.set_transport(Transport::tls_with_config(tls));
     }
     Ok(options)
 }

@@ -8,7 +8,7 @@
 //! escaped string; numbers as numbers; `null` when absent) to build JSON bodies safely.
 //!
 //! Connection errors, timeouts, 408, 429 and 5xx are retried with exponential backoff and full
-//! jitter (a `Retry-After` in seconds is honoured); other answers that are not 2xx, and the last
+//! jitter (a `Retry-After`, in seconds or as a date, is honoured); other answers that are not 2xx, and the last
 //! failed retry, make the event a dead letter carrying the request for replay.
 
 use std::cell::OnceCell;
@@ -92,7 +92,7 @@ impl WebhookSink {
         shutdown: CancellationToken,
     ) -> Result<WebhookSink, crate::ServerError> {
         let invalid = |problems: Vec<String>| {
-            crate::ServerError::Internal(format!(
+            crate::ServerError::Config(format!(
                 "webhook {:?}: {}",
                 config.name,
                 problems.join("; ")
@@ -226,8 +226,7 @@ impl WebhookSink {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| retry_after(v, std::time::SystemTime::now()));
         let mut snippet = Vec::new();
         while snippet.len() < ERROR_BODY_MAX {
             match response.chunk().await {
@@ -372,9 +371,35 @@ impl Destination for WebhookSink {
     }
 }
 
+/// A `Retry-After` value as a wait: seconds (`120`) or an HTTP date (`Wed, 21 Oct 2015 07:28:00 GMT`,
+/// counted from `now`; a date in the past is no wait).
+fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon", now), None);
+    }
 
     fn event(data: Option<&str>) -> StoredEvent {
         StoredEvent {
