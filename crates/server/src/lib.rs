@@ -119,8 +119,8 @@ pub struct Server {
     checkpointer: writer::Checkpointer,
     /// The HTTP API's address, when enabled.
     api_addr: Option<std::net::SocketAddr>,
-    /// Sinks end after the writer: they print what it committed last.
-    sinks: Vec<tokio::task::JoinHandle<()>>,
+    /// The stdout sink ends after the writer: it prints what the writer committed last.
+    stdout: Option<std::thread::JoinHandle<()>>,
     local_addr: std::net::SocketAddr,
 }
 
@@ -176,6 +176,8 @@ impl Server {
                 silent_ms,
             );
         }
+        // The stdout sink prints what is committed from now on.
+        let log_end = db.last_event_id()?;
         let next_connection = AtomicI64::new(db.max_connection_id()? + 1);
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let (committed, _) = broadcast::channel(1024);
@@ -231,10 +233,17 @@ impl Server {
         tasks.spawn(accept_loop(shared.clone(), listener, tasks.clone()));
         tasks.spawn(supervise::run(shared.clone()));
         tasks.spawn(stats_loop(shared.clone()));
-        let mut sinks = Vec::new();
-        if config.sinks.stdout.enabled {
-            sinks.push(tokio::spawn(stdout_sink(committed.subscribe())));
-        }
+        let stdout = match config.sinks.stdout.enabled {
+            true => Some(
+                sinks::stdout::spawn(
+                    committed.subscribe(),
+                    config.store.data_dir.clone(),
+                    log_end,
+                )
+                .map_err(|e| ServerError::Internal(format!("cannot start the stdout sink: {e}")))?,
+            ),
+            false => None,
+        };
         tracing::info!(listen = %local_addr, "accepting devices (DVRIP, DHIP, XM, JSON, HTTP on one port)");
         Ok(Server {
             shared,
@@ -242,7 +251,7 @@ impl Server {
             tasks,
             writer,
             checkpointer,
-            sinks,
+            stdout,
             local_addr,
             api_addr,
         })
@@ -279,7 +288,7 @@ impl Server {
             shared,
             writer,
             checkpointer,
-            sinks,
+            stdout,
             committed,
             ..
         } = self;
@@ -290,8 +299,9 @@ impl Server {
             .map_err(|e| ServerError::Internal(e.to_string()))?
             .map_err(|_| ServerError::Internal("the store writer panicked".into()))?;
         drop(committed);
-        for sink in sinks {
-            let _ = sink.await;
+        if let Some(stdout) = stdout {
+            // It prints what the writer committed last, then ends.
+            let _ = tokio::task::spawn_blocking(move || stdout.join()).await;
         }
         tracing::info!("store flushed and closed");
         Ok(())
@@ -453,31 +463,5 @@ async fn stats_loop(shared: Arc<Shared>) {
             "stats"
         );
         (frames, events) = (f, e);
-    }
-}
-
-/// `[sinks.stdout]`: every committed event as one JSON line.
-async fn stdout_sink(mut rx: broadcast::Receiver<Committed>) {
-    use std::io::Write;
-    loop {
-        match rx.recv().await {
-            Ok(events) => {
-                let stdout = std::io::stdout();
-                let mut out = stdout.lock();
-                for event in events.iter() {
-                    if serde_json::to_writer(&mut out, event).is_ok() {
-                        let _ = out.write_all(b"\n");
-                    }
-                }
-                let _ = out.flush();
-            }
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(
-                    batches = n,
-                    "stdout sink fell behind; some events were not printed (they are in the store)"
-                );
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod mqtt;
 pub mod rules;
+pub(crate) mod stdout;
 pub mod webhook;
 
 use std::collections::VecDeque;
