@@ -190,7 +190,7 @@ struct Object<'de> {
     method: Option<String>,
     has_result: bool,
     params: Option<Box<Object<'de>>>,
-    #[allow(clippy::vec_box)]
+    #[expect(clippy::vec_box)]
     // boxed: an `Object` is large and moves through serde's layers by value
     event_list: Option<Vec<Box<Object<'de>>>>,
     code: Option<String>,
@@ -271,7 +271,7 @@ impl<'de> Deserialize<'de> for MaybeObject<'de> {
 }
 
 /// An array of objects (non-objects skipped), or nothing when the value is not an array.
-#[allow(clippy::vec_box)] // see `Object::event_list`
+#[expect(clippy::vec_box)] // see `Object::event_list`
 struct MaybeList<'de>(Option<Vec<Box<Object<'de>>>>);
 
 impl<'de> Deserialize<'de> for MaybeList<'de> {

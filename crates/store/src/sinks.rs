@@ -53,7 +53,6 @@ impl Db {
     }
 
     /// Saves a sink's position and counters (`last_error_at` and `updated_at` as unix ms).
-    #[allow(clippy::too_many_arguments)]
     pub fn save_sink_cursor(
         &self,
         sink: &str,

@@ -1,6 +1,5 @@
 //! `[[sinks.webhook]]` and its validation.
 
-#[allow(clippy::wildcard_imports)]
 use super::*;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

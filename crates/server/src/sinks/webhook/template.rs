@@ -1,6 +1,5 @@
 //! Templates of webhook URLs, headers and bodies: `{{field}}`, `{{field|json}}`, `{{data.Key}}`.
 
-#[allow(clippy::wildcard_imports)]
 use super::*;
 
 #[derive(Debug, Clone, PartialEq)]
