@@ -20,7 +20,14 @@ fn a_reader_that_falls_behind_still_gets_every_event_in_order() {
     const EVENTS: usize = 2500;
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_alarm-center"))
-        .args(["serve", "--stdout", "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--stdout",
+            "--listen",
+            "127.0.0.1:0",
+            "--api-listen",
+            "127.0.0.1:0",
+        ])
         .arg("--data-dir")
         .arg(dir.path())
         .env("ALARM_CENTER_LOG", "info")
@@ -80,6 +87,13 @@ fn a_reader_that_falls_behind_still_gets_every_event_in_order() {
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(probes, (0..EVENTS).collect::<Vec<_>>(), "events missing or out of order");
-    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "ids not consecutive");
+    assert_eq!(
+        probes,
+        (0..EVENTS).collect::<Vec<_>>(),
+        "events missing or out of order"
+    );
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "ids not consecutive"
+    );
 }

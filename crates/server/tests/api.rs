@@ -184,7 +184,7 @@ async fn bad_requests_get_a_json_error_with_the_right_status() {
         ("/api/events?since=yesterday", 400, "RFC 3339"),
         ("/api/events?before=abc", 400, "before"),
         ("/api/events?colour=red", 400, "unknown parameter"),
-        ("/api/frames?unknown=maybe", 400, "true or false"),
+        ("/api/frames?unknown=maybe", 400, "`true` or `false`"),
         ("/api/devices?limit=0", 400, "limit"),
         ("/api/devices?limit=5001", 400, "limit"),
         ("/api/devices?colour=red", 400, "unknown parameter"),

@@ -11,6 +11,7 @@
 
 mod decode;
 mod metrics;
+mod params;
 mod read;
 mod security;
 mod serve;

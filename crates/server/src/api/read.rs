@@ -1,18 +1,17 @@
 //! The read endpoints: devices (paginated), connections, events, frames, sinks. Answers are serialised
 //! from typed structs: stored JSON (`data`) goes out as stored, never re-parsed.
 
-use std::collections::HashMap;
-
 use alarm_center_store::{
     ConnectionRow, DeviceRow, EventQuery, FrameQuery, SinkCursor, StoredEvent, StoredFrame,
 };
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::params::{Params, PathId};
 use super::{bad, decode, query, ApiError, ApiResult, ApiState};
 
 /// Devices per page by default.
@@ -20,36 +19,13 @@ pub(crate) const DEVICES_DEFAULT: u32 = 500;
 /// Most devices per page.
 pub(crate) const DEVICES_MAX: u32 = 5000;
 
-/// Refuses parameters other than `known`.
-fn only(p: &HashMap<String, String>, known: &[&str]) -> ApiResult<()> {
-    match p.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(bad(format!(
-            "unknown parameter {k:?}; known: {}",
-            known.join(", ")
-        ))),
-        None => Ok(()),
-    }
-}
-
 /// `limit`: `default` when absent, else a number from 1 to `max`.
-fn parse_limit(limit: Option<&str>, default: u32, max: u32) -> ApiResult<u32> {
+fn parse_limit(limit: Option<u32>, default: u32, max: u32) -> ApiResult<u32> {
     match limit {
         None => Ok(default),
-        Some(text) => match text.parse::<u32>() {
-            Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(bad(format!(
-                "limit {text:?}: give a number from 1 to {max}"
-            ))),
-        },
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(bad(format!("limit {n}: give a number from 1 to {max}"))),
     }
-}
-
-fn parse_id(name: &str, text: Option<&str>) -> ApiResult<Option<i64>> {
-    text.map(|t| {
-        t.parse::<i64>()
-            .map_err(|_| bad(format!("{name} {t:?} is not an event id")))
-    })
-    .transpose()
 }
 
 /// `since`/`until`: a duration ago (`10m`) or an RFC 3339 time.
@@ -70,11 +46,6 @@ async fn known_device(state: &ApiState, device: &str) -> ApiResult<()> {
     }
 }
 
-fn parse_path_id(text: &str) -> ApiResult<i64> {
-    text.parse()
-        .map_err(|_| bad(format!("{text:?} is not a frame id")))
-}
-
 #[derive(Serialize)]
 pub(crate) struct DevicesPage {
     devices: Vec<DeviceRow>,
@@ -84,19 +55,22 @@ pub(crate) struct DevicesPage {
     online: usize,
 }
 
+/// `GET /api/devices` parameters.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DevicesParams {
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
 /// `GET /api/devices?after=&limit=`: devices in id order, `limit` (default 500, at most 5000) after the
 /// device id `after`; `next` is the `after` of the following page, null on the last one.
 pub(crate) async fn devices(
     State(state): State<ApiState>,
-    Query(p): Query<HashMap<String, String>>,
+    Params(p): Params<DevicesParams>,
 ) -> ApiResult<Json<DevicesPage>> {
-    only(&p, &["after", "limit"])?;
-    let limit = parse_limit(
-        p.get("limit").map(String::as_str),
-        DEVICES_DEFAULT,
-        DEVICES_MAX,
-    )?;
-    let after = p.get("after").cloned();
+    let limit = parse_limit(p.limit, DEVICES_DEFAULT, DEVICES_MAX)?;
+    let after = p.after;
     let take = limit as usize + 1;
     // Only the page (and one more device, to know whether another page follows) leaves the store's
     // thread.
@@ -152,31 +126,39 @@ pub(crate) struct EventsPage {
     next: Option<i64>,
 }
 
+/// `GET /api/events` parameters.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventsParams {
+    device: Option<String>,
+    code: Option<String>,
+    action: Option<String>,
+    kind: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
 /// `GET /api/events?device=&code=&action=&kind=&since=&until=&before=&limit=`: newest first; `next`
 /// is the `before` of the following page.
 pub(crate) async fn events(
     State(state): State<ApiState>,
-    Query(p): Query<HashMap<String, String>>,
+    Params(p): Params<EventsParams>,
 ) -> ApiResult<Json<EventsPage>> {
-    only(
-        &p,
-        &[
-            "device", "code", "action", "kind", "since", "until", "before", "limit",
-        ],
-    )?;
-    let limit = parse_limit(p.get("limit").map(String::as_str), 100, 10_000)?;
+    let limit = parse_limit(p.limit, 100, 10_000)?;
     let now = crate::time::now_ms();
-    if let Some(device) = p.get("device") {
+    if let Some(device) = &p.device {
         known_device(&state, device).await?;
     }
     let q = EventQuery {
-        device: p.get("device").cloned(),
-        code: p.get("code").cloned(),
-        action: p.get("action").cloned(),
-        kind: p.get("kind").cloned(),
-        since: parse_time("since", p.get("since").map(String::as_str), now)?,
-        until: parse_time("until", p.get("until").map(String::as_str), now)?,
-        before_id: parse_id("before", p.get("before").map(String::as_str))?,
+        since: parse_time("since", p.since.as_deref(), now)?,
+        until: parse_time("until", p.until.as_deref(), now)?,
+        device: p.device,
+        code: p.code,
+        action: p.action,
+        kind: p.kind,
+        before_id: p.before,
         limit: Some(limit),
         ..EventQuery::default()
     };
@@ -193,22 +175,27 @@ pub(crate) struct FramesPage {
     next: Option<i64>,
 }
 
+/// `GET /api/frames` parameters.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FramesParams {
+    device: Option<String>,
+    #[serde(default)]
+    unknown: bool,
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
 /// `GET /api/frames?device=&unknown=&before=&limit=`: newest first.
 pub(crate) async fn frames(
     State(state): State<ApiState>,
-    Query(p): Query<HashMap<String, String>>,
+    Params(p): Params<FramesParams>,
 ) -> ApiResult<Json<FramesPage>> {
-    only(&p, &["device", "unknown", "before", "limit"])?;
-    let unknown = match p.get("unknown").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => return Err(bad(format!("unknown {other:?}: true or false"))),
-    };
-    let limit = parse_limit(p.get("limit").map(String::as_str), 100, 10_000)?;
+    let limit = parse_limit(p.limit, 100, 10_000)?;
     let q = FrameQuery {
-        device: p.get("device").cloned(),
-        unknown,
-        before_id: parse_id("before", p.get("before").map(String::as_str))?,
+        device: p.device,
+        unknown: p.unknown,
+        before_id: p.before,
         limit: Some(limit),
     };
     let frames = query(&state, move |db| db.frames(&q)).await?;
@@ -229,9 +216,8 @@ pub(crate) struct FrameAnswer {
 /// (recomputed from the bytes on the store's thread, without the stream's earlier 0x69 state).
 pub(crate) async fn frame(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<Json<FrameAnswer>> {
-    let id = parse_path_id(&id)?;
     let max_frame = state.max_frame;
     let answer = query(&state, move |db| {
         Ok(db.frame(id)?.map(|frame| {
@@ -251,9 +237,8 @@ pub(crate) async fn frame(
 /// `GET /api/frames/{id}/raw`: the bytes.
 pub(crate) async fn frame_raw(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> ApiResult<Response> {
-    let id = parse_path_id(&id)?;
     let stored = query(&state, move |db| db.frame(id))
         .await?
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no frame {id}")))?;

@@ -1,14 +1,26 @@
 //! `GET /api/stream`: Server-Sent Events of committed events, at most `api.max-stream-clients` at once.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{bad, busy, Api, ApiResult};
+use serde::Deserialize;
+
+use super::params::Params;
+use super::{busy, Api, ApiResult};
+
+/// `GET /api/stream` parameters: exact filters.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StreamParams {
+    device: Option<String>,
+    code: Option<String>,
+    kind: Option<String>,
+    action: Option<String>,
+}
 
 /// `GET /api/stream?device=&code=&kind=&action=`: Server-Sent Events. Each committed event that passes
 /// the filters is an `event` message (the event JSON, `id:` = its log id); device online/offline are
@@ -17,15 +29,8 @@ use super::{bad, busy, Api, ApiResult};
 /// `api.max-stream-clients` streams, 503 with `Retry-After`; a stream's place is freed when it ends.
 pub(crate) async fn stream(
     State(api): State<Api>,
-    Query(p): Query<HashMap<String, String>>,
+    Params(p): Params<StreamParams>,
 ) -> ApiResult<Response> {
-    const KNOWN: [&str; 4] = ["device", "code", "kind", "action"];
-    if let Some(k) = p.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(bad(format!(
-            "unknown parameter {k:?}; known: {}",
-            KNOWN.join(", ")
-        )));
-    }
     let limits = &api.limits;
     let Ok(place) = limits.streams.clone().try_acquire_owned() else {
         limits.streams_refused.fetch_add(1, Ordering::Relaxed);
@@ -35,10 +40,10 @@ pub(crate) async fn stream(
         )));
     };
     let wanted = move |e: &alarm_center_store::StoredEvent| {
-        p.get("device").is_none_or(|d| *d == e.device)
-            && p.get("code").is_none_or(|c| *c == e.code)
-            && p.get("kind").is_none_or(|k| *k == e.kind)
-            && p.get("action").is_none_or(|a| *a == e.action)
+        p.device.as_ref().is_none_or(|d| *d == e.device)
+            && p.code.as_ref().is_none_or(|c| *c == e.code)
+            && p.kind.as_ref().is_none_or(|k| *k == e.kind)
+            && p.action.as_ref().is_none_or(|a| *a == e.action)
     };
     let rx = api.state.committed.subscribe();
     let stop = api.state.shared.shutdown.clone();
