@@ -1,9 +1,7 @@
 //! read_capture on synthetic pcap / pcapng files built in the test.
 
-mod common;
-
+use crate::common::*;
 use alarm_center_capture::pcap::Summary;
-use common::*;
 
 const DEV: &str = "10.1.1.10:40000";
 const CENTER: &str = "10.1.1.2:15002";

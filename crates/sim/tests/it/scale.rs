@@ -2,7 +2,7 @@
 //! the same process, and take several seconds). Run them in release mode:
 //!
 //! ```text
-//! cargo test --release -p alarm-center-sim --test scale -- --ignored --nocapture
+//! cargo test --release -p alarm-center-sim --test it -- --ignored --nocapture scale::
 //! ```
 //!
 //! `SIM_SCALE_TARGET=host:port` points them at an external server (or drain listener) instead of the

@@ -2,13 +2,11 @@
 //! connection loses nothing it has read, and devices known only by their address (several behind
 //! one NAT router) keep their own alarm state. Issue 9, item 1.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use alarm_center_proto::encode;
 use alarm_center_store::{Db, EventQuery};
-use common::*;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 

@@ -1,10 +1,8 @@
 //! read_capture on the real tcpdump capture of loopback traffic to 127.0.0.1:15002
 //! (see tests/fixtures/README.md for how it was made).
 
-mod common;
-
+use crate::common::*;
 use alarm_center_capture::{sniff, InputKind, Timestamp};
-use common::*;
 
 const FILES: [&str; 3] = [
     "capture-loopback-15002.pcap",

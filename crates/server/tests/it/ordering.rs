@@ -3,13 +3,11 @@
 //! the two connection tasks race (issue 9, item 5). Without the arrival order (`server.arrival-order-window
 //! = "0s"`) 9 to 72 of the 180 pairs were stored swapped on a 2-core machine.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use alarm_center_proto::encode;
 use alarm_center_store::{Db, EventQuery};
-use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_and_its_stop_on_two_connections_are_stored_in_order() {

@@ -1,7 +1,5 @@
 //! Helpers for the end-to-end tests: a server on 127.0.0.1:0 with a temporary store.
 
-#![allow(dead_code)]
-
 use std::time::Duration;
 
 use alarm_center_server::{Committed, Config, Server};

@@ -1,9 +1,7 @@
 //! Never panics, bounded memory, and reassembly invariants under random input.
 
-mod common;
-
+use crate::common::*;
 use alarm_center_capture::{parse_hex, pcap::read_capture, sniff};
-use common::*;
 use proptest::prelude::*;
 
 const DEV: &str = "10.9.9.9:40000";

@@ -3,13 +3,11 @@
 //! Prometheus labels, the Host check and security headers, connection, header-timeout and stream-client
 //! limits.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use alarm_center_proto::encode;
-use common::*;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -7,17 +7,15 @@
 //! - A store over `store.max-size-mb` on a disk smaller than its traffic heals itself: retention runs
 //!   early and while commits fail, the write-ahead log counts and is truncated, no event is lost.
 
-mod common;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::*;
 use alarm_center_proto::encode;
 use alarm_center_server::Stats;
 use alarm_center_store::{Db, EventQuery};
-use common::*;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 

@@ -1,12 +1,10 @@
 //! End to end over 127.0.0.1: frames in, events committed, devices attributed.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use alarm_center_proto::encode;
 use alarm_center_store::{Db, EventQuery};
-use common::*;
 use tokio::io::AsyncReadExt;
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -1,12 +1,10 @@
 //! Bad input and hostile peers: each refused or closed with a counter, while other devices keep working.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use alarm_center_proto::encode;
 use alarm_center_server::Stats;
-use common::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 

@@ -1,12 +1,10 @@
 //! The HTTP API over a real socket: devices, events with filters and pagination, frames, decode, sinks,
 //! metrics, health, bad parameters and authentication.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use alarm_center_proto::encode;
-use common::*;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);

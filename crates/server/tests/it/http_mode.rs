@@ -1,13 +1,11 @@
 //! Dahua's HTTP Alarm Center mode over real sockets: a client that behaves like the NVR.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use alarm_center_proto::encode;
 use alarm_center_store::{Db, EventQuery, FrameQuery};
 use base64::Engine;
-use common::*;
 use md5::Md5;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;

@@ -1,5 +1,4 @@
 //! Test helpers: a tiny pcap / pcapng writer, TCP packet builders and an event collector.
-#![allow(dead_code)]
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -7,14 +7,12 @@
 //! tests are ignored with that reason, with it a missing or broken browser fails them. The tests take turns (one browser at a
 //! time).
 
-#[path = "../common/mod.rs"]
-mod common;
 mod driver;
 
 use std::time::Duration;
 
+use crate::common::*;
 use alarm_center_proto::encode;
-use common::*;
 use driver::Driver;
 use serde_json::{json, Value};
 
@@ -592,7 +590,7 @@ async fn the_sinks_page_shows_a_valid_snippet_when_empty_and_lists_a_configured_
     .unwrap();
     let loaded = alarm_center_server::Config::load(Some(&file), Vec::new()).unwrap();
     let data = tempfile::tempdir().unwrap();
-    let mut config = common::config(data.path());
+    let mut config = crate::common::config(data.path());
     config.sinks = loaded.sinks;
     let t = start_with(data, config).await;
     driver.go(&format!("{}#sinks", ui_of(&t))).await;

@@ -2,13 +2,11 @@
 //! room instead of reading their sockets, and that silence is ours, not the devices'. Device events
 //! are stored in the order of their timestamps. Issue 9, item 6.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use alarm_center_proto::encode;
 use alarm_center_store::{Db, EventQuery};
-use common::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 

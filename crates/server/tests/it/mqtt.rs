@@ -3,14 +3,12 @@
 //! Without the variable at build time they are ignored, and `cargo test` says so with the reason; with
 //! it set, an unreachable broker fails them.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use crate::common::*;
 use alarm_center_proto::encode;
 use alarm_center_server::sinks::mqtt::MqttConfig;
-use common::*;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use tokio::sync::mpsc;
 

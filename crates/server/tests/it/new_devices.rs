@@ -2,15 +2,13 @@
 //! devices that fall silent are forgotten: random serials cannot grow the registry and the store without
 //! bound. Issue 9, item 10.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use alarm_center_proto::encode;
 use alarm_center_server::config::DeviceConfig;
 use alarm_center_server::{Config, Stats};
 use alarm_center_store::{Db, EventQuery, FrameQuery};
-use common::*;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -205,7 +203,7 @@ async fn devices_known_from_the_store_are_not_limited_after_a_restart() {
     }
     let TestServer { server, dir, .. } = t;
     server.shutdown().await.unwrap();
-    let mut config = common::config(dir.path());
+    let mut config = crate::common::config(dir.path());
     config.server.max_new_devices_per_ip_per_minute = 1;
     let mut t = start_with(dir, config).await;
     let mut streams = Vec::new();
@@ -281,7 +279,7 @@ async fn silence_before_a_restart_counts_towards_the_expiry() {
     let TestServer { server, dir, .. } = t;
     server.shutdown().await.unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let mut config = common::config(dir.path());
+    let mut config = crate::common::config(dir.path());
     expiring(&mut config, "2s");
     let t = start_with(dir, config).await;
     // Silent for 2.5 s already: forgotten at the first pass, not 2 s after the start.

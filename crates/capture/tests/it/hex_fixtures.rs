@@ -1,9 +1,7 @@
 //! parse_hex on the project samples and on real xxd / hexdump / tshark outputs.
 
-mod common;
-
+use crate::common::*;
 use alarm_center_capture::{parse_hex, sniff, HexError, InputKind};
-use common::*;
 
 fn parse_fixture(name: &str) -> Vec<alarm_center_capture::HexStream> {
     let text = String::from_utf8(read_fixture(name)).unwrap();
