@@ -5,12 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod decode;
+mod commands;
 mod log_escape;
-mod query;
-mod serve;
-mod simulate;
 mod startup;
+
+use commands::{config, decode, query, serve, simulate};
 
 /// Alarm Center server for Dahua (Amcrest, Lorex, …) and XM devices.
 #[derive(Debug, Parser)]
@@ -42,7 +41,7 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Validate a configuration and say exactly what is wrong.
-    Check(serve::CheckArgs),
+    Check(config::CheckArgs),
 }
 
 /// Logs go to standard error; `ALARM_CENTER_LOG` (or `RUST_LOG`) sets the filter, default `info`.
@@ -74,7 +73,7 @@ fn main() -> ExitCode {
         Command::Events(args) => query::events(&args),
         Command::Devices(args) => query::devices(&args),
         Command::Sinks(args) => query::sinks(&args),
-        Command::Config(ConfigCommand::Check(args)) => serve::check(&args),
+        Command::Config(ConfigCommand::Check(args)) => config::check(&args),
         Command::Decode(args) => decode::run(&args),
         Command::Simulate(args) => simulate::run(&args),
     };

@@ -7,7 +7,7 @@ use bytes::{Buf, BytesMut};
 
 use crate::frame::{le_u32, Frame, FrameError, Protocol};
 use crate::http::{HttpScan, Start, Step};
-use crate::json::{JsonScan, Scan};
+use crate::object_bounds::{JsonScan, Scan};
 use crate::{dhip, dvrip, http, xm};
 
 /// Default maximum frame size in bytes (header + body): 64 KiB.

@@ -7,9 +7,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::event::{Action, DeviceInfo, Event, JsonText};
-use crate::extract::{json_facts, key_of, Key};
 use crate::fragment::{self, FragmentInfo, Reassembly, Step};
 use crate::frame::{le_u32, Frame, Protocol};
+use crate::json_body::{json_facts, key_of, Key};
 use crate::{dhip, dvrip, http, text, xm};
 
 /// What a frame is for.

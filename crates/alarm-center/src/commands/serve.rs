@@ -1,4 +1,4 @@
-//! `alarm-center serve` and `config check`.
+//! `alarm-center serve`, and where every command's configuration comes from.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -149,59 +149,4 @@ async fn wait_for_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct CheckArgs {
-    /// The configuration file to check (default: the embedded defaults plus environment).
-    #[arg(long, short = 'c', env = "ALARM_CENTER_CONFIG")]
-    config: Option<PathBuf>,
-}
-
-pub(crate) fn check(args: &CheckArgs) -> Result<()> {
-    let config = Config::load(args.config.as_deref(), std::env::vars())?;
-    let origin = args
-        .config
-        .as_ref()
-        .map_or("embedded defaults".to_owned(), |p| p.display().to_string());
-    println!("{origin}: OK");
-    println!("  devices:  listen {}", config.server.listen);
-    match config.api.enabled {
-        true => println!(
-            "  web UI:   listen {} ({}{})",
-            config.api.listen,
-            crate::startup::ui_url(config.api.listen),
-            if config.api.token.is_some() {
-                ", token required"
-            } else {
-                ""
-            }
-        ),
-        false => println!("  web UI:   off (api.enabled = false)"),
-    }
-    println!(
-        "  store:    {}",
-        config
-            .store
-            .data_dir
-            .join(alarm_center_store::DB_FILE)
-            .display()
-    );
-    let sinks = crate::startup::sinks(&config);
-    if sinks.is_empty() {
-        println!("  sinks:    none");
-    }
-    for (n, sink) in sinks.iter().enumerate() {
-        println!("  {:<9} {sink}", if n == 0 { "sinks:" } else { "" });
-    }
-    println!(
-        "  devices:  {} configured, unknown devices {}",
-        config.devices.len(),
-        if config.server.allow_unknown_devices {
-            "accepted"
-        } else {
-            "refused"
-        }
-    );
-    Ok(())
 }

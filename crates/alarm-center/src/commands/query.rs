@@ -7,7 +7,7 @@ use alarm_center_store::{Db, EventQuery, StoredEvent};
 use anyhow::{bail, Result};
 use clap::Args;
 
-use crate::serve::ConfigArgs;
+use super::serve::ConfigArgs;
 
 #[derive(Debug, Args)]
 pub(crate) struct EventsArgs {
