@@ -71,18 +71,10 @@ pub(crate) async fn devices(
 ) -> ApiResult<Json<DevicesPage>> {
     let limit = parse_limit(p.limit, DEVICES_DEFAULT, DEVICES_MAX)?;
     let after = p.after;
-    let take = limit as usize + 1;
+    let take = limit + 1;
     // Only the page (and one more device, to know whether another page follows) leaves the store's
     // thread.
-    let mut devices = query(&state, move |db| {
-        Ok(db
-            .devices()?
-            .into_iter()
-            .filter(|d| after.as_deref().is_none_or(|a| d.id.as_str() > a))
-            .take(take)
-            .collect::<Vec<_>>())
-    })
-    .await?;
+    let mut devices = query(&state, move |db| db.devices_page(after.as_deref(), take)).await?;
     let next = (devices.len() > limit as usize)
         .then(|| {
             devices.truncate(limit as usize);

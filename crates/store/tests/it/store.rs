@@ -359,3 +359,26 @@ fn retention_keeps_what_a_sink_has_not_delivered_unless_told_and_counts_it() {
     let report = db.apply_retention(&policy, 10_000).unwrap();
     assert_eq!((report.events, report.dropped_undelivered), (700, 700));
 }
+
+#[test]
+fn devices_are_read_a_page_at_a_time_in_id_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
+    db.write(&Batch {
+        devices: ["d", "b", "e", "a", "c"].map(|id| seen(id, 1)).to_vec(),
+        ..Default::default()
+    })
+    .unwrap();
+    let page = |after: Option<&str>, limit| -> Vec<String> {
+        db.devices_page(after, limit)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.id)
+            .collect()
+    };
+    assert_eq!(page(None, 2), ["a", "b"]);
+    assert_eq!(page(Some("b"), 2), ["c", "d"]);
+    assert_eq!(page(Some("d"), 2), ["e"]);
+    assert!(page(Some("e"), 2).is_empty());
+    assert_eq!(device_ids(&db), ["a", "b", "c", "d", "e"]);
+}
