@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alarm_center_proto::{encode, Decoded, Decoder, DecoderConfig, Frame, Kind, Protocol, Session};
-use alarm_center_store::{ConnectionClose, ConnectionOpen, DeviceUpdate, NewEvent, NewFrame};
+use alarm_center_store::{
+    ConnectionClose, ConnectionOpen, DeviceState, DeviceUpdate, NewEvent, NewFrame,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -548,7 +550,7 @@ impl Connection {
             devices.push(DeviceUpdate {
                 id: device.id.clone(),
                 name: device.name.clone(),
-                state: Some(("offline".into(), received_ms)),
+                state: Some((DeviceState::Offline, received_ms)),
                 last_seen: received_ms,
                 first_frame: Some(0),
                 ..DeviceUpdate::default()
@@ -568,7 +570,7 @@ impl Connection {
                 events.push(device_event(&previous.id, "DeviceOffline", received_ms, serde_json::json!({"reason": "identified as another device", "device": device.id})));
                 devices.push(DeviceUpdate {
                     id: previous.id.clone(),
-                    state: Some(("offline".into(), received_ms)),
+                    state: Some((DeviceState::Offline, received_ms)),
                     last_seen: received_ms,
                     ..DeviceUpdate::default()
                 });
@@ -630,7 +632,7 @@ impl Connection {
             // Stamped after the state it ends, even if this frame was read before it was decided.
             let at = received_ms.max(state.state_since_ms + 1);
             state.state_since_ms = at;
-            update.state = Some(("online".into(), at));
+            update.state = Some((DeviceState::Online, at));
             update.peer = Some(self.peer.to_string());
             events.push(device_event(
                 &device.id,

@@ -171,7 +171,7 @@ impl Server {
             let silent_ms = u64::try_from(now_ms.saturating_sub(device.last_seen_ms)).unwrap_or(0);
             registry.restore(
                 &device.id,
-                device.state == "online",
+                device.state == alarm_center_store::DeviceState::Online,
                 device.keepalive_period,
                 silent_ms,
             );

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alarm_center_store::{DeviceRemoval, DeviceUpdate, NewEvent};
+use alarm_center_store::{DeviceRemoval, DeviceState, DeviceUpdate, NewEvent};
 use tokio::time::Instant;
 
 use crate::stats::Stats;
@@ -102,7 +102,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             Stats::inc(&shared.stats.offline_transitions);
             let update = DeviceUpdate {
                 id: device.id.clone(),
-                state: Some(("offline".into(), now_ms)),
+                state: Some((DeviceState::Offline, now_ms)),
                 last_seen: 0,
                 ..DeviceUpdate::default()
             };

@@ -22,6 +22,78 @@ pub use write::{
     WriteResult,
 };
 
+/// The tables that hold the log's rows: ids grow with receive time, retention bounds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// `events`: the event log.
+    Events,
+    /// `frames`: the raw frame archive.
+    Frames,
+    /// `dead_letters`: events a sink gave up on.
+    DeadLetters,
+}
+
+impl Table {
+    /// The SQL name (SQL text is built only from these, never from a caller's string).
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Events => "events",
+            Table::Frames => "frames",
+            Table::DeadLetters => "dead_letters",
+        }
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether a device is online, as supervision last decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceState {
+    /// Frames arrive within the keep-alive period plus grace.
+    Online,
+    /// Silent past it, or identified as another device.
+    Offline,
+}
+
+impl DeviceState {
+    /// The stored and shown name: `online` or `offline`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceState::Online => "online",
+            DeviceState::Offline => "offline",
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl rusqlite::types::ToSql for DeviceState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for DeviceState {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        match value.as_str()? {
+            "online" => Ok(DeviceState::Online),
+            "offline" => Ok(DeviceState::Offline),
+            other => Err(rusqlite::types::FromSqlError::Other(
+                format!("unknown device state {other:?}").into(),
+            )),
+        }
+    }
+}
+
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -87,7 +87,7 @@ pub struct DeviceRow {
     /// Protocol of its last frame.
     pub protocol: Option<String>,
     /// online / offline.
-    pub state: String,
+    pub state: crate::DeviceState,
     /// Since when, RFC 3339.
     pub state_since: String,
     /// First contact, RFC 3339.
@@ -127,13 +127,17 @@ impl Db {
         }
         if let Some(u) = q.until {
             // As for `since`: the first event after `until` bounds the ids (none: every event is earlier).
-            if let Some(after) = self.first_id_at_or_after("events", u.saturating_add(1))? {
+            if let Some(after) =
+                self.first_id_at_or_after(crate::Table::Events, u.saturating_add(1))?
+            {
                 add("id <", after.into());
             }
         }
         if let Some(s) = q.since {
             // Ids grow with time: a bound on ids uses the primary key instead of scanning.
-            let from = self.first_id_at_or_after("events", s)?.unwrap_or(i64::MAX);
+            let from = self
+                .first_id_at_or_after(crate::Table::Events, s)?
+                .unwrap_or(i64::MAX);
             add("id >=", from.into());
         }
         if let Some(b) = q.before_id {

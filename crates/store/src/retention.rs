@@ -3,7 +3,7 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use crate::{Db, Result};
+use crate::{Db, Result, Table};
 
 /// What to keep. `None` keeps forever / without limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -117,7 +117,7 @@ impl Db {
             self.delete_old_events(policy, now_ms - age, &mut report)?;
         }
         if let Some(age) = policy.frames_max_age_ms {
-            report.frames += self.delete_older("frames", now_ms - age)?;
+            report.frames += self.delete_older(Table::Frames, now_ms - age)?;
         }
         report.dead_letters += self.prune_dead_letters(policy, now_ms)?;
         if let Some(max) = policy.max_bytes {
@@ -137,7 +137,7 @@ impl Db {
             Some(keep) => {
                 // Due events above the lowest sink cursor stay until delivered.
                 let due_until = self
-                    .first_id_at_or_after("events", cutoff_ms)?
+                    .first_id_at_or_after(Table::Events, cutoff_ms)?
                     .unwrap_or(i64::MAX);
                 report.kept_undelivered = self.conn.query_row(
                     "SELECT COUNT(*) FROM events WHERE id > ?1 AND id < ?2",
@@ -150,7 +150,7 @@ impl Db {
             None => {
                 if let Some(after) = policy.undelivered_after {
                     let due_until = self
-                        .first_id_at_or_after("events", cutoff_ms)?
+                        .first_id_at_or_after(Table::Events, cutoff_ms)?
                         .unwrap_or(i64::MAX);
                     report.dropped_undelivered = self.conn.query_row(
                         "SELECT COUNT(*) FROM events WHERE id > ?1 AND id < ?2",
@@ -158,7 +158,7 @@ impl Db {
                         |r| r.get::<_, i64>(0),
                     )? as u64;
                 }
-                report.events += self.delete_older("events", cutoff_ms)?;
+                report.events += self.delete_older(Table::Events, cutoff_ms)?;
             }
         }
         Ok(())
@@ -172,7 +172,7 @@ impl Db {
             deleted += self.delete_chunks(sql, params![now_ms - age, CHUNK])?;
         }
         if let Some(count) = policy.dead_letters_max_count {
-            if let Some(bound) = self.newest_beyond("dead_letters", count)? {
+            if let Some(bound) = self.newest_beyond(Table::DeadLetters, count)? {
                 let sql = "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE id <= ?1 ORDER BY id LIMIT ?2)";
                 deleted += self.delete_chunks(sql, params![bound, CHUNK])?;
             }
@@ -222,31 +222,35 @@ impl Db {
         policy: &Retention,
         report: &mut RetentionReport,
     ) -> Result<u64> {
-        let frames = self.delete_oldest_beyond("frames", SIZE_KEEPS_FRAMES, None)?;
+        let frames = self.delete_oldest_beyond(Table::Frames, SIZE_KEEPS_FRAMES, None)?;
         report.frames += frames;
         if frames > 0 {
             return Ok(frames);
         }
-        let letters = self.delete_oldest_beyond("dead_letters", SIZE_KEEPS_DEAD_LETTERS, None)?;
+        let letters =
+            self.delete_oldest_beyond(Table::DeadLetters, SIZE_KEEPS_DEAD_LETTERS, None)?;
         report.dead_letters += letters;
         if letters > 0 {
             return Ok(letters);
         }
         let events =
-            self.delete_oldest_beyond("events", SIZE_KEEPS_EVENTS, policy.keep_events_after)?;
+            self.delete_oldest_beyond(Table::Events, SIZE_KEEPS_EVENTS, policy.keep_events_after)?;
         report.events += events;
         Ok(events)
     }
 
     /// Says what a size pass left and why (for the warning).
     fn why_size_stays(&self, policy: &Retention) -> Result<String> {
-        let count = |table: &str| -> Result<i64> {
+        let count = |table: Table| -> Result<i64> {
             Ok(self
                 .conn
                 .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?)
         };
-        let (events, frames, letters) =
-            (count("events")?, count("frames")?, count("dead_letters")?);
+        let (events, frames, letters) = (
+            count(Table::Events)?,
+            count(Table::Frames)?,
+            count(Table::DeadLetters)?,
+        );
         let undelivered = match policy.keep_events_after {
             Some(keep) => {
                 self.conn
@@ -284,7 +288,7 @@ impl Db {
 
     /// The id of the row just older than the newest `keep` rows of `table`: rows up to it may go.
     /// `None` when the table has at most `keep` rows.
-    fn newest_beyond(&self, table: &str, keep: u64) -> Result<Option<i64>> {
+    fn newest_beyond(&self, table: Table, keep: u64) -> Result<Option<i64>> {
         let sql = format!("SELECT id FROM {table} ORDER BY id DESC LIMIT 1 OFFSET ?1");
         Ok(self
             .conn
@@ -298,7 +302,7 @@ impl Db {
     /// `keep_after`; returns rows deleted.
     fn delete_oldest_beyond(
         &mut self,
-        table: &str,
+        table: Table,
         keep: u64,
         keep_after: Option<i64>,
     ) -> Result<u64> {
@@ -312,7 +316,7 @@ impl Db {
         Ok(self.conn.execute(&sql, params![bound, CHUNK])? as u64)
     }
 
-    fn delete_older(&mut self, table: &str, cutoff_ms: i64) -> Result<u64> {
+    fn delete_older(&mut self, table: Table, cutoff_ms: i64) -> Result<u64> {
         let Some(keep_from) = self.first_id_at_or_after(table, cutoff_ms)? else {
             // Everything is older than the cutoff.
             let sql = format!(
@@ -338,7 +342,7 @@ impl Db {
     /// The smallest id of `table` (events or frames) received at or after `ms`, by binary search over
     /// ids (receive times grow with ids; a clock step back makes the bound approximate, never wrong by
     /// more than the step). `None` when every row is older.
-    pub fn first_id_at_or_after(&self, table: &str, ms: i64) -> Result<Option<i64>> {
+    pub fn first_id_at_or_after(&self, table: Table, ms: i64) -> Result<Option<i64>> {
         let bounds = format!("SELECT MIN(id), MAX(id) FROM {table}");
         let (lo, hi): (Option<i64>, Option<i64>) = self
             .conn

@@ -77,8 +77,8 @@ pub struct DeviceUpdate {
     pub peer: Option<String>,
     /// Protocol of its last frame.
     pub protocol: Option<String>,
-    /// New state (`online`/`offline`) and since when (unix ms).
-    pub state: Option<(String, i64)>,
+    /// New state and since when (unix ms).
+    pub state: Option<(crate::DeviceState, i64)>,
     /// Last frame received, unix ms.
     pub last_seen: i64,
     /// Keep-alive period in seconds.
@@ -213,7 +213,7 @@ impl Db {
                     keepalive_period = COALESCE(excluded.keepalive_period, keepalive_period)",
             )?;
             for d in &batch.devices {
-                let (state, since) = d.state.clone().unzip();
+                let (state, since) = d.state.unzip();
                 device.execute(params![
                     d.id,
                     d.name,
@@ -284,8 +284,8 @@ impl Db {
         Ok(deleted > 0)
     }
 
-    /// The stored state of one device (`online`/`offline`), if known.
-    pub fn device_state(&self, id: &str) -> Result<Option<String>> {
+    /// The stored state of one device, if known.
+    pub fn device_state(&self, id: &str) -> Result<Option<crate::DeviceState>> {
         Ok(self
             .conn
             .query_row("SELECT state FROM devices WHERE id = ?1", [id], |r| {

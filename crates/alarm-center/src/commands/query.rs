@@ -242,7 +242,7 @@ pub(crate) fn devices(args: &DevicesArgs) -> Result<()> {
                     d.name
                         .as_ref()
                         .map_or(d.id.clone(), |n| format!("{} ({n})", d.id)),
-                    d.state.clone(),
+                    d.state.to_string(),
                     d.last_seen.clone(),
                     d.peer.clone().unwrap_or_else(|| "-".into()),
                     d.protocol.clone().unwrap_or_else(|| "-".into()),

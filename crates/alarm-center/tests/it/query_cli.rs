@@ -46,7 +46,7 @@ fn store(dir: &Path) -> Db {
             .into_iter()
             .map(|(id, at)| DeviceUpdate {
                 id: id.into(),
-                state: Some(("online".into(), at)),
+                state: Some((alarm_center_store::DeviceState::Online, at)),
                 last_seen: at,
                 ..Default::default()
             })

@@ -193,7 +193,7 @@ async fn restart_keeps_events_devices_and_alarm_state() {
     assert_eq!(db.events(&EventQuery::default()).unwrap().len(), 2);
     assert_eq!(
         db.devices().unwrap()[0].state,
-        "online",
+        alarm_center_store::DeviceState::Online,
         "restored; gets a full period to come back"
     );
     let mut device = t.connect().await;

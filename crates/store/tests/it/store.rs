@@ -1,7 +1,8 @@
 //! The store on a real SQLite file.
 
 use alarm_center_store::{
-    Batch, Db, DeviceRemoval, DeviceUpdate, EventQuery, NewEvent, NewFrame, Retention, SyncMode,
+    Batch, Db, DeviceRemoval, DeviceState, DeviceUpdate, EventQuery, NewEvent, NewFrame, Retention,
+    SyncMode,
 };
 
 fn frame(at: i64) -> NewFrame {
@@ -49,7 +50,7 @@ fn batches_commit_atomically_and_query_back() {
         devices: vec![DeviceUpdate {
             id: "SN1".into(),
             serial: Some("SN1".into()),
-            state: Some(("online".into(), 1_000)),
+            state: Some((DeviceState::Online, 1_000)),
             last_seen: 2_000,
             first_frame: Some(0),
             ..Default::default()
@@ -73,7 +74,7 @@ fn batches_commit_atomically_and_query_back() {
         .unwrap();
     assert_eq!(motion.len(), 1);
     let devices = reader.devices().unwrap();
-    assert_eq!(devices[0].state, "online");
+    assert_eq!(devices[0].state, DeviceState::Online);
     assert_eq!(devices[0].last_seen, "1970-01-01T00:00:02.000Z");
     assert_eq!(reader.integrity_problem().unwrap(), None);
 }
@@ -85,7 +86,7 @@ fn device_updates_keep_what_they_do_not_say() {
     let first = DeviceUpdate {
         id: "d".into(),
         mac: Some("aa:bb".into()),
-        state: Some(("online".into(), 5)),
+        state: Some((DeviceState::Online, 5)),
         last_seen: 5,
         ..Default::default()
     };
@@ -106,15 +107,15 @@ fn device_updates_keep_what_they_do_not_say() {
     .unwrap();
     let row = &db.devices().unwrap()[0];
     assert_eq!(row.mac.as_deref(), Some("aa:bb"));
-    assert_eq!(row.state, "online");
+    assert_eq!(row.state, DeviceState::Online);
     assert_eq!(row.last_seen, "1970-01-01T00:00:00.009Z");
-    assert_eq!(db.device_state("d").unwrap().as_deref(), Some("online"));
+    assert_eq!(db.device_state("d").unwrap(), Some(DeviceState::Online));
 }
 
 fn seen(id: &str, at: i64) -> DeviceUpdate {
     DeviceUpdate {
         id: id.into(),
-        state: Some(("online".into(), at)),
+        state: Some((DeviceState::Online, at)),
         last_seen: at,
         ..Default::default()
     }
@@ -256,13 +257,26 @@ fn time_bounds_by_binary_search_over_ids() {
         ..Default::default()
     })
     .unwrap();
-    assert_eq!(db.first_id_at_or_after("events", 0).unwrap(), Some(1));
-    assert_eq!(db.first_id_at_or_after("events", 5).unwrap(), Some(2));
     assert_eq!(
-        db.first_id_at_or_after("events", 9_990).unwrap(),
+        db.first_id_at_or_after(alarm_center_store::Table::Events, 0)
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        db.first_id_at_or_after(alarm_center_store::Table::Events, 5)
+            .unwrap(),
+        Some(2)
+    );
+    assert_eq!(
+        db.first_id_at_or_after(alarm_center_store::Table::Events, 9_990)
+            .unwrap(),
         Some(1000)
     );
-    assert_eq!(db.first_id_at_or_after("events", 9_991).unwrap(), None);
+    assert_eq!(
+        db.first_id_at_or_after(alarm_center_store::Table::Events, 9_991)
+            .unwrap(),
+        None
+    );
     let since = db
         .events(&EventQuery {
             since: Some(9_000),

@@ -130,7 +130,7 @@ impl MqttSink {
                 let db = Db::open_read_only(&dir)?;
                 let since = crate::time::now_ms() - 30 * 86_400_000;
                 let from = db
-                    .first_id_at_or_after("events", since)?
+                    .first_id_at_or_after(alarm_center_store::Table::Events, since)?
                     .unwrap_or(i64::MAX);
                 Ok((db.entity_catalog(from)?, db.devices()?))
             })
@@ -163,7 +163,7 @@ impl MqttSink {
             .into_iter()
             .map(|d| Message {
                 topic: format!("{}/{}/availability", self.root(), slug(&d.id)),
-                payload: d.state.into_bytes(),
+                payload: d.state.as_str().as_bytes().to_vec(),
                 retain: true,
             })
             .collect()
