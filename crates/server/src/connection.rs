@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use alarm_center_proto::{encode, Decoded, Decoder, DecoderConfig, Frame, Kind, Protocol, Session};
 use alarm_center_store::{
-    ConnectionClose, ConnectionOpen, DeviceState, DeviceUpdate, NewEvent, NewFrame,
+    ConnectionClose, ConnectionOpen, DeviceState, DeviceUpdate, EventAction, EventKind, NewEvent,
+    NewFrame,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -661,11 +662,11 @@ impl Connection {
                 frame: Some(0),
                 device: device.id.clone(),
                 code: event.code.to_string(),
-                action: event.action.as_str().to_owned(),
+                action: EventAction::parse(event.action.as_str()),
                 index: event.index,
                 channel: event.channel(),
                 channel_name: event.channel().and_then(|c| device.channel_name(c)),
-                kind: decoded.kind.as_str().to_owned(),
+                kind: EventKind::parse(decoded.kind.as_str()),
                 device_time: event
                     .device_time
                     .as_deref()

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alarm_center_store::{DeviceRemoval, DeviceState, DeviceUpdate, NewEvent};
+use alarm_center_store::{
+    DeviceRemoval, DeviceState, DeviceUpdate, EventAction, EventKind, NewEvent, Synthetic,
+};
 use tokio::time::Instant;
 
 use crate::stats::Stats;
@@ -82,16 +84,16 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                             frame: None,
                             device: device.id.clone(),
                             code,
-                            action: "stop".into(),
+                            action: EventAction::Stop,
                             index,
                             channel: index.filter(|i| *i >= 0).and_then(|i| i.checked_add(1)),
                             channel_name: index
                                 .and_then(|i| device.channel_name(i.checked_add(1)?)),
-                            kind: "alarm".into(),
+                            kind: EventKind::Alarm,
                             device_time: None,
                             received_at: now_ms,
                             data: None,
-                            synthetic: Some("offline".into()),
+                            synthetic: Some(Synthetic::Offline),
                         });
                     }
                     // The device's next mask snapshot must report what is still active as new.
@@ -176,14 +178,14 @@ async fn auto_clear(shared: &Shared) -> Result<(), ()> {
                         device: device.id.clone(),
                         channel_name: channel.and_then(|c| device.channel_name(c)),
                         code,
-                        action: "stop".into(),
+                        action: EventAction::Stop,
                         index,
                         channel,
-                        kind: "alarm".into(),
+                        kind: EventKind::Alarm,
                         device_time: None,
                         received_at: now_ms,
                         data: None,
-                        synthetic: Some("auto-clear".into()),
+                        synthetic: Some(Synthetic::AutoClear),
                     }
                 })
                 .collect()

@@ -3,6 +3,7 @@
 //! own writer thread and batches many records into one transaction.
 #![forbid(unsafe_code)]
 
+mod model;
 mod query;
 mod retention;
 mod schema;
@@ -11,6 +12,7 @@ mod write;
 
 use std::path::{Path, PathBuf};
 
+pub use model::{EventAction, EventKind, Synthetic};
 pub use query::{ConnectionRow, DeviceRow, EventQuery, FrameQuery, StoredEvent, StoredFrame};
 pub use retention::{
     Retention, RetentionReport, SizeUnmet, SIZE_KEEPS_DEAD_LETTERS, SIZE_KEEPS_EVENTS,

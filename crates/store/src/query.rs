@@ -40,7 +40,7 @@ pub struct StoredEvent {
     /// Event code.
     pub code: String,
     /// Action.
-    pub action: String,
+    pub action: crate::EventAction,
     /// 0-based index.
     pub index: Option<i64>,
     /// 1-based channel.
@@ -49,7 +49,7 @@ pub struct StoredEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub channel_name: Option<String>,
     /// Frame kind or `device`.
-    pub kind: String,
+    pub kind: crate::EventKind,
     /// Device time.
     pub device_time: Option<String>,
     /// Receive time, RFC 3339 UTC.
@@ -64,7 +64,7 @@ pub struct StoredEvent {
     pub data: Option<Box<serde_json::value::RawValue>>,
     /// Why the server synthesised it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub synthetic: Option<String>,
+    pub synthetic: Option<crate::Synthetic>,
 }
 
 /// A device as stored.

@@ -38,8 +38,8 @@ pub struct NewEvent {
     pub device: String,
     /// Event code.
     pub code: String,
-    /// start, stop, pulse, state, online, offline, …
-    pub action: String,
+    /// What happened: start, stop, pulse, state, or the device's own word.
+    pub action: crate::EventAction,
     /// 0-based index.
     pub index: Option<i64>,
     /// 1-based channel.
@@ -47,15 +47,15 @@ pub struct NewEvent {
     /// The channel's configured name.
     pub channel_name: Option<String>,
     /// Frame kind (`alarm`, …) or `device` for online/offline.
-    pub kind: String,
+    pub kind: crate::EventKind,
     /// Device time (with offset when the zone is known).
     pub device_time: Option<String>,
     /// Receive time, unix milliseconds.
     pub received_at: i64,
     /// JSON data.
     pub data: Option<String>,
-    /// Why the server synthesised it (`offline`, `reconnect`, …); `None` when the device sent it.
-    pub synthetic: Option<String>,
+    /// Why the server made it; `None` when the device sent it.
+    pub synthetic: Option<crate::Synthetic>,
 }
 
 /// Insert-or-update of a device row. `None` fields keep their stored value.

@@ -130,7 +130,7 @@ fn event_row(e: &StoredEvent) -> Vec<String> {
         e.received_at.clone(),
         e.device.clone(),
         e.code.clone(),
-        e.action.clone(),
+        e.action.to_string(),
         channel,
         format!("{}{synthetic}", e.device_time.as_deref().unwrap_or("-")),
     ]

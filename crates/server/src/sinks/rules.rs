@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use alarm_center_store::StoredEvent;
+use alarm_center_store::{EventAction, StoredEvent};
 use serde::Deserialize;
 use tokio::time::Instant;
 use wildmatch::WildMatch;
@@ -122,17 +122,17 @@ impl Rules {
         let [devices, codes, kinds, actions] = &self.filters;
         if !devices.passes(&event.device)
             || !codes.passes(&event.code)
-            || !kinds.passes(&event.kind)
-            || !actions.passes(&event.action)
+            || !kinds.passes(event.kind.as_str())
+            || !actions.passes(event.action.as_str())
         {
             return Err(Skip::Filtered);
         }
         let transition = (c.suppress_duplicates
-            && matches!(event.action.as_str(), "start" | "stop"))
+            && matches!(event.action, EventAction::Start | EventAction::Stop))
         .then(|| {
             (
                 (event.device.clone(), event.code.clone(), event.index),
-                event.action == "start",
+                event.action == EventAction::Start,
             )
         });
         if let Some((key, started)) = &transition {

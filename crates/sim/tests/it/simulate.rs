@@ -510,7 +510,7 @@ fn stored_events(dir: &std::path::Path, only: impl Fn(&str) -> bool) -> EventLis
         .filter(|e| e.kind != "device" && e.synthetic.is_none())
         .map(|e| {
             let serial = e.device.trim_end_matches(".sim.invalid").to_owned();
-            (serial, e.code, e.action, e.index.unwrap_or(-1))
+            (serial, e.code, e.action.to_string(), e.index.unwrap_or(-1))
         })
         .filter(|(serial, ..)| only(serial))
         .collect();

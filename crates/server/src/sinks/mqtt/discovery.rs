@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alarm_center_store::StoredEvent;
+use alarm_center_store::{EventAction, EventKind, StoredEvent};
 use serde_json::json;
 
 use super::{slug, Message, MqttConfig};
@@ -164,7 +164,7 @@ impl Discovery {
     /// entity's config when the entity is new. Nothing past a bound (counted, and logged once).
     pub(crate) fn observe(&mut self, event: &StoredEvent) -> Vec<Message> {
         let mut out = Vec::new();
-        if !self.render.config.discovery || event.kind == "log" {
+        if !self.render.config.discovery || event.kind == EventKind::Log {
             return out;
         }
         let (max_devices, max_entities) = self.bounds();
@@ -186,7 +186,7 @@ impl Discovery {
             self.counts.devices += 1;
             out.push(self.render.connectivity(&event.device, None));
         }
-        let availability = event.kind == "device"
+        let availability = event.kind == EventKind::Device
             && matches!(event.code.as_str(), "DeviceOnline" | "DeviceOffline");
         let Some(device) = self.devices.get_mut(&event.device) else {
             return out;
@@ -199,7 +199,7 @@ impl Discovery {
                 device.channels.insert(c, n.clone());
             }
         }
-        let pulse = !matches!(event.action.as_str(), "start" | "stop");
+        let pulse = !matches!(event.action, EventAction::Start | EventAction::Stop);
         let key = (event.channel, event.code.clone(), pulse);
         if device.entities.contains(&key) {
             return out;

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use alarm_center_store::{Db, StoredEvent};
+use alarm_center_store::{Db, EventAction, EventKind, StoredEvent};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -179,12 +179,13 @@ impl MqttSink {
             payload: serde_json::to_vec(event).unwrap_or_default(),
             retain: false,
         }];
-        if event.kind == "log" {
+        if event.kind == EventKind::Log {
             // A log record the device uploaded: on the event topic only, no entity, no state.
             return out;
         }
         out.extend(lock(&self.discovery).observe(event));
-        if event.kind == "device" && matches!(event.code.as_str(), "DeviceOnline" | "DeviceOffline")
+        if event.kind == EventKind::Device
+            && matches!(event.code.as_str(), "DeviceOnline" | "DeviceOffline")
         {
             let state: &[u8] = if event.code == "DeviceOnline" {
                 b"online"
@@ -200,13 +201,13 @@ impl MqttSink {
         }
         let ch = event.channel.map_or("device".to_owned(), |c| c.to_string());
         let state = format!("{root}/{dev}/{ch}/{}", slug(&event.code));
-        match event.action.as_str() {
-            "start" => out.push(Message {
+        match &event.action {
+            EventAction::Start => out.push(Message {
                 topic: state,
                 payload: b"ON".to_vec(),
                 retain: true,
             }),
-            "stop" => out.push(Message {
+            EventAction::Stop => out.push(Message {
                 topic: state,
                 payload: b"OFF".to_vec(),
                 retain: true,

@@ -221,15 +221,18 @@ impl<'a> Ctx<'a> {
             Field::Id => Value::Number(e.id),
             Field::Device => text(&e.device),
             Field::Code => text(&e.code),
-            Field::Action => text(&e.action),
+            Field::Action => text(e.action.as_str()),
             Field::Index => opt_num(e.index),
             Field::Channel => opt_num(e.channel),
             Field::ChannelName => opt_text(&e.channel_name),
-            Field::Kind => text(&e.kind),
+            Field::Kind => text(e.kind.as_str()),
             Field::DeviceTime => opt_text(&e.device_time),
             Field::ReceivedAt => text(&e.received_at),
             Field::FrameId => opt_num(e.frame_id),
-            Field::Synthetic => opt_text(&e.synthetic),
+            Field::Synthetic => e
+                .synthetic
+                .as_ref()
+                .map_or(Value::Missing, |s| text(s.as_str())),
             Field::Data => e
                 .data
                 .as_ref()
