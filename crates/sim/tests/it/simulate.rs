@@ -483,8 +483,13 @@ async fn ramp_up_follows_the_connect_rate() {
     assert!((5..=18).contains(&report.connected), "{report:?}");
     assert_eq!(report.keepalives_sent, 0);
     assert_eq!(report.alarm_events_sent, 0);
-    // Only the identifying self-reports went out.
-    assert_eq!(report.frames_sent as usize, report.connected);
+    // Only the identifying self-reports went out: one per device connected when the run ended, and
+    // one or two from devices whose connect completed between that count and the stop.
+    let sent = report.frames_sent as usize;
+    assert!(
+        (report.connected..=report.connected + 2).contains(&sent),
+        "{report:?}"
+    );
     let conns = listener.finish().await;
     // (A device stopped right after its connect completed may not have sent its report.)
     assert!(conns
