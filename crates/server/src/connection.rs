@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use alarm_center_proto::{encode, Decoded, Decoder, DecoderConfig, Frame, Kind, Protocol, Session};
 use alarm_center_store::{
-    ConnectionClose, ConnectionOpen, DeviceState, DeviceUpdate, EventAction, EventKind, NewEvent,
-    NewFrame,
+    ConnectionClose, ConnectionIdentified, ConnectionOpen, DeviceState, DeviceUpdate, EventAction,
+    EventKind, NewEvent, NewFrame,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -382,7 +382,7 @@ impl Connection {
         }
         if let Some(identified) = identified {
             // Records the connection's device in its history row (waits for room like every record).
-            self.queue(Record::Closed(identified)).await;
+            self.queue(Record::Identified(identified)).await;
         }
         if let Some(device) = self.device.clone().filter(|_| attach) {
             self.shared.registry.touch(&device);
@@ -480,7 +480,7 @@ impl Connection {
         received_ms: i64,
         devices: &mut Vec<DeviceUpdate>,
         events: &mut Vec<NewEvent>,
-    ) -> Option<ConnectionClose> {
+    ) -> Option<ConnectionIdentified> {
         let registry = &self.shared.registry;
         let identity = registry.resolve(
             &decoded.device,
@@ -579,15 +579,12 @@ impl Connection {
         }
         self.strong = identity.strong;
         drop(state);
-        let close = ConnectionClose {
+        Some(ConnectionIdentified {
             id: self.id,
-            device: Some(device.id.clone()),
-            closed_at: None,
-            reason: None,
+            device: device.id.clone(),
             frames: self.frames,
             bytes: self.bytes,
-        };
-        Some(close)
+        })
     }
 
     /// A frame would have created device `id` past a new-device limit: nothing is created, the
@@ -752,8 +749,8 @@ impl Connection {
             .send(Record::Closed(ConnectionClose {
                 id: self.id,
                 device,
-                closed_at: Some(crate::time::now_ms()),
-                reason: Some(reason.to_string()),
+                closed_at: crate::time::now_ms(),
+                reason: reason.to_string(),
                 frames: self.frames,
                 bytes: self.bytes,
             }))

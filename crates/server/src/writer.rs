@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alarm_center_store::{
-    Batch, ConnectionClose, ConnectionOpen, Db, DeviceRemoval, DeviceUpdate, NewEvent, NewFrame,
-    Retention, RetentionReport, StoredEvent,
+    Batch, ConnectionClose, ConnectionIdentified, ConnectionOpen, Db, DeviceRemoval, DeviceUpdate,
+    NewEvent, NewFrame, Retention, RetentionReport, StoredEvent,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
@@ -20,7 +20,9 @@ use crate::stats::Stats;
 pub(crate) enum Record {
     /// A connection was accepted.
     Opened(ConnectionOpen),
-    /// A connection closed, or learned its device.
+    /// A connection learned its device.
+    Identified(ConnectionIdentified),
+    /// A connection closed.
     Closed(ConnectionClose),
     /// A frame and what it carried.
     Frame(Box<FrameRecord>),
@@ -88,6 +90,7 @@ fn add(
     match record {
         Record::Opened(open) => batch.opened.push(open),
         Record::Forget(removals) => batch.removed_devices.extend(removals),
+        Record::Identified(identified) => batch.identified.push(identified),
         Record::Closed(close) => batch.closed.push(close),
         Record::Events { events, devices } => {
             batch.devices.extend(devices);
@@ -146,7 +149,7 @@ fn record_bytes(record: &Record) -> usize {
     match record {
         Record::Frame(r) => r.frame.as_ref().map_or(0, |f| f.bytes.len()) + data(&r.events),
         Record::Events { events, .. } => data(events),
-        Record::Opened(_) | Record::Closed(_) | Record::Forget(_) => 0,
+        Record::Opened(_) | Record::Identified(_) | Record::Closed(_) | Record::Forget(_) => 0,
     }
 }
 

@@ -20,8 +20,8 @@ pub use retention::{
 };
 pub use sinks::{DeadLetter, Entity, SinkCounts, SinkCursor};
 pub use write::{
-    Batch, ConnectionClose, ConnectionOpen, DeviceRemoval, DeviceUpdate, NewEvent, NewFrame,
-    WriteResult,
+    Batch, ConnectionClose, ConnectionIdentified, ConnectionOpen, DeviceRemoval, DeviceUpdate,
+    NewEvent, NewFrame, WriteResult,
 };
 
 /// The tables that hold the log's rows: ids grow with receive time, retention bounds them.

@@ -98,20 +98,33 @@ pub struct ConnectionOpen {
     pub opened_at: i64,
 }
 
-/// A connection closed (or identified: `closed_at` None updates the device only).
+/// A connection closed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionClose {
     /// Connection id.
     pub id: i64,
-    /// Device id once known.
+    /// Device id, when it became known.
     pub device: Option<String>,
-    /// Unix ms; `None` when only the device became known.
-    pub closed_at: Option<i64>,
+    /// Unix ms.
+    pub closed_at: i64,
     /// Why it closed.
-    pub reason: Option<String>,
+    pub reason: String,
     /// Frames received.
     pub frames: u64,
     /// Bytes received.
+    pub bytes: u64,
+}
+
+/// An open connection learned its device (its row gets the device and its counters so far).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionIdentified {
+    /// Connection id.
+    pub id: i64,
+    /// Device id.
+    pub device: String,
+    /// Frames received so far.
+    pub frames: u64,
+    /// Bytes received so far.
     pub bytes: u64,
 }
 
@@ -138,6 +151,8 @@ pub struct Batch {
     pub events: Vec<NewEvent>,
     /// Connections closed or identified.
     pub closed: Vec<ConnectionClose>,
+    /// Connections that learned their device (applied before `closed`).
+    pub identified: Vec<ConnectionIdentified>,
     /// Device rows to delete, after everything else in the batch.
     pub removed_devices: Vec<DeviceRemoval>,
 }
@@ -150,6 +165,7 @@ impl Batch {
             && self.devices.is_empty()
             && self.events.is_empty()
             && self.closed.is_empty()
+            && self.identified.is_empty()
             && self.removed_devices.is_empty()
     }
 }
@@ -251,9 +267,15 @@ impl Db {
                 ])?;
                 result.event_ids.push(tx.last_insert_rowid());
             }
+            let mut identify = tx.prepare_cached(
+                "UPDATE connections SET device = ?2, frames = ?3, bytes = ?4 WHERE id = ?1",
+            )?;
+            for c in &batch.identified {
+                identify.execute(params![c.id, c.device, c.frames as i64, c.bytes as i64])?;
+            }
             let mut close = tx.prepare_cached(
-                "UPDATE connections SET device = COALESCE(?2, device), closed_at = COALESCE(?3, closed_at),
-                        close_reason = COALESCE(?4, close_reason), frames = ?5, bytes = ?6 WHERE id = ?1",
+                "UPDATE connections SET device = COALESCE(?2, device), closed_at = ?3,
+                        close_reason = ?4, frames = ?5, bytes = ?6 WHERE id = ?1",
             )?;
             for c in &batch.closed {
                 close.execute(params![
