@@ -118,7 +118,7 @@ impl MqttSink {
             hello.extend(configs);
         }
         hello.extend(self.availability_messages().await);
-        self.publish(hello, -1).await?;
+        self.publish(hello, None).await?;
         Ok(())
     }
 
@@ -224,8 +224,8 @@ impl MqttSink {
         out
     }
 
-    /// Queues messages tagged with `tag` (an event id, or -1).
-    async fn publish(&mut self, messages: Vec<Message>, tag: i64) -> Result<usize, String> {
+    /// Queues messages tagged with `tag`: the event they deliver, or `None` for announcements.
+    async fn publish(&mut self, messages: Vec<Message>, tag: Option<i64>) -> Result<usize, String> {
         let publisher = self
             .session
             .as_ref()
@@ -248,7 +248,7 @@ impl Destination for MqttSink {
         let mut waiting: VecDeque<(i64, usize)> = VecDeque::new();
         for event in events {
             let messages = self.event_messages(event);
-            match self.publish(messages, event.id).await {
+            match self.publish(messages, Some(event.id)).await {
                 Ok(n) => waiting.push_back((event.id, n)),
                 Err(e) => {
                     self.session = None;

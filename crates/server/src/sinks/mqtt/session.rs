@@ -31,13 +31,18 @@ pub(super) enum Note {
 #[derive(Clone)]
 pub(super) struct Publisher {
     pub(super) client: AsyncClient,
-    /// Tag of each publish, in publish order: the event id it belongs to, or -1.
-    tags: Arc<Mutex<VecDeque<i64>>>,
+    /// Tag of each publish, in publish order: the event id it belongs to (`None`: an announcement,
+    /// whose acknowledgement delivers no event).
+    tags: Arc<Mutex<VecDeque<Option<i64>>>>,
     order: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Publisher {
-    pub(super) async fn publish(&self, messages: Vec<Message>, tag: i64) -> Result<usize, String> {
+    pub(super) async fn publish(
+        &self,
+        messages: Vec<Message>,
+        tag: Option<i64>,
+    ) -> Result<usize, String> {
         let _order = self.order.lock().await;
         let n = messages.len();
         for m in messages {
@@ -95,7 +100,7 @@ impl Session {
         // A republish in progress answers further `online`s too: the configs are retained.
         let republishing = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(async move {
-            let mut inflight: HashMap<u16, i64> = HashMap::new();
+            let mut inflight: HashMap<u16, Option<i64>> = HashMap::new();
             loop {
                 let note = match eventloop.poll().await {
                     Ok(Event::Incoming(Incoming::ConnAck(_))) => Note::Connected,
@@ -104,13 +109,13 @@ impl Session {
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .pop_front()
-                            .unwrap_or(-1);
+                            .flatten();
                         inflight.insert(pkid, tag);
                         continue;
                     }
                     Ok(Event::Incoming(Incoming::PubAck(ack))) => {
                         match inflight.remove(&ack.pkid) {
-                            Some(tag) if tag >= 0 => Note::Acked(tag),
+                            Some(Some(event)) => Note::Acked(event),
                             _ => continue,
                         }
                     }
@@ -141,7 +146,7 @@ impl Session {
                                     skipped = counts.skipped,
                                     "Home Assistant online: discovery republished"
                                 );
-                                let _ = publisher.publish(configs, -1).await;
+                                let _ = publisher.publish(configs, None).await;
                             }
                             republishing.store(false, Ordering::Release);
                         });
