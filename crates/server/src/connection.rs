@@ -653,7 +653,7 @@ impl Connection {
         for event in &decoded.events {
             // Log records (XM "Type": "Log") are no alarms: they never become active.
             if decoded.kind != Kind::Log {
-                state.track(event);
+                state.track(event, self.shared.registry.clock_ms());
             }
             events.push(NewEvent {
                 frame: Some(0),

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use alarm_center_devices::{ActiveAlarms, Supervision};
 use alarm_center_proto::{Action, DeviceInfo, Event, Session};
 use jiff::tz::TimeZone;
 use tokio::time::Instant;
@@ -100,8 +101,8 @@ pub(crate) struct DeviceState {
     /// True once the device sent a keepAlive: only then does silence mean offline (XM cameras, for
     /// one, open a connection per alarm and send nothing in between).
     pub(crate) sends_keepalives: bool,
-    /// Alarms started and not stopped: (code, index).
-    pub(crate) active: HashMap<(String, Option<i64>), Instant>,
+    /// Alarms started and not stopped, with when (registry clock, ms).
+    pub(crate) active: ActiveAlarms,
     /// Open connections attached to the device: (connection id, source address).
     pub(crate) connections: Vec<(i64, IpAddr)>,
     /// The identity fields last written to the store.
@@ -150,16 +151,12 @@ impl Device {
 }
 
 impl DeviceState {
-    /// Tracks alarms that started and stopped, for synthetic stops.
-    pub(crate) fn track(&mut self, event: &Event) {
+    /// Tracks alarms that started and stopped at `now_ms` (registry clock), for synthetic stops.
+    pub(crate) fn track(&mut self, event: &Event, now_ms: u64) {
         let key = (event.code.to_string(), event.index);
         match event.action {
-            Action::Start => {
-                self.active.entry(key).or_insert_with(Instant::now);
-            }
-            Action::Stop => {
-                self.active.remove(&key);
-            }
+            Action::Start => self.active.start(key, now_ms),
+            Action::Stop => self.active.stop(&key),
             _ => {}
         }
     }
@@ -437,11 +434,15 @@ impl Registry {
 
     fn silent(d: &Device, now: u64, stalled_at: u64, default: Duration, grace: Duration) -> bool {
         let state = d.lock();
-        let limit = (d.period(&state, default) + grace).as_millis() as u64;
-        let supervised = state.sends_keepalives || d.configured_period.is_some();
-        supervised
-            && state.online
-            && now.saturating_sub(d.last_seen.load(Ordering::Relaxed).max(stalled_at)) > limit
+        Supervision {
+            online: state.online,
+            supervised: state.sends_keepalives || d.configured_period.is_some(),
+            last_seen_ms: d.last_seen.load(Ordering::Relaxed),
+            stalled_at_ms: stalled_at,
+            period: d.period(&state, default),
+            grace,
+        }
+        .overdue(now)
     }
 
     /// Forgets the devices that match no `[[devices]]` entry, have no connection open and sent no

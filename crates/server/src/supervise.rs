@@ -77,9 +77,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     serde_json::json!({"reason": "silent", "period_s": period.as_secs(), "grace_s": sup.grace.as_secs()}),
                 ));
                 if sup.stop_alarms_on_offline {
-                    let mut active: Vec<_> = state.active.drain().map(|(key, _)| key).collect();
-                    active.sort();
-                    for (code, index) in active {
+                    for (code, index) in state.active.take_all() {
                         events.push(NewEvent {
                             frame: None,
                             device: device.id.clone(),
@@ -159,19 +157,16 @@ async fn expire(shared: &Shared, after: Duration) -> Result<(), ()> {
 async fn auto_clear(shared: &Shared) -> Result<(), ()> {
     let limits = &shared.config.auto_clear;
     let limit = |code: &str| limits.get(code).or_else(|| limits.get("*")).copied();
+    let clock_ms = shared.registry.clock_ms();
     for device in shared.registry.all() {
         let now_ms = crate::time::now_ms();
         let events: Vec<NewEvent> = {
             let mut state = device.lock();
-            let due: Vec<_> = state
+            state
                 .active
-                .iter()
-                .filter(|((code, _), since)| limit(code).is_some_and(|l| since.elapsed() >= l))
-                .map(|(key, _)| key.clone())
-                .collect();
-            due.into_iter()
+                .take_outlived(clock_ms, limit)
+                .into_iter()
                 .map(|(code, index)| {
-                    state.active.remove(&(code.clone(), index));
                     let channel = index.filter(|i| *i >= 0).and_then(|i| i.checked_add(1));
                     NewEvent {
                         frame: None,

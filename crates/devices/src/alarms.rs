@@ -1,0 +1,121 @@
+//! The alarms a device started and did not stop.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// An alarm: event code and 0-based index (`None`: the device's own, not a channel's).
+pub type AlarmKey = (String, Option<i64>);
+
+/// Alarms started and not stopped, with when each started (milliseconds on the caller's clock).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ActiveAlarms {
+    started: HashMap<AlarmKey, u64>,
+}
+
+impl ActiveAlarms {
+    /// An alarm started at `now_ms`; a repeated start keeps the first time.
+    pub fn start(&mut self, key: AlarmKey, now_ms: u64) {
+        self.started.entry(key).or_insert(now_ms);
+    }
+
+    /// An alarm stopped.
+    pub fn stop(&mut self, key: &AlarmKey) {
+        self.started.remove(key);
+    }
+
+    /// Alarms active now.
+    pub fn len(&self) -> usize {
+        self.started.len()
+    }
+
+    /// No alarm is active.
+    pub fn is_empty(&self) -> bool {
+        self.started.is_empty()
+    }
+
+    /// Removes and returns, sorted, the alarms active longer than their limit at `now_ms` (`limit`
+    /// gives the limit of a code, `None` = never cleared): each needs a synthetic stop.
+    pub fn take_outlived(
+        &mut self,
+        now_ms: u64,
+        limit: impl Fn(&str) -> Option<Duration>,
+    ) -> Vec<AlarmKey> {
+        let mut due: Vec<AlarmKey> = self
+            .started
+            .iter()
+            .filter(|((code, _), since)| {
+                limit(code).is_some_and(|l| {
+                    now_ms.saturating_sub(**since)
+                        >= u64::try_from(l.as_millis()).unwrap_or(u64::MAX)
+                })
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        due.sort();
+        for key in &due {
+            self.started.remove(key);
+        }
+        due
+    }
+
+    /// Removes and returns every active alarm, sorted (the device went offline: each gets a stop).
+    pub fn take_all(&mut self) -> Vec<AlarmKey> {
+        let mut all: Vec<AlarmKey> = self.started.drain().map(|(key, _)| key).collect();
+        all.sort();
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(code: &str, index: i64) -> AlarmKey {
+        (code.to_owned(), Some(index))
+    }
+
+    #[test]
+    fn starts_and_stops_are_tracked_and_a_repeated_start_keeps_its_first_time() {
+        let mut alarms = ActiveAlarms::default();
+        alarms.start(key("VideoMotion", 0), 1_000);
+        alarms.start(key("VideoMotion", 0), 5_000);
+        alarms.start(key("VideoMotion", 1), 2_000);
+        assert_eq!(alarms.len(), 2);
+        alarms.stop(&key("VideoMotion", 1));
+        // Cleared 10 s after its first start, not after the repeated one.
+        let limit = |_: &str| Some(Duration::from_secs(10));
+        assert!(alarms.take_outlived(10_999, limit).is_empty());
+        assert_eq!(alarms.take_outlived(11_000, limit), [key("VideoMotion", 0)]);
+        assert!(alarms.is_empty());
+    }
+
+    #[test]
+    fn only_codes_with_a_limit_are_cleared() {
+        let mut alarms = ActiveAlarms::default();
+        alarms.start(key("VideoMotion", 0), 0);
+        alarms.start(key("AlarmLocal", 2), 0);
+        let limit = |code: &str| (code == "VideoMotion").then_some(Duration::from_secs(30));
+        assert_eq!(
+            alarms.take_outlived(3_600_000, limit),
+            [key("VideoMotion", 0)]
+        );
+        assert_eq!(alarms.len(), 1);
+    }
+
+    #[test]
+    fn going_offline_takes_every_alarm_in_order() {
+        let mut alarms = ActiveAlarms::default();
+        alarms.start(key("VideoMotion", 3), 0);
+        alarms.start(("StorageFailure".to_owned(), None), 0);
+        alarms.start(key("AlarmLocal", 0), 0);
+        assert_eq!(
+            alarms.take_all(),
+            [
+                key("AlarmLocal", 0),
+                ("StorageFailure".to_owned(), None),
+                key("VideoMotion", 3)
+            ]
+        );
+        assert!(alarms.is_empty());
+    }
+}

@@ -1,0 +1,15 @@
+//! The device core of alarm-center, sans-IO (issue 11 item 1, first part): the decisions about a
+//! device that depend on time, as plain functions and data driven by explicit times. No socket, no
+//! clock, no lock, no runtime: the caller says what time it is (milliseconds on a monotonic clock of
+//! its choice), so every rule is tested in microseconds with exact times.
+//!
+//! - [`Supervision`]: when a silent device goes offline (its keep-alive period plus the grace, measured
+//!   from its last frame or from the end of the last stall of ingest, whichever is later).
+//! - [`ActiveAlarms`]: the alarms a device started and did not stop, for the synthetic stops made when
+//!   it goes offline or when an alarm outlives its `[auto-clear]` limit.
+
+mod alarms;
+mod supervision;
+
+pub use alarms::{ActiveAlarms, AlarmKey};
+pub use supervision::Supervision;
