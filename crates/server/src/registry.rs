@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use alarm_center_devices::{ActiveAlarms, Supervision};
+use alarm_center_devices::{normalize_mac, ActiveAlarms, Identity, KnownDevice, Supervision};
 use alarm_center_proto::{Action, DeviceInfo, Event, Session};
 use jiff::tz::TimeZone;
 use tokio::time::Instant;
@@ -20,50 +20,9 @@ use crate::new_devices::{NewDeviceLimiter, Refusal, MAX_SOURCES};
 #[derive(Debug, Clone)]
 struct Known {
     config: DeviceConfig,
-    mac: Option<String>,
     zone: TimeZone,
     /// Its own HTTP credentials (validated with the configuration).
     http_credentials: Option<Credentials>,
-}
-
-/// Lower-case hex digits of a MAC address, separators removed.
-pub(crate) fn normalize_mac(mac: &str) -> String {
-    mac.chars()
-        .filter(char::is_ascii_hexdigit)
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
-}
-
-/// Longest device id taken from what a device sends, in characters.
-pub(crate) const MAX_DEVICE_ID: usize = 128;
-
-/// A device id from a serial or domain the device sent: control characters escaped (so that the id
-/// cannot forge log lines or break topics and tables), at most [`MAX_DEVICE_ID`] characters.
-pub(crate) fn device_id(sent: &str) -> String {
-    sent.trim()
-        .chars()
-        .take(MAX_DEVICE_ID)
-        .flat_map(|c| {
-            let escaped = c.is_control().then(|| c.escape_default());
-            escaped
-                .into_iter()
-                .flatten()
-                .chain((!c.is_control()).then_some(c))
-        })
-        .take(MAX_DEVICE_ID)
-        .collect()
-}
-
-/// Who a connection's frames come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Identity {
-    /// The device id.
-    pub(crate) id: String,
-    /// True when it was recognised from what the frames carry (or a configured address), not only the
-    /// source address.
-    pub(crate) strong: bool,
-    /// True when it matches a `[[devices]]` entry.
-    pub(crate) configured: bool,
 }
 
 /// One device's live state.
@@ -166,6 +125,8 @@ impl DeviceState {
 #[derive(Debug)]
 pub(crate) struct Registry {
     known: Vec<Known>,
+    /// The `[[devices]]` entries as identity resolution sees them.
+    identities: Vec<KnownDevice>,
     default_zone: TimeZone,
     allow_unknown: bool,
     /// Last time ingest was held up (the store queue full or commits failing), registry clock ms.
@@ -188,7 +149,6 @@ impl Registry {
             .devices
             .iter()
             .map(|d| Known {
-                mac: d.mac.as_deref().map(normalize_mac),
                 zone: d
                     .timezone
                     .as_deref()
@@ -211,8 +171,19 @@ impl Registry {
         .flatten();
         let any_http_credentials =
             http_credentials.is_some() || known.iter().any(|k| k.http_credentials.is_some());
+        let identities = known
+            .iter()
+            .map(|k| KnownDevice {
+                id: k.config.id.clone(),
+                serial: k.config.serial.clone(),
+                mac: k.config.mac.as_deref().map(normalize_mac),
+                domain: k.config.domain.clone(),
+                address: k.config.address,
+            })
+            .collect();
         Registry {
             known,
+            identities,
             default_zone,
             allow_unknown: config.server.allow_unknown_devices,
             stalled_at: AtomicU64::new(0),
@@ -268,58 +239,7 @@ impl Registry {
         peer: IpAddr,
         ip_names_device: bool,
     ) -> Identity {
-        let eq = |a: &Option<String>, b: &Option<String>| match (a, b) {
-            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
-            _ => false,
-        };
-        let mac = info.mac.as_deref().map(normalize_mac);
-        let by_identity = self.known.iter().find(|k| {
-            eq(&k.config.serial, &info.serial)
-                || eq(&k.mac, &mac)
-                || eq(&k.config.domain, &info.domain)
-        });
-        let known =
-            by_identity.or_else(|| self.known.iter().find(|k| k.config.address == Some(peer)));
-        if let Some(k) = known {
-            return Identity {
-                id: k.config.id.clone(),
-                strong: true,
-                configured: true,
-            };
-        }
-        let carried = info
-            .serial
-            .as_deref()
-            .map(device_id)
-            .or(mac.filter(|m| m.len() == 12))
-            .or_else(|| info.domain.as_deref().map(device_id));
-        match carried {
-            Some(id) => Identity {
-                id,
-                strong: true,
-                configured: false,
-            },
-            None => {
-                let reported = info
-                    .ip
-                    .as_deref()
-                    .filter(|_| ip_names_device)
-                    .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
-                    .filter(|ip| *ip != peer);
-                match reported {
-                    Some(ip) => Identity {
-                        id: format!("{ip}@{peer}"),
-                        strong: true,
-                        configured: false,
-                    },
-                    None => Identity {
-                        id: format!("addr-{peer}"),
-                        strong: false,
-                        configured: false,
-                    },
-                }
-            }
-        }
+        alarm_center_devices::resolve(&self.identities, info, peer, ip_names_device)
     }
 
     /// The device `id`, created on first use; `new` is true when this call created it. A device
