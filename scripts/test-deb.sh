@@ -124,7 +124,7 @@ ok "$CONFIG: a conffile, 640 root:alarm-center"
 ok "$DATA: 750 alarm-center:alarm-center"
 check=$(cd / && as_service_user alarm-center config check --config "$CONFIG")
 printf '     %s\n' "$check"
-printf '%s' "$check" | grep -q "data dir $DATA," || fail "the packaged config's data dir is not $DATA"
+printf '%s' "$check" | grep -q "store:    $DATA/alarm-center.db" || fail "the packaged config's data dir is not $DATA"
 ok "config check as alarm-center: the packaged config is valid and its data dir is $DATA"
 if [ "$systemd" = yes ]; then
     systemctl is-enabled alarm-center || fail "the unit is not enabled"
@@ -170,6 +170,8 @@ wait "$server_pid" || status=$?
 server_pid=
 [ "$status" = 0 ] || { cat "$log" >&2; fail "the server exited with $status after SIGTERM"; }
 ok "SIGTERM: the server stopped cleanly (exit 0)"
+grep -q "^  web UI:   http://127.0.0.1:$API_PORT/" "$log" || { cat "$log" >&2; fail "no start-up block naming the web UI"; }
+ok "the start-up block names the store and the web UI"
 sed 's/^/     log: /' "$log" | head -n 20
 rm -f "$log"
 
