@@ -7,13 +7,17 @@
 //!   from its last frame or from the end of the last stall of ingest, whichever is later).
 //! - [`ActiveAlarms`]: the alarms a device started and did not stop, for the synthetic stops made when
 //!   it goes offline or when an alarm outlives its `[auto-clear]` limit.
+//! - [`NewDeviceLimiter`]: how many devices never seen before may be created per minute, per source
+//!   address and in all (token buckets, bounded memory).
 //! - [`resolve`]: who sent a frame — a configured device, the identity the frames carry, or the
 //!   source address.
 
 mod alarms;
 mod identity;
+mod new_devices;
 mod supervision;
 
 pub use alarms::{ActiveAlarms, AlarmKey};
 pub use identity::{device_id, normalize_mac, resolve, Identity, KnownDevice, MAX_DEVICE_ID};
+pub use new_devices::{Limit, NewDeviceLimiter, Refusal, MAX_SOURCES};
 pub use supervision::Supervision;

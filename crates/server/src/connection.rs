@@ -18,11 +18,11 @@ use tokio_util::sync::CancellationToken;
 use crate::arrival::Ticket;
 use crate::close_reason::CloseReason;
 use crate::http_mode::{self, Answer, Verdict};
-use crate::new_devices::Refusal;
 use crate::registry::Device;
 use crate::stats::Stats;
 use crate::writer::{FrameRecord as WriteFrame, Record};
 use crate::{device_event, Shared};
+use alarm_center_devices::Refusal;
 
 thread_local! {
     /// Read buffer shared by the connections running on a worker thread: an idle connection holds none.

@@ -11,7 +11,6 @@ pub mod data_dir_lock;
 mod http_auth;
 mod http_mode;
 mod live;
-mod new_devices;
 mod registry;
 pub mod sinks;
 mod slots;

@@ -7,14 +7,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use alarm_center_devices::{normalize_mac, ActiveAlarms, Identity, KnownDevice, Supervision};
+use alarm_center_devices::{
+    normalize_mac, ActiveAlarms, Identity, KnownDevice, NewDeviceLimiter, Refusal, Supervision,
+    MAX_SOURCES,
+};
 use alarm_center_proto::{Action, DeviceInfo, Event, Session};
 use jiff::tz::TimeZone;
 use tokio::time::Instant;
 
 use crate::config::{Config, DeviceConfig};
 use crate::http_auth::Credentials;
-use crate::new_devices::{NewDeviceLimiter, Refusal, MAX_SOURCES};
 
 /// A configured device with its matchers normalised.
 #[derive(Debug, Clone)]
@@ -195,7 +197,7 @@ impl Registry {
                 config.server.max_new_devices_per_ip_per_minute,
                 config.server.max_new_devices_per_minute,
                 MAX_SOURCES,
-                Instant::now(),
+                0,
             )),
         }
     }
@@ -250,7 +252,7 @@ impl Registry {
             self.new_devices
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .admit(source, Instant::now())
+                .admit(source, self.clock_ms())
         })
     }
 

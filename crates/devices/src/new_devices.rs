@@ -1,25 +1,23 @@
 //! Limits on devices the server has never seen (issue 9: 100,000 random serials made 100,000 devices
 //! in a minute): a token bucket per source address and one for all addresses together, each refilled
-//! at its configured number of devices per minute and holding at most that many.
+//! at its configured number of devices per minute and holding at most that many. Times are
+//! milliseconds on the caller's monotonic clock.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
-use std::time::Duration;
-
-use tokio::time::Instant;
 
 /// Source addresses whose buckets are remembered at most; past it, idle and then the least recently
 /// used ones are forgotten (a forgotten address starts again with a full bucket; the total limit
 /// still holds).
-pub(crate) const MAX_SOURCES: usize = 10_000;
+pub const MAX_SOURCES: usize = 10_000;
 
-/// A refused source address is logged at most this often.
-const LOG_EVERY: Duration = Duration::from_secs(60);
+/// A refused source address is logged at most this often, milliseconds.
+const LOG_EVERY_MS: u64 = 60_000;
 
 /// Which limit refused a new device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Limit {
+pub enum Limit {
     /// `server.max-new-devices-per-ip-per-minute`, with its value.
     PerAddress(u32),
     /// `server.max-new-devices-per-minute`, with its value.
@@ -40,11 +38,11 @@ impl fmt::Display for Limit {
 
 /// A new device refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Refusal {
+pub struct Refusal {
     /// The limit reached.
-    pub(crate) limit: Limit,
-    /// True for the first refusal of its source address in [`LOG_EVERY`]: log it.
-    pub(crate) log: bool,
+    pub limit: Limit,
+    /// True for the first refusal of its source address in [`LOG_EVERY_MS`]: log it.
+    pub log: bool,
 }
 
 /// A token bucket: `tokens` devices may be created now; it refills continuously.
@@ -52,12 +50,12 @@ pub(crate) struct Refusal {
 struct Bucket {
     tokens: f64,
     /// When `tokens` was last brought up to date.
-    at: Instant,
+    at: u64,
 }
 
 impl Bucket {
     /// A full bucket: a minute's worth of devices at once.
-    fn full(per_minute: u32, now: Instant) -> Bucket {
+    fn full(per_minute: u32, now: u64) -> Bucket {
         Bucket {
             tokens: f64::from(per_minute),
             at: now,
@@ -65,8 +63,8 @@ impl Bucket {
     }
 
     /// Adds what `per_minute` refills since the last update, up to a minute's worth.
-    fn refill(&mut self, per_minute: u32, now: Instant) {
-        let elapsed_s = now.saturating_duration_since(self.at).as_secs_f64();
+    fn refill(&mut self, per_minute: u32, now: u64) {
+        let elapsed_s = now.saturating_sub(self.at) as f64 / 1000.0;
         let per_s = f64::from(per_minute) / 60.0;
         self.tokens = (self.tokens + elapsed_s * per_s).min(f64::from(per_minute));
         self.at = now;
@@ -78,7 +76,7 @@ impl Bucket {
     }
 
     /// Whether it would be full at `now`: then it is no different from a new one.
-    fn full_at(&self, per_minute: u32, now: Instant) -> bool {
+    fn full_at(&self, per_minute: u32, now: u64) -> bool {
         let mut copy = *self;
         copy.refill(per_minute, now);
         copy.tokens >= f64::from(per_minute)
@@ -90,12 +88,12 @@ impl Bucket {
 struct Source {
     bucket: Bucket,
     /// When a refusal of this address was last logged.
-    logged: Option<Instant>,
+    logged: Option<u64>,
 }
 
 /// The new-device limits: bounded memory whatever the number of source addresses.
 #[derive(Debug)]
-pub(crate) struct NewDeviceLimiter {
+pub struct NewDeviceLimiter {
     /// New devices per minute per source address; 0 = no limit.
     per_source: u32,
     /// New devices per minute in all; 0 = no limit.
@@ -121,7 +119,7 @@ fn source_key(ip: IpAddr) -> IpAddr {
 impl NewDeviceLimiter {
     /// Limits of `per_source` and `total` new devices per minute (0 = no limit), remembering at most
     /// `capacity` source addresses.
-    pub(crate) fn new(per_source: u32, total: u32, capacity: usize, now: Instant) -> Self {
+    pub fn new(per_source: u32, total: u32, capacity: usize, now: u64) -> Self {
         NewDeviceLimiter {
             per_source,
             total,
@@ -132,7 +130,7 @@ impl NewDeviceLimiter {
     }
 
     /// Takes a token for one new device from `ip` at `now`, or says which limit refuses it.
-    pub(crate) fn admit(&mut self, ip: IpAddr, now: Instant) -> Result<(), Refusal> {
+    pub fn admit(&mut self, ip: IpAddr, now: u64) -> Result<(), Refusal> {
         if self.per_source == 0 && self.total == 0 {
             return Ok(());
         }
@@ -152,7 +150,7 @@ impl NewDeviceLimiter {
         };
         let log = source
             .logged
-            .is_none_or(|t| now.duration_since(t) >= LOG_EVERY);
+            .is_none_or(|t| now.saturating_sub(t) >= LOG_EVERY_MS);
         if log {
             source.logged = Some(now);
         }
@@ -160,7 +158,7 @@ impl NewDeviceLimiter {
     }
 
     /// The entry of `key`, made (with a full bucket) when missing.
-    fn source(&mut self, key: IpAddr, now: Instant) -> &mut Source {
+    fn source(&mut self, key: IpAddr, now: u64) -> &mut Source {
         if !self.sources.contains_key(&key) && self.sources.len() >= self.capacity {
             self.make_room(now);
         }
@@ -172,21 +170,22 @@ impl NewDeviceLimiter {
     }
 
     /// Forgets the addresses whose buckets are full again and whose refusal log line is older than
-    /// [`LOG_EVERY`]; if more than three quarters of the capacity is still in use, the least recently
+    /// [`LOG_EVERY_MS`]; if more than three quarters of the capacity is still in use, the least recently
     /// used ones too, down to three quarters. So a quarter of the capacity is free after each call,
     /// and the scan runs at most once per `capacity / 4` new addresses.
-    fn make_room(&mut self, now: Instant) {
+    fn make_room(&mut self, now: u64) {
         let per_source = self.per_source;
         let idle = |s: &Source| {
             (per_source == 0 || s.bucket.full_at(per_source, now))
-                && s.logged.is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
+                && s.logged
+                    .is_none_or(|t| now.saturating_sub(t) >= LOG_EVERY_MS)
         };
         self.sources.retain(|_, s| !idle(s));
         let keep = self.capacity * 3 / 4;
         if self.sources.len() <= keep {
             return;
         }
-        let mut used: Vec<Instant> = self.sources.values().map(|s| s.bucket.at).collect();
+        let mut used: Vec<u64> = self.sources.values().map(|s| s.bucket.at).collect();
         let excess = used.len() - keep;
         let (_, cutoff, _) = used.select_nth_unstable(excess - 1);
         let cutoff = *cutoff;
@@ -210,7 +209,7 @@ mod tests {
 
     #[test]
     fn a_source_gets_its_minute_worth_then_one_more_as_the_bucket_refills() {
-        let t0 = Instant::now();
+        let t0: u64 = 0;
         let mut limiter = NewDeviceLimiter::new(3, 0, 100, t0);
         for _ in 0..3 {
             assert_eq!(limiter.admit(v4(1), t0), Ok(()));
@@ -221,10 +220,10 @@ mod tests {
         assert!(!limiter.admit(v4(1), t0).unwrap_err().log, "logged once");
         assert_eq!(limiter.admit(v4(2), t0), Ok(()), "another address");
         // 3 a minute: one more every 20 s.
-        assert!(limiter.admit(v4(1), t0 + Duration::from_secs(19)).is_err());
-        assert_eq!(limiter.admit(v4(1), t0 + Duration::from_secs(21)), Ok(()));
+        assert!(limiter.admit(v4(1), t0 + 19000).is_err());
+        assert_eq!(limiter.admit(v4(1), t0 + 21000), Ok(()));
         // A minute after the first log line, the next refusal is logged again.
-        let later = t0 + Duration::from_secs(61);
+        let later = t0 + 61000;
         let refusal = loop {
             if let Err(refusal) = limiter.admit(v4(1), later) {
                 break refusal;
@@ -235,7 +234,7 @@ mod tests {
 
     #[test]
     fn the_total_limit_holds_across_addresses() {
-        let t0 = Instant::now();
+        let t0: u64 = 0;
         let mut limiter = NewDeviceLimiter::new(100, 5, 100, t0);
         for i in 0..5 {
             assert_eq!(limiter.admit(v4(i), t0), Ok(()));
@@ -250,7 +249,7 @@ mod tests {
 
     #[test]
     fn zero_means_no_limit() {
-        let t0 = Instant::now();
+        let t0: u64 = 0;
         let mut limiter = NewDeviceLimiter::new(0, 0, 100, t0);
         for i in 0..10_000 {
             assert_eq!(limiter.admit(v4(i), t0), Ok(()));
@@ -260,7 +259,7 @@ mod tests {
 
     #[test]
     fn an_ipv6_site_counts_as_one_address() {
-        let t0 = Instant::now();
+        let t0: u64 = 0;
         let mut limiter = NewDeviceLimiter::new(2, 0, 100, t0);
         let ip = |low: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, low]);
         assert_eq!(limiter.admit(ip(1), t0), Ok(()));
@@ -272,13 +271,13 @@ mod tests {
 
     #[test]
     fn memory_stays_bounded_under_an_address_flood() {
-        let t0 = Instant::now();
+        let t0: u64 = 0;
         let mut limiter = NewDeviceLimiter::new(2, 0, 1000, t0);
         // The first address is refused and keeps being refused while the flood goes on.
         limiter.admit(v4(0), t0).unwrap();
         limiter.admit(v4(0), t0).unwrap();
         for i in 1..20_000 {
-            let now = t0 + Duration::from_millis(u64::from(i));
+            let now = t0 + u64::from(i);
             let _ = limiter.admit(v4(i), now);
             if i % 500 == 0 {
                 assert!(limiter.admit(v4(0), now).is_err());
@@ -286,7 +285,7 @@ mod tests {
             assert!(limiter.remembered() <= 1000);
         }
         // Once refilled, idle addresses are forgotten first.
-        let later = t0 + Duration::from_secs(3600);
+        let later = t0 + 3600000;
         let _ = limiter.admit(v4(200_000), later);
         assert!(limiter.remembered() < 1000);
     }
