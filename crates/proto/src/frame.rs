@@ -4,8 +4,9 @@ use bytes::Bytes;
 use serde::Serialize;
 
 /// Which wire variant a frame was recognised as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Protocol {
     /// Dahua DVRIP: 32-byte binary header, command byte at offset 0, body length at offset 4.
     Dvrip,
@@ -24,14 +25,7 @@ pub enum Protocol {
 impl Protocol {
     /// The lower-case name used in the JSON output and in metrics labels.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Dvrip => "dvrip",
-            Protocol::Dhip => "dhip",
-            Protocol::Xm => "xm",
-            Protocol::Json => "json",
-            Protocol::Http => "http",
-            Protocol::Junk => "junk",
-        }
+        self.into()
     }
 }
 
@@ -135,4 +129,48 @@ pub(crate) fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
 pub(crate) fn le_u16(bytes: &[u8], at: usize) -> Option<u16> {
     let b = bytes.get(at..at + 2)?;
     Some(u16::from_le_bytes([b[0], b[1]]))
+}
+
+#[cfg(test)]
+mod name_tests {
+    use crate::{BodyFormat, Kind, Protocol};
+
+    #[test]
+    fn enum_names_match_their_serialised_form() {
+        use Protocol::*;
+        for p in [Dvrip, Dhip, Xm, Json, Http, Junk] {
+            assert_eq!(
+                serde_json::to_string(&p).unwrap(),
+                format!("\"{}\"", p.as_str())
+            );
+        }
+        for k in [
+            Kind::Alarm,
+            Kind::Keepalive,
+            Kind::Report,
+            Kind::Reply,
+            Kind::Log,
+            Kind::Request,
+            Kind::Unknown,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", k.as_str())
+            );
+        }
+        for b in [
+            BodyFormat::Mask,
+            BodyFormat::Text,
+            BodyFormat::Json,
+            BodyFormat::Binary,
+            BodyFormat::None,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&b).unwrap(),
+                format!("\"{}\"", b.as_str())
+            );
+        }
+        assert_eq!(Protocol::Dvrip.as_str(), "dvrip");
+        assert_eq!(Kind::Keepalive.as_str(), "keepalive");
+    }
 }

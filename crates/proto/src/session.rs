@@ -13,8 +13,9 @@ use crate::json_body::{json_facts, key_of, Key};
 use crate::{dhip, dvrip, http, text, xm};
 
 /// What a frame is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Kind {
     /// Carries alarm events (or a 0x69 alarm state snapshot).
     Alarm,
@@ -35,34 +36,21 @@ pub enum Kind {
 impl BodyFormat {
     /// The lower-case name used in the output.
     pub fn as_str(self) -> &'static str {
-        match self {
-            BodyFormat::Mask => "mask",
-            BodyFormat::Text => "text",
-            BodyFormat::Json => "json",
-            BodyFormat::Binary => "binary",
-            BodyFormat::None => "none",
-        }
+        self.into()
     }
 }
 
 impl Kind {
     /// The lower-case name used in the output and in metrics labels.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Alarm => "alarm",
-            Kind::Keepalive => "keepalive",
-            Kind::Report => "report",
-            Kind::Reply => "reply",
-            Kind::Log => "log",
-            Kind::Request => "request",
-            Kind::Unknown => "unknown",
-        }
+        self.into()
     }
 }
 
 /// How the body was read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum BodyFormat {
     /// A little-endian u32 bitmask (or several).
     Mask,
