@@ -3,6 +3,7 @@
 //! clock, no lock, no runtime: the caller says what time it is (milliseconds on a monotonic clock of
 //! its choice), so every rule is tested in microseconds with exact times.
 //!
+//! - [`Presence`]: online or offline, with every change stamped after the one before.
 //! - [`Supervision`]: when a silent device goes offline (its keep-alive period plus the grace, measured
 //!   from its last frame or from the end of the last stall of ingest, whichever is later).
 //! - [`ActiveAlarms`]: the alarms a device started and did not stop, for the synthetic stops made when
@@ -15,9 +16,11 @@
 mod alarms;
 mod identity;
 mod new_devices;
+mod presence;
 mod supervision;
 
 pub use alarms::{ActiveAlarms, AlarmKey};
 pub use identity::{device_id, normalize_mac, resolve, Identity, KnownDevice, MAX_DEVICE_ID};
 pub use new_devices::{Limit, NewDeviceLimiter, Refusal, MAX_SOURCES};
+pub use presence::Presence;
 pub use supervision::Supervision;

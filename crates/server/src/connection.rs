@@ -566,12 +566,11 @@ impl Connection {
                 // The provisional (address) identity was this device all along: its alarms move with it.
                 state.active = std::mem::take(&mut old.active);
             }
-            if old.online && alone {
-                old.online = false;
-                events.push(device_event(&previous.id, "DeviceOffline", received_ms, serde_json::json!({"reason": "identified as another device", "device": device.id})));
+            if let Some(at) = alone.then(|| old.presence.lost(received_ms)).flatten() {
+                events.push(device_event(&previous.id, "DeviceOffline", at, serde_json::json!({"reason": "identified as another device", "device": device.id})));
                 devices.push(DeviceUpdate {
                     id: previous.id.clone(),
-                    state: Some((DeviceState::Offline, received_ms)),
+                    state: Some((DeviceState::Offline, at)),
                     last_seen: received_ms,
                     ..DeviceUpdate::default()
                 });
@@ -624,12 +623,9 @@ impl Connection {
         if changed {
             state.reported = decoded.device.clone();
         }
-        if !state.online {
-            state.online = true;
+        // Stamped after the state it ends, even if this frame was read before it was decided.
+        if let Some(at) = state.presence.heard(received_ms) {
             changed = true;
-            // Stamped after the state it ends, even if this frame was read before it was decided.
-            let at = received_ms.max(state.state_since_ms + 1);
-            state.state_since_ms = at;
             update.state = Some((DeviceState::Online, at));
             update.peer = Some(self.peer.to_string());
             events.push(device_event(

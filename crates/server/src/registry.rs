@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use alarm_center_devices::{
-    normalize_mac, ActiveAlarms, Identity, KnownDevice, NewDeviceLimiter, Refusal, Supervision,
-    MAX_SOURCES,
+    normalize_mac, ActiveAlarms, Identity, KnownDevice, NewDeviceLimiter, Presence, Refusal,
+    Supervision, MAX_SOURCES,
 };
 use alarm_center_proto::{Action, DeviceInfo, Event, Session};
 use jiff::tz::TimeZone;
@@ -52,7 +52,8 @@ pub(crate) struct Device {
 /// The part of a device's state changed under its lock.
 #[derive(Debug, Default)]
 pub(crate) struct DeviceState {
-    pub(crate) online: bool,
+    /// Online or offline, and since when (every change stamped after the one before).
+    pub(crate) presence: Presence,
     /// Known to the store (a row exists).
     pub(crate) persisted: bool,
     /// Protocol state (0x69 masks) carried across reconnections.
@@ -68,9 +69,6 @@ pub(crate) struct DeviceState {
     pub(crate) connections: Vec<(i64, IpAddr)>,
     /// The identity fields last written to the store.
     pub(crate) reported: DeviceInfo,
-    /// When the device last changed state (online/offline), ms since the Unix epoch: the next change
-    /// is stamped later, whichever task makes it.
-    pub(crate) state_since_ms: i64,
     /// How many times the device went offline: connections with their own protocol state (devices
     /// known by address only) start it afresh when this changes.
     pub(crate) generation: u64,
@@ -311,7 +309,7 @@ impl Registry {
         device.silent_before.store(silent_ms, Ordering::Relaxed);
         let mut state = device.lock();
         state.persisted = true;
-        state.online = online;
+        state.presence = Presence::restored(online);
         state.announced_period = period;
         // It was supervised before the restart if it announced a period; otherwise the first keepAlive
         // after the restart turns supervision on again.
@@ -357,7 +355,7 @@ impl Registry {
     fn silent(d: &Device, now: u64, stalled_at: u64, default: Duration, grace: Duration) -> bool {
         let state = d.lock();
         Supervision {
-            online: state.online,
+            online: state.presence.is_online(),
             supervised: state.sends_keepalives || d.configured_period.is_some(),
             last_seen_ms: d.last_seen.load(Ordering::Relaxed),
             stalled_at_ms: stalled_at,
@@ -396,6 +394,9 @@ impl Registry {
 
     /// Number of devices online.
     pub(crate) fn online_count(&self) -> usize {
-        self.map().values().filter(|d| d.lock().online).count()
+        self.map()
+            .values()
+            .filter(|d| d.lock().presence.is_online())
+            .count()
     }
 }

@@ -62,12 +62,11 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             let now_ms;
             {
                 let mut state = device.lock();
-                if !state.online {
+                // Stamped after the state it ends.
+                let Some(at) = state.presence.lost(crate::time::now_ms()) else {
                     continue;
-                }
-                state.online = false;
-                now_ms = crate::time::now_ms().max(state.state_since_ms + 1);
-                state.state_since_ms = now_ms;
+                };
+                now_ms = at;
                 let period = device.period(&state, sup.keepalive);
                 tracing::warn!(device = %device.id, period = ?period, grace = ?sup.grace, active_alarms = state.active.len(), "device offline: nothing received");
                 events.push(device_event(
