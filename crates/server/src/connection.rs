@@ -8,7 +8,7 @@ use std::time::Duration;
 use alarm_center_proto::{encode, Decoded, Decoder, DecoderConfig, Frame, Kind, Protocol, Session};
 use alarm_center_store::{
     ConnectionClose, ConnectionIdentified, ConnectionOpen, DeviceState, DeviceUpdate, EventAction,
-    EventKind, NewEvent, NewFrame,
+    EventKind, FrameRef, NewEvent, NewFrame,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -553,7 +553,7 @@ impl Connection {
                 name: device.name.clone(),
                 state: Some((DeviceState::Offline, received_ms)),
                 last_seen: received_ms,
-                first_frame: Some(0),
+                first_frame: FrameRef::Carrier,
                 ..DeviceUpdate::default()
             });
         }
@@ -652,7 +652,7 @@ impl Connection {
                 state.track(event, self.shared.registry.clock_ms());
             }
             events.push(NewEvent {
-                frame: Some(0),
+                frame: FrameRef::Carrier,
                 device: device.id.clone(),
                 code: event.code.to_string(),
                 action: EventAction::parse(event.action.as_str()),

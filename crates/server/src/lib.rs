@@ -94,7 +94,7 @@ pub(crate) fn device_event(
     data: serde_json::Value,
 ) -> NewEvent {
     NewEvent {
-        frame: None,
+        frame: alarm_center_store::FrameRef::None,
         device: device.to_owned(),
         code: code.to_owned(),
         action: alarm_center_store::EventAction::Pulse,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alarm_center_store::{
-    DeviceRemoval, DeviceState, DeviceUpdate, EventAction, EventKind, NewEvent, Synthetic,
+    DeviceRemoval, DeviceState, DeviceUpdate, EventAction, EventKind, FrameRef, NewEvent, Synthetic,
 };
 use tokio::time::Instant;
 
@@ -78,7 +78,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 if sup.stop_alarms_on_offline {
                     for (code, index) in state.active.take_all() {
                         events.push(NewEvent {
-                            frame: None,
+                            frame: FrameRef::None,
                             device: device.id.clone(),
                             code,
                             action: EventAction::Stop,
@@ -168,7 +168,7 @@ async fn auto_clear(shared: &Shared) -> Result<(), ()> {
                 .map(|(code, index)| {
                     let channel = index.filter(|i| *i >= 0).and_then(|i| i.checked_add(1));
                     NewEvent {
-                        frame: None,
+                        frame: FrameRef::None,
                         device: device.id.clone(),
                         channel_name: channel.and_then(|c| device.channel_name(c)),
                         code,

@@ -44,7 +44,7 @@ pub(crate) struct FrameRecord {
     pub(crate) frame: Option<NewFrame>,
     /// Device updates (first contact, online, last seen) written before the events.
     pub(crate) devices: Vec<DeviceUpdate>,
-    /// Events: `frame == Some(0)` means "this frame".
+    /// Events; those of the frame refer to it as `FrameRef::Carrier`.
     pub(crate) events: Vec<NewEvent>,
     /// When the frame's last byte was read.
     pub(crate) received: Instant,
@@ -110,11 +110,11 @@ fn add(
                 batch.frames.len() - 1
             });
             batch.devices.extend(devices.into_iter().map(|mut d| {
-                d.first_frame = d.first_frame.and(index);
+                d.first_frame = d.first_frame.resolve(index);
                 d
             }));
             batch.events.extend(events.into_iter().map(|mut e| {
-                e.frame = e.frame.and(index);
+                e.frame = e.frame.resolve(index);
                 e
             }));
             return Some(received);
@@ -221,7 +221,13 @@ fn publish(
         .iter()
         .zip(&ids.event_ids)
         .map(|(e, id)| {
-            StoredEvent::from_new(*id, e, e.frame.and_then(|i| ids.frame_ids.get(i).copied()))
+            StoredEvent::from_new(
+                *id,
+                e,
+                e.frame
+                    .in_batch()
+                    .and_then(|i| ids.frame_ids.get(i).copied()),
+            )
         })
         .collect();
     let _ = committed.send(Arc::new(events));

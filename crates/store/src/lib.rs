@@ -12,7 +12,7 @@ mod write;
 
 use std::path::{Path, PathBuf};
 
-pub use model::{EventAction, EventKind, Synthetic};
+pub use model::{EventAction, EventKind, FrameRef, Synthetic};
 pub use query::{ConnectionRow, DeviceRow, EventQuery, FrameQuery, StoredEvent, StoredFrame};
 pub use retention::{
     Retention, RetentionReport, SizeUnmet, SIZE_KEEPS_DEAD_LETTERS, SIZE_KEEPS_EVENTS,

@@ -135,6 +135,39 @@ pub enum Synthetic {
 
 text_enum!(Synthetic { Offline => "offline", AutoClear => "auto-clear" });
 
+/// Which raw frame an event, or a device's first contact, refers to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FrameRef {
+    /// No frame: the server made the event.
+    #[default]
+    None,
+    /// The frame that carried it, whose place in the batch is not known yet: whoever assembles the
+    /// batch turns it into [`FrameRef::InBatch`] (or [`FrameRef::None`] when that frame is not
+    /// archived). Written as is, it refers to nothing.
+    Carrier,
+    /// `Batch::frames[i]`.
+    InBatch(usize),
+}
+
+impl FrameRef {
+    /// [`FrameRef::Carrier`] resolved to the carrier's place in the batch (`None` when not archived).
+    pub fn resolve(self, carrier: Option<usize>) -> FrameRef {
+        match (self, carrier) {
+            (FrameRef::Carrier, Some(i)) => FrameRef::InBatch(i),
+            (FrameRef::Carrier, None) => FrameRef::None,
+            (other, _) => other,
+        }
+    }
+
+    /// The place in the batch, if any.
+    pub fn in_batch(self) -> Option<usize> {
+        match self {
+            FrameRef::InBatch(i) => Some(i),
+            FrameRef::None | FrameRef::Carrier => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +187,14 @@ mod tests {
         assert_eq!(json, "\"device\"");
         let back: EventKind = serde_json::from_str(&json).unwrap();
         assert_eq!(back, EventKind::Device);
+    }
+
+    #[test]
+    fn a_carrier_reference_resolves_to_its_place_or_to_nothing() {
+        assert_eq!(FrameRef::Carrier.resolve(Some(3)), FrameRef::InBatch(3));
+        assert_eq!(FrameRef::Carrier.resolve(None), FrameRef::None);
+        assert_eq!(FrameRef::None.resolve(Some(3)), FrameRef::None);
+        assert_eq!(FrameRef::InBatch(1).resolve(Some(3)).in_batch(), Some(1));
+        assert_eq!(FrameRef::Carrier.in_batch(), None);
     }
 }

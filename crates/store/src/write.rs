@@ -32,8 +32,8 @@ pub struct NewFrame {
 /// An event to append to the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
-    /// Index into [`Batch::frames`] of the frame that carried it (`None` for synthetic events).
-    pub frame: Option<usize>,
+    /// The frame that carried it (`FrameRef::None` for the server's own events).
+    pub frame: crate::FrameRef,
     /// Device id.
     pub device: String,
     /// Event code.
@@ -83,8 +83,8 @@ pub struct DeviceUpdate {
     pub last_seen: i64,
     /// Keep-alive period in seconds.
     pub keepalive_period: Option<u32>,
-    /// Index into [`Batch::frames`] of the first frame of a new device.
-    pub first_frame: Option<usize>,
+    /// The first frame of a new device.
+    pub first_frame: crate::FrameRef,
 }
 
 /// A connection opened.
@@ -214,7 +214,8 @@ impl Db {
                 ])?;
                 result.frame_ids.push(tx.last_insert_rowid());
             }
-            let frame_id = |i: Option<usize>| i.and_then(|i| result.frame_ids.get(i).copied());
+            let frame_id =
+                |r: crate::FrameRef| r.in_batch().and_then(|i| result.frame_ids.get(i).copied());
             let mut device = tx.prepare_cached(
                 "INSERT INTO devices (id, name, serial, mac, domain, ip, peer, protocol, state, state_since,
                                       first_seen, last_seen, keepalive_period, first_frame)

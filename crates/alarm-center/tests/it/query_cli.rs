@@ -13,7 +13,7 @@ const LONG_ID: &str = "192.0.2.5@203.0.113.77-a-long-device-identity";
 
 fn event(device: &str, code: &str, action: &str, kind: &str, at: i64) -> NewEvent {
     NewEvent {
-        frame: None,
+        frame: alarm_center_store::FrameRef::None,
         device: device.into(),
         code: code.into(),
         action: action.into(),

@@ -222,7 +222,7 @@ fn damaged_store(data_dir: &std::path::Path) -> std::path::PathBuf {
         alarm_center_store::Db::open(data_dir, alarm_center_store::SyncMode::Normal).unwrap();
     let events = (0..5_000)
         .map(|i| alarm_center_store::NewEvent {
-            frame: None,
+            frame: alarm_center_store::FrameRef::None,
             device: "SN1".into(),
             code: "VideoMotion".into(),
             action: "start".into(),

@@ -30,7 +30,10 @@ fn frame(at: i64, len: usize) -> NewFrame {
 
 fn event(at: i64, frame: Option<usize>) -> NewEvent {
     NewEvent {
-        frame,
+        frame: frame.map_or(
+            alarm_center_store::FrameRef::None,
+            alarm_center_store::FrameRef::InBatch,
+        ),
         device: "SN1".into(),
         code: "VideoMotion".into(),
         action: "start".into(),

@@ -1,8 +1,8 @@
 //! The store on a real SQLite file.
 
 use alarm_center_store::{
-    Batch, Db, DeviceRemoval, DeviceState, DeviceUpdate, EventQuery, NewEvent, NewFrame, Retention,
-    SyncMode,
+    Batch, Db, DeviceRemoval, DeviceState, DeviceUpdate, EventQuery, FrameRef, NewEvent, NewFrame,
+    Retention, SyncMode,
 };
 
 fn frame(at: i64) -> NewFrame {
@@ -22,7 +22,7 @@ fn frame(at: i64) -> NewFrame {
 
 fn event(at: i64, code: &str, frame: Option<usize>) -> NewEvent {
     NewEvent {
-        frame,
+        frame: frame.map_or(FrameRef::None, FrameRef::InBatch),
         device: "SN1".into(),
         code: code.into(),
         action: "start".into(),
@@ -52,7 +52,7 @@ fn batches_commit_atomically_and_query_back() {
             serial: Some("SN1".into()),
             state: Some((DeviceState::Online, 1_000)),
             last_seen: 2_000,
-            first_frame: Some(0),
+            first_frame: FrameRef::InBatch(0),
             ..Default::default()
         }],
         ..Default::default()
