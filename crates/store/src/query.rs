@@ -198,8 +198,11 @@ impl Db {
     pub fn devices_page(&self, after: Option<&str>, limit: u32) -> Result<Vec<DeviceRow>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, name, serial, mac, domain, ip, peer, protocol, state, state_since, first_seen, last_seen, keepalive_period
-             FROM devices WHERE ?1 IS NULL OR id > ?1 ORDER BY id LIMIT ?2",
+             FROM devices WHERE id > ?1 ORDER BY id LIMIT ?2",
         )?;
+        // Every id sorts after the empty string: the first page is a range seek like the others
+        // (`?1 IS NULL OR id > ?1` would scan the index from its start on every page).
+        let after = after.unwrap_or_default();
         let rows = stmt.query_map(rusqlite::params![after, i64::from(limit)], |r| {
             Ok(DeviceRow {
                 id: r.get(0)?,
