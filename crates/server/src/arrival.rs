@@ -29,7 +29,6 @@ struct Pending {
 
 /// Connections whose first frame is not yet handed over, per source address, by connection id (ids
 /// grow in accept order).
-#[derive(Default)]
 pub(crate) struct Arrivals {
     lines: Mutex<HashMap<IpAddr, BTreeMap<i64, Pending>>>,
     window: Duration,
@@ -102,9 +101,8 @@ impl Ticket {
                 }
                 (deadline, earlier.done.clone())
             };
-            // A hand-over between the lock's release and this wait is not missed: `notify_waiters`
-            // only wakes waiters registered before it, so it re-checks after a short timeout at worst;
-            // `notify_one` stores a permit instead, which the next `notified()` takes at once.
+            // A hand-over between the lock's release and this wait is not missed: `notify_one`
+            // stores a permit when nobody waits yet, which this `notified()` takes at once.
             let _ = tokio::time::timeout_at(deadline, done.notified()).await;
         }
     }

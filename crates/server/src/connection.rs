@@ -54,9 +54,7 @@ pub(crate) struct Connection {
     device: Option<Arc<Device>>,
     /// True when the attached identity came from what the frames carry (not only the address).
     strong: bool,
-    frames: u64,
-    bytes: u64,
-    /// The same counts, readable by the API while the connection is open.
+    /// Frames and bytes received, readable by the API while the connection is open.
     live: crate::live::Entry,
     last_seen_written: Option<Instant>,
     /// Set when the connection identified a device that is not configured while unknown devices are refused.
@@ -96,8 +94,6 @@ impl Connection {
             private: Session::new(),
             device: None,
             strong: false,
-            frames: 0,
-            bytes: 0,
             live,
             last_seen_written: None,
             refused: false,
@@ -266,7 +262,6 @@ impl Connection {
             }
         });
         if let Read::Frames(_, n) = &read {
-            self.bytes += *n as u64;
             self.live.counters.add_bytes(*n as u64);
             self.shared
                 .stats
@@ -321,7 +316,6 @@ impl Connection {
         };
         let stats = self.shared.stats.clone();
         Stats::inc(&stats.frames);
-        self.frames += 1;
         self.live.counters.add_frame();
         if frame.protocol == Protocol::Junk {
             Stats::inc(&stats.frames_junk);
@@ -578,11 +572,12 @@ impl Connection {
         }
         self.strong = identity.strong;
         drop(state);
+        let (frames, bytes) = self.live.counters.get();
         Some(ConnectionIdentified {
             id: self.id,
             device: device.id.clone(),
-            frames: self.frames,
-            bytes: self.bytes,
+            frames,
+            bytes,
         })
     }
 
@@ -738,7 +733,8 @@ impl Connection {
             d.lock().connections.retain(|(id, _)| *id != self.id);
         }
         reason.count(&self.shared.stats);
-        tracing::info!(conn = self.id, peer = %self.peer, device = device.as_deref().unwrap_or("-"), frames = self.frames, bytes = self.bytes, reason = %reason, kind = reason.label(), "connection closed");
+        let (frames, bytes) = self.live.counters.get();
+        tracing::info!(conn = self.id, peer = %self.peer, device = device.as_deref().unwrap_or("-"), frames, bytes, reason = %reason, kind = reason.label(), "connection closed");
         let _ = self
             .shared
             .tx
@@ -747,8 +743,8 @@ impl Connection {
                 device,
                 closed_at: crate::time::now_ms(),
                 reason: reason.to_string(),
-                frames: self.frames,
-                bytes: self.bytes,
+                frames,
+                bytes,
             }))
             .await;
     }

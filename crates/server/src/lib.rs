@@ -79,13 +79,6 @@ pub(crate) struct Shared {
     next_connection: AtomicI64,
 }
 
-impl Shared {
-    /// (frames, bytes) of open connection `id` so far.
-    pub(crate) fn live_counters(&self, id: i64) -> Option<(u64, u64)> {
-        self.live.get(id)
-    }
-}
-
 /// An event the server makes about a device (online, offline), not carried by a frame.
 pub(crate) fn device_event(
     device: &str,

@@ -103,7 +103,7 @@ pub(crate) async fn connections(
     let mut connections = query(&state, move |db| db.connections(&id, 100)).await?;
     // Open connections write their counters when they close: until then they are read live.
     for row in connections.iter_mut().filter(|c| c.closed_at.is_none()) {
-        if let Some((frames, bytes)) = state.shared.live_counters(row.id) {
+        if let Some((frames, bytes)) = state.shared.live.get(row.id) {
             row.frames = Some(frames as i64);
             row.bytes = Some(bytes as i64);
         }
