@@ -84,6 +84,7 @@ impl<W: Write> StdoutSink<W> {
         loop {
             let query = EventQuery {
                 after_id: Some(self.printed),
+                before_id: until.checked_add(1),
                 limit: Some(READ_BACK),
                 ascending: true,
                 ..EventQuery::default()
@@ -95,11 +96,10 @@ impl<W: Write> StdoutSink<W> {
                     return Ok(());
                 }
             };
-            let wanted: Vec<StoredEvent> = events.into_iter().filter(|e| e.id <= until).collect();
-            if wanted.is_empty() {
+            if events.is_empty() {
                 return Ok(());
             }
-            self.print(&wanted)?;
+            self.print(&events)?;
         }
     }
 
