@@ -1,4 +1,5 @@
 //! The `alarm-center` binary's tests, in one test binary: each runs the real binary as a user would.
+mod common;
 mod data_dir_lock;
 mod decode_cli;
 mod log_escaping;

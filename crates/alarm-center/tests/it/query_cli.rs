@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use alarm_center_store::{Batch, Db, DeviceUpdate, NewEvent, SyncMode};
 
+use crate::common::cli;
+
 const LONG_ID: &str = "192.0.2.5@203.0.113.77-a-long-device-identity";
 
 fn event(device: &str, code: &str, action: &str, kind: &str, at: i64) -> NewEvent {
@@ -64,21 +66,6 @@ fn store(dir: &Path) -> Db {
         ],
     );
     db
-}
-
-fn cli(args: &[&str], dir: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_alarm-center"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn codes(json_lines: &str) -> Vec<String> {

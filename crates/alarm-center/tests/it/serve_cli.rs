@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use alarm_center_proto::encode;
 
+use crate::common::{cli, exit_within};
+
 struct Running {
     child: Child,
     addr: String,
@@ -69,21 +71,6 @@ fn serve(data_dir: &std::path::Path) -> Running {
         stderr: lines,
         stderr_reader: Some(stderr_reader),
     }
-}
-
-fn cli(args: &[&str], data_dir: &std::path::Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_alarm-center"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]
@@ -258,7 +245,7 @@ fn serve_to_exit(
     extra: &[&str],
     within: Duration,
 ) -> (std::process::ExitStatus, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_alarm-center"))
+    let child = Command::new(env!("CARGO_BIN_EXE_alarm-center"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(extra)
@@ -268,21 +255,7 @@ fn serve_to_exit(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
-        let _ = tx.send(text);
-    });
-    match rx.recv_timeout(within) {
-        Ok(text) => (child.wait().unwrap(), text),
-        Err(_) => {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("alarm-center serve {extra:?} did not exit within {within:?}");
-        }
-    }
+    exit_within(child, &format!("alarm-center serve {extra:?}"), within)
 }
 
 #[test]

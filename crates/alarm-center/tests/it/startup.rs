@@ -8,10 +8,12 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::common::exit_within;
+
 /// Runs `alarm-center` with `args` until it exits (killed, and the test fails, after 60 s); returns
 /// whether it succeeded and its standard error.
 fn run_to_exit(args: &[&str], data_dir: &Path) -> (bool, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_alarm-center"))
+    let child = Command::new(env!("CARGO_BIN_EXE_alarm-center"))
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
@@ -22,21 +24,12 @@ fn run_to_exit(args: &[&str], data_dir: &Path) -> (bool, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
-        let _ = tx.send(text);
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(text) => (child.wait().unwrap().success(), text),
-        Err(_) => {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("alarm-center {args:?} did not exit within 60 s");
-        }
-    }
+    let (status, stderr) = exit_within(
+        child,
+        &format!("alarm-center {args:?}"),
+        Duration::from_secs(60),
+    );
+    (status.success(), stderr)
 }
 
 #[test]

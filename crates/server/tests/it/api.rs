@@ -24,6 +24,19 @@ async fn get(base: &str, path: &str, token: Option<&str>) -> (u16, Value) {
     )
 }
 
+/// `POST /api/decode` with `body` as `content_type`: the status and the JSON answer.
+async fn decode(base: &str, content_type: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/decode"))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_events_frames_decode_and_metrics() {
     let mut t = start(|_| {}).await;
@@ -97,37 +110,17 @@ async fn devices_events_frames_decode_and_metrics() {
     .unwrap();
     assert_eq!(&raw[..], &encode::dvrip_mask(2, 0, 0b01)[..]);
 
-    let client = reqwest::Client::new();
     let hex = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/fixtures/sample-xm-alarmcenter-humandetect.hex"
     ))
     .unwrap();
-    let decoded: Value = client
-        .post(format!("{base}/api/decode"))
-        .header("content-type", "text/x-hexdump")
-        .body(hex)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, decoded) = decode(&base, "text/x-hexdump", hex).await;
     assert_eq!(
         decoded["streams"][0]["frames"][0]["events"][0]["code"],
         "HumanDetect"
     );
-    let bytes = encode::dvrip_heartbeat();
-    let decoded: Value = client
-        .post(format!("{base}/api/decode"))
-        .header("content-type", "application/octet-stream")
-        .body(bytes)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, decoded) = decode(&base, "application/octet-stream", encode::dvrip_heartbeat()).await;
     assert_eq!(decoded["streams"][0]["frames"][0]["kind"], "keepalive");
 
     let metrics = reqwest::get(format!("{base}/metrics"))
@@ -204,28 +197,14 @@ async fn bad_requests_get_a_json_error_with_the_right_status() {
             "{path}: {body}"
         );
     }
-    let client = reqwest::Client::new();
-    let response = client
-        .post(format!("{base}/api/decode"))
-        .header("content-type", "text/x-hexdump")
-        .body("00000000  zz")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 400);
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = decode(&base, "text/x-hexdump", "00000000  zz").await;
+    assert_eq!(status, 400);
     assert!(
         body["error"].as_str().unwrap().contains("hex dump"),
         "{body}"
     );
-    let response = client
-        .post(format!("{base}/api/decode"))
-        .header("content-type", "text/x-hexdump")
-        .body("")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 400);
+    let (status, _) = decode(&base, "text/x-hexdump", "").await;
+    assert_eq!(status, 400);
     t.server.shutdown().await.unwrap();
 }
 
