@@ -6,6 +6,10 @@ use std::time::Duration;
 /// An alarm: event code and 0-based index (`None`: the device's own, not a channel's).
 pub type AlarmKey = (String, Option<i64>);
 
+/// Most alarms tracked as active per device. Codes and indexes come from the device, so a hostile one
+/// could otherwise grow the table without bound; a real NVR has a few hundred at most.
+pub const MAX_ACTIVE: usize = 4096;
+
 /// Alarms started and not stopped, with when each started (milliseconds on the caller's clock).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ActiveAlarms {
@@ -13,9 +17,14 @@ pub struct ActiveAlarms {
 }
 
 impl ActiveAlarms {
-    /// An alarm started at `now_ms`; a repeated start keeps the first time.
-    pub fn start(&mut self, key: AlarmKey, now_ms: u64) {
+    /// An alarm started at `now_ms`; a repeated start keeps the first time. `false` when it is not
+    /// tracked because [`MAX_ACTIVE`] alarms are active already (it gets no synthetic stop).
+    pub fn start(&mut self, key: AlarmKey, now_ms: u64) -> bool {
+        if self.started.len() >= MAX_ACTIVE && !self.started.contains_key(&key) {
+            return false;
+        }
         self.started.entry(key).or_insert(now_ms);
+        true
     }
 
     /// An alarm stopped.
@@ -87,6 +96,19 @@ mod tests {
         assert!(alarms.take_outlived(10_999, limit).is_empty());
         assert_eq!(alarms.take_outlived(11_000, limit), [key("VideoMotion", 0)]);
         assert!(alarms.is_empty());
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let mut alarms = ActiveAlarms::default();
+        for i in 0..MAX_ACTIVE as i64 {
+            assert!(alarms.start(key("Flood", i), 0));
+        }
+        assert!(!alarms.start(key("Flood", -1), 0), "one too many");
+        assert!(alarms.start(key("Flood", 0), 5), "an active one repeated");
+        assert_eq!(alarms.len(), MAX_ACTIVE);
+        alarms.stop(&key("Flood", 0));
+        assert!(alarms.start(key("Flood", -1), 0), "room again after a stop");
     }
 
     #[test]

@@ -19,7 +19,7 @@ mod new_devices;
 mod presence;
 mod supervision;
 
-pub use alarms::{ActiveAlarms, AlarmKey};
+pub use alarms::{ActiveAlarms, AlarmKey, MAX_ACTIVE};
 pub use identity::{device_id, normalize_mac, resolve, Identity, KnownDevice, MAX_DEVICE_ID};
 pub use new_devices::{Limit, NewDeviceLimiter, Refusal, MAX_SOURCES};
 pub use presence::Presence;

@@ -643,8 +643,11 @@ impl Connection {
         }
         for event in &decoded.events {
             // Log records (XM "Type": "Log") are no alarms: they never become active.
-            if decoded.kind != Kind::Log {
-                state.track(event, self.shared.registry.clock_ms());
+            if decoded.kind != Kind::Log && !state.track(event, self.shared.registry.clock_ms()) {
+                // Stored all the same; only its synthetic stop (offline, auto-clear) is lost.
+                if Stats::inc_first(&self.shared.stats.active_alarms_untracked) {
+                    tracing::warn!(device = %device.id, limit = alarm_center_devices::MAX_ACTIVE, code = %event.code, "too many active alarms on one device: further starts are stored but not tracked for synthetic stops (logged once; counted in active_alarms_untracked_total)");
+                }
             }
             events.push(NewEvent {
                 frame: FrameRef::Carrier,

@@ -111,12 +111,16 @@ impl Device {
 
 impl DeviceState {
     /// Tracks alarms that started and stopped at `now_ms` (registry clock), for synthetic stops.
-    pub(crate) fn track(&mut self, event: &Event, now_ms: u64) {
+    /// Returns `false` for a start that is not tracked (the device has `MAX_ACTIVE` alarms active).
+    pub(crate) fn track(&mut self, event: &Event, now_ms: u64) -> bool {
         let key = (event.code.to_string(), event.index);
         match event.action {
             Action::Start => self.active.start(key, now_ms),
-            Action::Stop => self.active.stop(&key),
-            _ => {}
+            Action::Stop => {
+                self.active.stop(&key);
+                true
+            }
+            _ => true,
         }
     }
 }

@@ -20,6 +20,8 @@ pub struct Stats {
     pub closed_replaced: AtomicU64,
     /// Connections from another address claiming a device that already has open connections.
     pub identity_conflicts: AtomicU64,
+    /// Alarm starts not tracked as active because their device had `MAX_ACTIVE` active already.
+    pub active_alarms_untracked: AtomicU64,
     /// Connections closed because their frame would have created a device past
     /// `server.max-new-devices-per-ip-per-minute` or `server.max-new-devices-per-minute` (the frame
     /// is kept, without device).
@@ -86,6 +88,11 @@ impl Stats {
     /// Adds one to a counter.
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds one; `true` for the first one ever (to log a condition once).
+    pub fn inc_first(counter: &AtomicU64) -> bool {
+        counter.fetch_add(1, Ordering::Relaxed) == 0
     }
 
     /// Counts a decoded frame, its error cause and its events' codes.

@@ -185,6 +185,13 @@ pub(crate) async fn metrics(State(api): State<Api>) -> ApiResult<Response> {
     );
     single(
         out,
+        "active_alarms_untracked_total",
+        "counter",
+        "Alarm starts stored but not tracked for synthetic stops: their device had 4096 alarms active already.",
+        Stats::get(&s.active_alarms_untracked),
+    );
+    single(
+        out,
         "new_devices_refused_total",
         "counter",
         "Connections closed because their frame would have created a device past a new-device limit (the frame is kept).",
