@@ -67,6 +67,18 @@ impl ActiveAlarms {
         due
     }
 
+    /// When the first alarm outlives its limit (`limit` as for [`take_outlived`](Self::take_outlived)),
+    /// milliseconds on the caller's clock; `None` when no active alarm has a limit.
+    pub fn next_outlived(&self, limit: impl Fn(&str) -> Option<Duration>) -> Option<u64> {
+        self.started
+            .iter()
+            .filter_map(|((code, _), since)| {
+                let limit = u64::try_from(limit(code)?.as_millis()).unwrap_or(u64::MAX);
+                Some(since.saturating_add(limit))
+            })
+            .min()
+    }
+
     /// Removes and returns every active alarm, sorted (the device went offline: each gets a stop).
     pub fn take_all(&mut self) -> Vec<AlarmKey> {
         let mut all: Vec<AlarmKey> = self.started.drain().map(|(key, _)| key).collect();
@@ -122,6 +134,25 @@ mod tests {
             [key("VideoMotion", 0)]
         );
         assert_eq!(alarms.len(), 1);
+    }
+
+    #[test]
+    fn the_next_clearing_is_the_earliest_start_plus_its_limit() {
+        let mut alarms = ActiveAlarms::default();
+        assert_eq!(alarms.next_outlived(|_| Some(Duration::from_secs(1))), None);
+        alarms.start(key("VideoMotion", 0), 5_000);
+        alarms.start(key("AlarmLocal", 0), 1_000);
+        alarms.start(key("Tamper", 0), 0);
+        let limit = |code: &str| match code {
+            "VideoMotion" => Some(Duration::from_secs(1)),
+            "AlarmLocal" => Some(Duration::from_secs(10)),
+            _ => None,
+        };
+        assert_eq!(alarms.next_outlived(limit), Some(6_000));
+        assert_eq!(
+            alarms.next_outlived(|_| Some(Duration::MAX)),
+            Some(u64::MAX)
+        );
     }
 
     #[test]

@@ -10,17 +10,26 @@
 //!   it goes offline or when an alarm outlives its `[auto-clear]` limit.
 //! - [`NewDeviceLimiter`]: how many devices never seen before may be created per minute, per source
 //!   address and in all (token buckets, bounded memory).
+//! - [`Device`]: one device's state and the decisions about it — `on_frame`, `poll_timeout`,
+//!   `handle_timeout`, `attach` / `detach` — each returning the [`Effects`] (records to write, what to
+//!   log and count) the caller carries out. It uses the pieces above.
 //! - [`resolve`]: who sent a frame — a configured device, the identity the frames carry, or the
 //!   source address.
 
 mod alarms;
+mod device;
 mod identity;
 mod new_devices;
 mod presence;
 mod supervision;
+mod zone;
 
 pub use alarms::{ActiveAlarms, AlarmKey, MAX_ACTIVE};
+pub use device::{
+    device_event, Attached, Device, Effects, Heard, Now, Policy, Profile, ROW_REFRESH_MS,
+};
 pub use identity::{device_id, normalize_mac, resolve, Identity, KnownDevice, MAX_DEVICE_ID};
 pub use new_devices::{Limit, NewDeviceLimiter, Refusal, MAX_SOURCES};
 pub use presence::Presence;
 pub use supervision::Supervision;
+pub use zone::{zone, zoned_device_time};

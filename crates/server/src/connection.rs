@@ -2,13 +2,12 @@
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use alarm_center_proto::{encode, Decoded, Decoder, DecoderConfig, Frame, Kind, Protocol, Session};
 use alarm_center_store::{
-    ConnectionClose, ConnectionIdentified, ConnectionOpen, DeviceState, DeviceUpdate, EventAction,
-    EventKind, FrameRef, NewEvent, NewFrame,
+    ConnectionClose, ConnectionIdentified, ConnectionOpen, DeviceUpdate, NewEvent, NewFrame,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -18,19 +17,16 @@ use tokio_util::sync::CancellationToken;
 use crate::arrival::Ticket;
 use crate::close_reason::CloseReason;
 use crate::http_mode::{self, Answer, Verdict};
-use crate::registry::Device;
+use crate::registry::SharedDevice;
 use crate::stats::Stats;
 use crate::writer::{FrameRecord as WriteFrame, Record};
-use crate::{device_event, Shared};
-use alarm_center_devices::Refusal;
+use crate::Shared;
+use alarm_center_devices::{Heard, Now, Refusal};
 
 thread_local! {
     /// Read buffer shared by the connections running on a worker thread: an idle connection holds none.
     static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; 64 * 1024]);
 }
-
-/// How often `last_seen` alone is written to the store per device (it is tracked in memory always).
-const LAST_SEEN_WRITE_EVERY: Duration = Duration::from_secs(5);
 
 /// What one read produced.
 enum Read {
@@ -51,12 +47,11 @@ pub(crate) struct Connection {
     decoder: Decoder,
     /// Decoding state before the connection is attached to a device.
     private: Session,
-    device: Option<Arc<Device>>,
+    device: Option<Arc<SharedDevice>>,
     /// True when the attached identity came from what the frames carry (not only the address).
     strong: bool,
     /// Frames and bytes received, readable by the API while the connection is open.
     live: crate::live::Entry,
-    last_seen_written: Option<Instant>,
     /// Set when the connection identified a device that is not configured while unknown devices are refused.
     refused: bool,
     /// Why the connection closes: a frame would have created a device past a new-device limit.
@@ -95,7 +90,6 @@ impl Connection {
             device: None,
             strong: false,
             live,
-            last_seen_written: None,
             refused: false,
             limited: None,
             auth_logged: false,
@@ -323,11 +317,11 @@ impl Connection {
         let received = Instant::now();
         let received_ms = crate::time::now_ms();
         let mut decoded = match &self.device {
-            Some(device) if self.strong => device.lock().session.decode(&frame),
+            Some(device) if self.strong => device.lock().decode(&frame),
             Some(device) => {
                 // Known by address only: this connection's own protocol state, started afresh when
                 // the device went offline (its alarms were stopped then).
-                let generation = device.lock().generation;
+                let generation = device.lock().generation();
                 if generation != self.generation {
                     self.generation = generation;
                     self.private = Session::new();
@@ -379,7 +373,6 @@ impl Connection {
             self.queue(Record::Identified(identified)).await;
         }
         if let Some(device) = self.device.clone().filter(|_| attach) {
-            self.shared.registry.touch(&device);
             self.on_device_frame(
                 &device,
                 frame.protocol,
@@ -505,36 +498,30 @@ impl Connection {
                 return None;
             }
         };
-        let mut state = device.lock();
+        let now = Now {
+            mono_ms: registry.clock_ms(),
+            wall_ms: received_ms,
+        };
+        let mut core = device.lock();
         if identity.strong {
             // A device named by what it sends keeps one protocol state (0x69 masks) across its
             // connections. Connections known only by their address keep their own: several devices
             // behind one NAT address must not mix their masks.
             if created {
-                state.session = std::mem::take(&mut self.private);
+                core.adopt_session(std::mem::take(&mut self.private));
             } else if self.device.is_none() {
                 // Reconnection: decode again with the device's own state so that alarms still
                 // active are not reported as new.
-                *decoded = state.session.decode(frame);
+                *decoded = core.decode(frame);
             }
         }
-        self.generation = state.generation;
-        // A second connection of the same device never pushes the first off (decision D27): both
-        // are served. Claims from another address are logged and counted.
-        let conflicting = state
-            .connections
-            .iter()
-            .filter(|(id, ip)| *id != self.id && *ip != self.peer.ip())
-            .count();
-        if !state.connections.iter().any(|(id, _)| *id == self.id) {
-            state.connections.push((self.id, self.peer.ip()));
-        }
-        if identity.strong && conflicting > 0 {
+        self.generation = core.generation();
+        let attached = core.attach(self.id, self.peer.ip(), now);
+        if identity.strong && attached.conflicting > 0 {
             Stats::inc(&self.shared.stats.identity_conflicts);
-            tracing::warn!(device = %device.id, conn = self.id, peer = %self.peer, other_connections = conflicting, "identity conflict: connections from other addresses claim the same device; all are kept");
+            tracing::warn!(device = %device.id, conn = self.id, peer = %self.peer, other_connections = attached.conflicting, "identity conflict: connections from other addresses claim the same device; all are kept");
         }
-        if !state.persisted {
-            state.persisted = true;
+        if let Some(row) = attached.first_contact {
             tracing::info!(
                 device = %device.id, conn = self.id, peer = %self.peer, protocol = frame.protocol.as_str(),
                 kind = decoded.kind.as_str(), serial = ?decoded.device.serial.as_deref().unwrap_or("-"),
@@ -542,36 +529,20 @@ impl Connection {
                 first_bytes = %hex_head(&frame.bytes),
                 "first contact of a new device"
             );
-            devices.push(DeviceUpdate {
-                id: device.id.clone(),
-                name: device.name.clone(),
-                state: Some((DeviceState::Offline, received_ms)),
-                last_seen: received_ms,
-                first_frame: FrameRef::Carrier,
-                ..DeviceUpdate::default()
-            });
+            devices.push(row);
         }
         if let Some(previous) = self.device.replace(device.clone()) {
             tracing::info!(conn = self.id, device = %device.id, was = %previous.id, "connection identified its device");
-            let mut old = previous.lock();
-            old.connections.retain(|(id, _)| *id != self.id);
-            let alone = old.connections.is_empty();
-            if created && alone {
+            let (alarms, effects) = previous.lock().identified_as(self.id, &device.id, now);
+            if let Some(alarms) = alarms.filter(|_| created) {
                 // The provisional (address) identity was this device all along: its alarms move with it.
-                state.active = std::mem::take(&mut old.active);
+                core.inherit(alarms);
             }
-            if let Some(at) = alone.then(|| old.presence.lost(received_ms)).flatten() {
-                events.push(device_event(&previous.id, "DeviceOffline", at, serde_json::json!({"reason": "identified as another device", "device": device.id})));
-                devices.push(DeviceUpdate {
-                    id: previous.id.clone(),
-                    state: Some((DeviceState::Offline, at)),
-                    last_seen: received_ms,
-                    ..DeviceUpdate::default()
-                });
-            }
+            events.extend(effects.events);
+            devices.extend(effects.devices);
         }
         self.strong = identity.strong;
-        drop(state);
+        drop(core);
         let (frames, bytes) = self.live.counters.get();
         Some(ConnectionIdentified {
             id: self.id,
@@ -592,91 +563,45 @@ impl Connection {
         self.limited = Some(CloseReason::NewDeviceLimit(refusal.limit.to_string()));
     }
 
-    /// Online transition, alarm tracking, events and the device row for a frame of `device`.
+    /// Online transition, alarm tracking, events and the device row for a frame of `device`
+    /// (decided by the device core; logged and counted here).
     fn on_device_frame(
         &mut self,
-        device: &Device,
+        device: &SharedDevice,
         protocol: Protocol,
         decoded: &Decoded,
         received_ms: i64,
         devices: &mut Vec<DeviceUpdate>,
         events: &mut Vec<NewEvent>,
     ) {
-        let mut state = device.lock();
-        let mut update = DeviceUpdate {
-            id: device.id.clone(),
-            name: device.name.clone(),
-            serial: decoded.device.serial.clone(),
-            mac: decoded.device.mac.clone(),
-            domain: decoded.device.domain.clone(),
-            ip: decoded.device.ip.clone(),
-            last_seen: received_ms,
-            ..DeviceUpdate::default()
+        let now = Now {
+            mono_ms: self.shared.registry.clock_ms(),
+            wall_ms: received_ms,
         };
-        // Identity fields go to the store when they say something new (most frames repeat them).
-        let mut changed = !decoded.device.is_empty() && state.reported != decoded.device;
-        if changed {
-            state.reported = decoded.device.clone();
-        }
-        // Stamped after the state it ends, even if this frame was read before it was decided.
-        if let Some(at) = state.presence.heard(received_ms) {
-            changed = true;
-            update.state = Some((DeviceState::Online, at));
-            update.peer = Some(self.peer.to_string());
-            events.push(device_event(
-                &device.id,
-                "DeviceOnline",
-                at,
-                serde_json::json!({"peer": self.peer.to_string(), "connection": self.id}),
-            ));
-        }
-        if decoded.kind == Kind::Keepalive && !state.sends_keepalives {
-            state.sends_keepalives = true;
+        let heard = Heard {
+            connection: self.id,
+            peer: self.peer,
+            protocol,
+            decoded,
+        };
+        // A row of this device is written with the frame anyway (first contact): bring it up to date.
+        let row_due = devices.iter().any(|d| d.id == device.id);
+        let effects = device.lock().on_frame(now, heard, row_due);
+        if effects.supervised {
             tracing::debug!(device = %device.id, "keepAlives seen: supervised");
         }
-        if let Some(period) = decoded.keepalive_period {
-            if state.announced_period != Some(period) {
-                state.announced_period = Some(period);
-                update.keepalive_period = Some(period);
-                changed = true;
+        if effects.untracked_starts > 0 {
+            let before = self
+                .shared
+                .stats
+                .active_alarms_untracked
+                .fetch_add(effects.untracked_starts as u64, Ordering::Relaxed);
+            if before == 0 {
+                tracing::warn!(device = %device.id, limit = alarm_center_devices::MAX_ACTIVE, "too many active alarms on one device: further starts are stored but not tracked for synthetic stops (logged once; counted in active_alarms_untracked_total)");
             }
         }
-        for event in &decoded.events {
-            // Log records (XM "Type": "Log") are no alarms: they never become active.
-            if decoded.kind != Kind::Log && !state.track(event, self.shared.registry.clock_ms()) {
-                // Stored all the same; only its synthetic stop (offline, auto-clear) is lost.
-                if Stats::inc_first(&self.shared.stats.active_alarms_untracked) {
-                    tracing::warn!(device = %device.id, limit = alarm_center_devices::MAX_ACTIVE, code = %event.code, "too many active alarms on one device: further starts are stored but not tracked for synthetic stops (logged once; counted in active_alarms_untracked_total)");
-                }
-            }
-            events.push(NewEvent {
-                frame: FrameRef::Carrier,
-                device: device.id.clone(),
-                code: event.code.to_string(),
-                action: EventAction::parse(event.action.as_str()),
-                index: event.index,
-                channel: event.channel(),
-                channel_name: event.channel().and_then(|c| device.channel_name(c)),
-                kind: EventKind::parse(decoded.kind.as_str()),
-                device_time: event
-                    .device_time
-                    .as_deref()
-                    .map(|t| crate::time::zoned_device_time(t, &device.zone)),
-                received_at: received_ms,
-                data: event.data.as_ref().map(|d| d.as_str().to_owned()),
-                synthetic: None,
-            });
-        }
-        drop(state);
-        let due = self
-            .last_seen_written
-            .is_none_or(|t| t.elapsed() >= LAST_SEEN_WRITE_EVERY);
-        if changed || due || devices.iter().any(|d| d.id == device.id) {
-            self.last_seen_written = Some(Instant::now());
-            update.protocol = Some(protocol.as_str().to_owned());
-            update.peer = Some(self.peer.to_string());
-            devices.push(update);
-        }
+        events.extend(effects.events);
+        devices.extend(effects.devices);
     }
 
     fn new_frame(&self, frame: &Frame, decoded: &Decoded, received_ms: i64) -> NewFrame {
@@ -733,7 +658,7 @@ impl Connection {
     async fn close(self, reason: &CloseReason) {
         let device = self.device.as_ref().map(|d| d.id.clone());
         if let Some(d) = &self.device {
-            d.lock().connections.retain(|(id, _)| *id != self.id);
+            d.lock().detach(self.id);
         }
         reason.count(&self.shared.stats);
         let (frames, bytes) = self.live.counters.get();

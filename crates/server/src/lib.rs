@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alarm_center_store::{Db, NewEvent, Retention};
+use alarm_center_store::{Db, Retention};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -77,29 +77,6 @@ pub(crate) struct Shared {
     /// Counters of the open connections.
     pub(crate) live: live::LiveConnections,
     next_connection: AtomicI64,
-}
-
-/// An event the server makes about a device (online, offline), not carried by a frame.
-pub(crate) fn device_event(
-    device: &str,
-    code: &str,
-    at_ms: i64,
-    data: serde_json::Value,
-) -> NewEvent {
-    NewEvent {
-        frame: alarm_center_store::FrameRef::None,
-        device: device.to_owned(),
-        code: code.to_owned(),
-        action: alarm_center_store::EventAction::Pulse,
-        index: None,
-        channel: None,
-        channel_name: None,
-        kind: alarm_center_store::EventKind::Device,
-        device_time: None,
-        received_at: at_ms,
-        data: Some(data.to_string()),
-        synthetic: None,
-    }
 }
 
 /// A running server.

@@ -1,4 +1,5 @@
-//! Devices known to the server: identity resolution, per-device protocol state, online/offline.
+//! Devices known to the server: identity resolution, admission, and each device's core state
+//! ([`Device`], sans-IO) behind a lock.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -8,10 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use alarm_center_devices::{
-    normalize_mac, ActiveAlarms, Identity, KnownDevice, NewDeviceLimiter, Presence, Refusal,
-    Supervision, MAX_SOURCES,
+    normalize_mac, Device, Identity, KnownDevice, NewDeviceLimiter, Policy, Profile, Refusal,
+    MAX_SOURCES,
 };
-use alarm_center_proto::{Action, DeviceInfo, Event, Session};
+use alarm_center_proto::DeviceInfo;
 use jiff::tz::TimeZone;
 use tokio::time::Instant;
 
@@ -27,101 +28,23 @@ struct Known {
     http_credentials: Option<Credentials>,
 }
 
-/// One device's live state.
+/// A device shared by its connections and supervision: its core state under a lock, and the order in
+/// which its records reach the store.
 #[derive(Debug)]
-pub(crate) struct Device {
+pub(crate) struct SharedDevice {
     pub(crate) id: String,
-    pub(crate) name: Option<String>,
-    pub(crate) zone: TimeZone,
-    configured_period: Option<Duration>,
-    /// Configured channel names by 1-based channel.
-    channels: HashMap<i64, String>,
-    /// True when it matches a `[[devices]]` entry: it never expires.
-    configured: bool,
-    /// Last frame received, milliseconds since the registry started (monotonic clock).
-    last_seen: AtomicU64,
-    /// How long it had been silent when the server started, milliseconds (restored from the store;
-    /// 0 once it is heard from).
-    silent_before: AtomicU64,
-    state: Mutex<DeviceState>,
+    core: Mutex<Device>,
     /// Held from deciding what a frame (or the supervisor) means for the device until its record
     /// is queued for the store: the store receives one device's records in the order of decisions.
     pub(crate) order: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// The part of a device's state changed under its lock.
-#[derive(Debug, Default)]
-pub(crate) struct DeviceState {
-    /// Online or offline, and since when (every change stamped after the one before).
-    pub(crate) presence: Presence,
-    /// Known to the store (a row exists).
-    pub(crate) persisted: bool,
-    /// Protocol state (0x69 masks) carried across reconnections.
-    pub(crate) session: Session,
-    /// Keep-alive period the device announced, seconds.
-    pub(crate) announced_period: Option<u32>,
-    /// True once the device sent a keepAlive: only then does silence mean offline (XM cameras, for
-    /// one, open a connection per alarm and send nothing in between).
-    pub(crate) sends_keepalives: bool,
-    /// Alarms started and not stopped, with when (registry clock, ms).
-    pub(crate) active: ActiveAlarms,
-    /// Open connections attached to the device: (connection id, source address).
-    pub(crate) connections: Vec<(i64, IpAddr)>,
-    /// The identity fields last written to the store.
-    pub(crate) reported: DeviceInfo,
-    /// How many times the device went offline: connections with their own protocol state (devices
-    /// known by address only) start it afresh when this changes.
-    pub(crate) generation: u64,
-}
-
-impl Device {
+impl SharedDevice {
     /// Locks the device's state.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, DeviceState> {
-        self.state
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Device> {
+        self.core
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The configured name of 1-based `channel`.
-    pub(crate) fn channel_name(&self, channel: i64) -> Option<String> {
-        self.channels.get(&channel).cloned()
-    }
-
-    /// The period after which silence means offline (without grace).
-    pub(crate) fn period(&self, state: &DeviceState, default: Duration) -> Duration {
-        state
-            .announced_period
-            .map(|s| Duration::from_secs(u64::from(s)))
-            .or(self.configured_period)
-            .unwrap_or(default)
-    }
-
-    /// Milliseconds without a frame at `now` (registry clock), silence before the start included.
-    fn silence_ms(&self, now: u64) -> u64 {
-        now.saturating_sub(self.last_seen.load(Ordering::Relaxed))
-            .saturating_add(self.silent_before.load(Ordering::Relaxed))
-    }
-
-    /// Whether it is to be forgotten at `now`: not configured, no connection open, silent for
-    /// `after_ms` milliseconds.
-    fn expired(&self, now: u64, after_ms: u64) -> bool {
-        !self.configured && self.silence_ms(now) >= after_ms && self.lock().connections.is_empty()
-    }
-}
-
-impl DeviceState {
-    /// Tracks alarms that started and stopped at `now_ms` (registry clock), for synthetic stops.
-    /// Returns `false` for a start that is not tracked (the device has `MAX_ACTIVE` alarms active).
-    pub(crate) fn track(&mut self, event: &Event, now_ms: u64) -> bool {
-        let key = (event.code.to_string(), event.index);
-        match event.action {
-            Action::Start => self.active.start(key, now_ms),
-            Action::Stop => {
-                self.active.stop(&key);
-                true
-            }
-            _ => true,
-        }
     }
 }
 
@@ -133,6 +56,8 @@ pub(crate) struct Registry {
     identities: Vec<KnownDevice>,
     default_zone: TimeZone,
     allow_unknown: bool,
+    /// `[supervision]` and `[auto-clear]`.
+    policy: Policy,
     /// Last time ingest was held up (the store queue full or commits failing), registry clock ms.
     stalled_at: AtomicU64,
     /// `[server] http-username/http-password`.
@@ -140,7 +65,7 @@ pub(crate) struct Registry {
     /// Any HTTP credentials configured at all, server-wide or for a device.
     any_http_credentials: bool,
     started: Instant,
-    devices: Mutex<HashMap<String, Arc<Device>>>,
+    devices: Mutex<HashMap<String, Arc<SharedDevice>>>,
     /// `server.max-new-devices-per-ip-per-minute` and `server.max-new-devices-per-minute`.
     new_devices: Mutex<NewDeviceLimiter>,
 }
@@ -190,6 +115,12 @@ impl Registry {
             identities,
             default_zone,
             allow_unknown: config.server.allow_unknown_devices,
+            policy: Policy {
+                default_period: config.supervision.keepalive,
+                grace: config.supervision.grace,
+                stop_alarms_on_offline: config.supervision.stop_alarms_on_offline,
+                auto_clear: config.auto_clear.clone(),
+            },
             stalled_at: AtomicU64::new(0),
             http_credentials,
             any_http_credentials,
@@ -209,7 +140,12 @@ impl Registry {
         self.started.elapsed().as_millis() as u64
     }
 
-    fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Device>>> {
+    /// The supervision rules.
+    pub(crate) fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<SharedDevice>>> {
         self.devices
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -249,7 +185,11 @@ impl Registry {
     /// The device `id`, created on first use; `new` is true when this call created it. A device
     /// neither configured nor known yet counts against the new-device limits of `source`, and is not
     /// created when they refuse it.
-    pub(crate) fn admit(&self, id: &str, source: IpAddr) -> Result<(Arc<Device>, bool), Refusal> {
+    pub(crate) fn admit(
+        &self,
+        id: &str,
+        source: IpAddr,
+    ) -> Result<(Arc<SharedDevice>, bool), Refusal> {
         self.entry(id, || {
             self.new_devices
                 .lock()
@@ -264,13 +204,12 @@ impl Registry {
         &self,
         id: &str,
         allow: impl FnOnce() -> Result<(), E>,
-    ) -> Result<(Arc<Device>, bool), E> {
+    ) -> Result<(Arc<SharedDevice>, bool), E> {
         let mut map = self.map();
         if let Some(device) = map.get(id) {
             // Heard from now, under the map's lock: an expiry pass cannot forget the device between
             // this and the connection attaching to it.
-            device.last_seen.store(self.clock_ms(), Ordering::Relaxed);
-            device.silent_before.store(0, Ordering::Relaxed);
+            device.lock().touch(self.clock_ms());
             return Ok((device.clone(), false));
         }
         let known = self.known.iter().find(|k| k.config.id == id);
@@ -283,26 +222,27 @@ impl Registry {
     }
 
     /// A device of id `id`, configured by `known` if any, heard from now.
-    fn new_device(&self, id: &str, known: Option<&Known>) -> Device {
-        Device {
+    fn new_device(&self, id: &str, known: Option<&Known>) -> SharedDevice {
+        let profile = match known {
+            Some(k) => Profile {
+                id: id.to_owned(),
+                name: k.config.name.clone(),
+                zone: k.zone.clone(),
+                period: k.config.keepalive,
+                channels: k
+                    .config
+                    .channels
+                    .iter()
+                    .filter_map(|(c, name)| Some((c.parse().ok()?, name.clone())))
+                    .collect(),
+                configured: true,
+            },
+            None => Profile::unconfigured(id, self.default_zone.clone()),
+        };
+        SharedDevice {
             id: id.to_owned(),
-            name: known.and_then(|k| k.config.name.clone()),
-            zone: known.map_or_else(|| self.default_zone.clone(), |k| k.zone.clone()),
-            configured_period: known.and_then(|k| k.config.keepalive),
-            channels: known
-                .map(|k| {
-                    k.config
-                        .channels
-                        .iter()
-                        .filter_map(|(c, name)| Some((c.parse().ok()?, name.clone())))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            core: Mutex::new(Device::new(profile, self.clock_ms())),
             order: Arc::new(tokio::sync::Mutex::new(())),
-            configured: known.is_some(),
-            last_seen: AtomicU64::new(self.clock_ms()),
-            silent_before: AtomicU64::new(0),
-            state: Mutex::new(DeviceState::default()),
         }
     }
 
@@ -310,14 +250,7 @@ impl Registry {
     /// `silent_ms` is how long ago its last frame came, milliseconds: it counts towards its expiry.
     pub(crate) fn restore(&self, id: &str, online: bool, period: Option<u32>, silent_ms: u64) {
         let Ok((device, _)) = self.entry(id, || Ok::<(), Infallible>(()));
-        device.silent_before.store(silent_ms, Ordering::Relaxed);
-        let mut state = device.lock();
-        state.persisted = true;
-        state.presence = Presence::restored(online);
-        state.announced_period = period;
-        // It was supervised before the restart if it announced a period; otherwise the first keepAlive
-        // after the restart turns supervision on again.
-        state.sends_keepalives = period.is_some();
+        device.lock().restore(online, period, silent_ms);
     }
 
     /// Records that ingest is held up now: connections wait for room in the store queue instead of
@@ -327,46 +260,25 @@ impl Registry {
         self.stalled_at.store(self.clock_ms(), Ordering::Relaxed);
     }
 
-    /// Records that `device` was heard from now.
-    pub(crate) fn touch(&self, device: &Device) {
-        device.last_seen.store(self.clock_ms(), Ordering::Relaxed);
+    /// When ingest was last held up (registry clock ms; 0 = never).
+    pub(crate) fn stalled_at(&self) -> u64 {
+        self.stalled_at.load(Ordering::Relaxed)
     }
 
-    /// Devices online whose silence exceeds their period plus `grace`; `default` is the period when
-    /// none is announced or configured.
-    pub(crate) fn overdue(&self, default: Duration, grace: Duration) -> Vec<Arc<Device>> {
+    /// The devices with something due by now: silent past their deadline, or an alarm past its
+    /// `[auto-clear]` limit ([`Device::poll_timeout`]).
+    pub(crate) fn due(&self) -> Vec<Arc<SharedDevice>> {
         let now = self.clock_ms();
-        // Frames that waited in sockets while ingest was held up are no silence (see `note_stall`).
-        let stalled_at = self.stalled_at.load(Ordering::Relaxed);
-        let devices: Vec<Arc<Device>> = self.map().values().cloned().collect();
+        let stalled_at = self.stalled_at();
+        let devices: Vec<Arc<SharedDevice>> = self.map().values().cloned().collect();
         devices
             .into_iter()
-            .filter(|d| Self::silent(d, now, stalled_at, default, grace))
+            .filter(|d| {
+                d.lock()
+                    .poll_timeout(&self.policy, stalled_at)
+                    .is_some_and(|due| due <= now)
+            })
             .collect()
-    }
-
-    /// Whether `device` is still overdue now (it may have been heard from since `overdue` said so).
-    pub(crate) fn still_overdue(
-        &self,
-        device: &Device,
-        default: Duration,
-        grace: Duration,
-    ) -> bool {
-        let stalled_at = self.stalled_at.load(Ordering::Relaxed);
-        Self::silent(device, self.clock_ms(), stalled_at, default, grace)
-    }
-
-    fn silent(d: &Device, now: u64, stalled_at: u64, default: Duration, grace: Duration) -> bool {
-        let state = d.lock();
-        Supervision {
-            online: state.presence.is_online(),
-            supervised: state.sends_keepalives || d.configured_period.is_some(),
-            last_seen_ms: d.last_seen.load(Ordering::Relaxed),
-            stalled_at_ms: stalled_at,
-            period: d.period(&state, default),
-            grace,
-        }
-        .overdue(now)
     }
 
     /// Forgets the devices that match no `[[devices]]` entry, have no connection open and sent no
@@ -378,7 +290,7 @@ impl Registry {
         let mut map = self.map();
         let mut gone = Vec::new();
         map.retain(|id, device| {
-            let expired = device.expired(now, after_ms);
+            let expired = device.lock().expired(now, after_ms);
             if expired {
                 gone.push(id.clone());
             }
@@ -391,16 +303,8 @@ impl Registry {
         gone
     }
 
-    /// Every device.
-    pub(crate) fn all(&self) -> Vec<Arc<Device>> {
-        self.map().values().cloned().collect()
-    }
-
     /// Number of devices online.
     pub(crate) fn online_count(&self) -> usize {
-        self.map()
-            .values()
-            .filter(|d| d.lock().presence.is_online())
-            .count()
+        self.map().values().filter(|d| d.lock().is_online()).count()
     }
 }

@@ -130,6 +130,8 @@ async fn identity_from_frames_and_a_reconnect_keeps_both_connections() {
     assert_eq!(devices[0].serial.as_deref(), Some("NVR-1"));
 }
 
+/// Supervision is wired: the device core's timers fire (their rules are unit tests of
+/// `alarm_center_devices::Device` with exact times; this waits for the events, never a fixed time).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_device_goes_offline_with_synthetic_stops_and_comes_back() {
     let mut t = start(|c| {
@@ -139,11 +141,8 @@ async fn a_silent_device_goes_offline_with_synthetic_stops_and_comes_back() {
     .await;
     let mut device = t.connect().await;
     send(&mut device, &encode::dvrip_mask(2, 0, 0b11)).await;
-    // Heartbeats keep it online: no offline while they come every 300 ms for 3 s.
-    for _ in 0..10 {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        send(&mut device, &encode::dvrip_heartbeat()).await;
-    }
+    // A heartbeat: silence means offline from now on.
+    send(&mut device, &encode::dvrip_heartbeat()).await;
     let started = t.events(3, WAIT).await;
     assert_eq!(
         summary(&started),
@@ -153,7 +152,6 @@ async fn a_silent_device_goes_offline_with_synthetic_stops_and_comes_back() {
             "addr-127.0.0.1 VideoMotion start Some(2)"
         ]
     );
-    t.no_events_for(Duration::from_millis(10)).await;
     // Silence: offline after period + grace, with a synthetic stop for each active alarm.
     let offline = t.until(WAIT, |e| e.code == "DeviceOffline").await;
     assert_eq!(
@@ -298,7 +296,6 @@ async fn alarms_whose_stop_never_comes_are_auto_cleared() {
         (last.code.as_str(), last.action.as_str(), last.channel),
         ("VideoMotion", "stop", Some(1))
     );
-    // AlarmLocal has no limit: it stays active.
-    t.no_events_for(Duration::from_millis(1500)).await;
+    // That AlarmLocal (no limit) stays active is a unit test of the device core.
     t.server.shutdown().await.unwrap();
 }

@@ -1,0 +1,536 @@
+//! One device's state and every decision about it, sans-IO like quinn-proto's `Connection`: a frame
+//! comes in through [`Device::on_frame`], time passes through [`Device::poll_timeout`] and
+//! [`Device::handle_timeout`], connections come and go through [`Device::attach`] and
+//! [`Device::detach`]. Each returns the [`Effects`] the caller carries out — records for the store, and
+//! what to log and count. Times are explicit ([`Now`]), so every rule is a unit test with exact times.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use alarm_center_proto::{Action, Decoded, DeviceInfo, Event, Frame, Kind, Protocol, Session};
+use alarm_center_store::{
+    DeviceState, DeviceUpdate, EventAction, EventKind, FrameRef, NewEvent, Synthetic,
+};
+use jiff::tz::TimeZone;
+
+use crate::{zoned_device_time, ActiveAlarms, Presence, Supervision};
+
+/// How often a device's row is written when nothing but `last_seen` changed, milliseconds (it is
+/// tracked in memory always; the store's copy may lag this much).
+pub const ROW_REFRESH_MS: u64 = 5_000;
+
+/// A moment on the two clocks the core uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Milliseconds on the caller's monotonic clock: silence, periods and alarm ages.
+    pub mono_ms: u64,
+    /// Milliseconds since the Unix epoch: what records and events are stamped with.
+    pub wall_ms: i64,
+}
+
+/// What is configured about a device (nothing but its id for one not in `[[devices]]`).
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// Device id.
+    pub id: String,
+    /// Configured display name.
+    pub name: Option<String>,
+    /// The zone of the times it reports.
+    pub zone: TimeZone,
+    /// Configured keep-alive period (silence means offline after it even without keepAlives).
+    pub period: Option<Duration>,
+    /// Configured channel names by 1-based channel.
+    pub channels: HashMap<i64, String>,
+    /// Matches a `[[devices]]` entry: it never expires.
+    pub configured: bool,
+}
+
+impl Profile {
+    /// The profile of a device nobody configured.
+    pub fn unconfigured(id: &str, zone: TimeZone) -> Profile {
+        Profile {
+            id: id.to_owned(),
+            name: None,
+            zone,
+            period: None,
+            channels: HashMap::new(),
+            configured: false,
+        }
+    }
+}
+
+/// The rules of `[supervision]` and `[auto-clear]`.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Keep-alive period of a device that announces none and has none configured.
+    pub default_period: Duration,
+    /// Extra silence allowed after the period.
+    pub grace: Duration,
+    /// Going offline stops the device's active alarms (synthetic stops).
+    pub stop_alarms_on_offline: bool,
+    /// Longest an alarm may stay active, by code (`*`: every other code).
+    pub auto_clear: BTreeMap<String, Duration>,
+}
+
+impl Policy {
+    fn auto_clear_limit(&self, code: &str) -> Option<Duration> {
+        self.auto_clear
+            .get(code)
+            .or_else(|| self.auto_clear.get("*"))
+            .copied()
+    }
+}
+
+/// A frame of the device, as the core needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Heard<'a> {
+    /// The connection it came on.
+    pub connection: i64,
+    /// That connection's peer.
+    pub peer: SocketAddr,
+    /// Its framing.
+    pub protocol: Protocol,
+    /// What it means.
+    pub decoded: &'a Decoded,
+}
+
+/// What the caller is to do after a call: write the records, log and count the rest.
+#[derive(Debug, Default, PartialEq)]
+pub struct Effects {
+    /// Events to store, in order.
+    pub events: Vec<NewEvent>,
+    /// Device rows to write, in order.
+    pub devices: Vec<DeviceUpdate>,
+    /// Alarm starts not tracked for synthetic stops: the device has `MAX_ACTIVE` active already.
+    pub untracked_starts: usize,
+    /// The device went offline (silent): its period then, and how many alarms were active.
+    pub offline: Option<(Duration, usize)>,
+    /// Alarms stopped by `[auto-clear]`.
+    pub auto_cleared: usize,
+    /// The device sent its first keepAlive: silence means offline from now on.
+    pub supervised: bool,
+}
+
+/// A connection attached to the device ([`Device::attach`]).
+#[derive(Debug, Default, PartialEq)]
+pub struct Attached {
+    /// Open connections from other addresses that claim the same device (an identity conflict when the
+    /// identity is strong).
+    pub conflicting: usize,
+    /// The device's first contact: its row is created (`first_frame` = this frame).
+    pub first_contact: Option<DeviceUpdate>,
+}
+
+/// One device's live state.
+#[derive(Debug)]
+pub struct Device {
+    profile: Profile,
+    /// Last frame received (monotonic ms).
+    last_seen_ms: u64,
+    /// How long it had been silent when the server started, ms (restored; 0 once heard from).
+    silent_before_ms: u64,
+    /// When its row was last written (monotonic ms).
+    row_written_ms: Option<u64>,
+    presence: Presence,
+    /// Known to the store (a row exists).
+    persisted: bool,
+    /// Protocol state (0x69 masks) carried across reconnections.
+    session: Session,
+    /// Keep-alive period the device announced, seconds.
+    announced_period: Option<u32>,
+    /// It sent a keepAlive: only then does silence mean offline (XM cameras open a connection per
+    /// alarm and send nothing in between).
+    sends_keepalives: bool,
+    active: ActiveAlarms,
+    /// Open connections attached to it: (connection id, source address).
+    connections: Vec<(i64, IpAddr)>,
+    /// The identity fields last written to the store.
+    reported: DeviceInfo,
+    /// How many times it went offline: connections with their own protocol state (devices known by
+    /// address only) start it afresh when this changes.
+    generation: u64,
+}
+
+impl Device {
+    /// A device first heard of at `mono_ms`.
+    pub fn new(profile: Profile, mono_ms: u64) -> Device {
+        Device {
+            profile,
+            last_seen_ms: mono_ms,
+            silent_before_ms: 0,
+            row_written_ms: None,
+            presence: Presence::default(),
+            persisted: false,
+            session: Session::new(),
+            announced_period: None,
+            sends_keepalives: false,
+            active: ActiveAlarms::default(),
+            connections: Vec::new(),
+            reported: DeviceInfo::default(),
+            generation: 0,
+        }
+    }
+
+    /// The state found in the store at start: it gets a whole period plus grace to reconnect;
+    /// `silent_ms` (how long ago its last frame came) counts towards its expiry.
+    pub fn restore(&mut self, online: bool, period: Option<u32>, silent_ms: u64) {
+        self.silent_before_ms = silent_ms;
+        self.persisted = true;
+        self.presence = Presence::restored(online);
+        self.announced_period = period;
+        // Supervised before the restart if it announced a period; otherwise its next keepAlive
+        // turns supervision on again.
+        self.sends_keepalives = period.is_some();
+    }
+
+    /// Its id.
+    pub fn id(&self) -> &str {
+        &self.profile.id
+    }
+
+    /// What is configured about it.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// Online now.
+    pub fn is_online(&self) -> bool {
+        self.presence.is_online()
+    }
+
+    /// How many times it went offline (see [`Device::decode`] for the connections that care).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Alarms active now.
+    pub fn active_alarms(&self) -> usize {
+        self.active.len()
+    }
+
+    /// Decodes `frame` with the device's own protocol state (devices named by what they send keep one
+    /// across their connections, so alarms still active are not reported again after a reconnection).
+    pub fn decode(&mut self, frame: &Frame) -> Decoded {
+        self.session.decode(frame)
+    }
+
+    /// Adopts the protocol state a new device's first connection built before it was identified.
+    pub fn adopt_session(&mut self, session: Session) {
+        self.session = session;
+    }
+
+    /// Something was heard from it at `mono_ms` (also before its frame is processed: the registry
+    /// must not forget it in between).
+    pub fn touch(&mut self, mono_ms: u64) {
+        self.last_seen_ms = self.last_seen_ms.max(mono_ms);
+        self.silent_before_ms = 0;
+    }
+
+    /// The period after which silence means offline (without grace).
+    pub fn period(&self, policy: &Policy) -> Duration {
+        self.announced_period
+            .map(|s| Duration::from_secs(u64::from(s)))
+            .or(self.profile.period)
+            .unwrap_or(policy.default_period)
+    }
+
+    fn supervision(&self, policy: &Policy, stalled_at_ms: u64) -> Supervision {
+        Supervision {
+            online: self.presence.is_online(),
+            supervised: self.sends_keepalives || self.profile.period.is_some(),
+            last_seen_ms: self.last_seen_ms,
+            stalled_at_ms,
+            period: self.period(policy),
+            grace: policy.grace,
+        }
+    }
+
+    /// Whether it is to be forgotten at `mono_ms`: not configured, no connection open, silent for
+    /// `after_ms` (silence before the start included).
+    pub fn expired(&self, mono_ms: u64, after_ms: u64) -> bool {
+        let silence = mono_ms
+            .saturating_sub(self.last_seen_ms)
+            .saturating_add(self.silent_before_ms);
+        !self.profile.configured && silence >= after_ms && self.connections.is_empty()
+    }
+
+    /// Connection `connection` from `ip` attaches to it at `now` (a first frame, or a stronger
+    /// identity). A second connection never pushes the first off (decision D27): all are served.
+    pub fn attach(&mut self, connection: i64, ip: IpAddr, now: Now) -> Attached {
+        let conflicting = self
+            .connections
+            .iter()
+            .filter(|(id, from)| *id != connection && *from != ip)
+            .count();
+        if !self.connections.iter().any(|(id, _)| *id == connection) {
+            self.connections.push((connection, ip));
+        }
+        let first_contact = (!self.persisted).then(|| {
+            self.persisted = true;
+            DeviceUpdate {
+                id: self.profile.id.clone(),
+                name: self.profile.name.clone(),
+                state: Some((DeviceState::Offline, now.wall_ms)),
+                last_seen: now.wall_ms,
+                first_frame: FrameRef::Carrier,
+                ..DeviceUpdate::default()
+            }
+        });
+        Attached {
+            conflicting,
+            first_contact,
+        }
+    }
+
+    /// Connection `connection` closed.
+    pub fn detach(&mut self, connection: i64) {
+        self.connections.retain(|(id, _)| *id != connection);
+    }
+
+    /// Connection `connection` turned out to be device `by`: it leaves this device, which goes offline
+    /// if no other connection is left. Returns the alarms still active when it was alone — a new
+    /// device `by` inherits them (this provisional, address-named device was it all along).
+    pub fn identified_as(
+        &mut self,
+        connection: i64,
+        by: &str,
+        now: Now,
+    ) -> (Option<ActiveAlarms>, Effects) {
+        self.detach(connection);
+        let mut effects = Effects::default();
+        if !self.connections.is_empty() {
+            return (None, effects);
+        }
+        if let Some(at) = self.presence.lost(now.wall_ms) {
+            effects.events.push(device_event(
+                &self.profile.id,
+                "DeviceOffline",
+                at,
+                serde_json::json!({"reason": "identified as another device", "device": by}),
+            ));
+            effects.devices.push(DeviceUpdate {
+                id: self.profile.id.clone(),
+                state: Some((DeviceState::Offline, at)),
+                last_seen: now.wall_ms,
+                ..DeviceUpdate::default()
+            });
+        }
+        (Some(std::mem::take(&mut self.active)), effects)
+    }
+
+    /// Takes the alarms a provisional identity of this device tracked (see [`Device::identified_as`]).
+    pub fn inherit(&mut self, active: ActiveAlarms) {
+        self.active = active;
+    }
+
+    /// A frame of the device at `now`: online transition, supervision, alarm tracking, its events and
+    /// its row. `row_due` forces the row out (another record of this frame writes it anyway).
+    pub fn on_frame(&mut self, now: Now, heard: Heard<'_>, row_due: bool) -> Effects {
+        self.touch(now.mono_ms);
+        let decoded = heard.decoded;
+        let mut effects = Effects::default();
+        let mut update = DeviceUpdate {
+            id: self.profile.id.clone(),
+            name: self.profile.name.clone(),
+            serial: decoded.device.serial.clone(),
+            mac: decoded.device.mac.clone(),
+            domain: decoded.device.domain.clone(),
+            ip: decoded.device.ip.clone(),
+            last_seen: now.wall_ms,
+            ..DeviceUpdate::default()
+        };
+        // Identity fields go to the store when they say something new (most frames repeat them).
+        let mut changed = !decoded.device.is_empty() && self.reported != decoded.device;
+        if changed {
+            self.reported = decoded.device.clone();
+        }
+        // Stamped after the state it ends, even if this frame was read before it was decided.
+        if let Some(at) = self.presence.heard(now.wall_ms) {
+            changed = true;
+            update.state = Some((DeviceState::Online, at));
+            effects.events.push(device_event(
+                &self.profile.id,
+                "DeviceOnline",
+                at,
+                serde_json::json!({"peer": heard.peer.to_string(), "connection": heard.connection}),
+            ));
+        }
+        if decoded.kind == Kind::Keepalive && !self.sends_keepalives {
+            self.sends_keepalives = true;
+            effects.supervised = true;
+        }
+        if let Some(period) = decoded.keepalive_period {
+            if self.announced_period != Some(period) {
+                self.announced_period = Some(period);
+                update.keepalive_period = Some(period);
+                changed = true;
+            }
+        }
+        for event in &decoded.events {
+            // Log records (XM "Type": "Log") are no alarms: they never become active.
+            if decoded.kind != Kind::Log && !self.track(event, now.mono_ms) {
+                // Stored all the same; only its synthetic stop (offline, auto-clear) is lost.
+                effects.untracked_starts += 1;
+            }
+            effects
+                .events
+                .push(self.event(event, decoded.kind, now.wall_ms));
+        }
+        let due = self
+            .row_written_ms
+            .is_none_or(|t| now.mono_ms.saturating_sub(t) >= ROW_REFRESH_MS);
+        if changed || due || row_due {
+            self.row_written_ms = Some(now.mono_ms);
+            update.protocol = Some(heard.protocol.as_str().to_owned());
+            update.peer = Some(heard.peer.to_string());
+            effects.devices.push(update);
+        }
+        effects
+    }
+
+    /// Tracks an alarm that started or stopped at `mono_ms`; `false` for a start not tracked.
+    fn track(&mut self, event: &Event, mono_ms: u64) -> bool {
+        let key = (event.code.to_string(), event.index);
+        match event.action {
+            Action::Start => self.active.start(key, mono_ms),
+            Action::Stop => {
+                self.active.stop(&key);
+                true
+            }
+            _ => true,
+        }
+    }
+
+    /// The stored form of `event`, a `kind` frame's, received at `wall_ms`.
+    fn event(&self, event: &Event, kind: Kind, wall_ms: i64) -> NewEvent {
+        NewEvent {
+            frame: FrameRef::Carrier,
+            device: self.profile.id.clone(),
+            code: event.code.to_string(),
+            action: EventAction::parse(event.action.as_str()),
+            index: event.index,
+            channel: event.channel(),
+            channel_name: event.channel().and_then(|c| self.channel_name(c)),
+            kind: EventKind::parse(kind.as_str()),
+            device_time: event
+                .device_time
+                .as_deref()
+                .map(|t| zoned_device_time(t, &self.profile.zone)),
+            received_at: wall_ms,
+            data: event.data.as_ref().map(|d| d.as_str().to_owned()),
+            synthetic: None,
+        }
+    }
+
+    /// The configured name of 1-based `channel`.
+    pub fn channel_name(&self, channel: i64) -> Option<String> {
+        self.profile.channels.get(&channel).cloned()
+    }
+
+    /// When [`Device::handle_timeout`] has something to do (monotonic ms): the device due offline, or
+    /// an alarm due for auto-clear. `stalled_at_ms`: when ingest was last held up (0 = never).
+    pub fn poll_timeout(&self, policy: &Policy, stalled_at_ms: u64) -> Option<u64> {
+        // Offline strictly after the deadline.
+        let offline = self
+            .supervision(policy, stalled_at_ms)
+            .deadline_ms()
+            .map(|d| d.saturating_add(1));
+        let clear = self
+            .active
+            .next_outlived(|code| policy.auto_clear_limit(code));
+        offline.into_iter().chain(clear).min()
+    }
+
+    /// Time has come to `now`: the device goes offline if silent too long (with synthetic stops for its
+    /// active alarms, when the policy says so), alarms past their `[auto-clear]` limit stop.
+    pub fn handle_timeout(&mut self, now: Now, policy: &Policy, stalled_at_ms: u64) -> Effects {
+        let mut effects = Effects::default();
+        let supervision = self.supervision(policy, stalled_at_ms);
+        if supervision.overdue(now.mono_ms) {
+            self.go_offline(now, policy, supervision.period, &mut effects);
+        }
+        let cleared = self
+            .active
+            .take_outlived(now.mono_ms, |code| policy.auto_clear_limit(code));
+        effects.auto_cleared = cleared.len();
+        for key in cleared {
+            let stop = self.synthetic_stop(key, now.wall_ms, Synthetic::AutoClear);
+            effects.events.push(stop);
+        }
+        effects
+    }
+
+    fn go_offline(&mut self, now: Now, policy: &Policy, period: Duration, effects: &mut Effects) {
+        // Stamped after the state it ends.
+        let Some(at) = self.presence.lost(now.wall_ms) else {
+            return;
+        };
+        effects.offline = Some((period, self.active.len()));
+        effects.events.push(device_event(
+            &self.profile.id,
+            "DeviceOffline",
+            at,
+            serde_json::json!({"reason": "silent", "period_s": period.as_secs(), "grace_s": policy.grace.as_secs()}),
+        ));
+        if policy.stop_alarms_on_offline {
+            for key in self.active.take_all() {
+                let stop = self.synthetic_stop(key, at, Synthetic::Offline);
+                effects.events.push(stop);
+            }
+            // The device's next mask snapshot must report what is still active as new.
+            self.session = Session::new();
+            self.generation += 1;
+        }
+        effects.devices.push(DeviceUpdate {
+            id: self.profile.id.clone(),
+            state: Some((DeviceState::Offline, at)),
+            last_seen: 0,
+            ..DeviceUpdate::default()
+        });
+    }
+
+    fn synthetic_stop(
+        &self,
+        (code, index): (String, Option<i64>),
+        at: i64,
+        why: Synthetic,
+    ) -> NewEvent {
+        let channel = index.filter(|i| *i >= 0).and_then(|i| i.checked_add(1));
+        NewEvent {
+            frame: FrameRef::None,
+            device: self.profile.id.clone(),
+            channel_name: channel.and_then(|c| self.channel_name(c)),
+            code,
+            action: EventAction::Stop,
+            index,
+            channel,
+            kind: EventKind::Alarm,
+            device_time: None,
+            received_at: at,
+            data: None,
+            synthetic: Some(why),
+        }
+    }
+}
+
+/// An event the server makes about a device (online, offline), not carried by a frame.
+pub fn device_event(device: &str, code: &str, at_ms: i64, data: serde_json::Value) -> NewEvent {
+    NewEvent {
+        frame: FrameRef::None,
+        device: device.to_owned(),
+        code: code.to_owned(),
+        action: EventAction::Pulse,
+        index: None,
+        channel: None,
+        channel_name: None,
+        kind: EventKind::Device,
+        device_time: None,
+        received_at: at_ms,
+        data: Some(data.to_string()),
+        synthetic: None,
+    }
+}
+
+#[cfg(test)]
+mod tests;
