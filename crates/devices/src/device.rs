@@ -4,123 +4,19 @@
 //! [`Device::detach`]. Each returns the [`Effects`] the caller carries out — records for the store, and
 //! what to log and count. Times are explicit ([`Now`]), so every rule is a unit test with exact times.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
-use alarm_center_proto::{Action, Decoded, DeviceInfo, Event, Frame, Kind, Protocol, Session};
-use alarm_center_store::{
-    DeviceState, DeviceUpdate, EventAction, EventKind, FrameRef, NewEvent, Synthetic,
-};
-use jiff::tz::TimeZone;
+use alarm_center_proto::{Action, Decoded, DeviceInfo, Event, Frame, Kind, Session};
+use alarm_center_store::{DeviceState, DeviceUpdate, EventAction, EventKind, FrameRef, NewEvent};
 
 use crate::{zoned_device_time, ActiveAlarms, Presence, Supervision};
 
-/// How often a device's row is written when nothing but `last_seen` changed, milliseconds (it is
-/// tracked in memory always; the store's copy may lag this much).
-pub const ROW_REFRESH_MS: u64 = 5_000;
+mod timers;
+mod types;
 
-/// A moment on the two clocks the core uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Now {
-    /// Milliseconds on the caller's monotonic clock: silence, periods and alarm ages.
-    pub mono_ms: u64,
-    /// Milliseconds since the Unix epoch: what records and events are stamped with.
-    pub wall_ms: i64,
-}
-
-/// What is configured about a device (nothing but its id for one not in `[[devices]]`).
-#[derive(Debug, Clone)]
-pub struct Profile {
-    /// Device id.
-    pub id: String,
-    /// Configured display name.
-    pub name: Option<String>,
-    /// The zone of the times it reports.
-    pub zone: TimeZone,
-    /// Configured keep-alive period (silence means offline after it even without keepAlives).
-    pub period: Option<Duration>,
-    /// Configured channel names by 1-based channel.
-    pub channels: HashMap<i64, String>,
-    /// Matches a `[[devices]]` entry: it never expires.
-    pub configured: bool,
-}
-
-impl Profile {
-    /// The profile of a device nobody configured.
-    pub fn unconfigured(id: &str, zone: TimeZone) -> Profile {
-        Profile {
-            id: id.to_owned(),
-            name: None,
-            zone,
-            period: None,
-            channels: HashMap::new(),
-            configured: false,
-        }
-    }
-}
-
-/// The rules of `[supervision]` and `[auto-clear]`.
-#[derive(Debug, Clone, Default)]
-pub struct Policy {
-    /// Keep-alive period of a device that announces none and has none configured.
-    pub default_period: Duration,
-    /// Extra silence allowed after the period.
-    pub grace: Duration,
-    /// Going offline stops the device's active alarms (synthetic stops).
-    pub stop_alarms_on_offline: bool,
-    /// Longest an alarm may stay active, by code (`*`: every other code).
-    pub auto_clear: BTreeMap<String, Duration>,
-}
-
-impl Policy {
-    fn auto_clear_limit(&self, code: &str) -> Option<Duration> {
-        self.auto_clear
-            .get(code)
-            .or_else(|| self.auto_clear.get("*"))
-            .copied()
-    }
-}
-
-/// A frame of the device, as the core needs it.
-#[derive(Debug, Clone, Copy)]
-pub struct Heard<'a> {
-    /// The connection it came on.
-    pub connection: i64,
-    /// That connection's peer.
-    pub peer: SocketAddr,
-    /// Its framing.
-    pub protocol: Protocol,
-    /// What it means.
-    pub decoded: &'a Decoded,
-}
-
-/// What the caller is to do after a call: write the records, log and count the rest.
-#[derive(Debug, Default, PartialEq)]
-pub struct Effects {
-    /// Events to store, in order.
-    pub events: Vec<NewEvent>,
-    /// Device rows to write, in order.
-    pub devices: Vec<DeviceUpdate>,
-    /// Alarm starts not tracked for synthetic stops: the device has `MAX_ACTIVE` active already.
-    pub untracked_starts: usize,
-    /// The device went offline (silent): its period then, and how many alarms were active.
-    pub offline: Option<(Duration, usize)>,
-    /// Alarms stopped by `[auto-clear]`.
-    pub auto_cleared: usize,
-    /// The device sent its first keepAlive: silence means offline from now on.
-    pub supervised: bool,
-}
-
-/// A connection attached to the device ([`Device::attach`]).
-#[derive(Debug, Default, PartialEq)]
-pub struct Attached {
-    /// Open connections from other addresses that claim the same device (an identity conflict when the
-    /// identity is strong).
-    pub conflicting: usize,
-    /// The device's first contact: its row is created (`first_frame` = this frame).
-    pub first_contact: Option<DeviceUpdate>,
-}
+pub use timers::device_event;
+pub use types::{Attached, Effects, Heard, Now, Policy, Profile, ROW_REFRESH_MS};
 
 /// One device's live state.
 #[derive(Debug)]
@@ -426,109 +322,6 @@ impl Device {
     /// The configured name of 1-based `channel`.
     pub fn channel_name(&self, channel: i64) -> Option<String> {
         self.profile.channels.get(&channel).cloned()
-    }
-
-    /// When [`Device::handle_timeout`] has something to do (monotonic ms): the device due offline, or
-    /// an alarm due for auto-clear. `stalled_at_ms`: when ingest was last held up (0 = never).
-    pub fn poll_timeout(&self, policy: &Policy, stalled_at_ms: u64) -> Option<u64> {
-        // Offline strictly after the deadline.
-        let offline = self
-            .supervision(policy, stalled_at_ms)
-            .deadline_ms()
-            .map(|d| d.saturating_add(1));
-        let clear = self
-            .active
-            .next_outlived(|code| policy.auto_clear_limit(code));
-        offline.into_iter().chain(clear).min()
-    }
-
-    /// Time has come to `now`: the device goes offline if silent too long (with synthetic stops for its
-    /// active alarms, when the policy says so), alarms past their `[auto-clear]` limit stop.
-    pub fn handle_timeout(&mut self, now: Now, policy: &Policy, stalled_at_ms: u64) -> Effects {
-        let mut effects = Effects::default();
-        let supervision = self.supervision(policy, stalled_at_ms);
-        if supervision.overdue(now.mono_ms) {
-            self.go_offline(now, policy, supervision.period, &mut effects);
-        }
-        let cleared = self
-            .active
-            .take_outlived(now.mono_ms, |code| policy.auto_clear_limit(code));
-        effects.auto_cleared = cleared.len();
-        for key in cleared {
-            let stop = self.synthetic_stop(key, now.wall_ms, Synthetic::AutoClear);
-            effects.events.push(stop);
-        }
-        effects
-    }
-
-    fn go_offline(&mut self, now: Now, policy: &Policy, period: Duration, effects: &mut Effects) {
-        // Stamped after the state it ends.
-        let Some(at) = self.presence.lost(now.wall_ms) else {
-            return;
-        };
-        effects.offline = Some((period, self.active.len()));
-        effects.events.push(device_event(
-            &self.profile.id,
-            "DeviceOffline",
-            at,
-            serde_json::json!({"reason": "silent", "period_s": period.as_secs(), "grace_s": policy.grace.as_secs()}),
-        ));
-        if policy.stop_alarms_on_offline {
-            for key in self.active.take_all() {
-                let stop = self.synthetic_stop(key, at, Synthetic::Offline);
-                effects.events.push(stop);
-            }
-            // The device's next mask snapshot must report what is still active as new.
-            self.session = Session::new();
-            self.generation += 1;
-        }
-        effects.devices.push(DeviceUpdate {
-            id: self.profile.id.clone(),
-            state: Some((DeviceState::Offline, at)),
-            last_seen: 0,
-            ..DeviceUpdate::default()
-        });
-    }
-
-    fn synthetic_stop(
-        &self,
-        (code, index): (String, Option<i64>),
-        at: i64,
-        why: Synthetic,
-    ) -> NewEvent {
-        let channel = index.filter(|i| *i >= 0).and_then(|i| i.checked_add(1));
-        NewEvent {
-            frame: FrameRef::None,
-            device: self.profile.id.clone(),
-            channel_name: channel.and_then(|c| self.channel_name(c)),
-            code,
-            action: EventAction::Stop,
-            index,
-            channel,
-            kind: EventKind::Alarm,
-            device_time: None,
-            received_at: at,
-            data: None,
-            synthetic: Some(why),
-        }
-    }
-}
-
-/// An event the server makes about a device (online, offline), not carried by a frame.
-pub fn device_event(device: &str, code: &str, at_ms: i64, data: serde_json::Value) -> NewEvent {
-    NewEvent {
-        frame: FrameRef::None,
-        device: device.to_owned(),
-        code: code.to_owned(),
-        action: EventAction::Pulse,
-        index: None,
-        channel: None,
-        channel_name: None,
-        kind: EventKind::Device,
-        device_time: None,
-        received_at: at_ms,
-        data: Some(data.to_string()),
-        synthetic: None,
     }
 }
 

@@ -1,7 +1,10 @@
 //! The device core with exact times: no socket, no sleep.
 
 use super::*;
+use std::collections::BTreeMap;
+
 use alarm_center_proto::{encode, Decoder};
+use jiff::tz::TimeZone;
 
 const PEER: &str = "192.0.2.7:40000";
 /// Wall-clock time of monotonic 0 in these tests.
