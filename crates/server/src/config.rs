@@ -1,6 +1,8 @@
 //! Configuration: a TOML file, `ALARM_CENTER_*` environment variables and flags, over embedded defaults.
 //! Every key has a default; `validate` says exactly what is wrong.
 
+pub(crate) use alarm_center_sinks::config::duration;
+pub use alarm_center_sinks::{SinksConfig, StdoutSinkConfig};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -199,26 +201,6 @@ impl Default for StoreConfig {
     }
 }
 
-/// `[sinks]`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct SinksConfig {
-    /// `[sinks.stdout]`.
-    pub stdout: StdoutSinkConfig,
-    /// `[sinks.mqtt]`.
-    pub mqtt: Option<crate::sinks::mqtt::MqttConfig>,
-    /// `[[sinks.webhook]]`.
-    pub webhook: Vec<crate::sinks::webhook::WebhookConfig>,
-}
-
-/// `[sinks.stdout]`: every committed event as one JSON line on standard output.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct StdoutSinkConfig {
-    /// On or off.
-    pub enabled: bool,
-}
-
 /// `[[devices]]`: a known device. It matches a connection by any of serial, MAC, domain or address.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -265,15 +247,6 @@ pub(crate) fn http_credentials(
         (Some(_), None) => Err("http-username needs http-password"),
         (None, Some(_)) => Err("http-password needs http-username"),
     }
-}
-
-pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "{text:?} is not a duration ({e}); write e.g. \"30s\", \"5m\", \"90d\""
-        ))
-    })
 }
 
 fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -621,5 +594,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("environment"), "{err}");
+    }
+
+    #[test]
+    fn discovery_bounds_come_from_the_environment() {
+        let env = [
+            ("ALARM_CENTER_SINKS__MQTT__DISCOVERY_MAX_DEVICES", "7"),
+            (
+                "ALARM_CENTER_SINKS__MQTT__DISCOVERY_MAX_ENTITIES_PER_DEVICE",
+                "9",
+            ),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let config = Config::load(None, env).unwrap();
+        let mqtt = config.sinks.mqtt.unwrap();
+        assert_eq!(
+            (
+                mqtt.discovery_max_devices,
+                mqtt.discovery_max_entities_per_device
+            ),
+            (7, 9)
+        );
     }
 }

@@ -12,7 +12,6 @@ mod http_auth;
 mod http_mode;
 mod live;
 mod registry;
-pub mod sinks;
 mod slots;
 pub mod stats;
 mod supervise;
@@ -31,9 +30,9 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use alarm_center_sinks::Committed;
 pub use config::Config;
 pub use stats::Stats;
-pub use writer::Committed;
 
 use crate::registry::Registry;
 use crate::writer::{Record, WriterConfig};
@@ -59,6 +58,16 @@ pub enum ServerError {
     /// A task failed.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<alarm_center_sinks::SinkError> for ServerError {
+    fn from(error: alarm_center_sinks::SinkError) -> ServerError {
+        match error {
+            alarm_center_sinks::SinkError::Store(e) => ServerError::Store(e),
+            alarm_center_sinks::SinkError::Config(e) => ServerError::Config(e),
+            alarm_center_sinks::SinkError::Internal(e) => ServerError::Internal(e),
+        }
+    }
 }
 
 /// State shared by the tasks of a running server.
@@ -155,7 +164,7 @@ impl Server {
         let writer_config = WriterConfig {
             batch_max: config.store.batch_max,
             retention: retention(&config),
-            sinks: sinks::enabled_names(&config),
+            sinks: alarm_center_sinks::enabled_names(&config.sinks),
             drop_undelivered: config.store.drop_undelivered,
             data_dir: config.store.data_dir.clone(),
             min_free_bytes: (config.store.min_free_mb > 0)
@@ -194,7 +203,18 @@ impl Server {
         let tasks = TaskTracker::new();
         // TLS for the outputs: one crypto provider for the whole process.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        sinks::start(&config, &committed, &shared.shutdown, &tasks)?;
+        let context = alarm_center_sinks::Context {
+            data_dir: config.store.data_dir.clone(),
+            stats_interval: config.server.stats_interval,
+            auto_clear: config.auto_clear.clone(),
+        };
+        alarm_center_sinks::start(
+            &config.sinks,
+            &context,
+            &committed,
+            &shared.shutdown,
+            &tasks,
+        )?;
         let api_addr = match api {
             Some(api) => Some(start_api(&config, api, &shared, &committed, &tasks)?),
             None => None,
@@ -204,7 +224,7 @@ impl Server {
         tasks.spawn(stats_loop(shared.clone()));
         let stdout = match config.sinks.stdout.enabled {
             true => Some(
-                sinks::stdout::spawn(
+                alarm_center_sinks::stdout::spawn(
                     committed.subscribe(),
                     config.store.data_dir.clone(),
                     log_end,

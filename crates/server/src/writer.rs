@@ -53,8 +53,7 @@ pub(crate) struct FrameRecord {
     pub(crate) committed: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-/// Committed events, published after each commit.
-pub type Committed = Arc<Vec<StoredEvent>>;
+use alarm_center_sinks::Committed;
 
 /// Writer settings.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::common::*;
 use alarm_center_proto::encode;
-use alarm_center_server::sinks::mqtt::MqttConfig;
+use alarm_center_sinks::mqtt::MqttConfig;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use tokio::sync::mpsc;
 

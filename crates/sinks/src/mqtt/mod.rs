@@ -71,8 +71,8 @@ impl MqttSink {
         auto_clear: BTreeMap<String, Duration>,
         data_dir: PathBuf,
         shutdown: CancellationToken,
-    ) -> Result<MqttSink, crate::ServerError> {
-        config.endpoint().map_err(crate::ServerError::Config)?;
+    ) -> Result<MqttSink, crate::SinkError> {
+        config.endpoint().map_err(crate::SinkError::Config)?;
         Ok(MqttSink {
             discovery: Arc::new(Mutex::new(Discovery::new(config.clone(), auto_clear))),
             config,
@@ -128,7 +128,7 @@ impl MqttSink {
         let (entities, devices) =
             tokio::task::spawn_blocking(move || -> alarm_center_store::Result<_> {
                 let db = Db::open_read_only(&dir)?;
-                let since = crate::time::now_ms() - 30 * 86_400_000;
+                let since = crate::now_ms() - 30 * 86_400_000;
                 let from = db
                     .first_id_at_or_after(alarm_center_store::Table::Events, since)?
                     .unwrap_or(i64::MAX);

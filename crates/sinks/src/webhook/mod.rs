@@ -90,9 +90,9 @@ impl WebhookSink {
     pub(crate) fn new(
         config: WebhookConfig,
         shutdown: CancellationToken,
-    ) -> Result<WebhookSink, crate::ServerError> {
+    ) -> Result<WebhookSink, crate::SinkError> {
         let invalid = |problems: Vec<String>| {
-            crate::ServerError::Config(format!(
+            crate::SinkError::Config(format!(
                 "webhook {:?}: {}",
                 config.name,
                 problems.join("; ")
@@ -132,7 +132,7 @@ impl WebhookSink {
             .pool_max_idle_per_host(2)
             .build()
             .map_err(|e| {
-                crate::ServerError::Internal(format!("webhook {:?}: HTTP client: {e}", config.name))
+                crate::SinkError::Internal(format!("webhook {:?}: HTTP client: {e}", config.name))
             })?;
         Ok(WebhookSink {
             name: format!("webhook:{}", config.name),

@@ -71,7 +71,7 @@ pub struct MqttConfig {
     /// Most unacknowledged messages in flight.
     pub max_inflight: u16,
     /// Rules.
-    pub rules: crate::sinks::rules::RulesConfig,
+    pub rules: crate::rules::RulesConfig,
 }
 
 impl Default for MqttConfig {
@@ -90,7 +90,7 @@ impl Default for MqttConfig {
             discovery_max_devices: 5000,
             keep_alive: Duration::from_secs(30),
             max_inflight: 100,
-            rules: crate::sinks::rules::RulesConfig::default(),
+            rules: crate::rules::RulesConfig::default(),
         }
     }
 }
@@ -252,26 +252,5 @@ mod tests {
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("discovery-max-entities-per-device"));
         assert!(problems[1].contains("discovery-max-devices"));
-    }
-
-    #[test]
-    fn discovery_bounds_come_from_the_environment() {
-        let env = [
-            ("ALARM_CENTER_SINKS__MQTT__DISCOVERY_MAX_DEVICES", "7"),
-            (
-                "ALARM_CENTER_SINKS__MQTT__DISCOVERY_MAX_ENTITIES_PER_DEVICE",
-                "9",
-            ),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned()));
-        let config = crate::Config::load(None, env).unwrap();
-        let mqtt = config.sinks.mqtt.unwrap();
-        assert_eq!(
-            (
-                mqtt.discovery_max_devices,
-                mqtt.discovery_max_entities_per_device
-            ),
-            (7, 9)
-        );
     }
 }

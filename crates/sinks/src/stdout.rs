@@ -18,7 +18,7 @@ const READ_BACK: u32 = 1000;
 
 /// Starts the sink; it prints the events after `after` (the log's end at start) until the broadcast
 /// closes, then what is left in the store, and ends.
-pub(crate) fn spawn(
+pub fn spawn(
     rx: broadcast::Receiver<Committed>,
     data_dir: PathBuf,
     after: i64,

@@ -2,9 +2,12 @@
 //! destination accepted an event, so a sink that is down or slow never blocks ingest or other sinks and
 //! catches up, in log order, when it recovers.
 
+#![forbid(unsafe_code)]
+
+pub mod config;
 pub mod mqtt;
 pub mod rules;
-pub(crate) mod stdout;
+pub mod stdout;
 pub mod webhook;
 
 use std::collections::VecDeque;
@@ -16,8 +19,44 @@ use alarm_center_store::{Db, EventQuery, SinkCounts, StoredEvent};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::writer::Committed;
 use rules::{Rules, Skip};
+
+pub use config::{SinksConfig, StdoutSinkConfig};
+
+/// The events of one commit, broadcast by the store's writer as it commits them: what wakes the sinks
+/// (and the live parts of the API) up. A receiver that lags loses messages, never events: each sink
+/// reads the log itself.
+pub type Committed = Arc<Vec<StoredEvent>>;
+
+/// A sink that cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Its store connection or cursor could not be opened.
+    #[error(transparent)]
+    Store(#[from] alarm_center_store::StoreError),
+    /// Its configuration cannot work (the message names the key).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A resource it needs could not be created.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Now, in milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// Where the sinks run: the configuration they need beyond their own sections.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The data directory (the store the sinks read).
+    pub data_dir: std::path::PathBuf,
+    /// `server.stats-interval`: how often each sink logs its statistics line.
+    pub stats_interval: Duration,
+    /// `[auto-clear]`: codes cleared by the server (MQTT discovery gives them an `off_delay`).
+    pub auto_clear: std::collections::BTreeMap<String, Duration>,
+}
 
 /// Events read from the log at once.
 const BATCH: u32 = 512;
@@ -100,7 +139,7 @@ impl Runner {
         wake: broadcast::Receiver<Committed>,
         shutdown: CancellationToken,
         stats_every: Duration,
-    ) -> Result<Runner, crate::ServerError> {
+    ) -> Result<Runner, crate::SinkError> {
         let db = Db::open(data_dir, alarm_center_store::SyncMode::Normal)?;
         let (position, counts) = match db.sink_cursor(name)? {
             Some(c) => (
@@ -114,13 +153,7 @@ impl Runner {
             ),
             None => {
                 let end = db.last_event_id()?;
-                db.save_sink_cursor(
-                    name,
-                    end,
-                    SinkCounts::default(),
-                    None,
-                    crate::time::now_ms(),
-                )?;
+                db.save_sink_cursor(name, end, SinkCounts::default(), None, crate::now_ms())?;
                 (end, SinkCounts::default())
             }
         };
@@ -153,7 +186,7 @@ impl Runner {
         self.saved_position = position;
         self.last_save = tokio::time::Instant::now();
         let error = self.last_error.take();
-        let now = crate::time::now_ms();
+        let now = crate::now_ms();
         let result = with_db(&mut self.db, move |db| {
             db.save_sink_cursor(
                 &name,
@@ -269,7 +302,7 @@ impl Runner {
                     Outcome::Delivered => {
                         self.counts.delivered += 1;
                         if self.latencies.len() < 100_000 {
-                            let ms = crate::time::now_ms().saturating_sub(event.received_ms);
+                            let ms = crate::now_ms().saturating_sub(event.received_ms);
                             self.latencies.push(ms.clamp(0, i64::from(u32::MAX)) as u32);
                         }
                     }
@@ -287,7 +320,7 @@ impl Runner {
                             error.clone(),
                             request.clone(),
                         );
-                        let now = crate::time::now_ms();
+                        let now = crate::now_ms();
                         if let Err(e) = with_db(&mut self.db, move |db| {
                             db.add_dead_letter(&name, id, now, attempts, &error, request.as_deref())
                         })
@@ -326,15 +359,16 @@ impl Runner {
 }
 
 /// Starts the configured sinks; each runs until `shutdown`.
-pub(crate) fn start(
-    config: &crate::Config,
+pub fn start(
+    config: &SinksConfig,
+    context: &Context,
     committed: &broadcast::Sender<Committed>,
     shutdown: &CancellationToken,
     tasks: &tokio_util::task::TaskTracker,
-) -> Result<(), crate::ServerError> {
-    let dir = &config.store.data_dir;
-    let every = config.server.stats_interval;
-    if let Some(mqtt) = config.sinks.mqtt.as_ref().filter(|m| m.enabled) {
+) -> Result<(), SinkError> {
+    let dir = &context.data_dir;
+    let every = context.stats_interval;
+    if let Some(mqtt) = config.mqtt.as_ref().filter(|m| m.enabled) {
         let runner = Runner::open(
             "mqtt",
             dir,
@@ -345,13 +379,13 @@ pub(crate) fn start(
         )?;
         let sink = mqtt::MqttSink::new(
             Arc::new(mqtt.clone()),
-            config.auto_clear.clone(),
+            context.auto_clear.clone(),
             dir.clone(),
             shutdown.clone(),
         )?;
         tasks.spawn(runner.run(sink));
     }
-    for hook in config.sinks.webhook.iter().filter(|w| w.enabled) {
+    for hook in config.webhook.iter().filter(|w| w.enabled) {
         let name = format!("webhook:{}", hook.name);
         let runner = Runner::open(
             &name,
@@ -368,14 +402,13 @@ pub(crate) fn start(
 }
 
 /// Names of the enabled sinks (their cursors hold back retention).
-pub(crate) fn enabled_names(config: &crate::Config) -> Vec<String> {
+pub fn enabled_names(config: &SinksConfig) -> Vec<String> {
     let mut names = Vec::new();
-    if config.sinks.mqtt.as_ref().is_some_and(|m| m.enabled) {
+    if config.mqtt.as_ref().is_some_and(|m| m.enabled) {
         names.push("mqtt".to_owned());
     }
     names.extend(
         config
-            .sinks
             .webhook
             .iter()
             .filter(|w| w.enabled)
