@@ -26,7 +26,7 @@ pub struct Config {
     /// Outputs.
     pub sinks: SinksConfig,
     /// The HTTP API.
-    pub api: crate::api::ApiConfig,
+    pub api: alarm_center_api::ApiConfig,
     /// Known devices.
     pub devices: Vec<DeviceConfig>,
     /// `[auto-clear]`: a synthetic `stop` for an alarm whose stop has not come after this long, by event

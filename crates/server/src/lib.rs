@@ -2,7 +2,6 @@
 //! frames to devices, supervises them, and commits every event to the store before anything reads it.
 #![forbid(unsafe_code)]
 
-pub mod api;
 mod arrival;
 mod close_reason;
 pub mod config;
@@ -11,6 +10,7 @@ pub mod data_dir_lock;
 mod http_auth;
 mod http_mode;
 mod live;
+mod metrics;
 mod registry;
 mod slots;
 pub mod stats;
@@ -86,6 +86,25 @@ pub(crate) struct Shared {
     /// Counters of the open connections.
     pub(crate) live: live::LiveConnections,
     next_connection: AtomicI64,
+}
+
+/// What the API reads of the running server.
+impl alarm_center_api::Live for Shared {
+    fn online_count(&self) -> usize {
+        self.registry.online_count()
+    }
+
+    fn connection_counters(&self, id: i64) -> Option<(u64, u64)> {
+        self.live.get(id)
+    }
+
+    fn store_failure(&self) -> Option<String> {
+        self.stats.store_failure()
+    }
+
+    fn write_metrics(&self, out: &mut String) {
+        metrics::write(&self.stats, out);
+    }
 }
 
 /// A running server.
@@ -352,17 +371,16 @@ fn start_api(
     let addr = listener
         .local_addr()
         .map_err(|e| ServerError::Internal(e.to_string()))?;
-    let state = api::ApiState {
+    let state = alarm_center_api::ApiState {
         data_dir: config.store.data_dir.clone(),
-        stats: shared.stats.clone(),
-        shared: shared.clone(),
-        token: config.api.token.clone(),
+        config: Arc::new(config.api.clone()),
+        live: shared.clone(),
         max_frame: config.server.max_frame,
         committed: committed.clone(),
+        shutdown: shared.shutdown.clone(),
     };
-    let stop = shared.shutdown.clone();
-    // Connection limit, header timeout and graceful shutdown: see `api::serve`.
-    tasks.spawn(api::serve(listener, state, stop));
+    // Connection limit, header timeout and graceful shutdown: see `alarm_center_api::serve`.
+    tasks.spawn(alarm_center_api::serve(listener, state));
     tracing::info!(api = %addr, "HTTP API listening");
     Ok(addr)
 }

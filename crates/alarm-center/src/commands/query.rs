@@ -44,7 +44,7 @@ pub(crate) struct EventsArgs {
 }
 
 fn instant(flag: &str, text: Option<&str>, now: i64) -> Result<Option<i64>> {
-    text.map(|t| alarm_center_server::time::parse_instant(t, now))
+    text.map(|t| alarm_center_api::parse_instant(t, now))
         .transpose()
         .map_err(|e| anyhow::anyhow!("--{flag} {e}"))
 }

@@ -10,7 +10,8 @@
 //! headers on every answer.
 
 mod decode;
-mod metrics;
+mod instant;
+pub mod metrics;
 mod params;
 mod read;
 mod security;
@@ -34,9 +35,29 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use crate::stats::Stats;
+use tokio_util::sync::CancellationToken;
 
-pub(crate) use serve::serve;
+pub use alarm_center_sinks::Committed;
+pub use instant::parse_instant;
+pub use serve::serve;
+
+/// The live parts of the server the API reads; everything else it reads from the store. Narrow on
+/// purpose: the API knows nothing of connections, devices or the writer beyond this.
+pub trait Live: Send + Sync + 'static {
+    /// Devices online now.
+    fn online_count(&self) -> usize;
+    /// Frames and bytes received so far on open connection `id`.
+    fn connection_counters(&self, id: i64) -> Option<(u64, u64)>;
+    /// Why committing to the store fails, while it does (`/readyz` answers 503).
+    fn store_failure(&self) -> Option<String>;
+    /// The server's own metric families, in the Prometheus text format (see [`metrics`]).
+    fn write_metrics(&self, out: &mut String);
+}
+
+/// Now, in milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
 
 /// `[api]`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -60,11 +81,11 @@ pub struct ApiConfig {
     pub max_stream_clients: usize,
     /// A request head must arrive whole within this long after a connection opens or after the
     /// previous answer (so also how long an idle keep-alive connection stays open).
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(deserialize_with = "alarm_center_sinks::config::duration")]
     pub header_timeout: Duration,
     /// A request must be read and answered within this long, else 408 (the live stream's answer starts
     /// at once and then lasts).
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(deserialize_with = "alarm_center_sinks::config::duration")]
     pub request_timeout: Duration,
 }
 
@@ -123,14 +144,19 @@ impl ApiConfig {
 
 /// What the handlers need.
 #[derive(Clone)]
-pub(crate) struct ApiState {
-    pub(crate) data_dir: PathBuf,
-    pub(crate) stats: Arc<Stats>,
-    pub(crate) shared: Arc<crate::Shared>,
-    pub(crate) token: Option<String>,
-    pub(crate) max_frame: usize,
+pub struct ApiState {
+    /// The data directory (the store the API reads).
+    pub data_dir: PathBuf,
+    /// `[api]`.
+    pub config: Arc<ApiConfig>,
+    /// The live parts of the server.
+    pub live: Arc<dyn Live>,
+    /// `server.max-frame`: the decode endpoint's largest frame, bytes.
+    pub max_frame: usize,
     /// Committed events, for the live stream.
-    pub(crate) committed: tokio::sync::broadcast::Sender<crate::Committed>,
+    pub committed: tokio::sync::broadcast::Sender<Committed>,
+    /// Cancelled when the server stops: live streams end.
+    pub shutdown: CancellationToken,
 }
 
 /// Most decodes running at once (each on a blocking thread); more get 503.
@@ -231,7 +257,7 @@ pub(crate) async fn query<T: Send + 'static>(
 
 /// The routes, the security checks and headers, and the request timeout.
 fn app(api: Api) -> Router {
-    let config = &api.state.shared.config.api;
+    let config = &api.state.config;
     let protected = Router::new()
         .route("/metrics", get(metrics::metrics))
         .route("/api/devices", get(read::devices))
@@ -247,37 +273,27 @@ fn app(api: Api) -> Router {
     let routes = Router::new()
         .route(
             "/",
-            get(|| async {
-                ui(
-                    "text/html; charset=utf-8",
-                    include_str!("../../ui/index.html"),
-                )
-            }),
+            get(|| async { ui("text/html; charset=utf-8", include_str!("../ui/index.html")) }),
         )
         .route(
             "/app.js",
             get(|| async {
                 ui(
                     "text/javascript; charset=utf-8",
-                    include_str!("../../ui/app.js"),
+                    include_str!("../ui/app.js"),
                 )
             }),
         )
         .route(
             "/style.css",
-            get(|| async {
-                ui(
-                    "text/css; charset=utf-8",
-                    include_str!("../../ui/style.css"),
-                )
-            }),
+            get(|| async { ui("text/css; charset=utf-8", include_str!("../ui/style.css")) }),
         )
         .route(
             "/api/openapi.yaml",
             get(|| async {
                 ui(
                     "application/yaml; charset=utf-8",
-                    include_str!("../../../../docs/openapi.yaml"),
+                    include_str!("../../../docs/openapi.yaml"),
                 )
             }),
         )
@@ -312,7 +328,7 @@ fn ui(content_type: &'static str, body: &'static str) -> Response {
 /// `GET /readyz`: 200 while the store answers and commits succeed; 503 while commits fail (a full
 /// disk, a read-only file system: the writer retries and ingest waits) or the store cannot be read.
 async fn readyz(State(state): State<ApiState>) -> ApiResult<Response> {
-    if let Some(error) = state.stats.store_failure() {
+    if let Some(error) = state.live.store_failure() {
         let body: Value =
             json!({"ready": false, "error": format!("store writes are failing: {error}")});
         return Ok((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response());

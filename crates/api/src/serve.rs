@@ -11,7 +11,6 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use super::{app, Api, ApiState, Limits};
 
@@ -20,8 +19,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Serves the API on `listener` until `stop` is cancelled, then lets the open requests finish (for at
 /// most [`SHUTDOWN_GRACE`]).
-pub(crate) async fn serve(listener: TcpListener, state: ApiState, stop: CancellationToken) {
-    let config = state.shared.config.api.clone();
+/// Serves the API on `listener` until `state.shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, state: ApiState) {
+    let stop = state.shutdown.clone();
+    let config = (*state.config).clone();
     let limits = Arc::new(Limits::new(&config));
     let router = app(Api {
         state,

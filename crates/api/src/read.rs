@@ -30,7 +30,7 @@ fn parse_limit(limit: Option<u32>, default: u32, max: u32) -> ApiResult<u32> {
 
 /// `since`/`until`: a duration ago (`10m`) or an RFC 3339 time.
 fn parse_time(name: &str, text: Option<&str>, now_ms: i64) -> ApiResult<Option<i64>> {
-    text.map(|t| crate::time::parse_instant(t, now_ms).map_err(|e| bad(format!("{name} {e}"))))
+    text.map(|t| crate::instant::parse_instant(t, now_ms).map_err(|e| bad(format!("{name} {e}"))))
         .transpose()
 }
 
@@ -81,7 +81,7 @@ pub(crate) async fn devices(
             devices.last().map(|d| d.id.clone())
         })
         .flatten();
-    let online = state.shared.registry.online_count();
+    let online = state.live.online_count();
     Ok(Json(DevicesPage {
         devices,
         next,
@@ -103,7 +103,7 @@ pub(crate) async fn connections(
     let mut connections = query(&state, move |db| db.connections(&id, 100)).await?;
     // Open connections write their counters when they close: until then they are read live.
     for row in connections.iter_mut().filter(|c| c.closed_at.is_none()) {
-        if let Some((frames, bytes)) = state.shared.live.get(row.id) {
+        if let Some((frames, bytes)) = state.live.connection_counters(row.id) {
             row.frames = Some(frames as i64);
             row.bytes = Some(bytes as i64);
         }
@@ -139,7 +139,7 @@ pub(crate) async fn events(
     Params(p): Params<EventsParams>,
 ) -> ApiResult<Json<EventsPage>> {
     let limit = parse_limit(p.limit, 100, 10_000)?;
-    let now = crate::time::now_ms();
+    let now = crate::now_ms();
     if let Some(device) = &p.device {
         known_device(&state, device).await?;
     }

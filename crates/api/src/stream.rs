@@ -46,7 +46,7 @@ pub(crate) async fn stream(
             && p.action.as_ref().is_none_or(|a| e.action == a.as_str())
     };
     let rx = api.state.committed.subscribe();
-    let stop = api.state.shared.shutdown.clone();
+    let stop = api.state.shutdown.clone();
     // Each step yields the messages of one committed batch (or one gap notice); the stream ends at
     // shutdown so that the HTTP server can finish. The stream owns its place: dropping it (the client
     // went away, or shutdown) frees it.

@@ -102,8 +102,8 @@ fn host_allowed(host: &str, config: &ApiConfig) -> bool {
 /// that rebinds its own name to 127.0.0.1 could otherwise read the API. A request without `Host`
 /// (HTTP/1.0) is let through: browsers always send one.
 pub(crate) async fn check_host(State(api): State<Api>, request: Request, next: Next) -> Response {
-    let config = &api.state.shared.config.api;
-    if api.state.token.is_none() {
+    let config = &api.state.config;
+    if api.state.config.token.is_none() {
         if let Some(host) = request.headers().get(header::HOST) {
             let text = String::from_utf8_lossy(host.as_bytes());
             if !host_allowed(&text, config) {
@@ -170,7 +170,7 @@ fn token_matches(token: &str, given: &str) -> bool {
 
 /// With `api.token`, requires `Authorization: Bearer <token>` (401 otherwise).
 pub(crate) async fn auth(State(api): State<Api>, request: Request, next: Next) -> Response {
-    if let Some(token) = &api.state.token {
+    if let Some(token) = &api.state.config.token {
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
