@@ -1,139 +1,50 @@
-//! The alarm-center server: accepts device connections on one port for every protocol, attributes
-//! frames to devices, supervises them, and commits every event to the store before anything reads it.
+//! The alarm-center server: ingest (`alarm_center_ingest`), the sinks (`alarm_center_sinks`) and the
+//! HTTP API (`alarm_center_api`) started together on one configuration, and stopped in order.
 #![forbid(unsafe_code)]
 
-mod arrival;
-mod close_reason;
 pub mod config;
-mod connection;
 pub mod data_dir_lock;
-mod http_auth;
-mod http_mode;
-mod live;
-mod metrics;
-mod registry;
-mod slots;
-pub mod stats;
-mod supervise;
-pub mod time;
-mod writer;
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use alarm_center_store::{Db, Retention};
+use alarm_center_ingest::Ingest;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use alarm_center_sinks::Committed;
+pub use alarm_center_ingest::{bind_devices, time, Stats};
+pub use alarm_center_store::Committed;
 pub use config::Config;
-pub use stats::Stats;
-
-use crate::registry::Registry;
-use crate::writer::{Record, WriterConfig};
-
-/// Addresses remembered for rate-limiting the refusal log line.
-const MAX_REFUSAL_LOG: usize = 10_000;
-
-/// Records waiting for the writer at most; beyond this, connections wait (backpressure, never loss).
-const CHANNEL_CAPACITY: usize = 32_768;
 
 /// Server errors.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// The store could not be opened.
+    /// Ingest could not start (the store, the writer).
     #[error(transparent)]
-    Store(#[from] alarm_center_store::StoreError),
+    Ingest(#[from] alarm_center_ingest::IngestError),
+    /// A sink could not start.
+    #[error(transparent)]
+    Sink(#[from] alarm_center_sinks::SinkError),
     /// A listener could not be bound (the message names the address and what to change).
     #[error("{0}")]
     Listen(String),
-    /// The configuration cannot work (the message names the key).
-    #[error("invalid configuration: {0}")]
-    Config(String),
     /// A task failed.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
-impl From<alarm_center_sinks::SinkError> for ServerError {
-    fn from(error: alarm_center_sinks::SinkError) -> ServerError {
-        match error {
-            alarm_center_sinks::SinkError::Store(e) => ServerError::Store(e),
-            alarm_center_sinks::SinkError::Config(e) => ServerError::Config(e),
-            alarm_center_sinks::SinkError::Internal(e) => ServerError::Internal(e),
-        }
-    }
-}
-
-/// State shared by the tasks of a running server.
-pub(crate) struct Shared {
-    pub(crate) config: Arc<Config>,
-    pub(crate) registry: Registry,
-    pub(crate) stats: Arc<Stats>,
-    pub(crate) tx: mpsc::Sender<Record>,
-    pub(crate) shutdown: CancellationToken,
-    /// HTTP-mode devices: credentials and the paths already logged.
-    pub(crate) http: http_mode::HttpMode,
-    /// The device port's connection limits.
-    slots: Arc<slots::Slots>,
-    /// Connections before their first frame, per address, in accept order.
-    arrivals: Arc<arrival::Arrivals>,
-    /// Counters of the open connections.
-    pub(crate) live: live::LiveConnections,
-    next_connection: AtomicI64,
-}
-
-/// What the API reads of the running server.
-impl alarm_center_api::Live for Shared {
-    fn online_count(&self) -> usize {
-        self.registry.online_count()
-    }
-
-    fn connection_counters(&self, id: i64) -> Option<(u64, u64)> {
-        self.live.get(id)
-    }
-
-    fn store_failure(&self) -> Option<String> {
-        self.stats.store_failure()
-    }
-
-    fn write_metrics(&self, out: &mut String) {
-        metrics::write(&self.stats, out);
-    }
-}
-
 /// A running server.
 pub struct Server {
-    shared: Arc<Shared>,
-    committed: broadcast::Sender<Committed>,
+    ingest: Ingest,
+    /// The address devices connect to.
+    local_addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
     tasks: TaskTracker,
-    writer: std::thread::JoinHandle<()>,
-    checkpointer: writer::Checkpointer,
     /// The HTTP API's address, when enabled.
     api_addr: Option<std::net::SocketAddr>,
     /// The stdout sink ends after the writer: it prints what the writer committed last.
     stdout: Option<std::thread::JoinHandle<()>>,
-    local_addr: std::net::SocketAddr,
-}
-
-fn retention(config: &Config) -> Retention {
-    let age = |d: Duration| (!d.is_zero()).then_some(d.as_millis() as i64);
-    let store = &config.store;
-    Retention {
-        events_max_age_ms: age(store.events_max_age),
-        frames_max_age_ms: age(store.frames_max_age),
-        dead_letters_max_age_ms: age(store.dead_letters_max_age),
-        dead_letters_max_count: (store.dead_letters_max_count > 0)
-            .then_some(store.dead_letters_max_count),
-        max_bytes: (store.max_size_mb > 0).then(|| store.max_size_mb * 1024 * 1024),
-        keep_events_after: None,
-        undelivered_after: None,
-    }
 }
 
 impl Server {
@@ -159,67 +70,9 @@ impl Server {
         listener: TcpListener,
         api: Option<TcpListener>,
     ) -> Result<Server, ServerError> {
-        let config = Arc::new(config);
-        let db = Db::open(&config.store.data_dir, config.store.sync)?;
-        tracing::info!(path = %db.path().display(), "store opened");
-        let registry = Registry::new(&config);
-        let now_ms = crate::time::now_ms();
-        for device in db.devices()? {
-            let silent_ms = u64::try_from(now_ms.saturating_sub(device.last_seen_ms)).unwrap_or(0);
-            registry.restore(
-                &device.id,
-                device.state == alarm_center_store::DeviceState::Online,
-                device.keepalive_period,
-                silent_ms,
-            );
-        }
-        // The stdout sink prints what is committed from now on.
-        let log_end = db.last_event_id()?;
-        let next_connection = AtomicI64::new(db.max_connection_id()? + 1);
-        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let (committed, _) = broadcast::channel(1024);
-        let stats = Arc::new(Stats::default());
         let shutdown = CancellationToken::new();
-        let writer_config = WriterConfig {
-            batch_max: config.store.batch_max,
-            retention: retention(&config),
-            sinks: alarm_center_sinks::enabled_names(&config.sinks),
-            drop_undelivered: config.store.drop_undelivered,
-            data_dir: config.store.data_dir.clone(),
-            min_free_bytes: (config.store.min_free_mb > 0)
-                .then(|| config.store.min_free_mb * 1024 * 1024),
-        };
-        db.disable_auto_checkpoint()?;
-        let checkpointer =
-            writer::spawn_checkpointer(Db::open(&config.store.data_dir, config.store.sync)?)?;
-        let writer = {
-            let (stats, committed, stopping) = (stats.clone(), committed.clone(), shutdown.clone());
-            std::thread::Builder::new()
-                .name("store-writer".into())
-                .spawn(move || writer::run(db, rx, writer_config, stats, committed, stopping))
-                .map_err(|e| ServerError::Internal(format!("cannot start the store writer: {e}")))?
-        };
-        let slots = slots::Slots::new(
-            config.server.max_connections,
-            config.server.max_connections_per_ip,
-            stats.clone(),
-        );
-        let shared = Arc::new(Shared {
-            config: config.clone(),
-            registry,
-            stats,
-            tx,
-            shutdown,
-            http: http_mode::HttpMode::new(),
-            slots,
-            arrivals: arrival::Arrivals::new(config.server.arrival_order_window),
-            live: live::LiveConnections::default(),
-            next_connection,
-        });
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| ServerError::Internal(format!("listener: {e}")))?;
         let tasks = TaskTracker::new();
+        let ingest = Ingest::open(config.ingest(), shutdown.clone())?;
         // TLS for the outputs: one crypto provider for the whole process.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let context = alarm_center_sinks::Context {
@@ -230,38 +83,33 @@ impl Server {
         alarm_center_sinks::start(
             &config.sinks,
             &context,
-            &committed,
-            &shared.shutdown,
+            ingest.committed(),
+            &shutdown,
             &tasks,
         )?;
         let api_addr = match api {
-            Some(api) => Some(start_api(&config, api, &shared, &committed, &tasks)?),
+            Some(api) => Some(start_api(&config, api, &ingest, &shutdown, &tasks)?),
             None => None,
         };
-        tasks.spawn(accept_loop(shared.clone(), listener, tasks.clone()));
-        tasks.spawn(supervise::run(shared.clone()));
-        tasks.spawn(stats_loop(shared.clone()));
+        let local_addr = ingest.serve(listener, &tasks)?;
         let stdout = match config.sinks.stdout.enabled {
             true => Some(
                 alarm_center_sinks::stdout::spawn(
-                    committed.subscribe(),
+                    ingest.committed().subscribe(),
                     config.store.data_dir.clone(),
-                    log_end,
+                    ingest.log_end(),
                 )
                 .map_err(|e| ServerError::Internal(format!("cannot start the stdout sink: {e}")))?,
             ),
             false => None,
         };
-        tracing::info!(listen = %local_addr, "accepting devices (DVRIP, DHIP, XM, JSON, HTTP on one port)");
         Ok(Server {
-            shared,
-            committed,
-            tasks,
-            writer,
-            checkpointer,
-            stdout,
+            ingest,
             local_addr,
+            shutdown,
+            tasks,
             api_addr,
+            stdout,
         })
     }
 
@@ -277,37 +125,23 @@ impl Server {
 
     /// Counters.
     pub fn stats(&self) -> Arc<Stats> {
-        self.shared.stats.clone()
+        self.ingest.stats()
     }
 
     /// Events as they are committed (in batches, in log order).
     pub fn subscribe(&self) -> broadcast::Receiver<Committed> {
-        self.committed.subscribe()
+        self.ingest.committed().subscribe()
     }
 
     /// Stops accepting, drains the connections (their buffered frames are decoded and stored), commits
     /// everything and closes the store.
     pub async fn shutdown(self) -> Result<(), ServerError> {
         tracing::info!("shutting down: no new connections; draining");
-        self.shared.shutdown.cancel();
+        self.shutdown.cancel();
         self.tasks.close();
         self.tasks.wait().await;
-        let Server {
-            shared,
-            writer,
-            checkpointer,
-            stdout,
-            committed,
-            ..
-        } = self;
-        checkpointer.stop();
-        drop(shared); // the last sender: the writer commits what is left and stops
-        tokio::task::spawn_blocking(move || writer.join())
-            .await
-            .map_err(|e| ServerError::Internal(e.to_string()))?
-            .map_err(|_| ServerError::Internal("the store writer panicked".into()))?;
-        drop(committed);
-        if let Some(stdout) = stdout {
+        self.ingest.finish().await?;
+        if let Some(stdout) = self.stdout {
             // It prints what the writer committed last, then ends.
             let _ = tokio::task::spawn_blocking(move || stdout.join()).await;
         }
@@ -316,56 +150,18 @@ impl Server {
     }
 }
 
-/// Binds the device port with an accept queue of `backlog` connections (the kernel caps it at
-/// `net.core.somaxconn`, and a lower cap is logged). Bursts of cameras that open a connection per
-/// alarm overflow a short queue: the kernel drops their SYNs and they retry a second later.
-pub fn bind_devices(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
-    let socket = match addr {
-        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    if let Some(cap) = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
-        .ok()
-        .and_then(|text| text.trim().parse::<u32>().ok())
-        .filter(|cap| *cap < backlog)
-    {
-        tracing::warn!(
-            requested = backlog,
-            somaxconn = cap,
-            "the kernel caps the device port's accept queue below server.listen-backlog; raise net.core.somaxconn"
-        );
-    }
-    socket.listen(backlog)
-}
-
 /// Raises the soft limit of open files to the hard limit, and warns when it stays below what
-/// `max-connections` needs (each connection is a file descriptor; the store and API need more).
+/// `server.max-connections` needs.
 pub fn raise_open_files_limit(config: &Config) -> Option<u64> {
-    let needed = (config.server.max_connections as u64).saturating_add(256);
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) if limit < needed => {
-            tracing::warn!(limit, needed, "open-files limit (ulimit -n) is below server.max-connections + 256: accepts will fail before the connection limit; raise LimitNOFILE");
-            Some(limit)
-        }
-        Ok(limit) => {
-            tracing::debug!(limit, "open-files limit");
-            Some(limit)
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read or raise the open-files limit");
-            None
-        }
-    }
+    alarm_center_ingest::raise_open_files_limit(&config.server)
 }
 
 /// Serves the HTTP API on `listener` until shutdown.
 fn start_api(
     config: &Config,
     listener: TcpListener,
-    shared: &Arc<Shared>,
-    committed: &broadcast::Sender<Committed>,
+    ingest: &Ingest,
+    shutdown: &CancellationToken,
     tasks: &TaskTracker,
 ) -> Result<std::net::SocketAddr, ServerError> {
     let addr = listener
@@ -374,101 +170,13 @@ fn start_api(
     let state = alarm_center_api::ApiState {
         data_dir: config.store.data_dir.clone(),
         config: Arc::new(config.api.clone()),
-        live: shared.clone(),
+        live: ingest.live(),
         max_frame: config.server.max_frame,
-        committed: committed.clone(),
-        shutdown: shared.shutdown.clone(),
+        committed: ingest.committed().clone(),
+        shutdown: shutdown.clone(),
     };
     // Connection limit, header timeout and graceful shutdown: see `alarm_center_api::serve`.
     tasks.spawn(alarm_center_api::serve(listener, state));
     tracing::info!(api = %addr, "HTTP API listening");
     Ok(addr)
-}
-
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tasks: TaskTracker) {
-    let mut last_refusal_log: HashMap<IpAddr, tokio::time::Instant> = HashMap::new();
-    loop {
-        let accepted = tokio::select! {
-            () = shared.shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                // Out of file descriptors and similar: wait a little instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let slot = match shared.slots.take(peer.ip()) {
-            Ok(slot) => slot,
-            Err(refused) => {
-                // One log line per address per minute: a flood must not flood the log too. The memory of
-                // whom we logged is bounded: past MAX_REFUSAL_LOG addresses it starts again.
-                let now = tokio::time::Instant::now();
-                if last_refusal_log.len() >= MAX_REFUSAL_LOG {
-                    last_refusal_log.clear();
-                }
-                let last = last_refusal_log
-                    .entry(peer.ip())
-                    .or_insert(now - Duration::from_secs(61));
-                if now.duration_since(*last) >= Duration::from_secs(60) {
-                    *last = now;
-                    tracing::warn!(peer = %peer, reason = %refused, "connection refused (logged once a minute per address)");
-                }
-                drop(stream);
-                continue;
-            }
-        };
-        Stats::inc(&shared.stats.connections_accepted);
-        let _ = stream.set_nodelay(true);
-        let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
-        let arrival = shared.arrivals.enter(peer.ip(), id);
-        let conn_shared = shared.clone();
-        tasks.spawn(async move {
-            // Given back when the task ends, however it ends.
-            let _slot = slot;
-            connection::Connection::new(conn_shared, id, peer, arrival)
-                .run(stream)
-                .await;
-        });
-    }
-}
-
-/// Logs a statistics line every `server.stats-interval`.
-async fn stats_loop(shared: Arc<Shared>) {
-    let every = shared.config.server.stats_interval;
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    let stats = &shared.stats;
-    let (mut frames, mut events) = (0, 0);
-    loop {
-        tokio::select! {
-            () = shared.shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let (f, e) = (
-            Stats::get(&stats.frames),
-            Stats::get(&stats.events_committed),
-        );
-        let secs = every.as_secs_f64();
-        let latency = stats.take_latency_ms();
-        tracing::info!(
-            connections = Stats::get(&stats.connections_open),
-            devices_online = shared.registry.online_count(),
-            frames_per_s = ((f - frames) as f64 / secs).round(),
-            events_committed_per_s = ((e - events) as f64 / secs).round(),
-            commit_latency_p50_ms = latency.map(|l| l.0),
-            commit_latency_p99_ms = latency.map(|l| l.1),
-            commit_latency_max_ms = latency.map(|l| l.2),
-            rss_mb = stats::rss_bytes().map(|b| b / (1024 * 1024)),
-            refused =
-                Stats::get(&stats.refused_total_limit) + Stats::get(&stats.refused_per_ip_limit),
-            junk_frames = Stats::get(&stats.frames_junk),
-            "stats"
-        );
-        (frames, events) = (f, e);
-    }
 }

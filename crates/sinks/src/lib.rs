@@ -23,10 +23,7 @@ use rules::{Rules, Skip};
 
 pub use config::{SinksConfig, StdoutSinkConfig};
 
-/// The events of one commit, broadcast by the store's writer as it commits them: what wakes the sinks
-/// (and the live parts of the API) up. A receiver that lags loses messages, never events: each sink
-/// reads the log itself.
-pub type Committed = Arc<Vec<StoredEvent>>;
+pub use alarm_center_store::Committed;
 
 /// A sink that cannot start.
 #[derive(Debug, thiserror::Error)]

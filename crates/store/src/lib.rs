@@ -19,6 +19,11 @@ pub use retention::{
     SIZE_KEEPS_FRAMES, SIZE_LOW_WATER_PERCENT,
 };
 pub use sinks::{DeadLetter, Entity, SinkCounts, SinkCursor};
+
+/// The events of one commit, in log order, as the writer publishes them after committing: what wakes
+/// the sinks and the API's live stream up. A receiver that lags loses messages, never events: the log
+/// holds them.
+pub type Committed = std::sync::Arc<Vec<StoredEvent>>;
 pub use write::{
     Batch, ConnectionClose, ConnectionIdentified, ConnectionOpen, DeviceRemoval, DeviceUpdate,
     NewEvent, NewFrame, WriteResult,

@@ -519,7 +519,7 @@ impl Checkpointer {
     }
 }
 
-pub(crate) fn spawn_checkpointer(db: Db) -> Result<Checkpointer, crate::ServerError> {
+pub(crate) fn spawn_checkpointer(db: Db) -> Result<Checkpointer, crate::IngestError> {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = stop.clone();
     let thread = std::thread::Builder::new()
@@ -537,6 +537,6 @@ pub(crate) fn spawn_checkpointer(db: Db) -> Result<Checkpointer, crate::ServerEr
                 std::thread::park_timeout(CHECKPOINT_EVERY);
             }
         })
-        .map_err(|e| crate::ServerError::Internal(format!("cannot start the checkpointer: {e}")))?;
+        .map_err(|e| crate::IngestError::Internal(format!("cannot start the checkpointer: {e}")))?;
     Ok(Checkpointer { stop, thread })
 }

@@ -16,7 +16,7 @@ use alarm_center_proto::DeviceInfo;
 use jiff::tz::TimeZone;
 use tokio::time::Instant;
 
-use crate::config::{Config, DeviceConfig};
+use crate::config::{DeviceConfig, IngestConfig};
 use crate::http_auth::Credentials;
 
 /// A configured device with its matchers normalised.
@@ -72,7 +72,7 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// A registry for `config` (zones were checked by validation).
-    pub(crate) fn new(config: &Config) -> Registry {
+    pub(crate) fn new(config: &IngestConfig) -> Registry {
         let default_zone = crate::time::zone(&config.server.timezone).unwrap_or(TimeZone::UTC);
         let known = config
             .devices
