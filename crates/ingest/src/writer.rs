@@ -9,6 +9,7 @@ use alarm_center_store::{
     Batch, ConnectionClose, ConnectionIdentified, ConnectionOpen, Db, DeviceRemoval, DeviceUpdate,
     NewEvent, NewFrame, Retention, StoredEvent,
 };
+use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -245,7 +246,12 @@ fn commit(
     stopping: &CancellationToken,
     upkeep: &mut Upkeep,
 ) -> Option<alarm_center_store::WriteResult> {
-    let mut delay = Duration::from_millis(50);
+    // 50 ms, doubling up to 5 s, for as long as it takes.
+    let mut delays = ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(5))
+        .without_max_times()
+        .build();
     loop {
         let error = match db.write(batch) {
             Ok(ids) => {
@@ -270,9 +276,9 @@ fn commit(
                 return None;
             }
         }
+        let delay = delays.next().unwrap_or(Duration::from_secs(5));
         tracing::error!(error = %error, retry_in = ?delay, records = batch.events.len() + batch.frames.len(), "store write failed (not ready); retrying after retention");
         upkeep.on_failure(db, stats);
         std::thread::sleep(delay);
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }

@@ -86,6 +86,16 @@ fn env_value(text: &str) -> toml::Value {
     }
 }
 
+/// The value at a dotted key path of `table`.
+fn get_path<'t>(table: &'t toml::Table, path: &str) -> Option<&'t toml::Value> {
+    let mut parts = path.split('.');
+    let mut value = table.get(parts.next()?)?;
+    for part in parts {
+        value = value.as_table()?.get(part)?;
+    }
+    Some(value)
+}
+
 /// Replaces the value at a dotted key path of `table` (the path exists: it was just inserted).
 fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) {
     let parts: Vec<&str> = path.split('.').collect();
@@ -166,23 +176,25 @@ impl Config {
             format!("{origin} + environment ({})", from_env.join(", "))
         };
         // An environment value that looks like a number or boolean (a password `12345678`) but belongs
-        // to a text key is retried as text.
-        let mut attempts = 0;
+        // to a text key is taken as text: where deserialising fails at a key set from the environment
+        // with a value that is not text, that value is made text and deserialising starts again (at most
+        // once per variable).
         let config: Config = loop {
-            match toml::Value::Table(table.clone()).try_into::<Config>() {
+            match serde_path_to_error::deserialize(toml::Value::Table(table.clone())) {
                 Ok(config) => break config,
                 Err(e) => {
-                    let message = e.to_string();
-                    let as_text = env_paths.iter().find(|(path, _)| {
-                        message.contains("expected a string")
-                            && message.contains(&format!("`{path}`"))
+                    let path = e.path().to_string();
+                    let retry = env_paths.iter().find(|(p, _)| *p == path).filter(|_| {
+                        !matches!(get_path(&table, &path), Some(toml::Value::String(_)))
                     });
-                    match as_text {
-                        Some((path, value)) if attempts < 16 => {
-                            attempts += 1;
-                            set_path(&mut table, path, toml::Value::String(value.clone()));
+                    match retry {
+                        Some((path, value)) => {
+                            set_path(&mut table, path, toml::Value::String(value.clone()))
                         }
-                        _ => return Err(ConfigError::Parse { origin, message }),
+                        None => {
+                            let message = e.into_inner().to_string();
+                            return Err(ConfigError::Parse { origin, message });
+                        }
                     }
                 }
             }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alarm_center_store::{Db, EventQuery, SinkCounts, StoredEvent};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -277,7 +278,12 @@ impl Runner {
 
     /// Delivers the log to `destination` until shutdown.
     pub(crate) async fn run(mut self, mut destination: impl Destination) {
-        let mut backoff = Duration::from_millis(200);
+        // While the destination is down: 200 ms, doubling up to 10 s; afresh after each success.
+        let outage = ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(10))
+            .without_max_times();
+        let mut delays = outage.build();
         // Connect (and announce, where the destination does) before the first event.
         if let (_, Some(reason)) = destination.deliver(&[]).await {
             tracing::warn!(sink = %self.name, error = %reason, "destination unavailable at start");
@@ -334,6 +340,7 @@ impl Runner {
             }
             if let Some(reason) = failure {
                 self.counts.failures += 1;
+                let backoff = delays.next().unwrap_or(Duration::from_secs(10));
                 tracing::warn!(sink = %self.name, error = %reason, retry_in = ?backoff, pending = self.pending.len(), "destination unavailable");
                 self.last_error = Some(reason);
                 self.save().await;
@@ -341,10 +348,9 @@ impl Runner {
                     () = self.shutdown.cancelled() => break,
                     () = tokio::time::sleep(backoff) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
                 continue;
             }
-            backoff = Duration::from_millis(200);
+            delays = outage.build();
             self.log_stats();
             if self.last_save.elapsed() >= SAVE_EVERY {
                 self.save().await;
