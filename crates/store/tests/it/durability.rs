@@ -3,12 +3,13 @@
 //! counts the write-ahead log, frame lists never read the blobs, damage is found.
 
 use std::io::{Seek, SeekFrom, Write};
-use std::sync::{Arc, Mutex};
 
 use alarm_center_store::{
     Batch, Db, DeviceUpdate, EventQuery, FrameQuery, NewEvent, NewFrame, Retention, SinkCounts,
     SyncMode, SIZE_KEEPS_DEAD_LETTERS, SIZE_KEEPS_EVENTS, SIZE_KEEPS_FRAMES,
 };
+
+use crate::common::logged;
 
 fn frame(at: i64, len: usize) -> NewFrame {
     NewFrame {
@@ -61,30 +62,6 @@ fn unread(db: &Db, sink: &str) -> Vec<i64> {
     .iter()
     .map(|e| e.id)
     .collect()
-}
-
-/// Log lines written while `f` runs.
-fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let result = tracing::subscriber::with_default(subscriber, f);
-    let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
-    (result, text)
 }
 
 #[test]

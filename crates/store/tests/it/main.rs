@@ -1,4 +1,7 @@
-//! The store's tests, in one binary: the event log, devices, retention, and durability across crashes.
+//! The store's tests, in one binary: the event log, devices, retention, durability across crashes, and
+//! schema creation and upgrades.
 
+mod common;
 mod durability;
+mod schema;
 mod store;
