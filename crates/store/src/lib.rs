@@ -124,6 +124,10 @@ pub enum StoreError {
         /// Newest version this build knows.
         known: i64,
     },
+    /// Creating or upgrading the schema failed other than in SQLite (`rusqlite_migration`'s error: an
+    /// invalid `PRAGMA user_version`, for one).
+    #[error("cannot migrate the database schema: {0}")]
+    Migration(String),
     /// A read-only open found a schema older than this build's (the server upgrades it at start).
     #[error("database schema version {found} is older than this program's ({known}): start `alarm-center serve` once to upgrade it")]
     SchemaTooOld {
@@ -178,7 +182,7 @@ impl Db {
             cause,
         })?;
         let path = data_dir.join(DB_FILE);
-        let conn = rusqlite::Connection::open(&path)?;
+        let mut conn = rusqlite::Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         let sync = match sync {
@@ -188,7 +192,7 @@ impl Db {
         conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "cache_size", -32_000)?; // KiB
         conn.pragma_update(None, "temp_store", "MEMORY")?;
-        schema::migrate(&conn)?;
+        schema::migrate(&mut conn)?;
         Ok(Db { conn, path })
     }
 

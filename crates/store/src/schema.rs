@@ -1,11 +1,36 @@
-//! Schema creation and migration (`PRAGMA user_version`).
+//! Schema creation and migration (`PRAGMA user_version`, counted and run by `rusqlite_migration`).
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite_migration::{HookError, HookResult, MigrationDefinitionError, Migrations, M};
 
 use crate::{Result, StoreError};
 
-/// The schema version this build writes.
-pub(crate) const VERSION: i64 = 3;
+/// One schema version: the SQL that makes it, then what SQL alone cannot say (Rust run by
+/// `rusqlite_migration` after the SQL, in the same transaction).
+struct Step {
+    sql: &'static str,
+    hook: Option<fn(&Transaction) -> HookResult>,
+}
+
+/// The schema's versions in order: version N is made by `STEPS[N - 1]`, and `PRAGMA user_version` is the
+/// number of steps done. A new store runs them all; an older one those it lacks; all in one transaction.
+const STEPS: [Step; 3] = [
+    Step {
+        sql: V1,
+        hook: None,
+    },
+    Step {
+        sql: V2,
+        hook: Some(to_v2),
+    },
+    Step {
+        sql: V3,
+        hook: Some(to_v3),
+    },
+];
+
+/// The schema version this build writes: the number of steps.
+pub(crate) const VERSION: i64 = STEPS.len() as i64;
 
 // No index on received_at: ids grow with time, so time bounds are found by binary search over ids
 // (see `Db::first_id_at_or_after`), which keeps every insert cheaper.
@@ -93,8 +118,9 @@ CREATE TABLE dead_letters (
 // Version 3: ids are never reused (AUTOINCREMENT). Without it SQLite gives the next row MAX(id) + 1, so
 // once retention had emptied a table the ids started again from 1: behind every sink cursor (the new
 // events were never delivered) and under the frame ids that older events still point at. The frames
-// also get their length as a column, so that lists never read the blobs.
-const V3_EVENTS: &str = "
+// also get their length as a column, so that lists never read the blobs. The sequences are raised by
+// `to_v3`.
+const V3: &str = "
 CREATE TABLE events_v3 (
     id          INTEGER PRIMARY KEY AUTOINCREMENT, -- the log position: sinks keep cursors on it; never reused
     device      TEXT NOT NULL,
@@ -116,9 +142,7 @@ INSERT INTO events_v3 (id, device, code, action, idx, channel, channel_name, kin
 DROP TABLE events;
 ALTER TABLE events_v3 RENAME TO events;
 CREATE INDEX events_device ON events(device, id);
-";
 
-const V3_FRAMES: &str = "
 CREATE TABLE frames_v3 (
     id          INTEGER PRIMARY KEY AUTOINCREMENT, -- events.frame_id and devices.first_frame point here; never reused
     received_at INTEGER NOT NULL,       -- unix ms
@@ -141,29 +165,22 @@ ALTER TABLE frames_v3 RENAME TO frames;
 ";
 
 /// Creates or upgrades the schema, then checks that no sink cursor is ahead of the event log.
-pub(crate) fn migrate(conn: &Connection) -> Result<()> {
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     let found = check_version(conn)?;
-    if found < 1 {
-        let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(V1)?;
-        tx.execute_batch(V2)?;
-        to_v3(&tx)?;
-        tx.pragma_update(None, "user_version", VERSION)?;
-        tx.commit()?;
-    } else if found < VERSION {
-        let started = std::time::Instant::now();
+    // A new store (version 0) is created without these lines; an older one is upgraded with them.
+    let upgrading = (1..VERSION).contains(&found);
+    let started = std::time::Instant::now();
+    if upgrading {
         tracing::info!(
             from = found,
             to = VERSION,
             "upgrading the store's schema (the events and frames tables are rebuilt: this takes a while on a large store)"
         );
-        let tx = conn.unchecked_transaction()?;
-        if found < 2 {
-            to_v2(&tx)?;
-        }
-        to_v3(&tx)?;
-        tx.pragma_update(None, "user_version", VERSION)?;
-        tx.commit()?;
+    }
+    migrations()
+        .to_latest(conn)
+        .map_err(|e| migration_error(conn, e))?;
+    if upgrading {
         tracing::info!(took = ?started.elapsed(), "store schema upgraded");
     }
     let tx = conn.unchecked_transaction()?;
@@ -174,8 +191,45 @@ pub(crate) fn migrate(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-fn to_v2(conn: &Connection) -> Result<()> {
-    // Databases made by early builds of version 1 lack this column.
+/// The steps as `rusqlite_migration` runs them.
+fn migrations() -> Migrations<'static> {
+    STEPS
+        .iter()
+        .map(|step| match step.hook {
+            Some(hook) => M::up_with_hook(step.sql, hook),
+            None => M::up(step.sql),
+        })
+        .collect()
+}
+
+/// The store's error for one of `rusqlite_migration`: SQLite's own error, or the file being newer than
+/// this build, as the store reports them without it.
+fn migration_error(conn: &Connection, e: rusqlite_migration::Error) -> StoreError {
+    match e {
+        rusqlite_migration::Error::RusqliteError { err, .. } => StoreError::Sqlite(err),
+        rusqlite_migration::Error::MigrationDefinition(
+            MigrationDefinitionError::DatabaseTooFarAhead,
+        ) => match user_version(conn) {
+            Ok(found) => StoreError::SchemaTooNew {
+                found,
+                known: VERSION,
+            },
+            Err(e) => e,
+        },
+        other => StoreError::Migration(other.to_string()),
+    }
+}
+
+/// A hook's error for `rusqlite_migration`, keeping SQLite's error as it is.
+fn hook_error(e: StoreError) -> HookError {
+    match e {
+        StoreError::Sqlite(e) => HookError::RusqliteError(e),
+        other => HookError::Hook(other.to_string()),
+    }
+}
+
+/// After version 2's tables: databases made by early builds of version 1 lack this column.
+fn to_v2(conn: &Transaction) -> HookResult {
     let has_channel_name: bool = conn.query_row(
         "SELECT COUNT(*) > 0 FROM pragma_table_info('events') WHERE name = 'channel_name'",
         [],
@@ -184,14 +238,19 @@ fn to_v2(conn: &Connection) -> Result<()> {
     if !has_channel_name {
         conn.execute_batch("ALTER TABLE events ADD COLUMN channel_name TEXT;")?;
     }
-    conn.execute_batch(V2)?;
     Ok(())
 }
 
-/// Rebuilds events and frames with ids that are never reused. Sink cursors ahead of the log (ids were
-/// reused before) are repaired first; the sequences then start above every id a sink or an event ever
-/// referred to.
-fn to_v3(conn: &Connection) -> Result<()> {
+/// After events and frames are rebuilt with ids that are never reused (`V3`, which copies every row
+/// with its id): sink cursors ahead of the log (ids were reused before) are repaired, then the sequences
+/// start above every id a sink or an event ever referred to.
+fn to_v3(conn: &Transaction) -> HookResult {
+    raise_sequences_v3(conn).map_err(hook_error)
+}
+
+/// `to_v3` in the store's terms. What it reads (highest ids, cursors) is the same before and after the
+/// rebuild, which copies every row with its id.
+fn raise_sequences_v3(conn: &Connection) -> Result<()> {
     let last_event: i64 =
         conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
     let highest_cursor = crate::sinks::repair_cursors_ahead(conn, last_event)?;
@@ -202,8 +261,6 @@ fn to_v3(conn: &Connection) -> Result<()> {
         [],
         |r| r.get(0),
     )?;
-    conn.execute_batch(V3_EVENTS)?;
-    conn.execute_batch(V3_FRAMES)?;
     raise_sequence(conn, "events", last_event.max(highest_cursor))?;
     raise_sequence(conn, "frames", frame_floor)?;
     Ok(())
@@ -262,7 +319,7 @@ pub(crate) fn check_current(conn: &Connection) -> Result<()> {
 
 /// The file's schema version; an error when it is newer than this build.
 pub(crate) fn check_version(conn: &Connection) -> Result<i64> {
-    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let found = user_version(conn)?;
     if found > VERSION {
         return Err(StoreError::SchemaTooNew {
             found,
@@ -270,4 +327,63 @@ pub(crate) fn check_version(conn: &Connection) -> Result<i64> {
         });
     }
     Ok(found)
+}
+
+/// `PRAGMA user_version` as it is in the file.
+fn user_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_database_runs_every_step_and_gets_the_current_version() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), VERSION);
+        assert_eq!(
+            VERSION, 3,
+            "stores on disk are numbered so: a step is only ever added"
+        );
+    }
+
+    #[test]
+    fn the_crates_refusal_of_a_newer_database_is_schema_too_new() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", VERSION + 2)
+            .unwrap();
+        let e = migrations().to_latest(&mut conn).unwrap_err();
+        assert_eq!(
+            e,
+            rusqlite_migration::Error::MigrationDefinition(
+                MigrationDefinitionError::DatabaseTooFarAhead
+            )
+        );
+        let e = migration_error(&conn, e);
+        assert!(
+            matches!(e, StoreError::SchemaTooNew { found, known: VERSION } if found == VERSION + 2),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_hooks_sqlite_error_stays_a_sqlite_error() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        // Version 3's hook without the sink_cursors table of version 2.
+        let steps = Migrations::new(vec![M::up_with_hook(
+            "CREATE TABLE events (id INTEGER PRIMARY KEY, frame_id INTEGER);
+             CREATE TABLE frames (id INTEGER PRIMARY KEY);
+             CREATE TABLE devices (first_frame INTEGER);",
+            to_v3,
+        )]);
+        let e = steps.to_latest(&mut conn).unwrap_err();
+        let e = migration_error(&conn, e);
+        assert!(
+            matches!(e, StoreError::Sqlite(_)) && e.to_string().contains("sink_cursors"),
+            "{e}"
+        );
+        assert_eq!(user_version(&conn).unwrap(), 0, "rolled back");
+    }
 }
