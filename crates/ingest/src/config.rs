@@ -244,6 +244,11 @@ pub struct StoreConfig {
     pub batch_max: usize,
     /// Archive keepAlive frames too (they are most of the frames and carry no event).
     pub archive_keepalives: bool,
+    /// With `archive-keepalives`: a connection's keepAlive is archived when it is the connection's
+    /// first, when its bytes differ from the last one archived, or when this long has passed since;
+    /// `0s` archives every one. The device's `last_seen` is tracked either way.
+    #[serde(deserialize_with = "duration")]
+    pub keepalive_sample_interval: Duration,
     /// Delete events older than this (`0s` keeps them forever).
     #[serde(deserialize_with = "duration")]
     pub events_max_age: Duration,
@@ -274,6 +279,7 @@ impl Default for StoreConfig {
             sync: alarm_center_store::SyncMode::Normal,
             batch_max: 8192,
             archive_keepalives: true,
+            keepalive_sample_interval: Duration::from_secs(300),
             events_max_age: Duration::from_secs(90 * 86_400),
             frames_max_age: Duration::from_secs(30 * 86_400),
             max_size_mb: 0,

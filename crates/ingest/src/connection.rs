@@ -4,6 +4,7 @@
 //! device core's effects).
 
 mod attribution;
+mod keepalive;
 mod process;
 
 use std::cell::RefCell;
@@ -66,6 +67,8 @@ pub(crate) struct Connection {
     /// This connection's place among the connections from its address until its first frame is
     /// handed to the writer: one device's frames keep their arrival order across connections.
     arrival: Option<Ticket>,
+    /// Which of its keepAlives are archived.
+    keepalives: keepalive::KeepaliveSampler,
 }
 
 impl Connection {
@@ -97,6 +100,7 @@ impl Connection {
             continued: None,
             generation: 0,
             arrival,
+            keepalives: keepalive::KeepaliveSampler::default(),
         }
     }
 

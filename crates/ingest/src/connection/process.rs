@@ -76,7 +76,10 @@ impl Connection {
             received,
             committed,
         };
-        self.queue(Record::Frame(Box::new(record))).await;
+        // A keepAlive not archived and changing nothing stored needs no store write at all.
+        if !record.is_empty() {
+            self.queue(Record::Frame(Box::new(record))).await;
+        }
         drop(order);
         // The first frame is handed over: later connections from this address may go.
         self.arrival = None;
@@ -187,16 +190,25 @@ impl Connection {
         }
     }
 
-    /// The raw frame's row (`None` for a keepAlive not archived); without device when the frame
-    /// attached none.
+    /// The raw frame's row (`None` for a keepAlive not archived: see `keepalive.rs`); without device
+    /// when the frame attached none.
     fn new_frame(
-        &self,
+        &mut self,
         frame: &Frame,
         decoded: &Decoded,
         received_ms: i64,
         attached: bool,
     ) -> Option<NewFrame> {
-        if decoded.kind == Kind::Keepalive && !self.shared.config.store.archive_keepalives {
+        let store = &self.shared.config.store;
+        if decoded.kind == Kind::Keepalive
+            && !(store.archive_keepalives
+                && self.keepalives.archive(
+                    frame,
+                    decoded,
+                    self.shared.registry.clock_ms(),
+                    store.keepalive_sample_interval,
+                ))
+        {
             return None;
         }
         Some(NewFrame {

@@ -299,3 +299,41 @@ async fn alarms_whose_stop_never_comes_are_auto_cleared() {
     // That AlarmLocal (no limit) stays active is a unit test of the device core.
     t.server.shutdown().await.unwrap();
 }
+
+/// `store.keepalive-sample-interval`: identical keepAlives are archived once per interval per
+/// connection (and one that says something new at once); with `0s` every one is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalives_are_archived_sampled_unless_the_interval_is_zero() {
+    use alarm_center_store::FrameQuery;
+    for (interval, expected) in [(Duration::from_secs(300), 2), (Duration::ZERO, 6)] {
+        let mut t = start(|c| c.store.keepalive_sample_interval = interval).await;
+        let mut device = t.connect().await;
+        // Five keepAlives alike (their ids differ), then one announcing another period.
+        for id in 1..=5 {
+            send(
+                &mut device,
+                &encode::dhip(7, id, &keepalive("KA-1", id, 30)),
+            )
+            .await;
+        }
+        send(&mut device, &encode::dhip(7, 6, &keepalive("KA-1", 6, 20))).await;
+        send(
+            &mut device,
+            &encode::bare_json(r#"{"Code":"VideoMotion","Action":"Pulse","SerialNo":"KA-1"}"#),
+        )
+        .await;
+        t.until(WAIT, |e| e.code == "VideoMotion").await;
+        t.server.shutdown().await.unwrap();
+        let db = Db::open_read_only(t.dir.path()).unwrap();
+        let frames = db
+            .frames(&FrameQuery {
+                limit: Some(100),
+                ..FrameQuery::default()
+            })
+            .unwrap();
+        let keepalives = frames.iter().filter(|f| f.kind == "keepalive").count();
+        assert_eq!(keepalives, expected, "interval {interval:?}");
+        // The device's period came from the last keepAlive either way.
+        assert_eq!(db.devices().unwrap()[0].keepalive_period, Some(20));
+    }
+}
