@@ -512,10 +512,15 @@ fn stored_events(dir: &std::path::Path, only: impl Fn(&str) -> bool) -> EventLis
         .events(&query)
         .unwrap()
         .into_iter()
-        .filter(|e| e.kind != "device" && e.synthetic.is_none())
+        .filter(|e| e.event.kind != "device" && e.event.synthetic.is_none())
         .map(|e| {
-            let serial = e.device.trim_end_matches(".sim.invalid").to_owned();
-            (serial, e.code, e.action.to_string(), e.index.unwrap_or(-1))
+            let serial = e.event.device.trim_end_matches(".sim.invalid").to_owned();
+            (
+                serial,
+                e.event.code,
+                e.event.action.to_string(),
+                e.event.index.unwrap_or(-1),
+            )
         })
         .filter(|(serial, ..)| only(serial))
         .collect();
@@ -531,6 +536,8 @@ async fn a_real_server_answers_every_http_request_after_storing_it() {
         let mut server_config = alarm_center_server::Config::default();
         server_config.store.data_dir = dir.path().to_owned();
         server_config.server.timezone = "UTC".into();
+        // Every frame archived, keepAlives included (the default samples them): counted below.
+        server_config.store.keepalive_sample_interval = std::time::Duration::ZERO;
         server_config.api.enabled = false;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = Server::start(server_config, listener).await.unwrap();
