@@ -40,10 +40,12 @@ pub(crate) async fn stream(
         )));
     };
     let wanted = move |e: &alarm_center_store::StoredEvent| {
-        p.device.as_ref().is_none_or(|d| *d == e.device)
-            && p.code.as_ref().is_none_or(|c| *c == e.code)
-            && p.kind.as_ref().is_none_or(|k| e.kind == k.as_str())
-            && p.action.as_ref().is_none_or(|a| e.action == a.as_str())
+        p.device.as_ref().is_none_or(|d| *d == e.event.device)
+            && p.code.as_ref().is_none_or(|c| *c == e.event.code)
+            && p.kind.as_ref().is_none_or(|k| e.event.kind == k.as_str())
+            && p.action
+                .as_ref()
+                .is_none_or(|a| e.event.action == a.as_str())
     };
     let rx = api.state.committed.subscribe();
     let stop = api.state.shutdown.clone();

@@ -209,14 +209,15 @@ pub(crate) fn run(
             pending.batch.events.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
-        publish(&pending.batch, &ids, &committed);
+        publish(pending.batch, &ids, &committed);
     }
     tracing::debug!("store writer finished");
 }
 
-/// Hands the committed events to the subscribers (stdout, the live stream, sinks' wake-ups).
+/// Hands the committed events to the subscribers (stdout, the live stream, sinks' wake-ups); they are
+/// moved, not copied.
 fn publish(
-    batch: &Batch,
+    batch: Batch,
     ids: &alarm_center_store::WriteResult,
     committed: &broadcast::Sender<Committed>,
 ) {
@@ -225,16 +226,14 @@ fn publish(
     }
     let events = batch
         .events
-        .iter()
+        .into_iter()
         .zip(&ids.event_ids)
         .map(|(e, id)| {
-            StoredEvent::from_new(
-                *id,
-                e,
-                e.frame
-                    .in_batch()
-                    .and_then(|i| ids.frame_ids.get(i).copied()),
-            )
+            let frame_id = e
+                .frame
+                .in_batch()
+                .and_then(|i| ids.frame_ids.get(i).copied());
+            StoredEvent::from_new(*id, e, frame_id)
         })
         .collect();
     let _ = committed.send(Arc::new(events));

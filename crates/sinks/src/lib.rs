@@ -305,7 +305,7 @@ impl Runner {
                     Outcome::Delivered => {
                         self.counts.delivered += 1;
                         if self.latencies.len() < 100_000 {
-                            let ms = crate::now_ms().saturating_sub(event.received_ms);
+                            let ms = crate::now_ms().saturating_sub(event.event.received_at);
                             self.latencies.push(ms.clamp(0, i64::from(u32::MAX)) as u32);
                         }
                     }

@@ -120,26 +120,30 @@ impl Rules {
     pub(crate) fn check(&mut self, event: &StoredEvent) -> Result<(), Skip> {
         let c = &self.config;
         let [devices, codes, kinds, actions] = &self.filters;
-        if !devices.passes(&event.device)
-            || !codes.passes(&event.code)
-            || !kinds.passes(event.kind.as_str())
-            || !actions.passes(event.action.as_str())
+        if !devices.passes(&event.event.device)
+            || !codes.passes(&event.event.code)
+            || !kinds.passes(event.event.kind.as_str())
+            || !actions.passes(event.event.action.as_str())
         {
             return Err(Skip::Filtered);
         }
         let transition = (c.suppress_duplicates
-            && matches!(event.action, EventAction::Start | EventAction::Stop))
+            && matches!(event.event.action, EventAction::Start | EventAction::Stop))
         .then(|| {
             (
-                (event.device.clone(), event.code.clone(), event.index),
-                event.action == EventAction::Start,
+                (
+                    event.event.device.clone(),
+                    event.event.code.clone(),
+                    event.event.index,
+                ),
+                event.event.action == EventAction::Start,
             )
         });
         if let Some((key, started)) = &transition {
             if let Some((last_started, last_time)) = self.last.get(key) {
                 // The same action again is a duplicate, unless the device's own clock says it is a
                 // later occurrence (a stop or start in between was lost or stored out of order).
-                let later = match (&event.device_time, last_time) {
+                let later = match (&event.event.device_time, last_time) {
                     (Some(now), Some(before)) => now > before,
                     _ => false,
                 };
@@ -160,7 +164,8 @@ impl Rules {
             self.window.1 += 1;
         }
         if let Some((key, started)) = transition {
-            self.last.insert(key, (started, event.device_time.clone()));
+            self.last
+                .insert(key, (started, event.event.device_time.clone()));
         }
         Ok(())
     }
@@ -173,19 +178,21 @@ mod tests {
     fn event(device: &str, code: &str, action: &str) -> StoredEvent {
         StoredEvent {
             id: 1,
-            device: device.into(),
-            code: code.into(),
-            action: action.into(),
-            index: Some(0),
-            channel: Some(1),
-            channel_name: None,
-            kind: "alarm".into(),
-            device_time: None,
-            received_at: String::new(),
-            received_ms: 0,
             frame_id: None,
-            data: None,
-            synthetic: None,
+            event: alarm_center_store::NewEvent {
+                frame: alarm_center_store::FrameRef::None,
+                device: device.into(),
+                code: code.into(),
+                action: action.into(),
+                index: Some(0),
+                channel: Some(1),
+                channel_name: None,
+                kind: "alarm".into(),
+                device_time: None,
+                received_at: 0,
+                data: None,
+                synthetic: None,
+            },
         }
     }
 
@@ -233,9 +240,10 @@ mod tests {
     #[test]
     fn a_repeated_action_with_a_later_device_time_is_a_real_transition() {
         let mut rules = Rules::new(RulesConfig::default());
-        let at = |action: &str, time: &str| StoredEvent {
-            device_time: Some(time.into()),
-            ..event("cam", "HumanDetect", action)
+        let at = |action: &str, time: &str| {
+            let mut e = event("cam", "HumanDetect", action);
+            e.event.device_time = Some(time.into());
+            e
         };
         assert_eq!(
             rules.check(&at("start", "2024-01-27T21:10:58+00:00")),

@@ -30,41 +30,66 @@ pub struct EventQuery {
     pub ascending: bool,
 }
 
-/// An event as stored.
-#[derive(Debug, Clone, Serialize)]
+/// An event as stored: the event as it was appended, with its log position and raw frame.
+///
+/// Serialised (API, stdout, webhooks) as one flat object: `id`, `device`, `code`, `action`, `index`,
+/// `channel`, `channel_name` (when set), `kind`, `device_time`, `received_at` (RFC 3339 UTC),
+/// `frame_id`, `data` (the device's JSON, when set) and `synthetic` (when set).
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
     /// Log position.
     pub id: i64,
-    /// Device id.
-    pub device: String,
-    /// Event code.
-    pub code: String,
-    /// Action.
-    pub action: crate::EventAction,
-    /// 0-based index.
-    pub index: Option<i64>,
-    /// 1-based channel.
-    pub channel: Option<i64>,
-    /// The channel's configured name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub channel_name: Option<String>,
-    /// Frame kind or `device`.
-    pub kind: crate::EventKind,
-    /// Device time.
-    pub device_time: Option<String>,
-    /// Receive time, RFC 3339 UTC.
-    pub received_at: String,
-    /// Receive time, unix milliseconds (not serialised: `received_at` says it).
-    #[serde(skip)]
-    pub received_ms: i64,
-    /// Raw frame id.
+    /// The raw frame that carried it.
     pub frame_id: Option<i64>,
-    /// JSON data.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data: Option<Box<serde_json::value::RawValue>>,
-    /// Why the server synthesised it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub synthetic: Option<crate::Synthetic>,
+    /// The event (its `frame` is [`FrameRef::None`](crate::FrameRef::None): `frame_id` says it).
+    pub event: crate::NewEvent,
+}
+
+impl StoredEvent {
+    /// The receive time as RFC 3339 UTC.
+    pub fn received_at(&self) -> String {
+        format_ms(self.event.received_at)
+    }
+}
+
+impl Serialize for StoredEvent {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let e = &self.event;
+        // Data that is not JSON (never written by the server) is left out rather than failing the
+        // whole answer.
+        let data = e
+            .data
+            .as_deref()
+            .and_then(|d| serde_json::from_str::<&serde_json::value::RawValue>(d).ok());
+        let mut out = serializer.serialize_struct("StoredEvent", 13)?;
+        out.serialize_field("id", &self.id)?;
+        out.serialize_field("device", &e.device)?;
+        out.serialize_field("code", &e.code)?;
+        out.serialize_field("action", &e.action)?;
+        out.serialize_field("index", &e.index)?;
+        out.serialize_field("channel", &e.channel)?;
+        match &e.channel_name {
+            Some(name) => out.serialize_field("channel_name", name)?,
+            None => out.skip_field("channel_name")?,
+        }
+        out.serialize_field("kind", &e.kind)?;
+        out.serialize_field("device_time", &e.device_time)?;
+        out.serialize_field("received_at", &self.received_at())?;
+        out.serialize_field("frame_id", &self.frame_id)?;
+        match data {
+            Some(data) => out.serialize_field("data", data)?,
+            None => out.skip_field("data")?,
+        }
+        match &e.synthetic {
+            Some(synthetic) => out.serialize_field("synthetic", synthetic)?,
+            None => out.skip_field("synthetic")?,
+        }
+        out.end()
+    }
 }
 
 /// A device as stored.
@@ -153,22 +178,23 @@ impl Db {
         ));
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(args), |r| {
-            let data: Option<String> = r.get(10)?;
             Ok(StoredEvent {
                 id: r.get(0)?,
-                device: r.get(1)?,
-                code: r.get(2)?,
-                action: r.get(3)?,
-                index: r.get(4)?,
-                channel: r.get(5)?,
-                kind: r.get(6)?,
-                device_time: r.get(7)?,
-                received_at: format_ms(r.get(8)?),
-                received_ms: r.get(8)?,
                 frame_id: r.get(9)?,
-                data: data.and_then(|d| serde_json::value::RawValue::from_string(d).ok()),
-                synthetic: r.get(11)?,
-                channel_name: r.get(12)?,
+                event: crate::NewEvent {
+                    frame: crate::FrameRef::None,
+                    device: r.get(1)?,
+                    code: r.get(2)?,
+                    action: r.get(3)?,
+                    index: r.get(4)?,
+                    channel: r.get(5)?,
+                    channel_name: r.get(12)?,
+                    kind: r.get(6)?,
+                    device_time: r.get(7)?,
+                    received_at: r.get(8)?,
+                    data: r.get(10)?,
+                    synthetic: r.get(11)?,
+                },
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -226,26 +252,13 @@ impl Db {
 }
 
 impl StoredEvent {
-    /// The stored form of an event just written with log position `id` and raw frame `frame_id`.
-    pub fn from_new(id: i64, event: &crate::NewEvent, frame_id: Option<i64>) -> StoredEvent {
+    /// The stored form of `event`, just written with log position `id` and raw frame `frame_id`.
+    pub fn from_new(id: i64, mut event: crate::NewEvent, frame_id: Option<i64>) -> StoredEvent {
+        event.frame = crate::FrameRef::None;
         StoredEvent {
             id,
-            device: event.device.clone(),
-            code: event.code.clone(),
-            action: event.action.clone(),
-            index: event.index,
-            channel: event.channel,
-            channel_name: event.channel_name.clone(),
-            kind: event.kind.clone(),
-            device_time: event.device_time.clone(),
-            received_at: format_ms(event.received_at),
-            received_ms: event.received_at,
             frame_id,
-            data: event
-                .data
-                .as_ref()
-                .and_then(|d| serde_json::value::RawValue::from_string(d.clone()).ok()),
-            synthetic: event.synthetic.clone(),
+            event,
         }
     }
 }

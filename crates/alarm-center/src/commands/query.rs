@@ -115,24 +115,28 @@ impl Table {
 }
 
 fn event_row(e: &StoredEvent) -> Vec<String> {
-    let channel = match (e.channel, &e.channel_name) {
+    let channel = match (e.event.channel, &e.event.channel_name) {
         (Some(c), Some(name)) => format!("{c} ({name})"),
         (Some(c), None) => c.to_string(),
         (None, _) => "-".to_owned(),
     };
     let synthetic = e
+        .event
         .synthetic
         .as_deref()
         .map(|s| format!(" (synthetic: {s})"))
         .unwrap_or_default();
     vec![
         e.id.to_string(),
-        e.received_at.clone(),
-        e.device.clone(),
-        e.code.clone(),
-        e.action.to_string(),
+        e.received_at(),
+        e.event.device.clone(),
+        e.event.code.clone(),
+        e.event.action.to_string(),
         channel,
-        format!("{}{synthetic}", e.device_time.as_deref().unwrap_or("-")),
+        format!(
+            "{}{synthetic}",
+            e.event.device_time.as_deref().unwrap_or("-")
+        ),
     ]
 }
 

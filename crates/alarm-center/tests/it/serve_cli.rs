@@ -173,9 +173,9 @@ fn kill_9_during_ingest_leaves_every_committed_event_intact() {
         let s = by_id.get(&id).unwrap_or_else(|| {
             panic!("event {id} was printed as committed but is not in the store")
         });
-        assert_eq!(s.code, e["code"].as_str().unwrap());
-        assert_eq!(s.action, e["action"].as_str().unwrap());
-        assert_eq!(s.device, e["device"].as_str().unwrap());
+        assert_eq!(s.event.code, e["code"].as_str().unwrap());
+        assert_eq!(s.event.action, e["action"].as_str().unwrap());
+        assert_eq!(s.event.device, e["device"].as_str().unwrap());
     }
     drop(db);
     // And the server starts again on that store.

@@ -296,8 +296,10 @@ async fn devices_are_paginated_in_id_order() {
             r#"{{"id":1,"method":"global.keepAlive","params":{{"timeout":60,"SerialNo":"{serial}"}}}}"#
         );
         send(&mut device, &encode::dhip(1, i as u32 + 1, &keepalive)).await;
-        t.until(WAIT, |e| e.code == "DeviceOnline" && e.device == *serial)
-            .await;
+        t.until(WAIT, |e| {
+            e.event.code == "DeviceOnline" && e.event.device == *serial
+        })
+        .await;
         connections.push(device);
     }
     let ids = |page: &Value| -> Vec<String> {

@@ -129,9 +129,9 @@ async fn deeply_nested_event_data_is_served_as_stored() {
     let frame = format!(r#"{{"Code":"DeepData","Action":"Pulse","Index":0,"Data":{data}}}"#);
     let mut device = t.connect().await;
     send(&mut device, &encode::bare_json(&frame)).await;
-    let committed = t.until(WAIT, |e| e.code == "DeepData").await;
+    let committed = t.until(WAIT, |e| e.event.code == "DeepData").await;
     let stored = committed.last().unwrap();
-    assert_eq!(stored.data.as_ref().map(|d| d.get()), Some(data.as_str()));
+    assert_eq!(stored.event.data.as_deref(), Some(data.as_str()));
     for path in ["/api/events", "/api/events?code=DeepData&limit=1"] {
         let page = get_raw(addr, path, &addr.to_string()).await;
         assert_eq!(page.status, 200, "{path}");
@@ -160,8 +160,8 @@ async fn metric_label_values_are_escaped_and_cannot_forge_lines() {
     let mut device = t.connect().await;
     send(&mut device, &encode::bare_json(&frame)).await;
     // The code as the server counted it (ingest may escape control characters itself).
-    let committed = t.until(WAIT, |e| e.code.starts_with("Evil")).await;
-    let code = committed.last().unwrap().code.clone();
+    let committed = t.until(WAIT, |e| e.event.code.starts_with("Evil")).await;
+    let code = committed.last().unwrap().event.code.clone();
     assert!(code.contains(['"', '\\']), "{code:?}");
     let scrape = get_raw(addr, "/metrics", &addr.to_string()).await;
     assert_eq!(scrape.status, 200);
@@ -432,7 +432,7 @@ async fn a_huge_decode_is_bounded_and_does_not_starve_device_ingest() {
     let addr = api(&t);
     let mut device = t.connect().await;
     send(&mut device, &encode::dvrip_mask(2, 0, 0)).await;
-    t.until(WAIT, |e| e.code == "DeviceOnline").await;
+    t.until(WAIT, |e| e.event.code == "DeviceOnline").await;
 
     let mut bytes = Vec::with_capacity(4 << 20);
     let mut i = 0u32;
@@ -477,7 +477,7 @@ async fn a_huge_decode_is_bounded_and_does_not_starve_device_ingest() {
         send(&mut device, &encode::dvrip_mask(2, 0, mask)).await;
         let action = if mask == 1 { "start" } else { "stop" };
         t.until(Duration::from_secs(30), |e| {
-            e.code == "VideoMotion" && e.action == action
+            e.event.code == "VideoMotion" && e.event.action == action
         })
         .await;
         let latency = sent.elapsed();
@@ -609,7 +609,7 @@ async fn slow_header_connections_are_limited_and_timed_out() {
     // The device port is not starved by the API.
     let mut device = t.connect().await;
     send(&mut device, &encode::dvrip_mask(2, 0, 1)).await;
-    t.until(WAIT, |e| e.code == "VideoMotion").await;
+    t.until(WAIT, |e| e.event.code == "VideoMotion").await;
     // Every slow connection is closed: the excess at once, the others after the header timeout.
     for (i, s) in slow.iter_mut().enumerate() {
         assert!(

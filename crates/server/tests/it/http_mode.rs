@@ -117,7 +117,7 @@ fn alarm_events(db: &Db) -> Vec<alarm_center_store::StoredEvent> {
             ..EventQuery::default()
         })
         .unwrap();
-    events.retain(|e| e.kind != "device");
+    events.retain(|e| e.event.kind != "device");
     events
 }
 
@@ -151,7 +151,12 @@ async fn an_nvr_on_one_keep_alive_connection_gets_an_answer_per_committed_event(
     let events = alarm_events(&db);
     let shape: Vec<String> = events
         .iter()
-        .map(|e| format!("{} {} {} {:?}", e.device, e.code, e.action, e.channel))
+        .map(|e| {
+            format!(
+                "{} {} {} {:?}",
+                e.event.device, e.event.code, e.event.action, e.event.channel
+            )
+        })
         .collect();
     assert_eq!(
         shape,
@@ -162,10 +167,10 @@ async fn an_nvr_on_one_keep_alive_connection_gets_an_answer_per_committed_event(
         ]
     );
     // Without Index: no channel, and the rule name is in the data.
-    let data = events[2].data.as_ref().unwrap().get();
+    let data = events[2].event.data.as_deref().unwrap();
     assert!(data.contains(r#""Name":"cam1_r1_h_trip""#), "{data}");
     assert_eq!(
-        events[0].device_time.as_deref(),
+        events[0].event.device_time.as_deref(),
         Some("2024-08-21T17:15:31+00:00")
     );
     // Every request is one archived frame, protocol http, the whole request.
@@ -353,7 +358,7 @@ async fn with_credentials_basic_and_digest_pass_and_a_wrong_password_gets_401() 
     let events = alarm_events(&db);
     assert_eq!(events.len(), 3, "{:?}", summary(&events));
     assert!(
-        events.iter().all(|e| e.channel == Some(2)),
+        events.iter().all(|e| e.event.channel == Some(2)),
         "{:?}",
         summary(&events)
     );
@@ -412,18 +417,24 @@ async fn an_http_device_and_a_dhip_device_work_side_by_side() {
     assert_eq!(Reader::new().next(&mut http, false).await.status, 200);
     // Both devices' events, in whichever order they were committed.
     let seen = |events: &[alarm_center_store::StoredEvent], code: &str| {
-        events.iter().any(|e| e.code == code)
+        events.iter().any(|e| e.event.code == code)
     };
     let mut events = Vec::new();
     while !(seen(&events, "VideoMotion") && seen(&events, "FaceRecognition")) {
         events.extend(t.events(1, WAIT).await);
     }
-    let face = events.iter().find(|e| e.code == "FaceRecognition").unwrap();
-    assert_eq!((face.device.as_str(), face.channel), ("NVR-H", Some(3)));
-    assert!(face.data.as_ref().unwrap().get().contains("\"Ann\""));
+    let face = events
+        .iter()
+        .find(|e| e.event.code == "FaceRecognition")
+        .unwrap();
+    assert_eq!(
+        (face.event.device.as_str(), face.event.channel),
+        ("NVR-H", Some(3))
+    );
+    assert!(face.event.data.as_deref().unwrap().contains("\"Ann\""));
     assert!(events
         .iter()
-        .any(|e| e.device == "NVR-D" && e.code == "VideoMotion"));
+        .any(|e| e.event.device == "NVR-D" && e.event.code == "VideoMotion"));
     t.server.shutdown().await.unwrap();
 }
 

@@ -34,7 +34,7 @@ fn stored(dir: &std::path::Path, device: &str) -> Vec<alarm_center_store::Stored
             ..EventQuery::default()
         })
         .unwrap();
-    events.retain(|e| e.kind != "device");
+    events.retain(|e| e.event.kind != "device");
     events
 }
 
@@ -110,19 +110,25 @@ async fn devices_behind_one_address_without_identity_coexist_with_their_own_alar
     let mut a = t.connect().await;
     let mut b = t.connect().await;
     send(&mut a, &encode::dvrip_mask(2, 0, 0b01)).await; // A: channel 1 starts
-    t.until(WAIT, |e| e.code == "VideoMotion" && e.channel == Some(1))
-        .await;
+    t.until(WAIT, |e| {
+        e.event.code == "VideoMotion" && e.event.channel == Some(1)
+    })
+    .await;
     send(&mut b, &encode::dvrip_mask(2, 0, 0b10)).await; // B: channel 2 starts
-    t.until(WAIT, |e| e.code == "VideoMotion" && e.channel == Some(2))
-        .await;
+    t.until(WAIT, |e| {
+        e.event.code == "VideoMotion" && e.event.channel == Some(2)
+    })
+    .await;
     send(&mut a, &encode::dvrip_mask(2, 0, 0b00)).await; // A: channel 1 stops (and nothing else)
     let events = t
-        .until(WAIT, |e| e.code == "VideoMotion" && e.action == "stop")
+        .until(WAIT, |e| {
+            e.event.code == "VideoMotion" && e.event.action == "stop"
+        })
         .await;
     let stops: Vec<_> = events
         .iter()
-        .filter(|e| e.action == "stop")
-        .map(|e| e.channel)
+        .filter(|e| e.event.action == "stop")
+        .map(|e| e.event.channel)
         .collect();
     assert_eq!(
         stops,

@@ -48,7 +48,9 @@ fn one_device_stream() -> Vec<u8> {
 async fn every_framing_split_at_awkward_points_gives_the_same_events() {
     let mut t = start(|_| {}).await;
     let bytes = one_device_stream();
-    let last = |e: &alarm_center_store::StoredEvent| e.code == "AlarmLocal" && e.action == "stop";
+    let last = |e: &alarm_center_store::StoredEvent| {
+        e.event.code == "AlarmLocal" && e.event.action == "stop"
+    };
     let mut whole = t.connect().await;
     send(&mut whole, &bytes).await;
     let first = t.until(WAIT, last).await;
@@ -68,8 +70,13 @@ async fn every_framing_split_at_awkward_points_gives_the_same_events() {
     let shape = |events: &[alarm_center_store::StoredEvent]| -> Vec<String> {
         events
             .iter()
-            .filter(|e| e.kind != "device")
-            .map(|e| format!("{} {} {} {:?}", e.device, e.code, e.action, e.channel))
+            .filter(|e| e.event.kind != "device")
+            .map(|e| {
+                format!(
+                    "{} {} {} {:?}",
+                    e.event.device, e.event.code, e.event.action, e.event.channel
+                )
+            })
             .collect()
     };
     let expected = [
@@ -100,24 +107,24 @@ async fn identity_from_frames_and_a_reconnect_keeps_both_connections() {
     let mut t = start(|_| {}).await;
     let mut old = t.connect().await;
     send(&mut old, &encode::dhip(1, 1, &keepalive("NVR-1", 1, 30))).await;
-    let online = t.until(WAIT, |e| e.code == "DeviceOnline").await;
-    assert_eq!(online[0].device, "NVR-1");
+    let online = t.until(WAIT, |e| e.event.code == "DeviceOnline").await;
+    assert_eq!(online[0].event.device, "NVR-1");
     let mut new = t.connect().await;
     send(
         &mut new,
         &encode::dvrip_json(2, 1, &motion("NVR-1", "Start", 0)),
     )
     .await;
-    let events = t.until(WAIT, |e| e.code == "VideoMotion").await;
-    assert_eq!(events.last().unwrap().device, "NVR-1");
+    let events = t.until(WAIT, |e| e.event.code == "VideoMotion").await;
+    assert_eq!(events.last().unwrap().event.device, "NVR-1");
     assert_eq!(
-        events.last().unwrap().device_time.as_deref(),
+        events.last().unwrap().event.device_time.as_deref(),
         Some("2024-05-01T10:00:00+00:00")
     );
     // The old connection is not pushed off: it still delivers (decision D27).
     send(&mut old, &encode::dhip(1, 2, &motion("NVR-1", "Stop", 0))).await;
-    let events = t.until(WAIT, |e| e.code == "VideoMotion").await;
-    assert_eq!(events.last().unwrap().action, "stop");
+    let events = t.until(WAIT, |e| e.event.code == "VideoMotion").await;
+    assert_eq!(events.last().unwrap().event.action, "stop");
     assert_eq!(
         alarm_center_server::Stats::get(&t.server.stats().closed_replaced),
         0
@@ -153,7 +160,7 @@ async fn a_silent_device_goes_offline_with_synthetic_stops_and_comes_back() {
         ]
     );
     // Silence: offline after period + grace, with a synthetic stop for each active alarm.
-    let offline = t.until(WAIT, |e| e.code == "DeviceOffline").await;
+    let offline = t.until(WAIT, |e| e.event.code == "DeviceOffline").await;
     assert_eq!(
         summary(&offline),
         [
@@ -200,7 +207,7 @@ async fn restart_keeps_events_devices_and_alarm_state() {
     // The device was online before the restart, so no new online event; its mask state was not kept
     // across the restart, so both active bits are reported.
     assert!(
-        events.iter().all(|e| e.code == "VideoMotion"),
+        events.iter().all(|e| e.event.code == "VideoMotion"),
         "{:?}",
         summary(&events)
     );
@@ -255,12 +262,12 @@ async fn configured_devices_get_their_id_zone_and_channel_names() {
     let mut device = t.connect().await;
     let body = r#"{"method":"client.notifyEventStream","params":{"MAC":"aa:bb:cc:00:11:22","eventList":[{"Code":"VideoMotion","Action":"Start","Index":0,"Data":{"LocaleTime":"2024-05-01 10:00:00"}}]}}"#;
     send(&mut device, &encode::dhip(1, 1, body)).await;
-    let events = t.until(WAIT, |e| e.code == "VideoMotion").await;
+    let events = t.until(WAIT, |e| e.event.code == "VideoMotion").await;
     let motion = events.last().unwrap();
-    assert_eq!(motion.device, "front-nvr");
-    assert_eq!(motion.channel_name.as_deref(), Some("Gate"));
+    assert_eq!(motion.event.device, "front-nvr");
+    assert_eq!(motion.event.channel_name.as_deref(), Some("Gate"));
     assert_eq!(
-        motion.device_time.as_deref(),
+        motion.event.device_time.as_deref(),
         Some("2024-05-01T10:00:00+02:00")
     );
     t.server.shutdown().await.unwrap();
@@ -289,11 +296,15 @@ async fn alarms_whose_stop_never_comes_are_auto_cleared() {
     )
     .await;
     let cleared = t
-        .until(WAIT, |e| e.synthetic.as_deref() == Some("auto-clear"))
+        .until(WAIT, |e| e.event.synthetic.as_deref() == Some("auto-clear"))
         .await;
     let last = cleared.last().unwrap();
     assert_eq!(
-        (last.code.as_str(), last.action.as_str(), last.channel),
+        (
+            last.event.code.as_str(),
+            last.event.action.as_str(),
+            last.event.channel
+        ),
         ("VideoMotion", "stop", Some(1))
     );
     // That AlarmLocal (no limit) stays active is a unit test of the device core.
@@ -322,7 +333,7 @@ async fn keepalives_are_archived_sampled_unless_the_interval_is_zero() {
             &encode::bare_json(r#"{"Code":"VideoMotion","Action":"Pulse","SerialNo":"KA-1"}"#),
         )
         .await;
-        t.until(WAIT, |e| e.code == "VideoMotion").await;
+        t.until(WAIT, |e| e.event.code == "VideoMotion").await;
         t.server.shutdown().await.unwrap();
         let db = Db::open_read_only(t.dir.path()).unwrap();
         let frames = db

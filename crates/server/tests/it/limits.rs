@@ -40,15 +40,19 @@ async fn garbage_and_oversized_lengths_are_kept_and_other_devices_work() {
     )
     .await;
     let mut events = t
-        .until(WAIT, |e| e.device == "BAD-1" && e.code == "VideoLoss")
+        .until(WAIT, |e| {
+            e.event.device == "BAD-1" && e.event.code == "VideoLoss"
+        })
         .await;
     if !events
         .iter()
-        .any(|e| e.device == "GOOD-1" && e.code == "HumanDetect")
+        .any(|e| e.event.device == "GOOD-1" && e.event.code == "HumanDetect")
     {
         events.extend(
-            t.until(WAIT, |e| e.device == "GOOD-1" && e.code == "HumanDetect")
-                .await,
+            t.until(WAIT, |e| {
+                e.event.device == "GOOD-1" && e.event.code == "HumanDetect"
+            })
+            .await,
         );
     }
     let stats = t.server.stats();
@@ -103,7 +107,7 @@ async fn a_one_byte_per_interval_sender_is_closed_and_others_keep_working() {
     );
     let events = t.events(6, WAIT).await;
     assert_eq!(
-        events.iter().filter(|e| e.device == "OK-2").count(),
+        events.iter().filter(|e| e.event.device == "OK-2").count(),
         6,
         "{:?}",
         summary(&events)
@@ -152,7 +156,7 @@ async fn thousands_of_idle_connections_from_one_address_are_refused_past_the_lim
     other = socket.connect(addr).await.unwrap();
     send(&mut other, &encode::dvrip_mask(2, 0, 1)).await;
     let events = t.events(2, WAIT).await;
-    assert_eq!(events[1].device, "addr-127.0.0.2");
+    assert_eq!(events[1].event.device, "addr-127.0.0.2");
     // The idle ones are closed by the idle timeout.
     assert!(closed_by_server(&mut idle[0], Duration::from_secs(5)).await);
     assert!(t.server.stats().closed("idle") >= 1);

@@ -390,8 +390,10 @@ async fn broker_down_during_ingest_loses_nothing_and_keeps_order() {
     }
     committed.extend(t.events(30, WAIT).await);
     // Every committed event arrives at least once, in log order per device.
-    let wanted: BTreeMap<i64, String> =
-        committed.iter().map(|e| (e.id, e.device.clone())).collect();
+    let wanted: BTreeMap<i64, String> = committed
+        .iter()
+        .map(|e| (e.id, e.event.device.clone()))
+        .collect();
     let mut got: HashMap<i64, u32> = HashMap::new();
     let mut order: HashMap<String, Vec<i64>> = HashMap::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

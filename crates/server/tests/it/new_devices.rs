@@ -35,8 +35,10 @@ async fn heard(t: &mut TestServer, source: [u8; 4], serial: &str) -> TcpStream {
     let mut stream = connect_from(source, t.server.local_addr()).await;
     send(&mut stream, &alarm(serial)).await;
     let device = if serial == "KNOWN-1" { "front" } else { serial };
-    t.until(WAIT, |e| e.code == "VideoMotion" && e.device == device)
-        .await;
+    t.until(WAIT, |e| {
+        e.event.code == "VideoMotion" && e.event.device == device
+    })
+    .await;
     stream
 }
 
@@ -263,7 +265,7 @@ async fn never_configured_devices_silent_past_the_expiry_are_forgotten_but_their
             ..Default::default()
         })
         .unwrap();
-    let codes: Vec<&str> = events.iter().map(|e| e.code.as_str()).collect();
+    let codes: Vec<&str> = events.iter().map(|e| e.event.code.as_str()).collect();
     assert_eq!(
         codes,
         ["DeviceOnline", "VideoMotion", "DeviceOnline", "VideoMotion"]

@@ -53,7 +53,7 @@ async fn a_start_and_its_stop_on_two_connections_are_stored_in_order() {
                 ..EventQuery::default()
             })
             .unwrap();
-        events.retain(|e| e.synthetic.is_none());
+        events.retain(|e| e.event.synthetic.is_none());
         if events.len() >= expected || tokio::time::Instant::now() > deadline {
             break events;
         }
@@ -64,8 +64,8 @@ async fn a_start_and_its_stop_on_two_connections_are_stored_in_order() {
     for camera in 0..cameras {
         let actions: Vec<&str> = events
             .iter()
-            .filter(|e| e.device == format!("CAM-{camera}"))
-            .map(|e| e.action.as_str())
+            .filter(|e| e.event.device == format!("CAM-{camera}"))
+            .map(|e| e.event.action.as_str())
             .collect();
         let bad = actions
             .chunks(2)

@@ -40,7 +40,7 @@ async fn devices_still_sending_stay_online_while_the_store_is_blocked() {
             .events(1, WAIT)
             .await
             .iter()
-            .filter(|e| e.code == "DeviceOnline")
+            .filter(|e| e.event.code == "DeviceOnline")
             .count();
     }
     let keepalives = tokio::spawn(async move {
@@ -88,8 +88,8 @@ async fn devices_still_sending_stay_online_while_the_store_is_blocked() {
         .unwrap();
     let offline: Vec<_> = events
         .iter()
-        .filter(|e| e.code == "DeviceOffline")
-        .map(|e| e.device.clone())
+        .filter(|e| e.event.code == "DeviceOffline")
+        .map(|e| e.event.device.clone())
         .collect();
     assert!(
         offline.is_empty(),
@@ -99,8 +99,8 @@ async fn devices_still_sending_stay_online_while_the_store_is_blocked() {
     for serial in ["STALL-1", "STALL-2", "STALL-3", "FLOOD"] {
         let times: Vec<i64> = events
             .iter()
-            .filter(|e| e.device == serial && e.kind == "device")
-            .map(|e| e.received_ms)
+            .filter(|e| e.event.device == serial && e.event.kind == "device")
+            .map(|e| e.event.received_at)
             .collect();
         assert!(
             times.windows(2).all(|w| w[0] <= w[1]),

@@ -125,7 +125,10 @@ async fn committed_indexes(dir: &Path, code: &str, n: usize) -> Vec<i64> {
                     ..Default::default()
                 })
                 .unwrap();
-            events.iter().map(|e| e.index.unwrap()).collect::<Vec<_>>()
+            events
+                .iter()
+                .map(|e| e.event.index.unwrap())
+                .collect::<Vec<_>>()
         })
         .await
         .unwrap();
@@ -156,7 +159,7 @@ async fn a_full_disk_makes_the_server_unready_runs_retention_and_loses_no_event(
     for i in 0..10 {
         send(&mut device, &alarm("FULL-1", "Warm", i, 10)).await;
     }
-    t.until(WAIT, |e| e.code == "Warm" && e.index == Some(9))
+    t.until(WAIT, |e| e.event.code == "Warm" && e.event.index == Some(9))
         .await;
     assert_eq!(readyz(&base).await.0, 200);
 
@@ -267,7 +270,7 @@ async fn a_shutdown_on_a_full_disk_ends_within_seconds_and_counts_what_is_lost()
     let stats = t.server.stats();
     let mut device = t.connect().await;
     send(&mut device, &alarm("FULL-2", "Warm", 0, 10)).await;
-    t.until(WAIT, |e| e.code == "Warm").await;
+    t.until(WAIT, |e| e.event.code == "Warm").await;
     fill(&fs.path.join("ballast"));
     // About 36 MB: nine batches of 4 MB wait for the writer.
     const BIG: usize = 600;

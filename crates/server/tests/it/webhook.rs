@@ -249,7 +249,7 @@ async fn each_event_is_posted_as_json_in_order() {
         event_ids(&events),
         "one request per event, in log order"
     );
-    assert_eq!(events[0].code, "DeviceOnline");
+    assert_eq!(events[0].event.code, "DeviceOnline");
     assert_eq!(requests[3].json()["data"]["Name"], "rule 2");
     t.server.shutdown().await.unwrap();
     let db = Db::open_read_only(t.dir.path()).unwrap();

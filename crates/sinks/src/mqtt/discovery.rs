@@ -164,17 +164,17 @@ impl Discovery {
     /// entity's config when the entity is new. Nothing past a bound (counted, and logged once).
     pub(crate) fn observe(&mut self, event: &StoredEvent) -> Vec<Message> {
         let mut out = Vec::new();
-        if !self.render.config.discovery || event.kind == EventKind::Log {
+        if !self.render.config.discovery || event.event.kind == EventKind::Log {
             return out;
         }
         let (max_devices, max_entities) = self.bounds();
-        if !self.devices.contains_key(&event.device) {
+        if !self.devices.contains_key(&event.event.device) {
             if self.devices.len() >= max_devices {
                 self.counts.skipped += 1;
                 if !self.devices_full {
                     self.devices_full = true;
                     tracing::warn!(
-                        device = %event.device,
+                        device = %event.event.device,
                         max_devices,
                         skipped = self.counts.skipped,
                         "MQTT discovery: discovery-max-devices reached; new devices get no discovery config (their events are still published)"
@@ -182,25 +182,26 @@ impl Discovery {
                 }
                 return out;
             }
-            self.devices.insert(event.device.clone(), Device::default());
+            self.devices
+                .insert(event.event.device.clone(), Device::default());
             self.counts.devices += 1;
-            out.push(self.render.connectivity(&event.device, None));
+            out.push(self.render.connectivity(&event.event.device, None));
         }
-        let availability = event.kind == EventKind::Device
-            && matches!(event.code.as_str(), "DeviceOnline" | "DeviceOffline");
-        let Some(device) = self.devices.get_mut(&event.device) else {
+        let availability = event.event.kind == EventKind::Device
+            && matches!(event.event.code.as_str(), "DeviceOnline" | "DeviceOffline");
+        let Some(device) = self.devices.get_mut(&event.event.device) else {
             return out;
         };
         if availability {
             return out;
         }
-        if let (Some(c), Some(n)) = (event.channel, &event.channel_name) {
+        if let (Some(c), Some(n)) = (event.event.channel, &event.event.channel_name) {
             if device.channels.get(&c) != Some(n) {
                 device.channels.insert(c, n.clone());
             }
         }
-        let pulse = !matches!(event.action, EventAction::Start | EventAction::Stop);
-        let key = (event.channel, event.code.clone(), pulse);
+        let pulse = !matches!(event.event.action, EventAction::Start | EventAction::Stop);
+        let key = (event.event.channel, event.event.code.clone(), pulse);
         if device.entities.contains(&key) {
             return out;
         }
@@ -210,9 +211,9 @@ impl Discovery {
                 device.full = true;
                 self.counts.full_devices += 1;
                 tracing::warn!(
-                    device = %event.device,
+                    device = %event.event.device,
                     max_entities,
-                    code = %event.code,
+                    code = %event.event.code,
                     skipped = self.counts.skipped,
                     full_devices = self.counts.full_devices,
                     "MQTT discovery: discovery-max-entities-per-device reached; this device's new entities get no discovery config (their events are still published)"
@@ -220,7 +221,7 @@ impl Discovery {
             }
             return out;
         }
-        out.push(self.render.entity(&event.device, device, &key));
+        out.push(self.render.entity(&event.event.device, device, &key));
         device.entities.insert(key);
         self.counts.entities += 1;
         out

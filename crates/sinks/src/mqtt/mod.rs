@@ -173,21 +173,21 @@ impl MqttSink {
     /// sensor, a new entity).
     fn event_messages(&self, event: &StoredEvent) -> Vec<Message> {
         let root = self.root();
-        let dev = slug(&event.device);
+        let dev = slug(&event.event.device);
         let mut out = vec![Message {
             topic: format!("{root}/{dev}/event"),
             payload: serde_json::to_vec(event).unwrap_or_default(),
             retain: false,
         }];
-        if event.kind == EventKind::Log {
+        if event.event.kind == EventKind::Log {
             // A log record the device uploaded: on the event topic only, no entity, no state.
             return out;
         }
         out.extend(lock(&self.discovery).observe(event));
-        if event.kind == EventKind::Device
-            && matches!(event.code.as_str(), "DeviceOnline" | "DeviceOffline")
+        if event.event.kind == EventKind::Device
+            && matches!(event.event.code.as_str(), "DeviceOnline" | "DeviceOffline")
         {
-            let state: &[u8] = if event.code == "DeviceOnline" {
+            let state: &[u8] = if event.event.code == "DeviceOnline" {
                 b"online"
             } else {
                 b"offline"
@@ -199,9 +199,12 @@ impl MqttSink {
             });
             return out;
         }
-        let ch = event.channel.map_or("device".to_owned(), |c| c.to_string());
-        let state = format!("{root}/{dev}/{ch}/{}", slug(&event.code));
-        match &event.action {
+        let ch = event
+            .event
+            .channel
+            .map_or("device".to_owned(), |c| c.to_string());
+        let state = format!("{root}/{dev}/{ch}/{}", slug(&event.event.code));
+        match &event.event.action {
             EventAction::Start => out.push(Message {
                 topic: state,
                 payload: b"ON".to_vec(),
@@ -213,7 +216,7 @@ impl MqttSink {
                 retain: true,
             }),
             action => {
-                let payload = json!({"event_type": "pulse", "action": action, "id": event.id, "device_time": event.device_time, "received_at": event.received_at});
+                let payload = json!({"event_type": "pulse", "action": action, "id": event.id, "device_time": event.event.device_time, "received_at": event.received_at()});
                 out.push(Message {
                     topic: format!("{state}/event"),
                     payload: payload.to_string().into_bytes(),

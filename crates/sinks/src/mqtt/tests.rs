@@ -11,24 +11,27 @@ use super::{Message, MqttConfig};
 fn event(device: &str, code: &str, action: &str, channel: Option<i64>) -> StoredEvent {
     StoredEvent {
         id: 1,
-        device: device.into(),
-        code: code.into(),
-        action: action.into(),
-        index: channel.map(|c| c - 1),
-        channel,
-        channel_name: None,
-        kind: if code.starts_with("Device") {
-            "device"
-        } else {
-            "alarm"
-        }
-        .into(),
-        device_time: None,
-        received_at: "2026-11-30T00:00:00.000Z".into(),
-        received_ms: 0,
         frame_id: None,
-        data: None,
-        synthetic: None,
+        event: alarm_center_store::NewEvent {
+            frame: alarm_center_store::FrameRef::None,
+            device: device.into(),
+            code: code.into(),
+            action: action.into(),
+            index: channel.map(|c| c - 1),
+            channel,
+            channel_name: None,
+            kind: if code.starts_with("Device") {
+                "device"
+            } else {
+                "alarm"
+            }
+            .into(),
+            device_time: None,
+            // 2026-11-30T00:00:00.000Z
+            received_at: 1_795_996_800_000,
+            data: None,
+            synthetic: None,
+        },
     }
 }
 
@@ -81,7 +84,7 @@ fn only_what_is_new_is_published() {
     );
     // Log records make no entity.
     let mut log = event("nvr", "Log", "pulse", None);
-    log.kind = "log".into();
+    log.event.kind = "log".into();
     assert!(d.observe(&log).is_empty());
     assert_eq!(d.all().len(), 5);
     assert_eq!(

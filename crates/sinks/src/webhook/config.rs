@@ -187,19 +187,22 @@ pub(super) fn check_url(url: &Template) -> Result<(), String> {
 pub(super) fn sample_event() -> StoredEvent {
     StoredEvent {
         id: 1,
-        device: "device".into(),
-        code: "VideoMotion".into(),
-        action: "start".into(),
-        index: Some(0),
-        channel: Some(1),
-        channel_name: Some("channel".into()),
-        kind: "alarm".into(),
-        device_time: Some("2024-01-01T00:00:00+00:00".into()),
-        received_at: "2024-01-01T00:00:00.000Z".into(),
-        received_ms: 0,
         frame_id: Some(1),
-        data: serde_json::value::RawValue::from_string("{}".into()).ok(),
-        synthetic: None,
+        event: alarm_center_store::NewEvent {
+            frame: alarm_center_store::FrameRef::None,
+            device: "device".into(),
+            code: "VideoMotion".into(),
+            action: "start".into(),
+            index: Some(0),
+            channel: Some(1),
+            channel_name: Some("channel".into()),
+            kind: "alarm".into(),
+            device_time: Some("2024-01-01T00:00:00+00:00".into()),
+            // 2024-01-01T00:00:00.000Z
+            received_at: 1_704_067_200_000,
+            data: Some("{}".into()),
+            synthetic: None,
+        },
     }
 }
 

@@ -404,19 +404,22 @@ mod tests {
     fn event(data: Option<&str>) -> StoredEvent {
         StoredEvent {
             id: 42,
-            device: "NVR 1/a".into(),
-            code: "VideoMotion".into(),
-            action: "start".into(),
-            index: Some(2),
-            channel: Some(3),
-            channel_name: None,
-            kind: "alarm".into(),
-            device_time: None,
-            received_at: "2024-05-01T10:00:00.000Z".into(),
-            received_ms: 0,
             frame_id: Some(7),
-            data: data.map(|d| serde_json::value::RawValue::from_string(d.into()).unwrap()),
-            synthetic: None,
+            event: alarm_center_store::NewEvent {
+                frame: alarm_center_store::FrameRef::None,
+                device: "NVR 1/a".into(),
+                code: "VideoMotion".into(),
+                action: "start".into(),
+                index: Some(2),
+                channel: Some(3),
+                channel_name: None,
+                kind: "alarm".into(),
+                device_time: None,
+                // 2024-05-01T10:00:00.000Z
+                received_at: 1_714_557_600_000,
+                data: data.map(String::from),
+                synthetic: None,
+            },
         }
     }
 
@@ -439,7 +442,7 @@ mod tests {
         );
         assert_eq!(
             render("{{data}}", &e, Escape::None),
-            e.data.as_ref().unwrap().get()
+            e.event.data.as_deref().unwrap()
         );
         assert_eq!(
             render("{{data}}|{{data|json}}", &event(None), Escape::None),
@@ -453,7 +456,7 @@ mod tests {
             "http://h/NVR%201%2Fa?c=VideoMotion"
         );
         let mut crlf = event(None);
-        crlf.device = "a\r\nX-Evil: 1".into();
+        crlf.event.device = "a\r\nX-Evil: 1".into();
         assert_eq!(render("{{device}}", &crlf, Escape::Header), "a  X-Evil: 1");
     }
 

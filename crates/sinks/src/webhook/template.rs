@@ -219,30 +219,33 @@ impl<'a> Ctx<'a> {
         let opt_num = |n: Option<i64>| n.map_or(Value::Missing, Value::Number);
         match field {
             Field::Id => Value::Number(e.id),
-            Field::Device => text(&e.device),
-            Field::Code => text(&e.code),
-            Field::Action => text(e.action.as_str()),
-            Field::Index => opt_num(e.index),
-            Field::Channel => opt_num(e.channel),
-            Field::ChannelName => opt_text(&e.channel_name),
-            Field::Kind => text(e.kind.as_str()),
-            Field::DeviceTime => opt_text(&e.device_time),
-            Field::ReceivedAt => text(&e.received_at),
+            Field::Device => text(&e.event.device),
+            Field::Code => text(&e.event.code),
+            Field::Action => text(e.event.action.as_str()),
+            Field::Index => opt_num(e.event.index),
+            Field::Channel => opt_num(e.event.channel),
+            Field::ChannelName => opt_text(&e.event.channel_name),
+            Field::Kind => text(e.event.kind.as_str()),
+            Field::DeviceTime => opt_text(&e.event.device_time),
+            Field::ReceivedAt => text(&e.received_at()),
             Field::FrameId => opt_num(e.frame_id),
             Field::Synthetic => e
+                .event
                 .synthetic
                 .as_ref()
                 .map_or(Value::Missing, |s| text(s.as_str())),
             Field::Data => e
+                .event
                 .data
                 .as_ref()
-                .map_or(Value::Missing, |d| Value::Json(d.get().to_owned())),
+                .map_or(Value::Missing, |d| Value::Json(d.clone())),
             Field::Event => Value::Json(self.event_json().to_owned()),
             Field::DataKey(key) => {
                 let data = self.data.get_or_init(|| {
-                    e.data
+                    e.event
+                        .data
                         .as_ref()
-                        .and_then(|d| serde_json::from_str(d.get()).ok())
+                        .and_then(|d| serde_json::from_str(d).ok())
                 });
                 match data.as_ref().and_then(|d| d.get(key)) {
                     None | Some(serde_json::Value::Null) => Value::Missing,

@@ -230,8 +230,8 @@ fn a_version_2_store_is_upgraded_keeping_its_rows_and_its_cursors_are_repaired_l
     let summary: Vec<(i64, String, Option<i64>, String)> = events
         .iter()
         .map(|e| {
-            let data = e.data.as_ref().unwrap().get().to_owned();
-            (e.id, e.code.clone(), e.frame_id, data)
+            let data = e.event.data.as_deref().unwrap().to_owned();
+            (e.id, e.event.code.clone(), e.frame_id, data)
         })
         .collect();
     assert_eq!(
@@ -395,7 +395,7 @@ fn a_size_limit_never_empties_the_log_and_says_why_it_cannot_be_met() {
         })
         .unwrap();
     assert_eq!(
-        newest[0].received_ms,
+        newest[0].event.received_at,
         total_events - 1,
         "the newest events stay"
     );

@@ -193,7 +193,14 @@ fn version_1_stores_are_upgraded_to_the_new_stores_schema_keeping_their_rows() {
             .unwrap();
         let rows: Vec<_> = events
             .iter()
-            .map(|e| (e.id, e.code.clone(), e.frame_id, e.channel_name.clone()))
+            .map(|e| {
+                (
+                    e.id,
+                    e.event.code.clone(),
+                    e.frame_id,
+                    e.event.channel_name.clone(),
+                )
+            })
             .collect();
         let expected: Vec<_> = (1..=4)
             .map(|i| (i, format!("Code{i}"), (i == 4).then_some(3), None))
@@ -218,7 +225,7 @@ fn version_1_stores_are_upgraded_to_the_new_stores_schema_keeping_their_rows() {
             })
             .unwrap();
         assert_eq!(last.len(), 1);
-        assert_eq!(last[0].channel_name.as_deref(), Some("Door"));
+        assert_eq!(last[0].event.channel_name.as_deref(), Some("Door"));
         let next_frame: i64 = open_file(dir.path())
             .query_row(
                 "SELECT seq FROM sqlite_sequence WHERE name = 'frames'",

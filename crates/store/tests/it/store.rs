@@ -63,9 +63,9 @@ fn batches_commit_atomically_and_query_back() {
     let reader = Db::open_read_only(dir.path()).unwrap();
     let all = reader.events(&EventQuery::default()).unwrap();
     assert_eq!(all.len(), 2);
-    assert_eq!(all[0].code, "VideoLoss", "newest first");
+    assert_eq!(all[0].event.code, "VideoLoss", "newest first");
     assert_eq!(all[1].frame_id, Some(ids.frame_ids[0]));
-    assert_eq!(all[1].data.as_ref().unwrap().get(), r#"{"a":1}"#);
+    assert_eq!(all[1].event.data.as_deref().unwrap(), r#"{"a":1}"#);
     let motion = reader
         .events(&EventQuery {
             code: Some("VideoMotion".into()),
@@ -326,7 +326,10 @@ fn action_kind_and_until_are_filtered_in_the_query_so_sparse_matches_are_reachab
         ..Default::default()
     });
     assert_eq!(
-        until.iter().map(|e| e.received_ms).collect::<Vec<_>>(),
+        until
+            .iter()
+            .map(|e| e.event.received_at)
+            .collect::<Vec<_>>(),
         [100, 90, 80, 70, 60]
     );
     assert!(db.device_known("SN1").unwrap(), "known by its events");

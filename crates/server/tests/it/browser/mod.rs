@@ -269,7 +269,7 @@ async fn history_search_one_time_format_wrapped_ids_and_the_table_fits_1400px() 
     // Search by code: exactly the matching event.
     search_history(&driver, "", "CrossLineDetection").await;
     let rows = history_rows(&driver).await;
-    let want = ids_where(&|e| e.code == "CrossLineDetection");
+    let want = ids_where(&|e| e.event.code == "CrossLineDetection");
     assert_eq!(want.len(), 1);
     assert_eq!(
         rows.iter().map(|r| r.0).collect::<Vec<_>>(),
@@ -280,7 +280,7 @@ async fn history_search_one_time_format_wrapped_ids_and_the_table_fits_1400px() 
     // Search by device: exactly that device's events, newest first.
     search_history(&driver, &long, "").await;
     let rows = history_rows(&driver).await;
-    let want = ids_where(&|e| e.device == long);
+    let want = ids_where(&|e| e.event.device == long);
     assert!(want.len() >= 3, "{want:?}");
     assert_eq!(
         rows.iter().map(|r| r.0).collect::<Vec<_>>(),
@@ -291,7 +291,7 @@ async fn history_search_one_time_format_wrapped_ids_and_the_table_fits_1400px() 
     // Both filters: the device's VideoMotion only.
     search_history(&driver, &long, "VideoMotion").await;
     let rows = history_rows(&driver).await;
-    let want = ids_where(&|e| e.device == long && e.code == "VideoMotion");
+    let want = ids_where(&|e| e.event.device == long && e.event.code == "VideoMotion");
     assert_eq!(want.len(), 2);
     assert_eq!(
         rows.iter().map(|r| r.0).collect::<Vec<_>>(),
@@ -389,7 +389,10 @@ async fn the_frame_inspector_clears_the_header_and_a_missing_frame_has_no_downlo
         .collect();
     send(&mut cam, &burst).await;
     let seen = t.events(41, WAIT).await;
-    let alarms: Vec<_> = seen.iter().filter(|e| e.code == "VideoMotion").collect();
+    let alarms: Vec<_> = seen
+        .iter()
+        .filter(|e| e.event.code == "VideoMotion")
+        .collect();
     let (oldest, newest) = (alarms[0], alarms[alarms.len() - 1]);
     let (kept, gone) = (newest.frame_id.unwrap(), oldest.frame_id.unwrap());
     // Retention removed the oldest alarm's frame (as store.frames-max-age would).

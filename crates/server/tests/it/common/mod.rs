@@ -113,11 +113,12 @@ pub(crate) fn summary(events: &[StoredEvent]) -> Vec<String> {
         .map(|e| {
             format!(
                 "{} {} {} {:?}{}",
-                e.device,
-                e.code,
-                e.action,
-                e.channel,
-                e.synthetic
+                e.event.device,
+                e.event.code,
+                e.event.action,
+                e.event.channel,
+                e.event
+                    .synthetic
                     .as_deref()
                     .map(|s| format!(" ({s})"))
                     .unwrap_or_default()
