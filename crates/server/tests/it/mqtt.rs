@@ -275,6 +275,18 @@ struct Broker {
     dir: std::path::PathBuf,
 }
 
+/// A free port for a broker the test restarts, below the kernel's ephemeral range (32768–60999 by
+/// default): while the broker is down, an outgoing connection of another test could otherwise take
+/// the port as its source port, and the restarted broker could not listen on it.
+fn broker_port() -> u16 {
+    loop {
+        let port = 20_000 + (rand_suffix() % 10_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 impl Broker {
     fn start(port: u16, dir: &std::path::Path) -> Broker {
         let conf = dir.join("mosquitto.conf");
@@ -294,12 +306,22 @@ impl Broker {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("mosquitto");
+        let mut child = child;
+        let mut listening = false;
         for _ in 0..100 {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("mosquitto on port {port} exited at start: {status}");
+            }
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                listening = true;
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        assert!(
+            listening,
+            "mosquitto does not listen on port {port} after 5 s"
+        );
         Broker {
             child,
             port,
@@ -331,11 +353,7 @@ impl Drop for Broker {
 async fn broker_down_during_ingest_loses_nothing_and_keeps_order() {
     broker_url();
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = broker_port();
     let broker = Broker::start(port, dir.path());
     let root = unique("ac-restart");
     let sub_id = unique("durable");
@@ -525,11 +543,7 @@ async fn tls_with_username_and_password() {
         &["-c", "-b", "passwords", "alarm", "s3cret"],
         d,
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = broker_port();
     let conf = d.join("tls.conf");
     std::fs::write(
         &conf,
