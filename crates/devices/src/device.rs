@@ -46,6 +46,8 @@ pub struct Device {
     /// How many times it went offline: connections with their own protocol state (devices known by
     /// address only) start it afresh when this changes.
     generation: u64,
+    /// The deadline last handed to the caller's timers ([`Device::reschedule`]), monotonic ms.
+    scheduled_ms: Option<u64>,
 }
 
 impl Device {
@@ -65,6 +67,7 @@ impl Device {
             connections: Vec::new(),
             reported: DeviceInfo::default(),
             generation: 0,
+            scheduled_ms: None,
         }
     }
 

@@ -13,10 +13,12 @@
 //! - [`Device`]: one device's state and the decisions about it — `on_frame`, `poll_timeout`,
 //!   `handle_timeout`, `attach` / `detach` — each returning the [`Effects`] (records to write, what to
 //!   log and count) the caller carries out. It uses the pieces above.
+//! - [`Deadlines`]: when each device next needs supervision (one sorted structure for all devices).
 //! - [`resolve`]: who sent a frame — a configured device, the identity the frames carry, or the
 //!   source address.
 
 mod alarms;
+mod deadlines;
 mod device;
 mod identity;
 mod new_devices;
@@ -25,6 +27,7 @@ mod supervision;
 mod zone;
 
 pub use alarms::{ActiveAlarms, AlarmKey, MAX_ACTIVE};
+pub use deadlines::Deadlines;
 pub use device::{
     device_event, Attached, Device, Effects, Heard, Now, Policy, Profile, ROW_REFRESH_MS,
 };

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use alarm_center_devices::{
-    normalize_mac, Device, Identity, KnownDevice, NewDeviceLimiter, Policy, Profile, Refusal,
-    MAX_SOURCES,
+    normalize_mac, Deadlines, Device, Identity, KnownDevice, NewDeviceLimiter, Policy, Profile,
+    Refusal, MAX_SOURCES,
 };
 use alarm_center_proto::DeviceInfo;
 use jiff::tz::TimeZone;
@@ -66,6 +66,9 @@ pub(crate) struct Registry {
     any_http_credentials: bool,
     started: Instant,
     devices: Mutex<HashMap<String, Arc<SharedDevice>>>,
+    /// When each device next needs supervision (offline, auto-clear): supervision pops the due ones
+    /// instead of looking at every device every second.
+    timers: Mutex<Deadlines<String>>,
     /// `server.max-new-devices-per-ip-per-minute` and `server.max-new-devices-per-minute`.
     new_devices: Mutex<NewDeviceLimiter>,
 }
@@ -126,6 +129,7 @@ impl Registry {
             any_http_credentials,
             started: Instant::now(),
             devices: Mutex::new(HashMap::new()),
+            timers: Mutex::new(Deadlines::default()),
             new_devices: Mutex::new(NewDeviceLimiter::new(
                 config.server.max_new_devices_per_ip_per_minute,
                 config.server.max_new_devices_per_minute,
@@ -250,7 +254,9 @@ impl Registry {
     /// `silent_ms` is how long ago its last frame came, milliseconds: it counts towards its expiry.
     pub(crate) fn restore(&self, id: &str, online: bool, period: Option<u32>, silent_ms: u64) {
         let Ok((device, _)) = self.entry(id, || Ok::<(), Infallible>(()));
-        device.lock().restore(online, period, silent_ms);
+        let mut core = device.lock();
+        core.restore(online, period, silent_ms);
+        self.schedule(&device, &mut core);
     }
 
     /// Records that ingest is held up now: connections wait for room in the store queue instead of
@@ -265,20 +271,28 @@ impl Registry {
         self.stalled_at.load(Ordering::Relaxed)
     }
 
-    /// The devices with something due by now: silent past their deadline, or an alarm past its
-    /// `[auto-clear]` limit ([`Device::poll_timeout`]).
+    /// Schedules `device`'s next deadline when a change made it earlier (`core` is its state, locked
+    /// by the caller: every change of a device's deadline is followed by this call).
+    pub(crate) fn schedule(&self, device: &SharedDevice, core: &mut Device) {
+        if let Some(at) = core.reschedule(&self.policy, self.stalled_at()) {
+            self.timers
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .schedule(device.id.clone(), at);
+        }
+    }
+
+    /// The devices whose deadline has come (silent past their period, or an alarm past its
+    /// `[auto-clear]` limit): supervision handles them and schedules their next deadline.
     pub(crate) fn due(&self) -> Vec<Arc<SharedDevice>> {
-        let now = self.clock_ms();
-        let stalled_at = self.stalled_at();
-        let devices: Vec<Arc<SharedDevice>> = self.map().values().cloned().collect();
-        devices
-            .into_iter()
-            .filter(|d| {
-                d.lock()
-                    .poll_timeout(&self.policy, stalled_at)
-                    .is_some_and(|due| due <= now)
-            })
-            .collect()
+        let ids = self
+            .timers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop_due(self.clock_ms());
+        let map = self.map();
+        // A device forgotten since its deadline was scheduled is simply not there.
+        ids.iter().filter_map(|id| map.get(id).cloned()).collect()
     }
 
     /// Forgets the devices that match no `[[devices]]` entry, have no connection open and sent no

@@ -1,5 +1,5 @@
-//! Supervision drives the device core's timers: once a second, each device with something due
-//! (`Device::poll_timeout`) is handled (`Device::handle_timeout`: offline after its keep-alive period plus
+//! Supervision drives the device core's timers: once a second, the devices whose deadline has come
+//! (`Device::poll_timeout`, kept in one sorted structure by the registry) are handled (`Device::handle_timeout`: offline after its keep-alive period plus
 //! the grace, `[auto-clear]`), and never-configured devices silent for `server.device-expiry` are
 //! forgotten.
 
@@ -64,10 +64,15 @@ async fn handle_timeout(shared: &Shared, device: &SharedDevice) -> Result<(), ()
         mono_ms: registry.clock_ms(),
         wall_ms: crate::time::now_ms(),
     };
-    // Decided again under the order lock: a frame may have come since `due` looked.
-    let effects = device
-        .lock()
-        .handle_timeout(now, registry.policy(), registry.stalled_at());
+    // Decided under the order lock: a frame may have come since the deadline was scheduled (then
+    // nothing is due and the next deadline is scheduled).
+    let effects = {
+        let mut core = device.lock();
+        let effects = core.handle_timeout(now, registry.policy(), registry.stalled_at());
+        core.timer_fired();
+        registry.schedule(device, &mut core);
+        effects
+    };
     if let Some((period, active_alarms)) = effects.offline {
         let grace = registry.policy().grace;
         tracing::warn!(device = %device.id, period = ?period, grace = ?grace, active_alarms, "device offline: nothing received");

@@ -371,3 +371,31 @@ fn device_times_get_the_configured_zone() {
         Some("2024-05-01T10:00:00+02:00")
     );
 }
+
+#[test]
+fn only_an_earlier_deadline_is_rescheduled() {
+    let mut d = supervised_with_two_alarms();
+    assert_eq!(d.reschedule(&policy(), 0), Some(1_501));
+    assert_eq!(d.reschedule(&policy(), 0), None, "scheduled already");
+    // A keepAlive moves the deadline later: nothing to schedule until the old one fires.
+    hear(&mut d, at(1_000), &encode::dvrip_heartbeat());
+    assert_eq!(d.reschedule(&policy(), 0), None);
+    assert!(d.handle_timeout(at(1_501), &policy(), 0).events.is_empty());
+    d.timer_fired();
+    assert_eq!(d.reschedule(&policy(), 0), Some(2_501));
+    // An alarm with an auto-clear limit sooner than that is scheduled at once.
+    let clear = Policy {
+        auto_clear: BTreeMap::from([("Tamper".to_owned(), Duration::from_millis(100))]),
+        ..policy()
+    };
+    hear(
+        &mut d,
+        at(1_200),
+        &encode::bare_json(r#"{"Code":"Tamper","Action":"Start","Index":7}"#),
+    );
+    assert_eq!(d.reschedule(&clear, 0), Some(1_300));
+    // Offline: nothing left to schedule.
+    d.timer_fired();
+    d.handle_timeout(at(9_000), &policy(), 0);
+    assert_eq!(d.reschedule(&policy(), 0), None);
+}

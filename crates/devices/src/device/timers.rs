@@ -24,6 +24,23 @@ impl Device {
         offline.into_iter().chain(clear).min()
     }
 
+    /// The deadline to schedule after a change, when it is earlier than the one scheduled already (a
+    /// deadline that moved later needs nothing: the earlier one fires, finds nothing to do, and
+    /// [`Device::timer_fired`] then lets the new one be scheduled).
+    pub fn reschedule(&mut self, policy: &Policy, stalled_at_ms: u64) -> Option<u64> {
+        let next = self.poll_timeout(policy, stalled_at_ms)?;
+        if self.scheduled_ms.is_some_and(|at| at <= next) {
+            return None;
+        }
+        self.scheduled_ms = Some(next);
+        Some(next)
+    }
+
+    /// The scheduled deadline fired (and was handled): the next one is to be scheduled afresh.
+    pub fn timer_fired(&mut self) {
+        self.scheduled_ms = None;
+    }
+
     /// Time has come to `now`: the device goes offline if silent too long (with synthetic stops for its
     /// active alarms, when the policy says so), alarms past their `[auto-clear]` limit stop.
     pub fn handle_timeout(&mut self, now: Now, policy: &Policy, stalled_at_ms: u64) -> Effects {

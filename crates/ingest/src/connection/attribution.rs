@@ -69,6 +69,7 @@ impl Connection {
             devices.extend(effects.devices);
         }
         self.strong = identity.strong;
+        self.shared.registry.schedule(&device, &mut core);
         drop(core);
         let (frames, bytes) = self.live.counters.get();
         Some(ConnectionIdentified {
@@ -153,7 +154,12 @@ impl Connection {
         };
         // A row of this device is written with the frame anyway (first contact): bring it up to date.
         let row_due = devices.iter().any(|d| d.id == device.id);
-        let effects = device.lock().on_frame(now, heard, row_due);
+        let effects = {
+            let mut core = device.lock();
+            let effects = core.on_frame(now, heard, row_due);
+            self.shared.registry.schedule(device, &mut core);
+            effects
+        };
         if effects.supervised {
             tracing::debug!(device = %device.id, "keepAlives seen: supervised");
         }
