@@ -112,15 +112,24 @@ fn push(
         include_raw: true,
     };
     let raw = serde_json::value::to_raw_value(&record).unwrap_or_else(|e| {
-        let text =
-            serde_json::json!({"offset": frame.offset, "error": format!("cannot serialise: {e}")});
-        RawValue::from_string(text.to_string()).unwrap_or_else(|_| null())
+        let failed = Unserialisable {
+            offset: frame.offset,
+            error: format!("cannot serialise: {e}"),
+        };
+        serde_json::value::to_raw_value(&failed).unwrap_or_else(|_| null())
     });
     if !budget.admit(decoded.events.len(), raw.get().len()) {
         return false;
     }
     out.push(raw);
     true
+}
+
+/// In place of a record that cannot be serialised (never seen: every record is plain data).
+#[derive(Serialize)]
+struct Unserialisable {
+    offset: u64,
+    error: String,
 }
 
 fn null() -> Box<RawValue> {
@@ -150,7 +159,7 @@ fn input_kind(headers: &HeaderMap) -> ApiResult<Input> {
     match essence.as_deref() {
         Some(BYTES_TYPE) => Ok(Input::Bytes),
         Some(HEX_TYPE) => Ok(Input::Hex),
-        _ => Err(ApiError(
+        _ => Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
                 "Content-Type {}: send a hex dump as {HEX_TYPE} or bytes as {BYTES_TYPE} \
@@ -163,15 +172,21 @@ fn input_kind(headers: &HeaderMap) -> ApiResult<Input> {
     }
 }
 
+/// The frames of one stream of the input.
 #[derive(Serialize)]
-struct StreamAnswer {
+pub(crate) struct StreamAnswer {
+    /// The stream's frames, in input order.
     frames: Vec<Box<RawValue>>,
 }
 
+/// The frames of each stream, in input order.
 #[derive(Serialize)]
-struct DecodeAnswer {
+pub(crate) struct DecodeAnswer {
+    /// One entry per stream (always one for `application/octet-stream`).
     streams: Vec<StreamAnswer>,
+    /// The input held more than the answer's limits allow; the answer stops at the limit.
     truncated: bool,
+    /// Present when `truncated`; which limit was reached.
     #[serde(skip_serializing_if = "Option::is_none")]
     truncated_reason: Option<String>,
 }
@@ -209,15 +224,32 @@ fn decode_body(input: Input, body: &[u8], max_frame: usize) -> ApiResult<(Vec<u8
     answer.truncated = budget.truncated.is_some();
     answer.truncated_reason = budget.truncated;
     let json = serde_json::to_vec(&answer)
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok((json, answer.truncated))
 }
 
-/// `POST /api/decode`: a hex dump (any style `alarm-center decode` reads) as `text/x-hexdump`, or raw
-/// bytes as `application/octet-stream` (at most 4 MiB); the answer lists the frames of each stream, at
-/// most [`MAX_FRAMES`] frames, [`MAX_EVENTS`] events and [`MAX_ANSWER`] bytes (`truncated` and
-/// `truncated_reason` say when and why it stopped). At most two decodes run at once, on blocking
-/// threads (device ingest never waits for them); more get 503 with `Retry-After`.
+/// Decode bytes or a hex dump
+///
+/// Decodes the body as `alarm-center decode` would and answers the frames of each stream. Does not
+/// touch the store.
+///
+/// * `Content-Type: application/octet-stream` (any parameters allowed): the body is the raw bytes of
+///   one stream.
+/// * `Content-Type: text/x-hexdump` (any parameters allowed): the body must be UTF-8 text holding a
+///   hex dump in any style `alarm-center decode` reads — plain hex (`69 00 00 00`, `0x69,`, `\x69`,
+///   `xxd -p`), `xxd`, `hexdump -C`, Wireshark/`tshark -x`; `#` starts a comment line; blank lines
+///   (or an offset going back to 0) separate streams.
+/// * Any other or no content type is a 415: `text/plain` and the form types are what any web page
+///   can post to any server without a CORS preflight, so they are refused (CSRF). With curl, give
+///   `-H 'Content-Type: text/x-hexdump'`.
+///
+/// Each stream is decoded from a fresh decoder and session, with the server's maximum frame size.
+///
+/// Bounds: the body is at most 4 MiB (4,194,304 bytes; 413 beyond). The answer lists at most 10,000
+/// frames, 100,000 events and 8 MiB of frame records; when the input holds more, the answer stops
+/// there with `truncated: true` and `truncated_reason` saying which limit was reached. Decoding runs
+/// on blocking threads, never on the threads that serve devices: at most 2 decodes run and at most 8
+/// decode requests are in progress at once; a request beyond that gets 503 with `Retry-After: 1`.
 pub(crate) async fn decode(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -262,7 +294,7 @@ pub(crate) async fn decode(
         decode_body(input, &body, max_frame)
     })
     .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     if truncated {
         limits.decode_truncated.fetch_add(1, Ordering::Relaxed);
     }
@@ -270,7 +302,7 @@ pub(crate) async fn decode(
 }
 
 fn too_large() -> ApiError {
-    ApiError(
+    ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("at most {MAX_BODY} bytes"),
     )

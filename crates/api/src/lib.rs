@@ -10,9 +10,11 @@
 //! headers on every answer.
 
 mod decode;
+mod frames;
 mod instant;
 pub mod metrics;
 mod params;
+mod probes;
 mod read;
 mod security;
 mod serve;
@@ -25,14 +27,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alarm_center_store::Db;
-use axum::extract::{FromRef, State};
+use axum::extract::FromRef;
 use axum::http::{header, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use tokio_util::sync::CancellationToken;
@@ -218,29 +219,42 @@ impl FromRef<Api> for ApiState {
     }
 }
 
-/// An API error: a status and a message, as `{"error": "…"}`.
-pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
+/// An error answer, `{"error": "…"}` with a status that says which kind. Every error the server
+/// itself makes (a bad parameter, a missing token, a refused origin or host, no such frame or device,
+/// a limit reached, a store that does not answer) has this body.
+#[derive(Debug, Serialize)]
+pub(crate) struct ApiError {
+    #[serde(skip)]
+    status: StatusCode,
+    /// What is wrong, in words.
+    error: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            error: error.into(),
+        }
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
+        (self.status, Json(&self)).into_response()
     }
 }
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 pub(crate) fn bad(message: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, message.into())
+    ApiError::new(StatusCode::BAD_REQUEST, message)
 }
 
 /// A 503 for a limit reached: `{"error": "…"}` and `Retry-After: 1`.
 pub(crate) fn busy(message: impl Into<String>) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(header::RETRY_AFTER, "1")],
-        Json(json!({"error": message.into()})),
-    )
-        .into_response()
+    let error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message);
+    ([(header::RETRY_AFTER, "1")], error).into_response()
 }
 
 /// Runs a store query on a read-only connection off the async threads.
@@ -251,8 +265,8 @@ pub(crate) async fn query<T: Send + 'static>(
     let dir = state.data_dir.clone();
     tokio::task::spawn_blocking(move || Db::open_read_only(&dir).and_then(|db| f(&db)))
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")))
 }
 
 /// The routes, the security checks and headers, and the request timeout.
@@ -263,9 +277,9 @@ fn app(api: Api) -> Router {
         .route("/api/devices", get(read::devices))
         .route("/api/devices/{id}/connections", get(read::connections))
         .route("/api/events", get(read::events))
-        .route("/api/frames", get(read::frames))
-        .route("/api/frames/{id}", get(read::frame))
-        .route("/api/frames/{id}/raw", get(read::frame_raw))
+        .route("/api/frames", get(frames::frames))
+        .route("/api/frames/{id}", get(frames::frame))
+        .route("/api/frames/{id}/raw", get(frames::frame_raw))
         .route("/api/decode", post(decode::decode))
         .route("/api/sinks", get(read::sinks))
         .route("/api/stream", get(stream::stream))
@@ -297,10 +311,10 @@ fn app(api: Api) -> Router {
                 )
             }),
         )
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
+        .route("/healthz", get(probes::healthz))
+        .route("/readyz", get(probes::readyz))
         .merge(protected)
-        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(middleware::from_fn(security::check_origin))
         .layer(middleware::from_fn_with_state(
             api.clone(),
@@ -323,17 +337,4 @@ fn ui(content_type: &'static str, body: &'static str) -> Response {
         body,
     )
         .into_response()
-}
-
-/// `GET /readyz`: 200 while the store answers and commits succeed; 503 while commits fail (a full
-/// disk, a read-only file system: the writer retries and ingest waits) or the store cannot be read.
-async fn readyz(State(state): State<ApiState>) -> ApiResult<Response> {
-    if let Some(error) = state.live.store_failure() {
-        let body: Value =
-            json!({"ready": false, "error": format!("store writes are failing: {error}")});
-        return Ok((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response());
-    }
-    let events = query(&state, |db| db.last_event_id()).await?;
-    let body: Value = json!({"ready": true, "last_event_id": events});
-    Ok(Json(body).into_response())
 }

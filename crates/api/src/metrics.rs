@@ -60,7 +60,26 @@ pub fn single(out: &mut String, name: &str, kind: &str, help: &str, value: u64) 
     labelled(out, (name, kind, help), "", [("", value)]);
 }
 
-/// Prometheus text exposition of the server's counters, the API's and each sink's cursor.
+/// Prometheus metrics
+///
+/// Prometheus text exposition (format 0.0.4). Server counters, all prefixed `alarm_center_`:
+/// `connections_open` (gauge), `connections_accepted_total`, `connections_closed_total{reason=
+/// "idle"|"slow_sender"|"replaced"|"unknown_device"}`, `connections_refused_total{limit="total"|"per_ip"}`,
+/// `bytes_received_total`, `frames_total`, `frames_junk_total`, `frames_error_total`,
+/// `events_received_total`, `events_committed_total`, `store_errors_total`,
+/// `identity_conflicts_total`, `new_devices_refused_total`, `devices_expired_total`,
+/// `offline_transitions_total`, `devices_online` (gauge), `frames_by_kind_total{protocol,kind}`,
+/// `decode_errors_total{cause}`, `events_by_code_total{code}` (the first 500 codes, then `other`),
+/// `commit_latency_seconds` (histogram). The HTTP API: `api_connections_open` (gauge),
+/// `api_connections_refused_total`, `api_stream_clients` (gauge), `api_stream_refused_total`,
+/// `api_decode_busy_total`, `api_decode_truncated_total`. Per sink, labelled `{sink="<name>"}`:
+/// `sink_delivered_total`, `sink_dead_letters_total`, `sink_failures_total`, `sink_lag_events`
+/// (gauge; events in the log after the sink's cursor, never below 0).
+///
+/// Label values are escaped as the text format requires (`\\`, `\"`, `\n`): an event code sent by a
+/// device cannot end a value or a line.
+///
+/// The sink metrics read the store, so a store failure answers 503 instead of the text.
 pub(crate) async fn metrics(State(api): State<Api>) -> ApiResult<Response> {
     let mut out = String::new();
     let out = &mut out;

@@ -1,18 +1,15 @@
-//! The read endpoints: devices (paginated), connections, events, frames, sinks. Answers are serialised
-//! from typed structs: stored JSON (`data`) goes out as stored, never re-parsed.
+//! The read endpoints: devices (paginated), connections, events, sinks (frames: [`crate::frames`]).
+//! Answers are serialised from typed structs: stored JSON (`data`) goes out as stored, never
+//! re-parsed.
 
-use alarm_center_store::{
-    ConnectionRow, DeviceRow, EventQuery, FrameQuery, SinkCursor, StoredEvent, StoredFrame,
-};
+use alarm_center_store::{ConnectionRow, DeviceRow, EventQuery, SinkCursor, StoredEvent};
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
-use super::params::{Params, PathId};
-use super::{bad, decode, query, ApiError, ApiResult, ApiState};
+use super::params::Params;
+use super::{bad, query, ApiError, ApiResult, ApiState};
 
 /// Devices per page by default.
 pub(crate) const DEVICES_DEFAULT: u32 = 500;
@@ -20,7 +17,7 @@ pub(crate) const DEVICES_DEFAULT: u32 = 500;
 pub(crate) const DEVICES_MAX: u32 = 5000;
 
 /// `limit`: `default` when absent, else a number from 1 to `max`.
-fn parse_limit(limit: Option<u32>, default: u32, max: u32) -> ApiResult<u32> {
+pub(crate) fn parse_limit(limit: Option<u32>, default: u32, max: u32) -> ApiResult<u32> {
     match limit {
         None => Ok(default),
         Some(n) if (1..=max).contains(&n) => Ok(n),
@@ -39,17 +36,19 @@ async fn known_device(state: &ApiState, device: &str) -> ApiResult<()> {
     let id = device.to_owned();
     match query(state, move |db| db.device_known(&id)).await? {
         true => Ok(()),
-        false => Err(ApiError(
+        false => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no device {device:?}"),
         )),
     }
 }
 
+/// A page of devices.
 #[derive(Serialize)]
 pub(crate) struct DevicesPage {
+    /// The devices of this page, in id order.
     devices: Vec<DeviceRow>,
-    /// The `after` of the next page; `None` on the last page.
+    /// The `after` of the next page; null when this page is the last.
     next: Option<String>,
     /// Devices online now, over all pages.
     online: usize,
@@ -59,12 +58,17 @@ pub(crate) struct DevicesPage {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DevicesParams {
+    /// Only devices whose id sorts after this one (the `next` of the previous page).
     after: Option<String>,
+    /// Most devices in the page.
     limit: Option<u32>,
 }
 
-/// `GET /api/devices?after=&limit=`: devices in id order, `limit` (default 500, at most 5000) after the
-/// device id `after`; `next` is the `after` of the following page, null on the last one.
+/// Known devices, a page at a time
+///
+/// The devices in the store in id order (byte order of the UTF-8 ids), `limit` at a time, after the
+/// device id `after`. `next` is the `after` of the following page, null on the last page. Any other
+/// parameter is a 400.
 pub(crate) async fn devices(
     State(state): State<ApiState>,
     Params(p): Params<DevicesParams>,
@@ -89,12 +93,18 @@ pub(crate) async fn devices(
     }))
 }
 
+/// A device's connections.
 #[derive(Serialize)]
 pub(crate) struct Connections {
+    /// Newest first, at most 100.
     connections: Vec<ConnectionRow>,
 }
 
-/// `GET /api/devices/{id}/connections`: the device's connection history, newest first (at most 100).
+/// Connection history of a device
+///
+/// The device's TCP connections, newest first, at most 100. The `frames` and `bytes` of an open
+/// connection are read live. A device the store does not know (no device row and no events) is a
+/// 404. No query parameters.
 pub(crate) async fn connections(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -111,10 +121,13 @@ pub(crate) async fn connections(
     Ok(Json(Connections { connections }))
 }
 
+/// A page of events.
 #[derive(Serialize)]
 pub(crate) struct EventsPage {
-    /// Each event's `data` is the stored JSON text, written out as it is.
+    /// Newest first. Each event's `data` is the stored JSON text, written out as it is.
     events: Vec<StoredEvent>,
+    /// The id of the last event of this page when the page is full (pass it as `before`); null
+    /// otherwise.
     next: Option<i64>,
 }
 
@@ -122,18 +135,34 @@ pub(crate) struct EventsPage {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventsParams {
+    /// Only this device id (exact).
     device: Option<String>,
+    /// Only this event code (exact), e.g. `VideoMotion`.
     code: Option<String>,
+    /// Only this action (exact), e.g. `start`, `stop`, `pulse`, `state`.
     action: Option<String>,
+    /// Only this kind (exact), e.g. `alarm` or `device`.
     kind: Option<String>,
+    /// Only events received at or after this time, either RFC 3339 with an offset
+    /// (`2024-05-01T10:00:00Z`) or a duration ago (`10m`, `2h`, `7d`, `1h 30m`).
     since: Option<String>,
+    /// Only events received at or before this time, RFC 3339 or a duration ago (as `since`).
     until: Option<String>,
+    /// Only events with an id below this (the `next` of the previous page).
     before: Option<i64>,
+    /// Page size.
     limit: Option<u32>,
 }
 
-/// `GET /api/events?device=&code=&action=&kind=&since=&until=&before=&limit=`: newest first; `next`
-/// is the `before` of the following page.
+/// The event log, newest first
+///
+/// Events newest first, with cursor pagination: pass the answer's `next` as `before` to get the
+/// following page. `next` is null when the page holds fewer than `limit` events.
+///
+/// Every filter is applied in the store query, so a sparse match is found however old it is. A
+/// `device` the store does not know (no device row and no events) is a 404.
+///
+/// Any parameter not listed here is a 400.
 pub(crate) async fn events(
     State(state): State<ApiState>,
     Params(p): Params<EventsParams>,
@@ -161,90 +190,7 @@ pub(crate) async fn events(
     Ok(Json(EventsPage { events, next }))
 }
 
-#[derive(Serialize)]
-pub(crate) struct FramesPage {
-    frames: Vec<StoredFrame>,
-    next: Option<i64>,
-}
-
-/// `GET /api/frames` parameters.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct FramesParams {
-    device: Option<String>,
-    #[serde(default)]
-    unknown: bool,
-    before: Option<i64>,
-    limit: Option<u32>,
-}
-
-/// `GET /api/frames?device=&unknown=&before=&limit=`: newest first.
-pub(crate) async fn frames(
-    State(state): State<ApiState>,
-    Params(p): Params<FramesParams>,
-) -> ApiResult<Json<FramesPage>> {
-    let limit = parse_limit(p.limit, 100, 10_000)?;
-    let q = FrameQuery {
-        device: p.device,
-        unknown: p.unknown,
-        before_id: p.before,
-        limit: Some(limit),
-    };
-    let frames = query(&state, move |db| db.frames(&q)).await?;
-    let next = (frames.len() == limit as usize)
-        .then(|| frames.last().map(|f| f.id))
-        .flatten();
-    Ok(Json(FramesPage { frames, next }))
-}
-
-#[derive(Serialize)]
-pub(crate) struct FrameAnswer {
-    frame: StoredFrame,
-    hex: String,
-    decoded: Vec<Box<RawValue>>,
-}
-
-/// `GET /api/frames/{id}`: the stored classification, the bytes as hex and the field-by-field decode
-/// (recomputed from the bytes on the store's thread, without the stream's earlier 0x69 state).
-pub(crate) async fn frame(
-    State(state): State<ApiState>,
-    PathId(id): PathId,
-) -> ApiResult<Json<FrameAnswer>> {
-    let max_frame = state.max_frame;
-    let answer = query(&state, move |db| {
-        Ok(db.frame(id)?.map(|frame| {
-            let (hex, decoded) = decode::stored_frame(&frame.bytes, max_frame);
-            FrameAnswer {
-                frame,
-                hex,
-                decoded,
-            }
-        }))
-    })
-    .await?
-    .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no frame {id}")))?;
-    Ok(Json(answer))
-}
-
-/// `GET /api/frames/{id}/raw`: the bytes.
-pub(crate) async fn frame_raw(
-    State(state): State<ApiState>,
-    PathId(id): PathId,
-) -> ApiResult<Response> {
-    let stored = query(&state, move |db| db.frame(id))
-        .await?
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no frame {id}")))?;
-    let disposition = format!("attachment; filename=\"frame-{id}.bin\"");
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        stored.bytes,
-    )
-        .into_response())
-}
-
+/// A sink's cursor and counters, and its lag.
 #[derive(Serialize)]
 pub(crate) struct SinkStatus {
     #[serde(flatten)]
@@ -253,12 +199,16 @@ pub(crate) struct SinkStatus {
     lag: i64,
 }
 
+/// The sinks.
 #[derive(Serialize)]
 pub(crate) struct Sinks {
+    /// Every sink that has saved a cursor, ordered by name.
     sinks: Vec<SinkStatus>,
 }
 
-/// `GET /api/sinks`: each sink's cursor, counters and lag.
+/// Output sinks' cursors and counters
+///
+/// Every sink that has saved a cursor, ordered by name, with its lag behind the log.
 pub(crate) async fn sinks(State(state): State<ApiState>) -> ApiResult<Json<Sinks>> {
     let (last, cursors) = query(&state, |db| Ok((db.last_event_id()?, db.sink_cursors()?))).await?;
     let sinks = cursors

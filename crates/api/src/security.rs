@@ -107,7 +107,7 @@ pub(crate) async fn check_host(State(api): State<Api>, request: Request, next: N
         if let Some(host) = request.headers().get(header::HOST) {
             let text = String::from_utf8_lossy(host.as_bytes());
             if !host_allowed(&text, config) {
-                return ApiError(
+                return ApiError::new(
                     StatusCode::MISDIRECTED_REQUEST,
                     format!(
                         "Host {text:?} is not a name of this server: use localhost, 127.0.0.1 or the listen \
@@ -151,7 +151,7 @@ pub(crate) async fn check_origin(request: Request, next: Next) -> Response {
             .get(header::HOST)
             .and_then(|h| h.to_str().ok());
         if !same_origin(&origin, host) {
-            return ApiError(
+            return ApiError::new(
                 StatusCode::FORBIDDEN,
                 format!("Origin {origin:?} is not this server's own origin: cross-origin requests are refused"),
             )
@@ -177,11 +177,8 @@ pub(crate) async fn auth(State(api): State<Api>, request: Request, next: Next) -
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if !given.is_some_and(|given| token_matches(token, given)) {
-            return ApiError(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong bearer token".into(),
-            )
-            .into_response();
+            return ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
+                .into_response();
         }
     }
     next.run(request).await

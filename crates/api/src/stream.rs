@@ -5,9 +5,7 @@ use std::sync::atomic::Ordering;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
-
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::params::Params;
 use super::{busy, Api, ApiResult};
@@ -16,17 +14,42 @@ use super::{busy, Api, ApiResult};
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StreamParams {
+    /// Only this device id.
     device: Option<String>,
+    /// Only this event code.
     code: Option<String>,
+    /// Only this kind (e.g. `alarm`, `device`).
     kind: Option<String>,
+    /// Only this action.
     action: Option<String>,
 }
 
-/// `GET /api/stream?device=&code=&kind=&action=`: Server-Sent Events. Each committed event that passes
-/// the filters is an `event` message (the event JSON, `id:` = its log id); device online/offline are
-/// events of kind `device`. A client too slow to keep up gets a `gap` message with the number of batches
-/// it missed (ingest never waits for it) and can fetch them from `/api/events?before=…`. Past
-/// `api.max-stream-clients` streams, 503 with `Retry-After`; a stream's place is freed when it ends.
+/// `data` of an SSE `gap` message: the client fell behind.
+#[derive(Serialize)]
+pub(crate) struct GapNotice {
+    /// Committed batches (each of one or more events) the client missed.
+    missed_batches: u64,
+}
+
+/// Live events (Server-Sent Events)
+///
+/// A Server-Sent Events stream of every event committed after the client connects that passes the
+/// filters (exact matches; any parameter not listed here is a 400). Messages:
+///
+/// * `event: event` — one committed event. `id:` is its log id, `data:` the `Event` JSON (the same
+///   object as in `/api/events`). Device online/offline changes are events of kind `device`
+///   (codes `DeviceOnline`, `DeviceOffline`).
+/// * `event: gap` — the client fell behind and the server dropped messages rather than slow ingest.
+///   `data:` is a `GapNotice`, `{"missed_batches": N}` (N committed batches, each of one or more
+///   events, were skipped); no `id:`. Fetch what was missed from `/api/events` (e.g.
+///   `?before=<first id seen after the gap>`).
+///
+/// Comment lines (`:`) are sent as keep-alives. There is no replay: `Last-Event-ID` is ignored, and
+/// earlier events come from `/api/events`. The stream ends when the server shuts down.
+///
+/// At most `api.max-stream-clients` (64) streams are open at once; one more gets 503 with
+/// `Retry-After: 1` (counted in `alarm_center_api_stream_refused_total`). A stream's place is freed
+/// when its client goes away.
 pub(crate) async fn stream(
     State(api): State<Api>,
     Params(p): Params<StreamParams>,
@@ -71,9 +94,7 @@ pub(crate) async fn stream(
                     })
                     .collect(),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                    vec![Ok(Event::default()
-                        .event("gap")
-                        .data(json!({"missed_batches": missed}).to_string()))]
+                    vec![Ok(Event::default().event("gap").data(gap_notice(missed)))]
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             };
@@ -84,4 +105,12 @@ pub(crate) async fn stream(
     Ok(Sse::new(flat)
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+/// The `data` of a `gap` message.
+fn gap_notice(missed: u64) -> String {
+    serde_json::to_string(&GapNotice {
+        missed_batches: missed,
+    })
+    .unwrap_or_default()
 }
