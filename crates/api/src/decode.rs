@@ -11,7 +11,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
+use super::openapi::decoded::DecodeRecord;
+use super::openapi::responses::{Busy, ForeignOrigin, InternalError, Unauthorized};
 use super::{bad, busy, Api, ApiError, ApiResult};
 
 /// Largest request body, bytes.
@@ -173,14 +176,30 @@ fn input_kind(headers: &HeaderMap) -> ApiResult<Input> {
 }
 
 /// The frames of one stream of the input.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = DecodedStream)]
 pub(crate) struct StreamAnswer {
     /// The stream's frames, in input order.
+    #[schema(value_type = Vec<DecodeRecord>)]
     frames: Vec<Box<RawValue>>,
 }
 
 /// The frames of each stream, in input order.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "streams": [{"frames": [{
+        "offset": 0, "length": 36, "protocol": "dvrip", "command": 105, "kind": "alarm",
+        "body_format": "mask",
+        "header": {"byte3": 0, "body_length": 4, "alarm_type": 2, "channel_group": 0, "body_format_byte": 0},
+        "body": {"mask": 5},
+        "events": [
+            {"code": "VideoMotion", "action": "start", "index": 0, "channel": 1},
+            {"code": "VideoMotion", "action": "start", "index": 2, "channel": 3}
+        ],
+        "raw": "690000000400000000000000020000000000000000000000000000000000000005000000"
+    }]}],
+    "truncated": false
+}))]
 pub(crate) struct DecodeAnswer {
     /// One entry per stream (always one for `application/octet-stream`).
     streams: Vec<StreamAnswer>,
@@ -188,6 +207,10 @@ pub(crate) struct DecodeAnswer {
     truncated: bool,
     /// Present when `truncated`; which limit was reached.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(
+        nullable = false,
+        examples("the input has more than 10000 frames: the first 10000 are listed")
+    )]
     truncated_reason: Option<String>,
 }
 
@@ -250,6 +273,35 @@ fn decode_body(input: Input, body: &[u8], max_frame: usize) -> ApiResult<(Vec<u8
 /// there with `truncated: true` and `truncated_reason` saying which limit was reached. Decoding runs
 /// on blocking threads, never on the threads that serve devices: at most 2 decodes run and at most 8
 /// decode requests are in progress at once; a request beyond that gets 503 with `Retry-After: 1`.
+#[utoipa::path(
+    post,
+    path = "/api/decode",
+    tag = "decode",
+    operation_id = "decode",
+    request_body(
+        description = "A hex dump as `text/x-hexdump`, or raw bytes as `application/octet-stream`. \
+                       Must not be empty.",
+        content(
+            (String = "text/x-hexdump", example = json!("00000000: 6900 0000 0400 0000 0000 0000 0200 0000  i...............\n00000010: 0000 0000 0000 0000 0000 0000 0000 0000  ................\n00000020: 0500 0000                                ....\n")),
+            ("application/octet-stream"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "The frames of each stream, in input order.", body = DecodeAnswer),
+        (status = 400, description = "Empty body; a text body that is not UTF-8; or a hex dump that \
+         does not parse (`{\"error\": \"hex dump: …\"}`).", body = ApiError,
+         example = json!({"error": "empty body: send a hex dump as text/x-hexdump or bytes as application/octet-stream"})),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = ForeignOrigin),
+        (status = 413, description = "Body too large (over 4 MiB).", body = ApiError,
+         example = json!({"error": "at most 4194304 bytes"})),
+        (status = 415, description = "Missing content type, or one other than `text/x-hexdump` and \
+         `application/octet-stream`.", body = ApiError,
+         example = json!({"error": "Content-Type \"text/plain\": send a hex dump as text/x-hexdump or bytes as application/octet-stream (text/plain and form types are refused: any web page could send them)"})),
+        (status = 500, response = InternalError),
+        (status = 503, response = Busy),
+    )
+)]
 pub(crate) async fn decode(
     State(api): State<Api>,
     headers: HeaderMap,

@@ -13,6 +13,7 @@ mod decode;
 mod frames;
 mod instant;
 pub mod metrics;
+pub mod openapi;
 mod params;
 mod probes;
 mod read;
@@ -222,8 +223,9 @@ impl FromRef<Api> for ApiState {
 /// An error answer, `{"error": "…"}` with a status that says which kind. Every error the server
 /// itself makes (a bad parameter, a missing token, a refused origin or host, no such frame or device,
 /// a limit reached, a store that does not answer) has this body.
-#[derive(Debug, Serialize)]
-pub(crate) struct ApiError {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ApiError {
     #[serde(skip)]
     status: StatusCode,
     /// What is wrong, in words.
@@ -302,15 +304,8 @@ fn app(api: Api) -> Router {
             "/style.css",
             get(|| async { ui("text/css; charset=utf-8", include_str!("../ui/style.css")) }),
         )
-        .route(
-            "/api/openapi.yaml",
-            get(|| async {
-                ui(
-                    "application/yaml; charset=utf-8",
-                    include_str!("../../../docs/openapi.yaml"),
-                )
-            }),
-        )
+        .route("/api/openapi.yaml", get(openapi::yaml_document))
+        .route("/api/openapi.json", get(openapi::json_document))
         .route("/healthz", get(probes::healthz))
         .route("/readyz", get(probes::readyz))
         .merge(protected)

@@ -80,6 +80,24 @@ pub fn single(out: &mut String, name: &str, kind: &str, help: &str, value: u64) 
 /// device cannot end a value or a line.
 ///
 /// The sink metrics read the store, so a store failure answers 503 instead of the text.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "metrics",
+    operation_id = "metrics",
+    responses(
+        (status = 200, description = "Metrics.", body = String, content_type = "text/plain; version=0.0.4",
+         example = "# HELP alarm_center_connections_open Device connections open.\n\
+                    # TYPE alarm_center_connections_open gauge\n\
+                    alarm_center_connections_open 2\n\
+                    # HELP alarm_center_sink_lag_events Events in the log after the sink's cursor.\n\
+                    # TYPE alarm_center_sink_lag_events gauge\n\
+                    alarm_center_sink_lag_events{sink=\"webhook\"} 0\n"),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 500, response = crate::openapi::responses::InternalError),
+        (status = 503, response = crate::openapi::responses::StoreUnavailable),
+    )
+)]
 pub(crate) async fn metrics(State(api): State<Api>) -> ApiResult<Response> {
     let mut out = String::new();
     let out = &mut out;

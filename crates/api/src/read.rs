@@ -7,7 +7,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
+use super::openapi::responses::{
+    BadRequest, InternalError, NotFound, StoreUnavailable, Unauthorized,
+};
+use super::openapi::rows;
 use super::params::Params;
 use super::{bad, query, ApiError, ApiResult, ApiState};
 
@@ -44,23 +49,28 @@ async fn known_device(state: &ApiState, device: &str) -> ApiResult<()> {
 }
 
 /// A page of devices.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"devices": [], "next": null, "online": 0}))]
 pub(crate) struct DevicesPage {
     /// The devices of this page, in id order.
+    #[schema(value_type = Vec<rows::Device>, max_items = 5000)]
     devices: Vec<DeviceRow>,
     /// The `after` of the next page; null when this page is the last.
+    #[schema(required = true)]
     next: Option<String>,
     /// Devices online now, over all pages.
     online: usize,
 }
 
 /// `GET /api/devices` parameters.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DevicesParams {
     /// Only devices whose id sorts after this one (the `next` of the previous page).
     after: Option<String>,
     /// Most devices in the page.
+    #[param(minimum = 1, maximum = 5000, default = 500)]
     limit: Option<u32>,
 }
 
@@ -69,6 +79,20 @@ pub(crate) struct DevicesParams {
 /// The devices in the store in id order (byte order of the UTF-8 ids), `limit` at a time, after the
 /// device id `after`. `next` is the `after` of the following page, null on the last page. Any other
 /// parameter is a 400.
+#[utoipa::path(
+    get,
+    path = "/api/devices",
+    tag = "devices",
+    operation_id = "listDevices",
+    params(DevicesParams),
+    responses(
+        (status = 200, description = "A page of devices.", body = DevicesPage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = InternalError),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub(crate) async fn devices(
     State(state): State<ApiState>,
     Params(p): Params<DevicesParams>,
@@ -94,9 +118,10 @@ pub(crate) async fn devices(
 }
 
 /// A device's connections.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct Connections {
     /// Newest first, at most 100.
+    #[schema(value_type = Vec<rows::Connection>, max_items = 100)]
     connections: Vec<ConnectionRow>,
 }
 
@@ -105,6 +130,20 @@ pub(crate) struct Connections {
 /// The device's TCP connections, newest first, at most 100. The `frames` and `bytes` of an open
 /// connection are read live. A device the store does not know (no device row and no events) is a
 /// 404. No query parameters.
+#[utoipa::path(
+    get,
+    path = "/api/devices/{id}/connections",
+    tag = "devices",
+    operation_id = "listDeviceConnections",
+    params(("id" = String, Path, description = "Device id (as in `Device.id`).")),
+    responses(
+        (status = 200, description = "The connections.", body = Connections),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub(crate) async fn connections(
     State(state): State<ApiState>,
     Path(id): Path<String>,
@@ -122,18 +161,21 @@ pub(crate) async fn connections(
 }
 
 /// A page of events.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct EventsPage {
     /// Newest first. Each event's `data` is the stored JSON text, written out as it is.
+    #[schema(value_type = Vec<rows::Event>)]
     events: Vec<StoredEvent>,
     /// The id of the last event of this page when the page is full (pass it as `before`); null
     /// otherwise.
+    #[schema(required = true)]
     next: Option<i64>,
 }
 
 /// `GET /api/events` parameters.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct EventsParams {
     /// Only this device id (exact).
     device: Option<String>,
@@ -151,6 +193,7 @@ pub(crate) struct EventsParams {
     /// Only events with an id below this (the `next` of the previous page).
     before: Option<i64>,
     /// Page size.
+    #[param(minimum = 1, maximum = 10000, default = 100)]
     limit: Option<u32>,
 }
 
@@ -163,6 +206,21 @@ pub(crate) struct EventsParams {
 /// `device` the store does not know (no device row and no events) is a 404.
 ///
 /// Any parameter not listed here is a 400.
+#[utoipa::path(
+    get,
+    path = "/api/events",
+    tag = "events",
+    operation_id = "listEvents",
+    params(EventsParams),
+    responses(
+        (status = 200, description = "A page of events.", body = EventsPage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = InternalError),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub(crate) async fn events(
     State(state): State<ApiState>,
     Params(p): Params<EventsParams>,
@@ -190,7 +248,7 @@ pub(crate) async fn events(
     Ok(Json(EventsPage { events, next }))
 }
 
-/// A sink's cursor and counters, and its lag.
+/// A sink's cursor and counters, and its lag (schema `Sink`).
 #[derive(Serialize)]
 pub(crate) struct SinkStatus {
     #[serde(flatten)]
@@ -200,15 +258,28 @@ pub(crate) struct SinkStatus {
 }
 
 /// The sinks.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct Sinks {
     /// Every sink that has saved a cursor, ordered by name.
+    #[schema(value_type = Vec<rows::Sink>)]
     sinks: Vec<SinkStatus>,
 }
 
 /// Output sinks' cursors and counters
 ///
 /// Every sink that has saved a cursor, ordered by name, with its lag behind the log.
+#[utoipa::path(
+    get,
+    path = "/api/sinks",
+    tag = "sinks",
+    operation_id = "listSinks",
+    responses(
+        (status = 200, description = "The sinks.", body = Sinks),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = InternalError),
+        (status = 503, response = StoreUnavailable),
+    )
+)]
 pub(crate) async fn sinks(State(state): State<ApiState>) -> ApiResult<Json<Sinks>> {
     let (last, cursors) = query(&state, |db| Ok((db.last_event_id()?, db.sink_cursors()?))).await?;
     let sinks = cursors

@@ -6,13 +6,15 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::params::Params;
 use super::{busy, Api, ApiResult};
 
 /// `GET /api/stream` parameters: exact filters.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct StreamParams {
     /// Only this device id.
     device: Option<String>,
@@ -25,9 +27,10 @@ pub(crate) struct StreamParams {
 }
 
 /// `data` of an SSE `gap` message: the client fell behind.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct GapNotice {
     /// Committed batches (each of one or more events) the client missed.
+    #[schema(minimum = 1)]
     missed_batches: u64,
 }
 
@@ -50,6 +53,22 @@ pub(crate) struct GapNotice {
 /// At most `api.max-stream-clients` (64) streams are open at once; one more gets 503 with
 /// `Retry-After: 1` (counted in `alarm_center_api_stream_refused_total`). A stream's place is freed
 /// when its client goes away.
+#[utoipa::path(
+    get,
+    path = "/api/stream",
+    tag = "events",
+    operation_id = "streamEvents",
+    params(StreamParams),
+    responses(
+        (status = 200, description = "The event stream: SSE messages `event` (data = `Event` JSON, \
+         id = event id) and `gap` (data = `GapNotice` JSON).", body = String,
+         content_type = "text/event-stream",
+         example = "event: event\nid: 1235\ndata: {\"id\":1235,\"device\":\"front-nvr\",\"code\":\"VideoMotion\",\"action\":\"start\",\"index\":0,\"channel\":1,\"kind\":\"alarm\",\"device_time\":null,\"received_at\":\"2024-05-01T10:00:00.123Z\",\"frame_id\":5678}\n\nevent: gap\ndata: {\"missed_batches\":3}\n\n"),
+        (status = 400, response = crate::openapi::responses::BadRequest),
+        (status = 401, response = crate::openapi::responses::Unauthorized),
+        (status = 503, response = crate::openapi::responses::Busy),
+    )
+)]
 pub(crate) async fn stream(
     State(api): State<Api>,
     Params(p): Params<StreamParams>,
