@@ -73,19 +73,21 @@ fn the_schemas_of_store_rows_name_the_keys_the_store_writes() {
     let document = document();
     let event = |full: bool| StoredEvent {
         id: 1,
-        device: "d".into(),
-        code: "VideoMotion".into(),
-        action: "start".into(),
-        index: None,
-        channel: None,
-        channel_name: full.then(|| "door".into()),
-        kind: "alarm".into(),
-        device_time: None,
-        received_at: "2024-05-01T10:00:00Z".into(),
-        received_ms: 0,
         frame_id: None,
-        data: full.then(|| serde_json::value::RawValue::from_string("{}".into()).unwrap()),
-        synthetic: full.then(|| "offline".into()),
+        event: alarm_center_store::NewEvent {
+            frame: alarm_center_store::FrameRef::None,
+            device: "d".into(),
+            code: "VideoMotion".into(),
+            action: "start".into(),
+            index: None,
+            channel: None,
+            channel_name: full.then(|| "door".into()),
+            kind: "alarm".into(),
+            device_time: None,
+            received_at: 1_714_557_600_000,
+            data: full.then(|| "{}".into()),
+            synthetic: full.then(|| "offline".into()),
+        },
     };
     assert_describes(&document, "Event", json(&event(true)), json(&event(false)));
     let device = DeviceRow {
