@@ -5,7 +5,9 @@
 # Traffic goes to 127.0.0.1 only; every run stops by itself.
 #   C. outputs: events delivered to Mosquitto (QoS 1) and to a local webhook receiver, receive→accepted
 #      latency at C_RATE events/s, then the most each sink delivers.
-# Usage: scripts/load-run.sh [a|b|c|all]   (env: DEVICES, A_SECS, B_RATE, B_SECS, B_DEVICES, C_RATE, C_SECS)
+# Usage: scripts/load-run.sh [a|b|c|all]   (env: DEVICES, A_SECS, B_RATE, B_SECS, B_DEVICES, C_RATE, C_SECS;
+#        BIN=path/to/alarm-center runs that build instead of building this checkout, to compare two builds)
+# Each run prints the server's CPU time (user + system, from /proc) and its share of one core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-all}
@@ -21,8 +23,11 @@ MQTT_URL=${MQTT_URL:-mqtt://127.0.0.1:1883}
 HOOK_PORT=${HOOK_PORT:-25080}
 
 ulimit -n "$(ulimit -Hn)"
-cargo build --release --quiet
-BIN=${CARGO_TARGET_DIR:-target}/release/alarm-center
+if [[ -z ${BIN:-} ]]; then
+    cargo build --release --quiet
+    BIN=${CARGO_TARGET_DIR:-target}/release/alarm-center
+fi
+TICKS=$(getconf CLK_TCK)
 WORK=$(mktemp -d /tmp/alarm-center-load.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 
@@ -36,11 +41,16 @@ start_server() { # $1 = name
     ALARM_CENTER_SERVER__STATS_INTERVAL=5s \
     "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/$1" 2> "$WORK/$1.log" &
     SERVER=$!
+    STARTED=$(date +%s.%N)
     for _ in $(seq 50); do grep -q "accepting devices" "$WORK/$1.log" 2>/dev/null && return; sleep 0.2; done
     echo "server did not start"; cat "$WORK/$1.log"; exit 1
 }
 
-stop_server() {
+stop_server() { # prints the server's CPU time (utime + stime of /proc/PID/stat) before stopping it
+    local stat cpu
+    stat=$(cut -d' ' -f14,15 "/proc/$SERVER/stat")
+    cpu=$(echo "$stat" | awk -v t="$TICKS" '{printf "%.2f", ($1 + $2) / t}')
+    echo "  server CPU: ${cpu} s over $(echo "$(date +%s.%N) - $STARTED" | bc | xargs printf '%.0f') s ($(echo "100 * $cpu / ($(date +%s.%N) - $STARTED)" | bc -l | xargs printf '%.1f')% of one core)"
     kill -TERM "$SERVER"; wait "$SERVER" || true
 }
 
@@ -132,6 +142,7 @@ start_server_c() {
     ALARM_CENTER_SINKS__MQTT__CLIENT_ID="load-$1-$$" \
     "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/$1" --config "$WORK/c.toml" 2> "$WORK/$1.log" &
     SERVER=$!
+    STARTED=$(date +%s.%N)
     for _ in $(seq 50); do grep -q "accepting devices" "$WORK/$1.log" 2>/dev/null && return; sleep 0.2; done
     echo "server did not start"; cat "$WORK/$1.log"; exit 1
 }
