@@ -52,8 +52,10 @@ pub trait Live: Send + Sync + 'static {
     fn connection_counters(&self, id: i64) -> Option<(u64, u64)>;
     /// Why committing to the store fails, while it does (`/readyz` answers 503).
     fn store_failure(&self) -> Option<String>;
-    /// The server's own metric families, in the Prometheus text format (see [`metrics`]).
-    fn write_metrics(&self, out: &mut String);
+    /// Registers the server's own metric families in `registry` (prefixed `alarm_center_`), once per
+    /// API server; they are encoded at every scrape of `/metrics`, so what is registered must read the
+    /// live values then (a [`Collector`](prometheus_client::collector::Collector), see [`metrics`]).
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry);
 }
 
 /// Now, in milliseconds since the Unix epoch.
@@ -212,6 +214,8 @@ impl Limits {
 pub(crate) struct Api {
     pub(crate) state: ApiState,
     pub(crate) limits: Arc<Limits>,
+    /// The families `/metrics` encodes (the sinks' are added at each scrape).
+    pub(crate) metrics: Arc<prometheus_client::registry::Registry>,
 }
 
 impl FromRef<Api> for ApiState {

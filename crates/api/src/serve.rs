@@ -24,9 +24,11 @@ pub async fn serve(listener: TcpListener, state: ApiState) {
     let stop = state.shutdown.clone();
     let config = (*state.config).clone();
     let limits = Arc::new(Limits::new(&config));
+    let metrics = Arc::new(super::metrics::registry(&state.live, &limits));
     let router = app(Api {
         state,
         limits: limits.clone(),
+        metrics,
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();

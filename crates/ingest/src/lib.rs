@@ -88,8 +88,8 @@ impl alarm_center_api::Live for Shared {
         self.stats.store_failure()
     }
 
-    fn write_metrics(&self, out: &mut String) {
-        metrics::write(&self.stats, out);
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register_collector(Box::new(metrics::StatsCollector(self.stats.clone())));
     }
 }
 

@@ -3,7 +3,10 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// Server counters (monotonic unless noted). Read by the statistics line, later by `/metrics`.
+use prometheus_client::metrics::histogram::Histogram;
+
+/// Server counters (monotonic unless noted). Read by the statistics line and, at each scrape, by
+/// `/metrics`.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Connections accepted.
@@ -58,14 +61,24 @@ pub struct Stats {
     latencies_us: Mutex<Vec<u32>>,
     /// Labelled counters: frames by (protocol, kind), decode errors by cause, events by code.
     labelled: Mutex<Labelled>,
-    /// Receive→commit latency histogram since start: counts per bucket of [`LATENCY_BUCKETS_MS`], and
-    /// the sum in microseconds.
-    latency_buckets: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
-    latency_sum_us: AtomicU64,
+    /// Receive→commit latency histogram since start, in seconds, buckets [`LATENCY_BUCKETS_MS`].
+    latency: LatencyHistogram,
 }
 
 /// Upper bounds (milliseconds) of the receive→commit latency histogram buckets.
 pub const LATENCY_BUCKETS_MS: [u64; 9] = [1, 2, 5, 10, 25, 50, 100, 250, 1000];
+
+/// The receive→commit latency histogram (seconds) with the bounds of [`LATENCY_BUCKETS_MS`].
+#[derive(Debug)]
+struct LatencyHistogram(Histogram);
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram(Histogram::new(
+            LATENCY_BUCKETS_MS.map(|ms| ms as f64 / 1000.0),
+        ))
+    }
+}
 
 /// Most distinct event codes counted separately; further codes count as `other`.
 const MAX_CODES: usize = 500;
@@ -130,35 +143,16 @@ impl Stats {
             .clone()
     }
 
-    /// The latency histogram: cumulative counts per bucket bound (ms), the total count and the sum (s).
-    pub fn latency_histogram(&self) -> (Vec<(u64, u64)>, u64, f64) {
-        let mut cumulative = 0;
-        let mut buckets = Vec::new();
-        for (i, bound) in LATENCY_BUCKETS_MS.iter().enumerate() {
-            cumulative += self.latency_buckets[i].load(Ordering::Relaxed);
-            buckets.push((*bound, cumulative));
-        }
-        let total =
-            cumulative + self.latency_buckets[LATENCY_BUCKETS_MS.len()].load(Ordering::Relaxed);
-        (
-            buckets,
-            total,
-            self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6,
-        )
+    /// The receive→commit latency histogram since start (seconds), for `/metrics`.
+    pub(crate) fn latency_histogram(&self) -> &Histogram {
+        &self.latency.0
     }
 
-    /// Records receive→commit latencies.
+    /// Records receive→commit latencies (microseconds).
     pub fn record_latencies(&self, samples: impl IntoIterator<Item = u32>) {
         let mut all = self.latencies_us.lock().unwrap_or_else(|p| p.into_inner());
         for s in samples {
-            let ms = u64::from(s) / 1000;
-            let bucket = LATENCY_BUCKETS_MS
-                .iter()
-                .position(|b| ms < *b)
-                .unwrap_or(LATENCY_BUCKETS_MS.len());
-            self.latency_buckets[bucket].fetch_add(1, Ordering::Relaxed);
-            self.latency_sum_us
-                .fetch_add(u64::from(s), Ordering::Relaxed);
+            self.latency.0.observe(f64::from(s) / 1e6);
             if all.len() < MAX_SAMPLES {
                 all.push(s);
             }

@@ -123,12 +123,13 @@ async fn devices_events_frames_decode_and_metrics() {
     let (_, decoded) = decode(&base, "application/octet-stream", encode::dvrip_heartbeat()).await;
     assert_eq!(decoded["streams"][0]["frames"][0]["kind"], "keepalive");
 
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let response = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let metrics = response.text().await.unwrap();
+    assert!(metrics.ends_with("\n# EOF\n"), "{metrics}");
     assert!(metrics.contains("alarm_center_frames_total 3"), "{metrics}");
     assert!(
         metrics.contains("alarm_center_frames_junk_total 1"),
@@ -155,7 +156,7 @@ async fn devices_events_frames_decode_and_metrics() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("# TYPE alarm_center_events_committed_total counter"),
+        metrics.contains("# TYPE alarm_center_events_committed counter\n"),
         "{metrics}"
     );
     let (status, _) = get(&base, "/healthz", None).await;
