@@ -1,6 +1,6 @@
 //! `GET /metrics`: the OpenMetrics text exposition, encoded by `prometheus-client`, of the server's
-//! families (registered by [`Live::register_metrics`](crate::Live::register_metrics)), the API's
-//! limits and each sink's cursor. Every family is named `alarm_center_…`.
+//! families (registered by [`Live::register_metrics`]), the API's limits and each sink's cursor. Every
+//! family is named `alarm_center_…`.
 //!
 //! Families are written at scrape time by collectors that read the live values (the counters are
 //! kept once, where they are counted), through the helpers [`single`] and [`family`]. Counters are
