@@ -16,7 +16,7 @@ mod timers;
 mod types;
 
 pub use timers::device_event;
-pub use types::{Attached, Effects, Heard, Now, Policy, Profile, ROW_REFRESH_MS};
+pub use types::{Attached, Effects, Heard, Now, Policy, Profile};
 
 /// One device's live state.
 #[derive(Debug)]
@@ -26,8 +26,13 @@ pub struct Device {
     last_seen_ms: u64,
     /// How long it had been silent when the server started, ms (restored; 0 once heard from).
     silent_before_ms: u64,
-    /// When its row was last written (monotonic ms).
-    row_written_ms: Option<u64>,
+    /// When its last frame came, Unix ms (what the store's `last_seen` says once flushed).
+    last_seen_wall_ms: i64,
+    /// `last_seen_wall_ms` is newer than what the store has: the next flush writes it
+    /// ([`Device::take_last_seen`]).
+    last_seen_pending: bool,
+    /// The link last written to the store: peer and protocol.
+    reported_link: Option<(std::net::SocketAddr, &'static str)>,
     presence: Presence,
     /// Known to the store (a row exists).
     persisted: bool,
@@ -57,7 +62,9 @@ impl Device {
             profile,
             last_seen_ms: mono_ms,
             silent_before_ms: 0,
-            row_written_ms: None,
+            last_seen_wall_ms: 0,
+            last_seen_pending: false,
+            reported_link: None,
             presence: Presence::default(),
             persisted: false,
             session: Session::new(),
@@ -224,7 +231,8 @@ impl Device {
     }
 
     /// A frame of the device at `now`: online transition, supervision, alarm tracking, its events and
-    /// its row. `row_due` forces the row out (another record of this frame writes it anyway).
+    /// its row when something in it changed (else only `last_seen`, flushed later). `row_due` forces
+    /// the row out (another record of this frame writes it anyway).
     pub fn on_frame(&mut self, now: Now, heard: Heard<'_>, row_due: bool) -> Effects {
         self.touch(now.mono_ms);
         let decoded = heard.decoded;
@@ -276,16 +284,36 @@ impl Device {
                 .events
                 .push(self.event(event, decoded.kind, now.wall_ms));
         }
-        let due = self
-            .row_written_ms
-            .is_none_or(|t| now.mono_ms.saturating_sub(t) >= ROW_REFRESH_MS);
-        if changed || due || row_due {
-            self.row_written_ms = Some(now.mono_ms);
+        self.last_seen_wall_ms = self.last_seen_wall_ms.max(now.wall_ms);
+        // A new peer or protocol is news too (a reconnection, another framing).
+        let link = (heard.peer, heard.protocol.as_str());
+        if self.reported_link != Some(link) {
+            self.reported_link = Some(link);
+            changed = true;
+        }
+        if changed || row_due {
             update.protocol = Some(heard.protocol.as_str().to_owned());
             update.peer = Some(heard.peer.to_string());
             effects.devices.push(update);
+        } else if !self.last_seen_pending {
+            // Only `last_seen` changed (a keepAlive, most frames): it reaches the store with the
+            // caller's next periodic flush, not with a row write per frame.
+            self.last_seen_pending = true;
+            effects.last_seen_pending = true;
         }
         effects
+    }
+
+    /// The `last_seen` update owed to the store since the last flush (see [`Effects::last_seen_pending`]).
+    pub fn take_last_seen(&mut self) -> Option<DeviceUpdate> {
+        if !std::mem::take(&mut self.last_seen_pending) {
+            return None;
+        }
+        Some(DeviceUpdate {
+            id: self.profile.id.clone(),
+            last_seen: self.last_seen_wall_ms,
+            ..DeviceUpdate::default()
+        })
     }
 
     /// Tracks an alarm that started or stopped at `mono_ms`; `false` for a start not tracked.

@@ -28,9 +28,7 @@ mod zone;
 
 pub use alarms::{ActiveAlarms, AlarmKey, MAX_ACTIVE};
 pub use deadlines::Deadlines;
-pub use device::{
-    device_event, Attached, Device, Effects, Heard, Now, Policy, Profile, ROW_REFRESH_MS,
-};
+pub use device::{device_event, Attached, Device, Effects, Heard, Now, Policy, Profile};
 pub use identity::{device_id, normalize_mac, resolve, Identity, KnownDevice, MAX_DEVICE_ID};
 pub use new_devices::{Limit, NewDeviceLimiter, Refusal, MAX_SOURCES};
 pub use presence::Presence;

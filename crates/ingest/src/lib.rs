@@ -236,6 +236,8 @@ impl Ingest {
             ..
         } = self;
         checkpointer.stop();
+        // The connections are closed: the last `last_seen` of each device heard from goes too.
+        let _ = supervise::flush_last_seen(&shared).await;
         drop(shared); // the last sender: the writer commits what is left and stops
         tokio::task::spawn_blocking(move || writer.join())
             .await

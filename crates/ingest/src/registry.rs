@@ -69,6 +69,8 @@ pub(crate) struct Registry {
     /// When each device next needs supervision (offline, auto-clear): supervision pops the due ones
     /// instead of looking at every device every second.
     timers: Mutex<Deadlines<String>>,
+    /// Devices whose `last_seen` the store has not yet (see `flush_last_seen`).
+    last_seen_owed: Mutex<Vec<String>>,
     /// `server.max-new-devices-per-ip-per-minute` and `server.max-new-devices-per-minute`.
     new_devices: Mutex<NewDeviceLimiter>,
 }
@@ -130,6 +132,7 @@ impl Registry {
             started: Instant::now(),
             devices: Mutex::new(HashMap::new()),
             timers: Mutex::new(Deadlines::default()),
+            last_seen_owed: Mutex::new(Vec::new()),
             new_devices: Mutex::new(NewDeviceLimiter::new(
                 config.server.max_new_devices_per_ip_per_minute,
                 config.server.max_new_devices_per_minute,
@@ -280,6 +283,33 @@ impl Registry {
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .schedule(device.id.clone(), at);
         }
+    }
+
+    /// Remembers that `device` owes the store its `last_seen` (asked once per flush by the device core).
+    pub(crate) fn owe_last_seen(&self, device: &SharedDevice) {
+        self.last_seen_owed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(device.id.clone());
+    }
+
+    /// The `last_seen` updates owed since the last flush: one row update per device heard from, however
+    /// many frames it sent.
+    pub(crate) fn flush_last_seen(&self) -> Vec<alarm_center_store::DeviceUpdate> {
+        let owed = std::mem::take(
+            &mut *self
+                .last_seen_owed
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        let map = self.map();
+        let devices: Vec<Arc<SharedDevice>> =
+            owed.iter().filter_map(|id| map.get(id).cloned()).collect();
+        drop(map);
+        devices
+            .iter()
+            .filter_map(|d| d.lock().take_last_seen())
+            .collect()
     }
 
     /// The devices whose deadline has come (silent past their period, or an alarm past its

@@ -18,6 +18,10 @@ use crate::Shared;
 /// How often silence is checked.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// How often the `last_seen` of the devices heard from goes to the store, in one record (the store's
+/// copy lags this much; the device core tracks it always).
+const LAST_SEEN_FLUSH: Duration = Duration::from_secs(5);
+
 /// How often expiry is checked: a pass looks at every device, so at most once a minute.
 const EXPIRY_EVERY: Duration = Duration::from_secs(60);
 
@@ -32,9 +36,14 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let expiry = shared.config.server.device_expiry;
     let mut next_expiry = Instant::now();
+    let mut next_flush = Instant::now() + LAST_SEEN_FLUSH;
     loop {
         tokio::select! {
-            () = shared.shutdown.cancelled() => return,
+            () = shared.shutdown.cancelled() => {
+                // The connections drain their last frames as they stop; what they owe is flushed by
+                // `Ingest::finish`.
+                return;
+            }
             _ = tick.tick() => {}
         }
         if shared.tx.capacity() == 0 || shared.stats.store_failure().is_some() {
@@ -44,6 +53,12 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         if !expiry.is_zero() && Instant::now() >= next_expiry {
             next_expiry = Instant::now() + expiry_interval(expiry);
             if expire(&shared, expiry).await.is_err() {
+                return;
+            }
+        }
+        if Instant::now() >= next_flush {
+            next_flush = Instant::now() + LAST_SEEN_FLUSH;
+            if flush_last_seen(&shared).await.is_err() {
                 return;
             }
         }
@@ -89,6 +104,23 @@ async fn handle_timeout(shared: &Shared, device: &SharedDevice) -> Result<(), ()
         .send(Record::Events {
             events: effects.events,
             devices: effects.devices,
+        })
+        .await
+        .map_err(|_| ())
+}
+
+/// Writes the `last_seen` owed by the devices heard from since the last flush, as one record. Also at
+/// shutdown, so the store's `last_seen` is current after a stop.
+pub(crate) async fn flush_last_seen(shared: &Shared) -> Result<(), ()> {
+    let devices = shared.registry.flush_last_seen();
+    if devices.is_empty() {
+        return Ok(());
+    }
+    shared
+        .tx
+        .send(Record::Events {
+            events: Vec::new(),
+            devices,
         })
         .await
         .map_err(|_| ())

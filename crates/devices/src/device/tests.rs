@@ -260,25 +260,49 @@ fn a_stop_ends_tracking() {
 }
 
 #[test]
-fn the_row_is_written_on_news_and_every_few_seconds() {
+fn the_row_is_written_on_news_and_last_seen_alone_is_flushed() {
     let mut d = device();
     let first = hear(&mut d, at(0), &encode::dvrip_heartbeat());
     assert_eq!(first.devices.len(), 1, "first frame: online");
-    assert!(hear(&mut d, at(1_000), &encode::dvrip_heartbeat())
-        .devices
-        .is_empty());
-    let refreshed = hear(&mut d, at(ROW_REFRESH_MS), &encode::dvrip_heartbeat());
+    assert_eq!(d.take_last_seen(), None, "the row said it");
+    // KeepAlives change only last_seen: no row, one flush owed (asked for once).
+    let keepalive = hear(&mut d, at(1_000), &encode::dvrip_heartbeat());
+    assert!(keepalive.devices.is_empty());
+    assert!(keepalive.last_seen_pending);
+    let again = hear(&mut d, at(2_000), &encode::dvrip_heartbeat());
+    assert!(!again.last_seen_pending, "owed already");
+    let flushed = d.take_last_seen().expect("owed");
     assert_eq!(
-        refreshed.devices[0].last_seen,
-        EPOCH + ROW_REFRESH_MS as i64
+        (flushed.id.as_str(), flushed.last_seen),
+        ("NVR-1", EPOCH + 2_000)
     );
-    assert_eq!(refreshed.devices[0].protocol.as_deref(), Some("dvrip"));
+    assert_eq!(flushed.state, None, "only last_seen");
+    assert_eq!(d.take_last_seen(), None);
     // New identity fields are news.
     let serial = r#"{"Code":"VideoMotion","Action":"Pulse","SerialNo":"AB-1"}"#;
-    let news = hear(&mut d, at(ROW_REFRESH_MS + 1), &encode::bare_json(serial));
+    let news = hear(&mut d, at(3_000), &encode::bare_json(serial));
     assert_eq!(news.devices[0].serial.as_deref(), Some("AB-1"));
-    let again = hear(&mut d, at(ROW_REFRESH_MS + 2), &encode::bare_json(serial));
-    assert!(again.devices.is_empty(), "the same serial again is not");
+    assert_eq!(
+        news.devices[0].protocol.as_deref(),
+        Some("json"),
+        "another framing"
+    );
+    let same = hear(&mut d, at(4_000), &encode::bare_json(serial));
+    assert!(same.devices.is_empty(), "the same serial again is not");
+    // A new peer (a reconnection from another port) is.
+    let frame = frame(&encode::dvrip_heartbeat());
+    let decoded = d.decode(&frame);
+    let moved = d.on_frame(
+        at(5_000),
+        Heard {
+            connection: 2,
+            peer: "192.0.2.7:40001".parse().unwrap(),
+            protocol: frame.protocol,
+            decoded: &decoded,
+        },
+        false,
+    );
+    assert_eq!(moved.devices[0].peer.as_deref(), Some("192.0.2.7:40001"));
 }
 
 #[test]

@@ -8,10 +8,6 @@ use alarm_center_proto::{Decoded, Protocol};
 use alarm_center_store::{DeviceUpdate, NewEvent};
 use jiff::tz::TimeZone;
 
-/// How often a device's row is written when nothing but `last_seen` changed, milliseconds (it is
-/// tracked in memory always; the store's copy may lag this much).
-pub const ROW_REFRESH_MS: u64 = 5_000;
-
 /// A moment on the two clocks the core uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Now {
@@ -102,6 +98,9 @@ pub struct Effects {
     pub auto_cleared: usize,
     /// The device sent its first keepAlive: silence means offline from now on.
     pub supervised: bool,
+    /// Only `last_seen` changed and no flush is owed yet: the caller is to take it with
+    /// [`Device::take_last_seen`](crate::Device::take_last_seen) at its next periodic flush.
+    pub last_seen_pending: bool,
 }
 
 /// A connection attached to the device ([`Device::attach`]).

@@ -160,6 +160,9 @@ impl Connection {
             self.shared.registry.schedule(device, &mut core);
             effects
         };
+        if effects.last_seen_pending {
+            self.shared.registry.owe_last_seen(device);
+        }
         if effects.supervised {
             tracing::debug!(device = %device.id, "keepAlives seen: supervised");
         }
