@@ -4,7 +4,8 @@
 # (crates/sim/examples/count_sink.rs). The same `alarm-center simulate` run (DEVICES persistent
 # connections, RATE alarm events/s in total, one event per frame, all wire variants mixed) is sent to
 # each in turn, RUNS times; each run prints frames or events handled, the process's CPU time, CPU per
-# frame/event and throughput, then the medians and the ratios alarm-center / sink.
+# frame (alarm frames; a mask frame can carry several events) and per event, and the drain time, then
+# the median CPU per frame of each and the ratio alarm-center / sink.
 # Usage: scripts/compare.sh   (env: RATE=50000 SECS=20 DEVICES=100 RUNS=3 PORT=25004; BIN=… to use a
 #        given alarm-center build, SINK=… a given count_sink build). Traffic stays on 127.0.0.1.
 set -euo pipefail
@@ -52,7 +53,7 @@ run_sink() { # $1 = run number; prints "frames cpu_s wall_s"
     echo "$last $cpu $wall"
 }
 
-run_server() { # $1 = run number; prints "events cpu_s wall_s"
+run_server() { # $1 = run number; prints "events alarm_frames cpu_s wall_s"
     rm -rf "$WORK/data"
     ALARM_CENTER_LOG=warn ALARM_CENTER_API__ENABLED=false ALARM_CENTER_SERVER__STATS_INTERVAL=60s \
     ALARM_CENTER_SERVER__MAX_NEW_DEVICES_PER_IP_PER_MINUTE=0 ALARM_CENTER_SERVER__MAX_CONNECTIONS_PER_IP=30000 \
@@ -68,24 +69,24 @@ run_server() { # $1 = run number; prints "events cpu_s wall_s"
     done
     local cpu=$(cpu_seconds $pid) wall=$(echo "$(date +%s.%N) - $started" | bc)
     kill -TERM $pid; wait $pid 2>/dev/null || true
-    local events=$(python3 -c "import sqlite3;print(sqlite3.connect('$WORK/data/alarm-center.db').execute('select count(*) from events').fetchone()[0])")
-    echo "$events $cpu $wall"
+    local counts=$(python3 -c "import sqlite3;c=sqlite3.connect('$WORK/data/alarm-center.db');print(c.execute('select count(*) from events').fetchone()[0], c.execute(\"select count(*) from frames where kind != 'keepalive'\").fetchone()[0])")
+    echo "$counts $cpu $wall"
 }
 
 echo "== $DEVICES devices, $RATE alarm events/s offered for ${SECS}s, $RUNS runs each (binary: $BIN)"
 for run in $(seq "$RUNS"); do
     read -r frames cpu wall < <(run_sink "$run")
     echo "sink   run $run: frames $frames, CPU ${cpu} s, $(echo "1000000 * $cpu / $frames" | bc -l | xargs printf '%.2f') µs/frame, $(echo "$frames / $SECS" | bc) frames/s offered-window" | tee -a "$WORK/results"
-    read -r events scpu swall < <(run_server "$run")
-    echo "server run $run: events $events, CPU ${scpu} s, $(echo "1000000 * $scpu / $events" | bc -l | xargs printf '%.2f') µs/event, drained $(echo "$swall - $SECS" | bc | xargs printf '%.1f') s after the senders stopped" | tee -a "$WORK/results"
+    read -r events sframes scpu swall < <(run_server "$run")
+    echo "server run $run: events $events in $sframes alarm frames, CPU ${scpu} s, $(echo "1000000 * $scpu / $sframes" | bc -l | xargs printf '%.2f') µs/frame, $(echo "1000000 * $scpu / $events" | bc -l | xargs printf '%.2f') µs/event, drained $(echo "$swall - $SECS" | bc | xargs printf '%.1f') s after the senders stopped" | tee -a "$WORK/results"
 done
 python3 - "$WORK/results" <<'PY'
 import re, statistics, sys
 sink, server = [], []
 for line in open(sys.argv[1]):
-    m = re.search(r'([\d.]+) µs/', line)
+    m = re.search(r'([\d.]+) µs/frame', line)
     (sink if line.startswith('sink') else server).append(float(m.group(1)))
 s, a = statistics.median(sink), statistics.median(server)
-print(f"median CPU per frame: sink {s:.2f} µs, alarm-center {a:.2f} µs per event: ratio {a / s:.1f}x")
+print(f"median CPU per frame: sink {s:.2f} µs, alarm-center {a:.2f} µs: ratio {a / s:.1f}x")
 PY
 echo "logs: $WORK"

@@ -68,7 +68,10 @@ impl Connection {
         }
         self.count(&frame, &decoded);
         let new_frame = self.new_frame(&frame, &decoded, received_ms, attach);
-        let (answer, committed) = self.owed(verdict);
+        // An HTTP request that leaves nothing to store (a keepAlive not archived) is answered at once:
+        // there is no commit to wait for.
+        let stores = new_frame.is_some() || !devices.is_empty() || !events.is_empty();
+        let (answer, committed) = self.owed(verdict, stores);
         let record = WriteFrame {
             frame: new_frame,
             devices,
@@ -145,10 +148,11 @@ impl Connection {
     }
 
     /// The answer an HTTP request is owed (a refusal when its device was refused or limited), and for
-    /// an accepted one the sender the writer uses to say the record is committed.
+    /// an accepted one that `stores` something the sender the writer uses to say it is committed.
     fn owed(
         &self,
         verdict: Option<Verdict>,
+        stores: bool,
     ) -> (Option<Answer>, Option<tokio::sync::oneshot::Sender<()>>) {
         let verdict = match verdict {
             // Unknown devices refused (server.allow-unknown-devices = false): nothing was kept.
@@ -161,6 +165,7 @@ impl Connection {
             verdict => verdict,
         };
         match verdict {
+            Some(Verdict::Accept(answer)) if !stores => (Some(answer), None),
             Some(Verdict::Accept(mut answer)) => {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 answer.committed = Some(rx);

@@ -361,14 +361,26 @@ async fn last_seen_of_keepalives_reaches_the_store_by_shutdown() {
     let before = alarm_center_server::time::now_ms() + 1;
     tokio::time::sleep(Duration::from_millis(5)).await;
     for id in 2..=4 {
-        send(&mut device, &encode::dhip(7, id, &keepalive("LS-1", id, 30))).await;
+        send(
+            &mut device,
+            &encode::dhip(7, id, &keepalive("LS-1", id, 30)),
+        )
+        .await;
     }
     // The server has read them once an event sent after them is stored (same framing, same
     // identity: no news for the device's row, which therefore says nothing newer by itself).
-    send(&mut device, &encode::dhip(7, 5, &motion("LS-1", "Start", 0))).await;
+    send(
+        &mut device,
+        &encode::dhip(7, 5, &motion("LS-1", "Start", 0)),
+    )
+    .await;
     t.until(WAIT, |e| e.event.code == "VideoMotion").await;
     t.server.shutdown().await.unwrap();
     let db = Db::open_read_only(t.dir.path()).unwrap();
     let row = &db.devices().unwrap()[0];
-    assert!(row.last_seen_ms >= before, "{} < {before}", row.last_seen_ms);
+    assert!(
+        row.last_seen_ms >= before,
+        "{} < {before}",
+        row.last_seen_ms
+    );
 }
