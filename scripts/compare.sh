@@ -6,6 +6,8 @@
 # each in turn, RUNS times; each run prints frames or events handled, the process's CPU time, CPU per
 # frame (alarm frames; a mask frame can carry several events) and per event, and the drain time, then
 # the median CPU per frame of each and the ratio alarm-center / sink.
+# The variants default to the persistent binary framings (VARIANTS="dvrip-mask xm"), one after the other:
+# the sink answers nothing, so HTTP-mode devices (which wait for each answer) would send it less.
 # Usage: scripts/compare.sh   (env: RATE=50000 SECS=20 DEVICES=100 RUNS=3 PORT=25004; BIN=… to use a
 #        given alarm-center build, SINK=… a given count_sink build). Traffic stays on 127.0.0.1.
 set -euo pipefail
@@ -14,6 +16,7 @@ RATE=${RATE:-50000}
 SECS=${SECS:-20}
 DEVICES=${DEVICES:-100}
 RUNS=${RUNS:-3}
+VARIANTS=${VARIANTS:-dvrip-mask xm}
 PORT=${PORT:-25004}
 TARGET=${CARGO_TARGET_DIR:-target}
 if [[ -z ${BIN:-} ]]; then
@@ -34,7 +37,7 @@ cpu_seconds() { # $1 = pid
 
 simulate() {
     "$BIN" simulate --target "127.0.0.1:$PORT" --devices "$DEVICES" --keepalive 10s --alarm-rate "$RATE" \
-        --variant mixed --duration "${SECS}s" --quiet > "$WORK/sim.out" 2> "$WORK/sim.err"
+        --variant "$VARIANT" --duration "${SECS}s" --quiet > "$WORK/sim.out" 2> "$WORK/sim.err"
 }
 
 run_sink() { # $1 = run number; prints "frames cpu_s wall_s"
@@ -73,7 +76,9 @@ run_server() { # $1 = run number; prints "events alarm_frames cpu_s wall_s"
     echo "$counts $cpu $wall"
 }
 
-echo "== $DEVICES devices, $RATE alarm events/s offered for ${SECS}s, $RUNS runs each (binary: $BIN)"
+for VARIANT in $VARIANTS; do
+: > "$WORK/results"
+echo "== $VARIANT: $DEVICES devices, $RATE alarm events/s offered for ${SECS}s, $RUNS runs each (binary: $BIN)"
 for run in $(seq "$RUNS"); do
     read -r frames cpu wall < <(run_sink "$run")
     echo "sink   run $run: frames $frames, CPU ${cpu} s, $(echo "1000000 * $cpu / $frames" | bc -l | xargs printf '%.2f') µs/frame, $(echo "$frames / $SECS" | bc) frames/s offered-window" | tee -a "$WORK/results"
@@ -89,4 +94,5 @@ for line in open(sys.argv[1]):
 s, a = statistics.median(sink), statistics.median(server)
 print(f"median CPU per frame: sink {s:.2f} µs, alarm-center {a:.2f} µs: ratio {a / s:.1f}x")
 PY
+done
 echo "logs: $WORK"
