@@ -31,6 +31,13 @@ impl IngestConfig {
     /// Values that parse but cannot work, one line each.
     pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        self.validate_sections(&mut problems);
+        self.validate_devices(&mut problems);
+        problems
+    }
+
+    /// `[server]`, `[supervision]` and `[store]`.
+    fn validate_sections(&self, problems: &mut Vec<String>) {
         let s = &self.server;
         if s.max_connections == 0 {
             problems.push("server.max-connections must be at least 1".to_owned());
@@ -76,6 +83,10 @@ impl IngestConfig {
         if self.store.batch_max == 0 {
             problems.push("store.batch-max must be at least 1".to_owned());
         }
+    }
+
+    /// `[auto-clear]` and `[[devices]]`.
+    fn validate_devices(&self, problems: &mut Vec<String>) {
         for (code, after) in &self.auto_clear {
             if after.is_zero() {
                 problems.push(format!("auto-clear.{code}: must be longer than 0s"));
@@ -112,7 +123,6 @@ impl IngestConfig {
                 }
             }
         }
-        problems
     }
 }
 

@@ -162,23 +162,28 @@ impl Authenticator {
         };
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
         if scheme.eq_ignore_ascii_case("Basic") {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(rest.trim())
-                .map_err(|_| denied("Basic credentials are not base64".into()))?;
-            let text = String::from_utf8_lossy(&decoded);
-            let (user, password) = text.split_once(':').unwrap_or((&text, ""));
-            let user_ok = user.as_bytes().ct_eq(expected.username.as_bytes());
-            let password_ok = password.as_bytes().ct_eq(expected.password.as_bytes());
-            return match bool::from(user_ok & password_ok) {
-                true => Ok(()),
-                false => Err(denied(format!(
-                    "Basic: wrong user name or password for user {user:?}"
-                ))),
-            };
+            return check_basic(expected, rest);
         }
         if !scheme.eq_ignore_ascii_case("Digest") {
             return Err(denied(format!("unsupported scheme {scheme:?}")));
         }
+        self.check_digest(expected, rest, method, uri, now_s)
+    }
+
+    /// Checks Digest parameters `rest` (RFC 7616: MD5, SHA-256, their `-sess` forms, qop `auth` or
+    /// none) of a `method` request for `uri`; a right answer with an expired nonce is `stale`.
+    fn check_digest(
+        &self,
+        expected: &Credentials,
+        rest: &str,
+        method: &str,
+        uri: &str,
+        now_s: u64,
+    ) -> Result<(), Denied> {
+        let denied = |reason: String| Denied {
+            reason,
+            stale: false,
+        };
         let params = auth_params(rest);
         let get = |k: &str| {
             params
@@ -206,37 +211,19 @@ impl Authenticator {
             )));
         }
         let algorithm = get("algorithm").unwrap_or("MD5");
-        let (base, sess) = match algorithm.to_ascii_uppercase().as_str() {
-            "MD5" => ("MD5", false),
-            "MD5-SESS" => ("MD5", true),
-            "SHA-256" => ("SHA-256", false),
-            "SHA-256-SESS" => ("SHA-256", true),
-            _ => {
-                return Err(denied(format!(
-                    "unsupported Digest algorithm {algorithm:?}"
-                )))
-            }
-        };
         let fresh = self
             .check_nonce(nonce, now_s)
             .map_err(|e| denied(format!("Digest for user {user:?}: {e}")))?;
-        let mut ha1 = digest_hex(
-            base,
-            &format!("{}:{REALM}:{}", expected.username, expected.password),
-        );
-        let cnonce = get("cnonce").unwrap_or("");
-        if sess {
-            ha1 = digest_hex(base, &format!("{ha1}:{nonce}:{cnonce}"));
-        }
-        let ha2 = digest_hex(base, &format!("{method}:{digest_uri}"));
-        let wanted = match get("qop") {
-            Some(qop) if qop.eq_ignore_ascii_case("auth") => {
-                let nc = get("nc").unwrap_or("");
-                digest_hex(base, &format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}"))
-            }
-            None => digest_hex(base, &format!("{ha1}:{nonce}:{ha2}")),
-            Some(qop) => return Err(denied(format!("unsupported Digest qop {qop:?}"))),
+        let request = DigestRequest {
+            algorithm,
+            nonce,
+            cnonce: get("cnonce").unwrap_or(""),
+            nc: get("nc").unwrap_or(""),
+            qop: get("qop"),
+            method,
+            uri: digest_uri,
         };
+        let wanted = request.expected_response(expected).map_err(denied)?;
         let user_ok = user.as_bytes().ct_eq(expected.username.as_bytes());
         let response_ok = response
             .to_ascii_lowercase()
@@ -254,6 +241,68 @@ impl Authenticator {
             });
         }
         Ok(())
+    }
+}
+
+/// The fields of a Digest answer that its expected `response` is computed from.
+struct DigestRequest<'a> {
+    algorithm: &'a str,
+    nonce: &'a str,
+    cnonce: &'a str,
+    nc: &'a str,
+    qop: Option<&'a str>,
+    method: &'a str,
+    uri: &'a str,
+}
+
+impl DigestRequest<'_> {
+    /// The `response` a client knowing `expected` sends (lowercase hex), or why none can be computed.
+    fn expected_response(&self, expected: &Credentials) -> Result<String, String> {
+        let (algorithm, nonce, cnonce) = (self.algorithm, self.nonce, self.cnonce);
+        let (base, sess) = match algorithm.to_ascii_uppercase().as_str() {
+            "MD5" => ("MD5", false),
+            "MD5-SESS" => ("MD5", true),
+            "SHA-256" => ("SHA-256", false),
+            "SHA-256-SESS" => ("SHA-256", true),
+            _ => return Err(format!("unsupported Digest algorithm {algorithm:?}")),
+        };
+        let mut ha1 = digest_hex(
+            base,
+            &format!("{}:{REALM}:{}", expected.username, expected.password),
+        );
+        if sess {
+            ha1 = digest_hex(base, &format!("{ha1}:{nonce}:{cnonce}"));
+        }
+        let ha2 = digest_hex(base, &format!("{}:{}", self.method, self.uri));
+        match self.qop {
+            Some(qop) if qop.eq_ignore_ascii_case("auth") => Ok(digest_hex(
+                base,
+                &format!("{ha1}:{nonce}:{}:{cnonce}:{qop}:{ha2}", self.nc),
+            )),
+            None => Ok(digest_hex(base, &format!("{ha1}:{nonce}:{ha2}"))),
+            Some(qop) => Err(format!("unsupported Digest qop {qop:?}")),
+        }
+    }
+}
+
+/// Checks Basic credentials `rest` (base64 of `user:password`), compared in constant time.
+fn check_basic(expected: &Credentials, rest: &str) -> Result<(), Denied> {
+    let denied = |reason: String| Denied {
+        reason,
+        stale: false,
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .map_err(|_| denied("Basic credentials are not base64".into()))?;
+    let text = String::from_utf8_lossy(&decoded);
+    let (user, password) = text.split_once(':').unwrap_or((&text, ""));
+    let user_ok = user.as_bytes().ct_eq(expected.username.as_bytes());
+    let password_ok = password.as_bytes().ct_eq(expected.password.as_bytes());
+    match bool::from(user_ok & password_ok) {
+        true => Ok(()),
+        false => Err(denied(format!(
+            "Basic: wrong user name or password for user {user:?}"
+        ))),
     }
 }
 

@@ -276,6 +276,42 @@ impl Runner {
         }
     }
 
+    /// Counts what became of `event` at the destination; a dead letter is recorded in the store.
+    async fn record(&mut self, event: &StoredEvent, outcome: &Outcome) {
+        match outcome {
+            Outcome::Delivered => {
+                self.counts.delivered += 1;
+                if self.latencies.len() < 100_000 {
+                    let ms = crate::now_ms().saturating_sub(event.event.received_at);
+                    self.latencies.push(ms.clamp(0, i64::from(u32::MAX)) as u32);
+                }
+            }
+            Outcome::DeadLetter {
+                attempts,
+                error,
+                request,
+            } => {
+                self.counts.dead_letters += 1;
+                tracing::warn!(sink = %self.name, event = event.id, attempts, error = %error, "event dead-lettered");
+                let (name, id, attempts, error, request) = (
+                    self.name.clone(),
+                    event.id,
+                    *attempts,
+                    error.clone(),
+                    request.clone(),
+                );
+                let now = crate::now_ms();
+                if let Err(e) = with_db(&mut self.db, move |db| {
+                    db.add_dead_letter(&name, id, now, attempts, &error, request.as_deref())
+                })
+                .await
+                {
+                    tracing::error!(sink = %self.name, error = %e, "dead letter not recorded");
+                }
+            }
+        }
+    }
+
     /// Delivers the log to `destination` until shutdown.
     pub(crate) async fn run(mut self, mut destination: impl Destination) {
         // While the destination is down: 200 ms, doubling up to 10 s; afresh after each success.
@@ -301,38 +337,7 @@ impl Runner {
             let (outcomes, failure) = destination.deliver(&batch).await;
             tracing::debug!(sink = %self.name, batch = batch.len(), handled = outcomes.len(), failure = ?failure, "delivered");
             for (event, outcome) in batch.iter().zip(&outcomes) {
-                match outcome {
-                    Outcome::Delivered => {
-                        self.counts.delivered += 1;
-                        if self.latencies.len() < 100_000 {
-                            let ms = crate::now_ms().saturating_sub(event.event.received_at);
-                            self.latencies.push(ms.clamp(0, i64::from(u32::MAX)) as u32);
-                        }
-                    }
-                    Outcome::DeadLetter {
-                        attempts,
-                        error,
-                        request,
-                    } => {
-                        self.counts.dead_letters += 1;
-                        tracing::warn!(sink = %self.name, event = event.id, attempts, error = %error, "event dead-lettered");
-                        let (name, id, attempts, error, request) = (
-                            self.name.clone(),
-                            event.id,
-                            *attempts,
-                            error.clone(),
-                            request.clone(),
-                        );
-                        let now = crate::now_ms();
-                        if let Err(e) = with_db(&mut self.db, move |db| {
-                            db.add_dead_letter(&name, id, now, attempts, &error, request.as_deref())
-                        })
-                        .await
-                        {
-                            tracing::error!(sink = %self.name, error = %e, "dead letter not recorded");
-                        }
-                    }
-                }
+                self.record(event, outcome).await;
                 self.pending.pop_front();
             }
             if failure.is_some() && self.shutdown.is_cancelled() {
