@@ -88,28 +88,35 @@ pub(crate) trait Destination: Send {
         &mut self,
         events: &[StoredEvent],
     ) -> impl Future<Output = (Vec<Outcome>, Option<String>)> + Send;
+
+    /// Gives the destination the sink's store connection, before the first delivery (a destination
+    /// that announces what the log holds reads it there, never through a connection of its own).
+    fn attach(&mut self, _store: SinkStore) {}
 }
 
-/// Runs a blocking store call off the async threads.
-async fn with_db<T: Send + 'static>(
-    db: &mut Option<Db>,
-    f: impl FnOnce(&Db) -> alarm_center_store::Result<T> + Send + 'static,
-) -> Result<T, String> {
-    let taken = db.take().ok_or("store connection lost")?;
-    let (back, result) = tokio::task::spawn_blocking(move || {
-        let r = f(&taken);
-        (taken, r)
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-    *db = Some(back);
-    result.map_err(|e| e.to_string())
+/// A sink's one store connection, shared by its runner (the log, the cursor, dead letters) and its
+/// destination: each call runs on a blocking thread, one at a time.
+#[derive(Clone)]
+pub(crate) struct SinkStore(Arc<std::sync::Mutex<Db>>);
+
+impl SinkStore {
+    /// Runs `f` on the connection off the async threads.
+    pub(crate) async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Db) -> alarm_center_store::Result<T> + Send + 'static,
+    ) -> Result<T, String> {
+        let db = self.0.clone();
+        tokio::task::spawn_blocking(move || f(&db.lock().unwrap_or_else(|p| p.into_inner())))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// The shared machinery of a sink: reading the log, rules, cursor and counters.
 pub(crate) struct Runner {
     pub(crate) name: String,
-    db: Option<Db>,
+    store: SinkStore,
     /// Last event read from the log.
     read_to: i64,
     /// Events approved by the rules and not yet handled, in order.
@@ -158,7 +165,7 @@ impl Runner {
         tracing::info!(sink = name, position, "sink started");
         Ok(Runner {
             name: name.to_owned(),
-            db: Some(db),
+            store: SinkStore(Arc::new(std::sync::Mutex::new(db))),
             read_to: position,
             pending: VecDeque::new(),
             rules: Rules::new(rules),
@@ -185,16 +192,18 @@ impl Runner {
         self.last_save = tokio::time::Instant::now();
         let error = self.last_error.take();
         let now = crate::now_ms();
-        let result = with_db(&mut self.db, move |db| {
-            db.save_sink_cursor(
-                &name,
-                position,
-                counts,
-                error.as_deref().map(|e| (e, now)),
-                now,
-            )
-        })
-        .await;
+        let result = self
+            .store
+            .call(move |db| {
+                db.save_sink_cursor(
+                    &name,
+                    position,
+                    counts,
+                    error.as_deref().map(|e| (e, now)),
+                    now,
+                )
+            })
+            .await;
         if let Err(e) = result {
             tracing::warn!(sink = %self.name, error = %e, "sink cursor not saved");
         }
@@ -239,7 +248,7 @@ impl Runner {
                 ascending: true,
                 ..EventQuery::default()
             };
-            let events = match with_db(&mut self.db, move |db| db.events(&query)).await {
+            let events = match self.store.call(move |db| db.events(&query)).await {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::warn!(sink = %self.name, error = %e, "cannot read the event log; retrying");
@@ -301,10 +310,12 @@ impl Runner {
                     request.clone(),
                 );
                 let now = crate::now_ms();
-                if let Err(e) = with_db(&mut self.db, move |db| {
-                    db.add_dead_letter(&name, id, now, attempts, &error, request.as_deref())
-                })
-                .await
+                if let Err(e) = self
+                    .store
+                    .call(move |db| {
+                        db.add_dead_letter(&name, id, now, attempts, &error, request.as_deref())
+                    })
+                    .await
                 {
                     tracing::error!(sink = %self.name, error = %e, "dead letter not recorded");
                 }
@@ -314,6 +325,7 @@ impl Runner {
 
     /// Delivers the log to `destination` until shutdown.
     pub(crate) async fn run(mut self, mut destination: impl Destination) {
+        destination.attach(self.store.clone());
         // While the destination is down: 200 ms, doubling up to 10 s; afresh after each success.
         let outage = ExponentialBuilder::new()
             .with_min_delay(Duration::from_millis(200))
@@ -388,7 +400,6 @@ pub fn start(
         let sink = mqtt::MqttSink::new(
             Arc::new(mqtt.clone()),
             context.auto_clear.clone(),
-            dir.clone(),
             shutdown.clone(),
         )?;
         tasks.spawn(runner.run(sink));

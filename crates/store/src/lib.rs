@@ -18,7 +18,7 @@ pub use retention::{
     Retention, RetentionReport, SizeUnmet, SIZE_KEEPS_DEAD_LETTERS, SIZE_KEEPS_EVENTS,
     SIZE_KEEPS_FRAMES, SIZE_LOW_WATER_PERCENT,
 };
-pub use sinks::{DeadLetter, Entity, SinkCounts, SinkCursor};
+pub use sinks::{DeadLetter, EventKey, SinkCounts, SinkCursor};
 
 /// The events of one commit, in log order, as the writer publishes them after committing: what wakes
 /// the sinks and the API's live stream up. A receiver that lags loses messages, never events: the log

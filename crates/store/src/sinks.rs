@@ -112,15 +112,15 @@ impl Db {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The entities (device, channel, code, pulse or not) of events from `from_id` on, device events
-    /// excluded: what an output announces to a home-automation system.
-    pub fn entity_catalog(&self, from_id: i64) -> Result<Vec<Entity>> {
+    /// The distinct kinds of event in the log from `from_id` on ([`EventKey`]: device, channel, code,
+    /// pulse or start/stop), the server's own device events excluded.
+    pub fn event_keys_since(&self, from_id: i64) -> Result<Vec<EventKey>> {
         let mut stmt = self.conn.prepare(
             "SELECT device, channel, code, action NOT IN ('start', 'stop') AS pulse, MAX(channel_name)
              FROM events WHERE id >= ?1 AND kind != 'device' GROUP BY device, channel, code, pulse",
         )?;
         let rows = stmt.query_map([from_id], |r| {
-            Ok(Entity {
+            Ok(EventKey {
                 device: r.get(0)?,
                 channel: r.get(1)?,
                 code: r.get(2)?,
@@ -198,9 +198,10 @@ pub(crate) fn repair_cursors_ahead(conn: &rusqlite::Connection, log_end: i64) ->
     Ok(highest)
 }
 
-/// A (device, channel, code) that events were seen for.
+/// What a kind of event is keyed by: the device, channel and code it was seen for, and whether it came
+/// as pulses or as start/stop.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entity {
+pub struct EventKey {
     /// Device id.
     pub device: String,
     /// 1-based channel.

@@ -81,13 +81,13 @@ impl Discovery {
     pub(crate) fn load(
         &mut self,
         devices: Vec<KnownDevice>,
-        entities: Vec<alarm_center_store::Entity>,
+        entities: Vec<alarm_center_store::EventKey>,
     ) {
         let mut rows: BTreeMap<String, (Option<String>, String)> = devices
             .into_iter()
             .map(|d| (d.id, (d.name, d.last_seen)))
             .collect();
-        let mut by_device: BTreeMap<String, Vec<alarm_center_store::Entity>> = BTreeMap::new();
+        let mut by_device: BTreeMap<String, Vec<alarm_center_store::EventKey>> = BTreeMap::new();
         for e in entities {
             rows.entry(e.device.clone()).or_default();
             by_device.entry(e.device.clone()).or_default().push(e);

@@ -10,11 +10,10 @@ mod session;
 mod tests;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use alarm_center_store::{Db, EventAction, EventKind, StoredEvent};
+use alarm_center_store::{EventAction, EventKind, StoredEvent};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -56,7 +55,8 @@ fn lock(discovery: &Mutex<Discovery>) -> MutexGuard<'_, Discovery> {
 /// The MQTT sink.
 pub(crate) struct MqttSink {
     config: Arc<MqttConfig>,
-    data_dir: PathBuf,
+    /// The sink's store connection, lent by its runner ([`Destination::attach`]).
+    store: Option<crate::SinkStore>,
     shutdown: CancellationToken,
     session: Option<Session>,
     /// What Home Assistant is told about, shared with the event-loop task, which answers Home
@@ -69,14 +69,13 @@ impl MqttSink {
     pub(crate) fn new(
         config: Arc<MqttConfig>,
         auto_clear: BTreeMap<String, Duration>,
-        data_dir: PathBuf,
         shutdown: CancellationToken,
     ) -> Result<MqttSink, crate::SinkError> {
         config.endpoint().map_err(crate::SinkError::Config)?;
         Ok(MqttSink {
             discovery: Arc::new(Mutex::new(Discovery::new(config.clone(), auto_clear))),
             config,
-            data_dir,
+            store: None,
             shutdown,
             session: None,
             catalog_loaded: false,
@@ -124,19 +123,16 @@ impl MqttSink {
 
     /// Loads the entities seen in the last 30 days of the log, and the devices.
     async fn load_catalog(&mut self) -> Result<(), String> {
-        let dir = self.data_dir.clone();
-        let (entities, devices) =
-            tokio::task::spawn_blocking(move || -> alarm_center_store::Result<_> {
-                let db = Db::open_read_only(&dir)?;
+        let store = self.store.clone().ok_or("no store connection")?;
+        let (entities, devices) = store
+            .call(|db| {
                 let since = crate::now_ms() - 30 * 86_400_000;
                 let from = db
                     .first_id_at_or_after(alarm_center_store::Table::Events, since)?
                     .unwrap_or(i64::MAX);
-                Ok((db.entity_catalog(from)?, db.devices()?))
+                Ok((db.event_keys_since(from)?, db.devices()?))
             })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            .await?;
         let devices = devices
             .into_iter()
             .map(|d| KnownDevice {
@@ -151,14 +147,10 @@ impl MqttSink {
 
     /// Retained availability of every known device, from the store.
     async fn availability_messages(&self) -> Vec<Message> {
-        let dir = self.data_dir.clone();
-        let devices = tokio::task::spawn_blocking(move || {
-            Db::open_read_only(&dir).and_then(|db| db.devices())
-        })
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+        let devices = match &self.store {
+            Some(store) => store.call(|db| db.devices()).await.unwrap_or_default(),
+            None => Vec::new(),
+        };
         devices
             .into_iter()
             .map(|d| Message {
@@ -240,6 +232,10 @@ impl MqttSink {
 }
 
 impl Destination for MqttSink {
+    fn attach(&mut self, store: crate::SinkStore) {
+        self.store = Some(store);
+    }
+
     async fn deliver(&mut self, events: &[StoredEvent]) -> (Vec<Outcome>, Option<String>) {
         if self.session.is_none() {
             if let Err(e) = self.connect().await {

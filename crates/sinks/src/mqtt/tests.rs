@@ -133,7 +133,7 @@ fn loading_respects_the_bounds_and_prefers_named_and_active_devices() {
         name: name.map(Into::into),
         last_seen: seen.into(),
     };
-    let entity = |device: &str, channel: i64| alarm_center_store::Entity {
+    let entity = |device: &str, channel: i64| alarm_center_store::EventKey {
         device: device.into(),
         channel: Some(channel),
         code: "VideoMotion".into(),
