@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, Incoming, LastWill, MqttOptions, Outgoing, QoS, Transport};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS, Transport,
+};
 use tokio::sync::mpsc;
 
 use super::discovery::Discovery;
@@ -91,78 +93,13 @@ impl Session {
             order: Arc::new(tokio::sync::Mutex::new(())),
         };
         let ha_status = format!("{}/status", config.discovery_prefix);
-        let (tags, watched, announcer, discovery) = (
-            publisher.tags.clone(),
-            ha_status.clone(),
+        let task = tokio::spawn(pump(
+            eventloop,
             publisher.clone(),
+            ha_status.clone(),
             discovery,
-        );
-        // A republish in progress answers further `online`s too: the configs are retained.
-        let republishing = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(async move {
-            let mut inflight: HashMap<u16, Option<i64>> = HashMap::new();
-            loop {
-                let note = match eventloop.poll().await {
-                    Ok(Event::Incoming(Incoming::ConnAck(_))) => Note::Connected,
-                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                        let tag = tags
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .pop_front()
-                            .flatten();
-                        inflight.insert(pkid, tag);
-                        continue;
-                    }
-                    Ok(Event::Incoming(Incoming::PubAck(ack))) => {
-                        match inflight.remove(&ack.pkid) {
-                            Some(Some(event)) => Note::Acked(event),
-                            _ => continue,
-                        }
-                    }
-                    Ok(Event::Incoming(Incoming::Publish(p)))
-                        if p.topic == watched && &p.payload[..] == b"online" =>
-                    {
-                        if republishing.swap(true, Ordering::AcqRel) {
-                            tracing::debug!(
-                                "Home Assistant online during a republish: nothing more to do"
-                            );
-                            continue;
-                        }
-                        let (publisher, discovery, republishing) =
-                            (announcer.clone(), discovery.clone(), republishing.clone());
-                        // Rendering takes a while for a large catalog, and publishing waits for room in the
-                        // client's queue, which this loop drains: not inline.
-                        tokio::spawn(async move {
-                            let rendered = tokio::task::spawn_blocking(move || {
-                                let discovery = lock(&discovery);
-                                (discovery.all(), discovery.counts())
-                            })
-                            .await;
-                            if let Ok((configs, counts)) = rendered {
-                                tracing::info!(
-                                    configs = configs.len(),
-                                    devices = counts.devices,
-                                    entities = counts.entities,
-                                    skipped = counts.skipped,
-                                    "Home Assistant online: discovery republished"
-                                );
-                                let _ = publisher.publish(configs, None).await;
-                            }
-                            republishing.store(false, Ordering::Release);
-                        });
-                        continue;
-                    }
-                    Ok(_) => continue,
-                    Err(e) => {
-                        let _ = tx.send(Note::Down(e.to_string()));
-                        return;
-                    }
-                };
-                if tx.send(note).is_err() {
-                    return;
-                }
-            }
-        });
+            tx,
+        ));
         let mut session = Session {
             publisher,
             notes,
@@ -233,4 +170,85 @@ fn options(config: &MqttConfig) -> Result<MqttOptions, String> {
         options.set_transport(Transport::tls_with_config(tls));
     }
     Ok(options)
+}
+
+/// The client's event loop until the connection goes: the connection and each acknowledged event's
+/// tag go to `tx`; Home Assistant coming `online` on `watched` gets the discovery configs again.
+async fn pump(
+    mut eventloop: EventLoop,
+    announcer: Publisher,
+    watched: String,
+    discovery: Arc<Mutex<Discovery>>,
+    tx: mpsc::UnboundedSender<Note>,
+) {
+    let tags = announcer.tags.clone();
+    // A republish in progress answers further `online`s too: the configs are retained.
+    let republishing = Arc::new(AtomicBool::new(false));
+    let mut inflight: HashMap<u16, Option<i64>> = HashMap::new();
+    loop {
+        let note = match eventloop.poll().await {
+            Ok(Event::Incoming(Incoming::ConnAck(_))) => Note::Connected,
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                let tag = tags
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .pop_front()
+                    .flatten();
+                inflight.insert(pkid, tag);
+                continue;
+            }
+            Ok(Event::Incoming(Incoming::PubAck(ack))) => match inflight.remove(&ack.pkid) {
+                Some(Some(event)) => Note::Acked(event),
+                _ => continue,
+            },
+            Ok(Event::Incoming(Incoming::Publish(p)))
+                if p.topic == watched && &p.payload[..] == b"online" =>
+            {
+                republish(&announcer, &discovery, &republishing);
+                continue;
+            }
+            Ok(_) => continue,
+            Err(e) => {
+                let _ = tx.send(Note::Down(e.to_string()));
+                return;
+            }
+        };
+        if tx.send(note).is_err() {
+            return;
+        }
+    }
+}
+
+/// Publishes every discovery config again (Home Assistant restarted), unless a republish is running.
+/// Rendering takes a while for a large catalog, and publishing waits for room in the client's queue,
+/// which the event loop drains: not inline.
+fn republish(
+    announcer: &Publisher,
+    discovery: &Arc<Mutex<Discovery>>,
+    republishing: &Arc<AtomicBool>,
+) {
+    if republishing.swap(true, Ordering::AcqRel) {
+        tracing::debug!("Home Assistant online during a republish: nothing more to do");
+        return;
+    }
+    let (publisher, discovery, republishing) =
+        (announcer.clone(), discovery.clone(), republishing.clone());
+    tokio::spawn(async move {
+        let rendered = tokio::task::spawn_blocking(move || {
+            let discovery = lock(&discovery);
+            (discovery.all(), discovery.counts())
+        })
+        .await;
+        if let Ok((configs, counts)) = rendered {
+            tracing::info!(
+                configs = configs.len(),
+                devices = counts.devices,
+                entities = counts.entities,
+                skipped = counts.skipped,
+                "Home Assistant online: discovery republished"
+            );
+            let _ = publisher.publish(configs, None).await;
+        }
+        republishing.store(false, Ordering::Release);
+    });
 }
