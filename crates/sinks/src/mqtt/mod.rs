@@ -161,6 +161,21 @@ impl MqttSink {
             .collect()
     }
 
+    /// Publishes the messages of `events` (QoS 1, pipelined); returns, per event in order, its id and
+    /// how many acknowledgements it waits for.
+    async fn publish_all(
+        &mut self,
+        events: &[StoredEvent],
+    ) -> Result<VecDeque<(i64, usize)>, String> {
+        let mut waiting = VecDeque::with_capacity(events.len());
+        for event in events {
+            let messages = self.event_messages(event);
+            let n = self.publish(messages, Some(event.id)).await?;
+            waiting.push_back((event.id, n));
+        }
+        Ok(waiting)
+    }
+
     /// The messages of one event, with the discovery configs it makes new (a new device's connectivity
     /// sensor, a new entity).
     fn event_messages(&self, event: &StoredEvent) -> Vec<Message> {
@@ -244,17 +259,13 @@ impl Destination for MqttSink {
             }
         }
         // Messages still unacknowledged per event, in order.
-        let mut waiting: VecDeque<(i64, usize)> = VecDeque::new();
-        for event in events {
-            let messages = self.event_messages(event);
-            match self.publish(messages, Some(event.id)).await {
-                Ok(n) => waiting.push_back((event.id, n)),
-                Err(e) => {
-                    self.session = None;
-                    return (Vec::new(), Some(format!("MQTT: {e}")));
-                }
+        let mut waiting = match self.publish_all(events).await {
+            Ok(waiting) => waiting,
+            Err(e) => {
+                self.session = None;
+                return (Vec::new(), Some(format!("MQTT: {e}")));
             }
-        }
+        };
         let mut outcomes = Vec::new();
         let mut acked: HashMap<i64, usize> = HashMap::new();
         // Time waited since the last acknowledgement.
@@ -302,15 +313,24 @@ impl Destination for MqttSink {
                     return (outcomes, Some("MQTT connection lost".into()));
                 }
             }
-            while let Some(&(id, n)) = waiting.front() {
-                if acked.get(&id).copied().unwrap_or(0) < n {
-                    break;
-                }
-                acked.remove(&id);
-                waiting.pop_front();
-                outcomes.push(Outcome::Delivered);
-            }
+            settle(&mut waiting, &mut acked, &mut outcomes);
         }
         (outcomes, None)
+    }
+}
+
+/// Moves the leading events whose messages are all acknowledged from `waiting` to `outcomes`.
+fn settle(
+    waiting: &mut VecDeque<(i64, usize)>,
+    acked: &mut HashMap<i64, usize>,
+    outcomes: &mut Vec<Outcome>,
+) {
+    while let Some(&(id, n)) = waiting.front() {
+        if acked.get(&id).copied().unwrap_or(0) < n {
+            break;
+        }
+        acked.remove(&id);
+        waiting.pop_front();
+        outcomes.push(Outcome::Delivered);
     }
 }
