@@ -416,7 +416,10 @@ async fn broker_down_during_ingest_loses_nothing_and_keeps_order() {
     let mut order: HashMap<String, Vec<i64>> = HashMap::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while got.len() < wanted.len() {
+        // What the first subscriber received before the outage comes first: a random pick between
+        // the two would interleave old and new deliveries and break the per-device order checked below.
         let message = tokio::select! {
+            biased;
             m = rx.recv() => m,
             m = rx2.recv() => m,
             () = tokio::time::sleep_until(deadline) => panic!("{} of {} events arrived", got.len(), wanted.len()),
