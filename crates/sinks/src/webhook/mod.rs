@@ -222,37 +222,7 @@ impl WebhookSink {
             }
             return Attempt::Delivered;
         }
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| retry_after(v, std::time::SystemTime::now()));
-        let mut snippet = Vec::new();
-        while snippet.len() < ERROR_BODY_MAX {
-            match response.chunk().await {
-                Ok(Some(chunk)) => snippet.extend_from_slice(&chunk),
-                _ => break,
-            }
-        }
-        let mut error = format!("HTTP {status}");
-        let snippet = String::from_utf8_lossy(&snippet[..snippet.len().min(ERROR_BODY_MAX)]);
-        let snippet = snippet.trim();
-        if !snippet.is_empty() {
-            let _ = write!(error, ": {snippet}");
-        }
-        let code = Some(status.as_u16());
-        if retryable(status) {
-            Attempt::Retry {
-                error,
-                status: code,
-                retry_after,
-            }
-        } else {
-            Attempt::Permanent {
-                error,
-                status: code,
-            }
-        }
+        failed(response).await
     }
 
     /// The wait before retry number `retry` (1-based): `Retry-After` if given, else full jitter over
@@ -380,6 +350,43 @@ fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// What a non-2xx answer means: retry (408, 429, 5xx; after its `Retry-After` when given) or give up,
+/// with the status and the start of the body as the error.
+async fn failed(mut response: reqwest::Response) -> Attempt {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| retry_after(v, std::time::SystemTime::now()));
+    let mut snippet = Vec::new();
+    while snippet.len() < ERROR_BODY_MAX {
+        match response.chunk().await {
+            Ok(Some(chunk)) => snippet.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    let mut error = format!("HTTP {status}");
+    let snippet = String::from_utf8_lossy(&snippet[..snippet.len().min(ERROR_BODY_MAX)]);
+    let snippet = snippet.trim();
+    if !snippet.is_empty() {
+        let _ = write!(error, ": {snippet}");
+    }
+    let code = Some(status.as_u16());
+    if retryable(status) {
+        Attempt::Retry {
+            error,
+            status: code,
+            retry_after,
+        }
+    } else {
+        Attempt::Permanent {
+            error,
+            status: code,
+        }
+    }
 }
 
 #[cfg(test)]
