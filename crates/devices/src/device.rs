@@ -237,25 +237,14 @@ impl Device {
         self.touch(now.mono_ms);
         let decoded = heard.decoded;
         let mut effects = Effects::default();
-        let mut update = DeviceUpdate {
-            id: self.profile.id.clone(),
-            name: self.profile.name.clone(),
-            serial: decoded.device.serial.clone(),
-            mac: decoded.device.mac.clone(),
-            domain: decoded.device.domain.clone(),
-            ip: decoded.device.ip.clone(),
-            last_seen: now.wall_ms,
-            ..DeviceUpdate::default()
-        };
         // Identity fields go to the store when they say something new (most frames repeat them).
-        let mut changed = !decoded.device.is_empty() && self.reported != decoded.device;
-        if changed {
+        let identity_news = !decoded.device.is_empty() && self.reported != decoded.device;
+        if identity_news {
             self.reported = decoded.device.clone();
         }
         // Stamped after the state it ends, even if this frame was read before it was decided.
-        if let Some(at) = self.presence.heard(now.wall_ms) {
-            changed = true;
-            update.state = Some((DeviceState::Online, at));
+        let online_at = self.presence.heard(now.wall_ms);
+        if let Some(at) = online_at {
             effects.events.push(device_event(
                 &self.profile.id,
                 "DeviceOnline",
@@ -267,13 +256,34 @@ impl Device {
             self.sends_keepalives = true;
             effects.supervised = true;
         }
-        if let Some(period) = decoded.keepalive_period {
-            if self.announced_period != Some(period) {
-                self.announced_period = Some(period);
-                update.keepalive_period = Some(period);
-                changed = true;
-            }
+        let new_period = decoded
+            .keepalive_period
+            .filter(|period| self.announced_period != Some(*period));
+        if new_period.is_some() {
+            self.announced_period = new_period;
         }
+        self.track_events(decoded, now, &mut effects);
+        self.last_seen_wall_ms = self.last_seen_wall_ms.max(now.wall_ms);
+        // A new peer or protocol is news too (a reconnection, another framing).
+        let link = (heard.peer, heard.protocol.as_str());
+        let link_news = self.reported_link != Some(link);
+        self.reported_link = Some(link);
+        let news = identity_news || online_at.is_some() || new_period.is_some() || link_news;
+        if news || row_due {
+            effects
+                .devices
+                .push(self.row(heard, now, online_at, new_period));
+        } else if !self.last_seen_pending {
+            // Only `last_seen` changed (a keepAlive, most frames): it reaches the store with the
+            // caller's next periodic flush, not with a row write per frame.
+            self.last_seen_pending = true;
+            effects.last_seen_pending = true;
+        }
+        effects
+    }
+
+    /// The events a frame carries, with the alarms they start and stop tracked.
+    fn track_events(&mut self, decoded: &Decoded, now: Now, effects: &mut Effects) {
         for event in &decoded.events {
             // Log records (XM "Type": "Log") are no alarms: they never become active.
             if decoded.kind != Kind::Log && !self.track(event, now.mono_ms) {
@@ -284,24 +294,32 @@ impl Device {
                 .events
                 .push(self.event(event, decoded.kind, now.wall_ms));
         }
-        self.last_seen_wall_ms = self.last_seen_wall_ms.max(now.wall_ms);
-        // A new peer or protocol is news too (a reconnection, another framing).
-        let link = (heard.peer, heard.protocol.as_str());
-        if self.reported_link != Some(link) {
-            self.reported_link = Some(link);
-            changed = true;
+    }
+
+    /// The device's row after a frame with news: what the frame says of it, its link, `last_seen`, and
+    /// its new state or period when it has one.
+    fn row(
+        &self,
+        heard: Heard<'_>,
+        now: Now,
+        online_at: Option<i64>,
+        period: Option<u32>,
+    ) -> DeviceUpdate {
+        let reported = &heard.decoded.device;
+        DeviceUpdate {
+            id: self.profile.id.clone(),
+            name: self.profile.name.clone(),
+            serial: reported.serial.clone(),
+            mac: reported.mac.clone(),
+            domain: reported.domain.clone(),
+            ip: reported.ip.clone(),
+            peer: Some(heard.peer.to_string()),
+            protocol: Some(heard.protocol.as_str().to_owned()),
+            state: online_at.map(|at| (DeviceState::Online, at)),
+            last_seen: now.wall_ms,
+            keepalive_period: period,
+            ..DeviceUpdate::default()
         }
-        if changed || row_due {
-            update.protocol = Some(heard.protocol.as_str().to_owned());
-            update.peer = Some(heard.peer.to_string());
-            effects.devices.push(update);
-        } else if !self.last_seen_pending {
-            // Only `last_seen` changed (a keepAlive, most frames): it reaches the store with the
-            // caller's next periodic flush, not with a row write per frame.
-            self.last_seen_pending = true;
-            effects.last_seen_pending = true;
-        }
-        effects
     }
 
     /// The `last_seen` update owed to the store since the last flush (see [`Effects::last_seen_pending`]).

@@ -127,16 +127,7 @@ impl Ingest {
         let db = Db::open(&config.store.data_dir, config.store.sync)?;
         tracing::info!(path = %db.path().display(), "store opened");
         let registry = Registry::new(&config);
-        let now_ms = crate::time::now_ms();
-        for device in db.devices()? {
-            let silent_ms = u64::try_from(now_ms.saturating_sub(device.last_seen_ms)).unwrap_or(0);
-            registry.restore(
-                &device.id,
-                device.state == alarm_center_store::DeviceState::Online,
-                device.keepalive_period,
-                silent_ms,
-            );
-        }
+        restore_devices(&db, &registry)?;
         let log_end = db.last_event_id()?;
         let next_connection = AtomicI64::new(db.max_connection_id()? + 1);
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
@@ -246,6 +237,22 @@ impl Ingest {
         drop(committed);
         Ok(())
     }
+}
+
+/// Registers the devices the store knows: each gets a whole period plus grace to reconnect, and the
+/// silence before the start counts towards its expiry.
+fn restore_devices(db: &Db, registry: &Registry) -> Result<(), IngestError> {
+    let now_ms = crate::time::now_ms();
+    for device in db.devices()? {
+        let silent_ms = u64::try_from(now_ms.saturating_sub(device.last_seen_ms)).unwrap_or(0);
+        registry.restore(
+            &device.id,
+            device.state == alarm_center_store::DeviceState::Online,
+            device.keepalive_period,
+            silent_ms,
+        );
+    }
+    Ok(())
 }
 
 /// Binds the device port with an accept queue of `backlog` connections (the kernel caps it at

@@ -28,6 +28,38 @@ struct Known {
     http_credentials: Option<Credentials>,
 }
 
+impl Known {
+    /// `config` with its zone (`default` when it has none) and credentials (both checked by
+    /// validation).
+    fn new(config: &DeviceConfig, default: &TimeZone) -> Known {
+        Known {
+            zone: config
+                .timezone
+                .as_deref()
+                .and_then(|z| crate::time::zone(z).ok())
+                .unwrap_or_else(|| default.clone()),
+            http_credentials: crate::config::http_credentials(
+                &config.http_username,
+                &config.http_password,
+            )
+            .ok()
+            .flatten(),
+            config: config.clone(),
+        }
+    }
+
+    /// The entry as identity resolution sees it.
+    fn identity(&self) -> KnownDevice {
+        KnownDevice {
+            id: self.config.id.clone(),
+            serial: self.config.serial.clone(),
+            mac: self.config.mac.as_deref().map(normalize_mac),
+            domain: self.config.domain.clone(),
+            address: self.config.address,
+        }
+    }
+}
+
 /// A device shared by its connections and supervision: its core state under a lock, and the order in
 /// which its records reach the store.
 #[derive(Debug)]
@@ -79,24 +111,11 @@ impl Registry {
     /// A registry for `config` (zones were checked by validation).
     pub(crate) fn new(config: &IngestConfig) -> Registry {
         let default_zone = crate::time::zone(&config.server.timezone).unwrap_or(TimeZone::UTC);
-        let known = config
+        let known: Vec<Known> = config
             .devices
             .iter()
-            .map(|d| Known {
-                zone: d
-                    .timezone
-                    .as_deref()
-                    .and_then(|z| crate::time::zone(z).ok())
-                    .unwrap_or_else(|| default_zone.clone()),
-                http_credentials: crate::config::http_credentials(
-                    &d.http_username,
-                    &d.http_password,
-                )
-                .ok()
-                .flatten(),
-                config: d.clone(),
-            })
-            .collect::<Vec<Known>>();
+            .map(|d| Known::new(d, &default_zone))
+            .collect();
         let http_credentials = crate::config::http_credentials(
             &config.server.http_username,
             &config.server.http_password,
@@ -105,16 +124,7 @@ impl Registry {
         .flatten();
         let any_http_credentials =
             http_credentials.is_some() || known.iter().any(|k| k.http_credentials.is_some());
-        let identities = known
-            .iter()
-            .map(|k| KnownDevice {
-                id: k.config.id.clone(),
-                serial: k.config.serial.clone(),
-                mac: k.config.mac.as_deref().map(normalize_mac),
-                domain: k.config.domain.clone(),
-                address: k.config.address,
-            })
-            .collect();
+        let identities = known.iter().map(Known::identity).collect();
         Registry {
             known,
             identities,
