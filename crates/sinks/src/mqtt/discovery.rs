@@ -29,6 +29,29 @@ struct Device {
     full: bool,
 }
 
+impl Device {
+    /// Adds `entities` up to `max` in all (channel names too); `true` when this made it full.
+    fn add_all(&mut self, entities: Vec<alarm_center_store::EventKey>, max: usize) -> bool {
+        let mut became_full = false;
+        for e in entities {
+            if let (Some(c), Some(n)) = (e.channel, e.channel_name) {
+                self.channels.insert(c, n);
+            }
+            let key = (e.channel, e.code, e.pulse);
+            if self.entities.contains(&key) {
+                continue;
+            }
+            if self.entities.len() >= max {
+                became_full |= !self.full;
+                self.full = true;
+                continue;
+            }
+            self.entities.insert(key);
+        }
+        became_full
+    }
+}
+
 /// A device of the store, as the catalog needs it.
 pub(crate) struct KnownDevice {
     pub(crate) id: String,
@@ -83,30 +106,11 @@ impl Discovery {
         devices: Vec<KnownDevice>,
         entities: Vec<alarm_center_store::EventKey>,
     ) {
-        let mut rows: BTreeMap<String, (Option<String>, String)> = devices
-            .into_iter()
-            .map(|d| (d.id, (d.name, d.last_seen)))
-            .collect();
-        let mut by_device: BTreeMap<String, Vec<alarm_center_store::EventKey>> = BTreeMap::new();
-        for e in entities {
-            rows.entry(e.device.clone()).or_default();
-            by_device.entry(e.device.clone()).or_default().push(e);
-        }
-        let mut order: Vec<(String, Option<String>, String)> = rows
-            .into_iter()
-            .map(|(id, (name, seen))| (id, name, seen))
-            .collect();
-        // Named devices, then devices with recent entities; most recently seen (RFC 3339) first.
-        order.sort_by(|a, b| {
-            let rank = |(id, name, _): &(String, Option<String>, String)| {
-                (name.is_none(), !by_device.contains_key(id))
-            };
-            rank(a).cmp(&rank(b)).then_with(|| b.2.cmp(&a.2))
-        });
+        let (order, mut by_device) = announce_order(devices, entities);
         let (max_devices, max_entities) = self.bounds();
         let mut left_out = 0;
         let mut full = 0;
-        for (id, name, _) in order {
+        for (id, name) in order {
             let entities = by_device.remove(&id).unwrap_or_default();
             if !self.devices.contains_key(&id) && self.devices.len() >= max_devices {
                 left_out += 1;
@@ -114,22 +118,8 @@ impl Discovery {
             }
             let device = self.devices.entry(id).or_default();
             device.name = name;
-            for e in entities {
-                if let (Some(c), Some(n)) = (e.channel, e.channel_name) {
-                    device.channels.insert(c, n);
-                }
-                let key = (e.channel, e.code, e.pulse);
-                if device.entities.contains(&key) {
-                    continue;
-                }
-                if device.entities.len() >= max_entities {
-                    if !device.full {
-                        device.full = true;
-                        full += 1;
-                    }
-                    continue;
-                }
-                device.entities.insert(key);
+            if device.add_all(entities, max_entities) {
+                full += 1;
             }
         }
         self.counts.devices = self.devices.len();
@@ -371,4 +361,41 @@ pub(super) fn device_class(code: &str) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// The devices in the order they get discovery configs (named devices, then devices with recent
+/// entities; the most recently seen first), and each one's entities.
+#[expect(
+    clippy::type_complexity,
+    reason = "a private helper's (order, map) pair"
+)]
+fn announce_order(
+    devices: Vec<KnownDevice>,
+    entities: Vec<alarm_center_store::EventKey>,
+) -> (
+    Vec<(String, Option<String>)>,
+    BTreeMap<String, Vec<alarm_center_store::EventKey>>,
+) {
+    let mut rows: BTreeMap<String, (Option<String>, String)> = devices
+        .into_iter()
+        .map(|d| (d.id, (d.name, d.last_seen)))
+        .collect();
+    let mut by_device: BTreeMap<String, Vec<alarm_center_store::EventKey>> = BTreeMap::new();
+    for e in entities {
+        rows.entry(e.device.clone()).or_default();
+        by_device.entry(e.device.clone()).or_default().push(e);
+    }
+    let mut order: Vec<(String, Option<String>, String)> = rows
+        .into_iter()
+        .map(|(id, (name, seen))| (id, name, seen))
+        .collect();
+    // Last seen is RFC 3339: it sorts as text.
+    order.sort_by(|a, b| {
+        let rank = |(id, name, _): &(String, Option<String>, String)| {
+            (name.is_none(), !by_device.contains_key(id))
+        };
+        rank(a).cmp(&rank(b)).then_with(|| b.2.cmp(&a.2))
+    });
+    let order = order.into_iter().map(|(id, name, _)| (id, name)).collect();
+    (order, by_device)
 }
