@@ -18,9 +18,14 @@ impl Device {
             .supervision(policy, stalled_at_ms)
             .deadline_ms()
             .map(|d| d.saturating_add(1));
-        let clear = self
-            .active
-            .next_outlived(|code| policy.auto_clear_limit(code));
+        // Asked after every frame (`reschedule`): without `[auto-clear]` (the default) the active alarms
+        // are not looked at.
+        let clear = (!policy.auto_clear.is_empty())
+            .then(|| {
+                self.active
+                    .next_outlived(|code| policy.auto_clear_limit(code))
+            })
+            .flatten();
         offline.into_iter().chain(clear).min()
     }
 
