@@ -33,6 +33,16 @@ pub(crate) struct Denied {
     pub(crate) stale: bool,
 }
 
+impl Denied {
+    /// Refused for `reason` (not for a stale nonce).
+    fn because(reason: String) -> Denied {
+        Denied {
+            reason,
+            stale: false,
+        }
+    }
+}
+
 /// Checks `Authorization` header values; makes challenges.
 #[derive(Debug)]
 pub(crate) struct Authenticator {
@@ -153,19 +163,15 @@ impl Authenticator {
         uri: &str,
         now_s: u64,
     ) -> Result<(), Denied> {
-        let denied = |reason: String| Denied {
-            reason,
-            stale: false,
-        };
         let Some(value) = authorization.map(str::trim) else {
-            return Err(denied("no Authorization header".into()));
+            return Err(Denied::because("no Authorization header".into()));
         };
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
         if scheme.eq_ignore_ascii_case("Basic") {
             return check_basic(expected, rest);
         }
         if !scheme.eq_ignore_ascii_case("Digest") {
-            return Err(denied(format!("unsupported scheme {scheme:?}")));
+            return Err(Denied::because(format!("unsupported scheme {scheme:?}")));
         }
         self.check_digest(expected, rest, method, uri, now_s)
     }
@@ -180,10 +186,6 @@ impl Authenticator {
         uri: &str,
         now_s: u64,
     ) -> Result<(), Denied> {
-        let denied = |reason: String| Denied {
-            reason,
-            stale: false,
-        };
         let params = auth_params(rest);
         let get = |k: &str| {
             params
@@ -195,25 +197,25 @@ impl Authenticator {
         let (Some(nonce), Some(response), Some(digest_uri)) =
             (get("nonce"), get("response"), get("uri"))
         else {
-            return Err(denied(format!(
+            return Err(Denied::because(format!(
                 "Digest for user {user:?} lacks nonce, uri or response"
             )));
         };
         if get("realm") != Some(REALM) {
-            return Err(denied(format!(
+            return Err(Denied::because(format!(
                 "Digest realm {:?} is not {REALM:?}",
                 get("realm")
             )));
         }
         if digest_uri != uri {
-            return Err(denied(format!(
+            return Err(Denied::because(format!(
                 "Digest uri {digest_uri:?} is not the request's {uri:?}"
             )));
         }
         let algorithm = get("algorithm").unwrap_or("MD5");
         let fresh = self
             .check_nonce(nonce, now_s)
-            .map_err(|e| denied(format!("Digest for user {user:?}: {e}")))?;
+            .map_err(|e| Denied::because(format!("Digest for user {user:?}: {e}")))?;
         let request = DigestRequest {
             algorithm,
             nonce,
@@ -223,14 +225,16 @@ impl Authenticator {
             method,
             uri: digest_uri,
         };
-        let wanted = request.expected_response(expected).map_err(denied)?;
+        let wanted = request
+            .expected_response(expected)
+            .map_err(Denied::because)?;
         let user_ok = user.as_bytes().ct_eq(expected.username.as_bytes());
         let response_ok = response
             .to_ascii_lowercase()
             .as_bytes()
             .ct_eq(wanted.as_bytes());
         if !bool::from(user_ok & response_ok) {
-            return Err(denied(format!(
+            return Err(Denied::because(format!(
                 "Digest {algorithm}: wrong user name or password for user {user:?}"
             )));
         }
@@ -287,20 +291,16 @@ impl DigestRequest<'_> {
 
 /// Checks Basic credentials `rest` (base64 of `user:password`), compared in constant time.
 fn check_basic(expected: &Credentials, rest: &str) -> Result<(), Denied> {
-    let denied = |reason: String| Denied {
-        reason,
-        stale: false,
-    };
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(rest.trim())
-        .map_err(|_| denied("Basic credentials are not base64".into()))?;
+        .map_err(|_| Denied::because("Basic credentials are not base64".into()))?;
     let text = String::from_utf8_lossy(&decoded);
     let (user, password) = text.split_once(':').unwrap_or((&text, ""));
     let user_ok = user.as_bytes().ct_eq(expected.username.as_bytes());
     let password_ok = password.as_bytes().ct_eq(expected.password.as_bytes());
     match bool::from(user_ok & password_ok) {
         true => Ok(()),
-        false => Err(denied(format!(
+        false => Err(Denied::because(format!(
             "Basic: wrong user name or password for user {user:?}"
         ))),
     }
