@@ -5,11 +5,11 @@
 use std::io::{Seek, SeekFrom, Write};
 
 use alarm_center_store::{
-    Batch, Db, DeviceUpdate, EventQuery, FrameQuery, NewEvent, NewFrame, Retention, SinkCounts,
-    SyncMode, SIZE_KEEPS_DEAD_LETTERS, SIZE_KEEPS_EVENTS, SIZE_KEEPS_FRAMES,
+    Batch, Db, DeviceUpdate, EventQuery, FrameQuery, NewFrame, Retention, SinkCounts, SyncMode,
+    SIZE_KEEPS_DEAD_LETTERS, SIZE_KEEPS_EVENTS, SIZE_KEEPS_FRAMES,
 };
 
-use crate::common::logged;
+use crate::common::{event, logged};
 
 fn frame(at: i64, len: usize) -> NewFrame {
     NewFrame {
@@ -26,26 +26,6 @@ fn frame(at: i64, len: usize) -> NewFrame {
             .map(|i| (i % 251) as u8)
             .collect::<Vec<u8>>()
             .into(),
-    }
-}
-
-fn event(at: i64, frame: Option<usize>) -> NewEvent {
-    NewEvent {
-        frame: frame.map_or(
-            alarm_center_store::FrameRef::None,
-            alarm_center_store::FrameRef::InBatch,
-        ),
-        device: "SN1".into(),
-        code: "VideoMotion".into(),
-        action: "start".into(),
-        index: Some(0),
-        channel: Some(1),
-        channel_name: None,
-        kind: "alarm".into(),
-        device_time: None,
-        received_at: at,
-        data: Some(r#"{"a":1}"#.into()),
-        synthetic: None,
     }
 }
 
@@ -71,7 +51,9 @@ fn event_and_frame_ids_are_never_reused_after_retention_empties_the_tables() {
     let written = db
         .write(&Batch {
             frames: (0..100).map(|i| frame(i, 40)).collect(),
-            events: (0..100).map(|i| event(i, Some(i as usize))).collect(),
+            events: (0..100)
+                .map(|i| event(i, "VideoMotion", Some(i as usize)))
+                .collect(),
             ..Default::default()
         })
         .unwrap();
@@ -99,7 +81,7 @@ fn event_and_frame_ids_are_never_reused_after_retention_empties_the_tables() {
     let next = db
         .write(&Batch {
             frames: vec![frame(2_000_000, 40)],
-            events: vec![event(2_000_000, Some(0))],
+            events: vec![event(2_000_000, "VideoMotion", Some(0))],
             ..Default::default()
         })
         .unwrap();
@@ -127,7 +109,7 @@ fn event_and_frame_ids_are_never_reused_after_retention_empties_the_tables() {
     assert_eq!(db.event_count().unwrap(), 0);
     let last = db
         .write(&Batch {
-            events: vec![event(4_000_000, None)],
+            events: vec![event(4_000_000, "VideoMotion", None)],
             ..Default::default()
         })
         .unwrap();
@@ -163,14 +145,7 @@ PRAGMA user_version = 2;
 fn version_2_store(dir: &std::path::Path) {
     let conn = rusqlite::Connection::open(dir.join(alarm_center_store::DB_FILE)).unwrap();
     conn.execute_batch(SCHEMA_V2).unwrap();
-    for (id, len) in [(1, 10), (2, 20), (3, 30)] {
-        conn.execute(
-            "INSERT INTO frames (id, received_at, stream_offset, protocol, kind, body_format, bytes)
-             VALUES (?1, ?1, 0, 'junk', 'unknown', 'binary', zeroblob(?2))",
-            [id, len],
-        )
-        .unwrap();
-    }
+    crate::common::old_frames(&conn);
     for id in 1..=5 {
         conn.execute(
             "INSERT INTO events (id, device, code, action, kind, received_at, frame_id, data)
@@ -258,7 +233,7 @@ fn a_version_2_store_is_upgraded_keeping_its_rows_and_its_cursors_are_repaired_l
     let next = db
         .write(&Batch {
             frames: vec![frame(10, 5)],
-            events: vec![event(10, Some(0))],
+            events: vec![event(10, "VideoMotion", Some(0))],
             ..Default::default()
         })
         .unwrap();
@@ -274,7 +249,7 @@ fn a_cursor_ahead_of_the_log_is_repaired_at_open() {
     let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
     let ids = db
         .write(&Batch {
-            events: (0..10).map(|i| event(i, None)).collect(),
+            events: (0..10).map(|i| event(i, "VideoMotion", None)).collect(),
             ..Default::default()
         })
         .unwrap()
@@ -293,7 +268,7 @@ fn a_cursor_ahead_of_the_log_is_repaired_at_open() {
     assert_eq!(unread(&db, "webhook:x"), ids);
     let next = db
         .write(&Batch {
-            events: vec![event(20, None)],
+            events: vec![event(20, "VideoMotion", None)],
             ..Default::default()
         })
         .unwrap();
@@ -365,7 +340,9 @@ fn a_size_limit_never_empties_the_log_and_says_why_it_cannot_be_met() {
     let total_events = SIZE_KEEPS_EVENTS as i64 + 2_000;
     db.write(&Batch {
         frames: (0..300).map(|i| frame(i, 1_024)).collect(),
-        events: (0..total_events).map(|i| event(i, None)).collect(),
+        events: (0..total_events)
+            .map(|i| event(i, "VideoMotion", None))
+            .collect(),
         ..Default::default()
     })
     .unwrap();
@@ -416,7 +393,7 @@ fn the_write_ahead_log_counts_in_the_size_and_is_given_back_first() {
     let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
     db.disable_auto_checkpoint().unwrap();
     db.write(&Batch {
-        events: (0..1_000).map(|i| event(i, None)).collect(),
+        events: (0..1_000).map(|i| event(i, "VideoMotion", None)).collect(),
         ..Default::default()
     })
     .unwrap();
@@ -492,7 +469,7 @@ fn quick_check_finds_a_page_damaged_inside_the_file() {
     assert_eq!(Db::quick_check(dir.path()).unwrap(), None, "no store yet");
     let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
     db.write(&Batch {
-        events: (0..5_000).map(|i| event(i, None)).collect(),
+        events: (0..5_000).map(|i| event(i, "VideoMotion", None)).collect(),
         ..Default::default()
     })
     .unwrap();

@@ -42,14 +42,7 @@ fn version_1_store(dir: &Path, channel_name: bool, synthetic: bool) {
     let conn = rusqlite::Connection::open(dir.join(alarm_center_store::DB_FILE)).unwrap();
     conn.execute_batch(&version_1_schema(channel_name, synthetic))
         .unwrap();
-    for (id, len) in [(1, 10), (2, 20), (3, 30)] {
-        conn.execute(
-            "INSERT INTO frames (id, received_at, stream_offset, protocol, kind, body_format, bytes)
-             VALUES (?1, ?1, 0, 'junk', 'unknown', 'binary', zeroblob(?2))",
-            [id, len],
-        )
-        .unwrap();
-    }
+    crate::common::old_frames(&conn);
     for id in 1..=4 {
         conn.execute(
             "INSERT INTO events (id, device, code, action, kind, received_at, frame_id)

@@ -5,6 +5,8 @@ use alarm_center_store::{
     Retention, SyncMode,
 };
 
+use crate::common::event;
+
 fn frame(at: i64) -> NewFrame {
     NewFrame {
         received_at: at,
@@ -17,23 +19,6 @@ fn frame(at: i64) -> NewFrame {
         body_format: "mask",
         error: None,
         bytes: vec![0x69; 36].into(),
-    }
-}
-
-fn event(at: i64, code: &str, frame: Option<usize>) -> NewEvent {
-    NewEvent {
-        frame: frame.map_or(FrameRef::None, FrameRef::InBatch),
-        device: "SN1".into(),
-        code: code.into(),
-        action: "start".into(),
-        index: Some(0),
-        channel: Some(1),
-        channel_name: None,
-        kind: "alarm".into(),
-        device_time: None,
-        received_at: at,
-        data: Some(r#"{"a":1}"#.into()),
-        synthetic: None,
     }
 }
 
