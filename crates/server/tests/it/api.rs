@@ -54,18 +54,7 @@ async fn devices_events_frames_decode_and_metrics() {
     assert_eq!(devices["devices"][0]["state"], "online");
 
     let (_, all) = get(&base, "/api/events", None).await;
-    let codes: Vec<String> = all["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            format!(
-                "{} {}",
-                e["code"].as_str().unwrap(),
-                e["action"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let codes = code_actions(all["events"].as_array().unwrap());
     assert_eq!(
         codes,
         [

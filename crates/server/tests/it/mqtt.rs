@@ -179,16 +179,7 @@ async fn topics_states_and_home_assistant_discovery() {
         .filter(|(t, _, _)| *t == format!("{root}/MQ-1/event"))
         .map(|(_, p, _)| serde_json::from_slice::<serde_json::Value>(p).unwrap())
         .collect();
-    let codes: Vec<_> = events
-        .iter()
-        .map(|e| {
-            format!(
-                "{} {}",
-                e["code"].as_str().unwrap(),
-                e["action"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let codes = code_actions(&events);
     assert_eq!(
         codes,
         [

@@ -107,6 +107,20 @@ impl TestServer {
     }
 }
 
+/// `code action` of each event as the API and the MQTT payloads write it (JSON).
+pub(crate) fn code_actions(events: &[serde_json::Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["code"].as_str().unwrap(),
+                e["action"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
 pub(crate) fn summary(events: &[StoredEvent]) -> Vec<String> {
     events
         .iter()
