@@ -62,16 +62,6 @@ pub(crate) struct FrameRecord {
 
 use alarm_center_sinks::Committed;
 
-impl FrameRecord {
-    /// Nothing to write and nobody waiting for the commit.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.frame.is_none()
-            && self.devices.is_empty()
-            && self.events.is_empty()
-            && self.committed.is_none()
-    }
-}
-
 /// Writer settings.
 #[derive(Debug, Clone)]
 pub(crate) struct WriterConfig {

@@ -68,19 +68,18 @@ impl Connection {
         }
         self.count(&frame, &decoded);
         let new_frame = self.new_frame(&frame, &decoded, received_ms, attach);
-        // An HTTP request that leaves nothing to store (a keepAlive not archived) is answered at once:
-        // there is no commit to wait for.
+        // A frame that leaves nothing to store (a keepAlive not archived) goes to no writer, and an
+        // HTTP request for it is answered at once: there is no commit to wait for.
         let stores = new_frame.is_some() || !devices.is_empty() || !events.is_empty();
         let (answer, committed) = self.owed(verdict, stores);
-        let record = WriteFrame {
-            frame: new_frame,
-            devices,
-            events,
-            received,
-            committed,
-        };
-        // A keepAlive not archived and changing nothing stored needs no store write at all.
-        if !record.is_empty() {
+        if stores {
+            let record = WriteFrame {
+                frame: new_frame,
+                devices,
+                events,
+                received,
+                committed,
+            };
             self.queue(Record::Frame(Box::new(record))).await;
         }
         drop(order);
