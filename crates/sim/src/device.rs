@@ -1,16 +1,16 @@
 //! One simulated device: connect, identify, send keepAlives and alarms (over HTTP, each awaiting its
 //! answer), reconnect.
 
-use std::io::ErrorKind;
-use std::net::Ipv4Addr;
-use std::sync::atomic::Ordering;
+use std::io::{self, ErrorKind};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::Rng;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -95,6 +95,49 @@ enum Answered {
     Missing(End),
 }
 
+/// Lowest local port given to a connection from a source address.
+const FIRST_PORT: usize = 10_000;
+/// Ports tried per connect attempt before it counts as failed.
+const PORT_TRIES: usize = 16;
+
+/// Connects to `target`, from `source` when given. The port is chosen here, not by the kernel: with
+/// tens of thousands of ports of an address in use or in TIME_WAIT (the previous run's, for a
+/// minute), the kernel's search for a free port in `bind` takes long enough to stall the runtime's
+/// threads (seen at 19,500 devices). `SO_REUSEADDR` lets a port in TIME_WAIT be bound again; a port
+/// that is taken after all is skipped for the next one.
+async fn connect(
+    source: Option<IpAddr>,
+    target: SocketAddr,
+    next_port: &AtomicUsize,
+) -> io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(target).await;
+    };
+    let mut last = None;
+    for _ in 0..PORT_TRIES {
+        let port = FIRST_PORT + next_port.fetch_add(1, Ordering::Relaxed) % (65_536 - FIRST_PORT);
+        let socket = if target.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        if let Err(e) = socket.bind(SocketAddr::new(source, port as u16)) {
+            last = Some(e);
+            continue;
+        }
+        match socket.connect(target).await {
+            Ok(stream) => return Ok(stream),
+            // The same address pair is still in use (or in TIME_WAIT and not reusable): next port.
+            Err(e) if e.kind() == ErrorKind::AddrNotAvailable || e.kind() == ErrorKind::AddrInUse => {
+                last = Some(e)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no local port")))
+}
+
 /// A simulated device and its alarm state.
 pub(crate) struct Device {
     index: usize,
@@ -104,6 +147,8 @@ pub(crate) struct Device {
     ip: Ipv4Addr,
     /// The target as `HOST:PORT` (the HTTP `Host` field).
     host: String,
+    /// The local address to connect from (`None`: the kernel's choice).
+    source: Option<IpAddr>,
     rng: SmallRng,
     /// Active channels per code slot.
     active: Vec<u32>,
@@ -125,6 +170,7 @@ impl Device {
             serial,
             ip,
             host: config.target.to_string(),
+            source: config.source(index),
             rng,
             active: vec![0; frames::code_count(variant)],
             next_alarm: None,
@@ -145,7 +191,7 @@ impl Device {
         loop {
             let attempt = tokio::select! {
                 () = stop.cancelled() => return,
-                r = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(shared.target)) => r,
+                r = tokio::time::timeout(CONNECT_TIMEOUT, connect(self.source, shared.target, &shared.next_port)) => r,
             };
             match attempt {
                 Ok(Ok(mut stream)) => {

@@ -43,7 +43,7 @@ mod frames;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -187,6 +187,11 @@ pub struct SimConfig {
     pub serial_prefix: String,
     /// New devices started per second while ramping up; zero starts all devices at once.
     pub connect_rate: f64,
+    /// Local addresses to connect from: device `i` binds `sources[i % len]` before connecting, with a
+    /// port of its own from 10,000–65,535. Empty: the kernel picks address and port. The kernel's
+    /// ~28,000 ephemeral ports per address limit one address, so more devices need several (on Linux
+    /// every address of 127.0.0.0/8 is local).
+    pub sources: Vec<IpAddr>,
 }
 
 impl Default for SimConfig {
@@ -202,6 +207,7 @@ impl Default for SimConfig {
             duration: None,
             serial_prefix: "SIM".to_owned(),
             connect_rate: 1000.0,
+            sources: Vec::new(),
         }
     }
 }
@@ -230,6 +236,12 @@ impl SimConfig {
                 .serial_prefix
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if let Some(ip) = self.sources.iter().find(|ip| ip.is_ipv4() != self.target.is_ipv4()) {
+            return invalid(format!(
+                "source address {ip} and target {} are not of the same IP version",
+                self.target
+            ));
+        }
         if !prefix_ok {
             return invalid(format!(
                 "serial prefix {:?} must be at most 32 ASCII letters, digits, '-' or '_'",
@@ -239,10 +251,51 @@ impl SimConfig {
         Ok(())
     }
 
+    /// The local address device `index` connects from (`None`: the kernel's choice).
+    pub fn source(&self, index: usize) -> Option<IpAddr> {
+        (!self.sources.is_empty()).then(|| self.sources[index % self.sources.len()])
+    }
+
     /// The serial of device `index`.
     pub fn serial(&self, index: usize) -> String {
         format!("{}{index:06}", self.serial_prefix)
     }
+}
+
+/// Parses a list of source addresses: comma-separated IP addresses or IPv4 ranges `FIRST-LAST`
+/// (inclusive), e.g. `127.0.0.1-127.0.0.8,127.0.1.1`. At most 65,536 addresses in all.
+pub fn parse_sources(text: &str) -> Result<Vec<IpAddr>, String> {
+    const MAX: usize = 65_536;
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let ip = |t: &str| {
+            t.trim()
+                .parse::<IpAddr>()
+                .map_err(|_| format!("{t:?} is not an IP address"))
+        };
+        match item.split_once('-') {
+            None => out.push(ip(item)?),
+            Some((first, last)) => {
+                let (IpAddr::V4(first), IpAddr::V4(last)) = (ip(first)?, ip(last)?) else {
+                    return Err(format!("{item:?}: ranges are IPv4 only"));
+                };
+                let (first, last) = (u32::from(first), u32::from(last));
+                if last < first || (last - first) as usize >= MAX {
+                    return Err(format!(
+                        "{item:?}: a range goes upwards and holds at most {MAX} addresses"
+                    ));
+                }
+                out.extend((first..=last).map(|n| IpAddr::from(std::net::Ipv4Addr::from(n))));
+            }
+        }
+        if out.len() > MAX {
+            return Err(format!("more than {MAX} source addresses"));
+        }
+    }
+    if out.is_empty() {
+        return Err("no source address given".into());
+    }
+    Ok(out)
 }
 
 /// Why [`run`] could not start.
@@ -378,6 +431,8 @@ struct Shared {
     stop: CancellationToken,
     stats: SimStats,
     on_sent: Option<OnSent>,
+    /// Local ports handed out to connections from a source address, in turn (see `device::connect`).
+    next_port: AtomicUsize,
 }
 
 /// Runs the simulation until `config.duration` elapses or `cancel` fires, then closes every
@@ -416,6 +471,7 @@ pub async fn run_with_stats(
         stop: stop.clone(),
         stats: stats.clone(),
         on_sent,
+        next_port: AtomicUsize::new(0),
     });
     let tracker = TaskTracker::new();
     tracker.spawn(start_devices(config.clone(), shared, tracker.clone()));
@@ -515,6 +571,33 @@ mod tests {
         ] {
             assert!(matches!(bad.validate(), Err(SimError::InvalidConfig(_))));
         }
+    }
+
+    #[test]
+    fn sources_are_parsed_and_spread_over_devices() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let sources = parse_sources("127.0.0.1-127.0.0.3, ::1").unwrap();
+        assert_eq!(
+            sources,
+            [ip("127.0.0.1"), ip("127.0.0.2"), ip("127.0.0.3"), ip("::1")]
+        );
+        assert_eq!(parse_sources("127.0.0.255-127.0.1.0").unwrap().len(), 2);
+        for bad in ["", "localhost", "127.0.0.2-127.0.0.1", "::1-::2", "10.0.0.0-10.1.0.0"] {
+            assert!(parse_sources(bad).is_err(), "{bad:?}");
+        }
+        let config = SimConfig {
+            sources: parse_sources("127.0.0.1-127.0.0.2").unwrap(),
+            ..SimConfig::default()
+        };
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.source(0), Some(ip("127.0.0.1")));
+        assert_eq!(config.source(3), Some(ip("127.0.0.2")));
+        assert_eq!(SimConfig::default().source(3), None);
+        let mixed = SimConfig {
+            sources: vec![ip("::1")],
+            ..SimConfig::default()
+        };
+        assert!(mixed.validate().is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! Standard error: a progress line every 5 s.
 
 use std::io::{self, BufWriter, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -47,9 +47,22 @@ pub(crate) struct SimulateArgs {
     /// New connections per second while ramping up; 0 connects every device at once.
     #[arg(long, value_name = "PER_SEC", default_value_t = 1000.0)]
     connect_rate: f64,
+    /// Local addresses to connect from, device i from the (i mod n)-th: comma-separated addresses or
+    /// IPv4 ranges, e.g. `127.0.0.1-127.0.0.16`. One address has ~28,000 ephemeral ports towards a
+    /// target, so more devices than that need several (default: the kernel picks).
+    #[arg(long, value_name = "ADDRESSES", value_parser = parse_sources)]
+    sources: Option<Sources>,
     /// Do not print a line per frame sent (the final report is still printed).
     #[arg(long)]
     quiet: bool,
+}
+
+/// The addresses of `--sources` (one argument: clap would take a bare `Vec` for several).
+#[derive(Debug, Clone)]
+pub(crate) struct Sources(Vec<IpAddr>);
+
+fn parse_sources(text: &str) -> Result<Sources, String> {
+    alarm_center_sim::parse_sources(text).map(Sources)
 }
 
 /// Resolves `HOST:PORT` to its first address.
@@ -144,6 +157,7 @@ pub(crate) fn run(args: &SimulateArgs) -> Result<()> {
         duration: args.duration,
         serial_prefix: args.serial_prefix.clone(),
         connect_rate: args.connect_rate,
+        sources: args.sources.clone().map(|s| s.0).unwrap_or_default(),
     };
     config.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -214,4 +228,29 @@ pub(crate) fn run(args: &SimulateArgs) -> Result<()> {
     }
     let line = serde_json::to_string(&Last { report: &report })?;
     printer.finish(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::{Cli, Command};
+
+    #[test]
+    fn sources_are_one_argument_of_addresses_and_ranges() {
+        let cli = Cli::try_parse_from([
+            "alarm-center",
+            "simulate",
+            "--sources",
+            "127.0.0.1-127.0.0.3,127.0.1.1",
+        ])
+        .unwrap();
+        let Command::Simulate(args) = cli.command else {
+            panic!("not simulate");
+        };
+        let sources = args.sources.expect("--sources given").0;
+        assert_eq!(sources.len(), 4);
+        assert_eq!(sources[3].to_string(), "127.0.1.1");
+        assert!(Cli::try_parse_from(["alarm-center", "simulate", "--sources", "nowhere"]).is_err());
+    }
 }

@@ -114,6 +114,7 @@ async fn ten_thousand_devices() {
         duration: Some(Duration::from_secs(15)),
         serial_prefix: "SIM".into(),
         connect_rate: 2_000.0,
+        sources: Vec::new(),
     })
     .await;
     eprintln!(
@@ -137,6 +138,7 @@ async fn fifty_thousand_events_per_second() {
         duration: Some(Duration::from_secs(5)),
         serial_prefix: "SIM".into(),
         connect_rate: 0.0,
+        sources: Vec::new(),
     })
     .await;
     assert_eq!(report.connected, 100);

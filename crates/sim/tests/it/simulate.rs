@@ -180,6 +180,7 @@ fn config(target: SocketAddr, variant: Variant, devices: usize) -> SimConfig {
         duration: Some(Duration::from_millis(1300)),
         serial_prefix: format!("T{}-", variant.name().replace('-', "")),
         connect_rate: 0.0,
+        sources: Vec::new(),
     }
 }
 
@@ -661,5 +662,40 @@ async fn refused_and_missing_http_answers_are_failures() {
     assert!(
         (0..=1).contains(&(report.disconnects - report.reconnects)),
         "{report:?}"
+    );
+}
+
+#[tokio::test]
+async fn devices_connect_from_the_given_source_addresses() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    let peers = Arc::new(Mutex::new(Vec::new()));
+    let seen = peers.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, peer)) = listener.accept().await {
+            seen.lock().unwrap().push(peer.ip().to_string());
+            // Held until the run ends.
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let mut buf = [0u8; 1024];
+                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let config = SimConfig {
+        sources: alarm_center_sim::parse_sources("127.0.0.2-127.0.0.4").unwrap(),
+        alarm_rate: 0.0,
+        duration: Some(Duration::from_millis(500)),
+        ..config(target, Variant::Xm, 6)
+    };
+    let report = alarm_center_sim::run(config, CancellationToken::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(report.connect_failures, 0);
+    let mut peers = peers.lock().unwrap().clone();
+    peers.sort();
+    assert_eq!(
+        peers,
+        ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.3", "127.0.0.4", "127.0.0.4"]
     );
 }
