@@ -129,6 +129,13 @@ impl Connection {
         let (idle, frame_timeout) = (config.idle_timeout, config.frame_timeout);
         let mut last_byte = Instant::now();
         let mut partial_since: Option<Instant> = None;
+        // One timer for the connection's life, moved only when a deadline comes nearer (and, when it
+        // fires early, to the deadline that has moved away since): a frame costs no timer operation.
+        let timer = tokio::time::sleep_until(last_byte + idle);
+        tokio::pin!(timer);
+        // Registered once: a fresh `cancelled()` per read would register and deregister each time.
+        let shutdown = self.cancel.clone().cancelled_owned();
+        tokio::pin!(shutdown);
         loop {
             let idle_deadline = last_byte + idle;
             let mut deadline =
@@ -137,21 +144,31 @@ impl Connection {
                 // Only configured devices: identify within the frame timeout, whatever is sent.
                 deadline = deadline.min(self.opened + frame_timeout);
             }
+            if deadline < timer.deadline() {
+                timer.as_mut().reset(deadline);
+            }
             let ready = tokio::select! {
                 biased;
-                () = self.cancel.cancelled() => {
+                () = &mut shutdown => {
                     if let Some(reason) = self.drain(stream).await {
                         return reason;
                     }
                     return CloseReason::Shutdown;
                 }
-                ready = tokio::time::timeout_at(deadline, stream.readable()) => ready,
+                ready = stream.readable() => Ok(ready),
+                () = &mut timer => {
+                    if Instant::now() < deadline {
+                        timer.as_mut().reset(deadline);
+                        continue;
+                    }
+                    Err(())
+                }
             };
             match ready {
-                Err(_) if self.unknown_refused() => {
+                Err(()) if self.unknown_refused() => {
                     return CloseReason::UnknownDevice { silent: true };
                 }
-                Err(_) if partial_since.is_some_and(|p| p + frame_timeout <= Instant::now()) => {
+                Err(()) if partial_since.is_some_and(|p| p + frame_timeout <= Instant::now()) => {
                     if self.decoder.in_http_request() {
                         let _ = stream.write_all(&http_mode::timeout_answer()).await;
                     }
@@ -160,7 +177,7 @@ impl Connection {
                         buffered: self.decoder.buffered(),
                     };
                 }
-                Err(_) => return CloseReason::Idle(idle),
+                Err(()) => return CloseReason::Idle(idle),
                 Ok(Err(e)) => return CloseReason::Socket(e.to_string()),
                 Ok(Ok(())) => {}
             }

@@ -88,6 +88,10 @@ impl Connection {
         frame: &Frame,
         decoded: &Decoded,
     ) -> Option<(Identity, Arc<SharedDevice>, bool)> {
+        if self.device.is_some() && self.strong {
+            // Named by what it sent: nothing stronger can come (and the usual frame costs no lookup).
+            return None;
+        }
         let registry = &self.shared.registry;
         let identity = registry.resolve(
             &decoded.device,

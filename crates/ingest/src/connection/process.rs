@@ -295,5 +295,11 @@ async fn hold_order(
         return;
     }
     drop(order.take());
-    *order = Some((device.clone(), device.order.clone().lock_owned().await));
+    // Uncontended (the usual case): no future to build and poll. A queued waiter holds the lock's
+    // only permit as soon as it is released, so this never overtakes one.
+    let guard = match device.order.clone().try_lock_owned() {
+        Ok(guard) => guard,
+        Err(_) => device.order.clone().lock_owned().await,
+    };
+    *order = Some((device.clone(), guard));
 }
