@@ -117,7 +117,8 @@ impl MqttSink {
             hello.extend(configs);
         }
         hello.extend(self.availability_messages().await);
-        self.publish(hello, None).await?;
+        self.publish(hello.into_iter().map(|m| (m, None)).collect())
+            .await?;
         Ok(())
     }
 
@@ -168,11 +169,13 @@ impl MqttSink {
         events: &[StoredEvent],
     ) -> Result<VecDeque<(i64, usize)>, String> {
         let mut waiting = VecDeque::with_capacity(events.len());
+        let mut tagged = Vec::with_capacity(events.len() * 2);
         for event in events {
             let messages = self.event_messages(event);
-            let n = self.publish(messages, Some(event.id)).await?;
-            waiting.push_back((event.id, n));
+            waiting.push_back((event.id, messages.len()));
+            tagged.extend(messages.into_iter().map(|m| (m, Some(event.id))));
         }
+        self.publish(tagged).await?;
         Ok(waiting)
     }
 
@@ -234,15 +237,15 @@ impl MqttSink {
         out
     }
 
-    /// Queues messages tagged with `tag`: the event they deliver, or `None` for announcements.
-    async fn publish(&mut self, messages: Vec<Message>, tag: Option<i64>) -> Result<usize, String> {
+    /// Queues messages, each tagged with the event it delivers (`None`: an announcement).
+    async fn publish(&mut self, messages: Vec<(Message, Option<i64>)>) -> Result<(), String> {
         let publisher = self
             .session
             .as_ref()
             .ok_or("not connected")?
             .publisher
             .clone();
-        publisher.publish(messages, tag).await
+        publisher.publish(messages).await
     }
 }
 
@@ -301,16 +304,25 @@ impl Destination for MqttSink {
                 }
             };
             silent = Duration::ZERO;
-            match note {
-                Some(Note::Acked(id)) => *acked.entry(id).or_default() += 1,
-                Some(Note::Connected) => {}
-                Some(Note::Down(e)) => {
-                    self.session = None;
-                    return (outcomes, Some(format!("MQTT connection lost: {e}")));
+            // Every note already queued is taken now: one wait (and one timer) per burst of
+            // acknowledgements, not per acknowledgement.
+            let mut note = note;
+            loop {
+                match note {
+                    Some(Note::Acked(id)) => *acked.entry(id).or_default() += 1,
+                    Some(Note::Connected) => {}
+                    Some(Note::Down(e)) => {
+                        self.session = None;
+                        return (outcomes, Some(format!("MQTT connection lost: {e}")));
+                    }
+                    None => {
+                        self.session = None;
+                        return (outcomes, Some("MQTT connection lost".into()));
+                    }
                 }
-                None => {
-                    self.session = None;
-                    return (outcomes, Some("MQTT connection lost".into()));
+                match session.notes.try_recv() {
+                    Ok(next) => note = Some(next),
+                    Err(_) => break,
                 }
             }
             settle(&mut waiting, &mut acked, &mut outcomes);

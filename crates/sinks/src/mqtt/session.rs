@@ -40,24 +40,22 @@ pub(super) struct Publisher {
 }
 
 impl Publisher {
-    pub(super) async fn publish(
-        &self,
-        messages: Vec<Message>,
-        tag: Option<i64>,
-    ) -> Result<usize, String> {
+    /// Publishes `messages`, each with the tag its acknowledgement reports, in order.
+    pub(super) async fn publish(&self, messages: Vec<(Message, Option<i64>)>) -> Result<(), String> {
         let _order = self.order.lock().await;
-        let n = messages.len();
-        for m in messages {
-            self.tags
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push_back(tag);
+        // The tags of the whole batch go first, under one lock: the event loop takes one per publish
+        // it sends, and these are the next publishes it will see.
+        self.tags
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(messages.iter().map(|(_, tag)| *tag));
+        for (m, _) in messages {
             self.client
                 .publish(m.topic, QoS::AtLeastOnce, m.retain, m.payload)
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        Ok(n)
+        Ok(())
     }
 }
 
@@ -247,7 +245,8 @@ fn republish(
                 skipped = counts.skipped,
                 "Home Assistant online: discovery republished"
             );
-            let _ = publisher.publish(configs, None).await;
+            let configs = configs.into_iter().map(|m| (m, None)).collect();
+            let _ = publisher.publish(configs).await;
         }
         republishing.store(false, Ordering::Release);
     });
