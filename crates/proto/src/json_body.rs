@@ -14,14 +14,19 @@ use crate::event::{Action, DeviceInfo, Event, JsonText};
 use crate::xm;
 
 /// What a JSON body says.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct JsonFacts {
     pub(crate) events: Vec<Event>,
-    pub(crate) method: Option<String>,
+    /// A `method` is present (non-empty text).
+    pub(crate) has_method: bool,
+    /// The `method` ends in `keepalive` (any case).
+    pub(crate) keepalive_method: bool,
     pub(crate) has_result: bool,
     pub(crate) keepalive_period: Option<u32>,
     /// An XM message whose `Type` is `"Log"` (the device's "Log" upload flag), not an alarm.
     pub(crate) xm_log: bool,
+    /// Identity found anywhere in the body (first value of each field wins).
+    pub(crate) device: DeviceInfo,
 }
 
 /// The keys we read, whatever their case.
@@ -49,42 +54,108 @@ pub(crate) enum Key {
     Other,
 }
 
+/// The keys we read, lower-case, with their classification.
+const KEYS: [(&[u8], Key); 39] = [
+    (b"method", Key::Method),
+    (b"result", Key::Result),
+    (b"params", Key::Params),
+    (b"eventlist", Key::EventList),
+    (b"code", Key::Code),
+    (b"action", Key::Action),
+    (b"index", Key::Index),
+    (b"data", Key::Data),
+    (b"localetime", Key::Time(0)),
+    (b"time", Key::Time(1)),
+    (b"starttime", Key::Time(2)),
+    (b"localtime", Key::Time(3)),
+    (b"event", Key::XmEvent),
+    (b"status", Key::Status),
+    (b"channel", Key::Channel),
+    (b"serialno", Key::Serial),
+    (b"serialnumber", Key::Serial),
+    (b"serialid", Key::Serial),
+    (b"serial", Key::Serial),
+    (b"deviceserial", Key::Serial),
+    (b"devicesn", Key::Serial),
+    (b"sn", Key::Serial),
+    (b"mac", Key::Mac),
+    (b"macaddress", Key::Mac),
+    (b"macaddr", Key::Mac),
+    (b"ip", Key::Ip),
+    (b"ipaddress", Key::Ip),
+    (b"ipaddr", Key::Ip),
+    (b"address", Key::Address),
+    (b"domain", Key::Domain),
+    (b"domainname", Key::Domain),
+    (b"ddns", Key::Domain),
+    // `KeepAlive` / `nKeepAlive`: the NetSDK heartbeat (0x4028) names its period so.
+    (b"timeout", Key::Period),
+    (b"keepaliveperiod", Key::Period),
+    (b"keepaliveinterval", Key::Period),
+    (b"aliveinterval", Key::Period),
+    (b"keepalivetime", Key::Period),
+    (b"keepalive", Key::Period),
+    (b"nkeepalive", Key::Period),
+];
+
+/// Longest key in [`KEYS`].
+const MAX_KEY: usize = 20;
+
+/// A lower-case key of at most [`MAX_KEY`] bytes packed into two integers (zero-padded), so that a
+/// comparison is two integer compares instead of a byte loop.
+const fn pack(key: &[u8]) -> (u128, u32) {
+    let mut buf = [0u8; MAX_KEY];
+    let mut i = 0;
+    while i < key.len() {
+        buf[i] = key[i].to_ascii_lowercase();
+        i += 1;
+    }
+    let mut lo = [0u8; 16];
+    let mut hi = [0u8; 4];
+    let mut j = 0;
+    while j < 16 {
+        lo[j] = buf[j];
+        j += 1;
+    }
+    while j < MAX_KEY {
+        hi[j - 16] = buf[j];
+        j += 1;
+    }
+    (u128::from_le_bytes(lo), u32::from_le_bytes(hi))
+}
+
+/// [`KEYS`] packed, with each key's length.
+const PACKED: [(u8, u128, u32, Key); KEYS.len()] = {
+    let mut out = [(0u8, 0u128, 0u32, Key::Other); KEYS.len()];
+    let mut i = 0;
+    while i < KEYS.len() {
+        let (name, key) = KEYS[i];
+        assert!(name.len() <= MAX_KEY);
+        let (lo, hi) = pack(name);
+        out[i] = (name.len() as u8, lo, hi, key);
+        i += 1;
+    }
+    out
+};
+
 /// Classifies an object key, ignoring ASCII case.
 pub(crate) fn key_of(name: &str) -> Key {
-    // Lower-case into a stack buffer and match: no allocation, one pass over the key.
-    let mut buf = [0u8; 20];
-    let Some(lower) = buf.get_mut(..name.len()) else {
+    // Lower-case into a stack buffer, then compare as integers: no allocation, no byte loop per key.
+    let name = name.as_bytes();
+    if name.len() > MAX_KEY {
         return Key::Other;
-    };
-    lower.copy_from_slice(name.as_bytes());
-    lower.make_ascii_lowercase();
-    match &*lower {
-        b"method" => Key::Method,
-        b"result" => Key::Result,
-        b"params" => Key::Params,
-        b"eventlist" => Key::EventList,
-        b"code" => Key::Code,
-        b"action" => Key::Action,
-        b"index" => Key::Index,
-        b"data" => Key::Data,
-        b"localetime" => Key::Time(0),
-        b"time" => Key::Time(1),
-        b"starttime" => Key::Time(2),
-        b"localtime" => Key::Time(3),
-        b"event" => Key::XmEvent,
-        b"status" => Key::Status,
-        b"channel" => Key::Channel,
-        b"serialno" | b"serialnumber" | b"serialid" | b"serial" | b"deviceserial" | b"devicesn"
-        | b"sn" => Key::Serial,
-        b"mac" | b"macaddress" | b"macaddr" => Key::Mac,
-        b"ip" | b"ipaddress" | b"ipaddr" => Key::Ip,
-        b"address" => Key::Address,
-        b"domain" | b"domainname" | b"ddns" => Key::Domain,
-        // `KeepAlive` / `nKeepAlive`: the NetSDK heartbeat (0x4028) names its period so.
-        b"timeout" | b"keepaliveperiod" | b"keepaliveinterval" | b"aliveinterval"
-        | b"keepalivetime" | b"keepalive" | b"nkeepalive" => Key::Period,
-        _ => Key::Other,
     }
+    let mut buf = [0u8; MAX_KEY];
+    buf[..name.len()].copy_from_slice(name);
+    buf.make_ascii_lowercase();
+    let (lo, hi) = buf.split_at(16);
+    let lo = u128::from_le_bytes(lo.try_into().unwrap_or_default());
+    let hi = u32::from_le_bytes(hi.try_into().unwrap_or_default());
+    let len = name.len() as u8;
+    PACKED
+        .iter()
+        .find(|&&(l, klo, khi, _)| l == len && klo == lo && khi == hi)
+        .map_or(Key::Other, |&(_, _, _, key)| key)
 }
 
 /// An object key, borrowed from the input when it has no escapes, with its classification.
@@ -116,7 +187,7 @@ enum Scalar<'de> {
     Other,
 }
 
-impl Scalar<'_> {
+impl<'de> Scalar<'de> {
     fn int(&self) -> Option<i64> {
         match self {
             Scalar::Int(i) => Some(*i),
@@ -125,9 +196,10 @@ impl Scalar<'_> {
         }
     }
 
-    fn text(self) -> Option<String> {
+    /// Non-empty text, borrowed from the input when it has no escapes.
+    fn text(self) -> Option<Cow<'de, str>> {
         match self {
-            Scalar::Str(s) if !s.is_empty() => Some(s.into_owned()),
+            Scalar::Str(s) if !s.is_empty() => Some(s),
             _ => None,
         }
     }
@@ -187,21 +259,21 @@ impl<'de> Deserialize<'de> for Scalar<'de> {
 /// The fields of one JSON object that we read. Objects nest: `params`, `eventList[]`.
 #[derive(Default)]
 struct Object<'de> {
-    method: Option<String>,
+    method: Option<Cow<'de, str>>,
     has_result: bool,
     params: Option<Box<Object<'de>>>,
     #[expect(clippy::vec_box)]
     // boxed: an `Object` is large and moves through serde's layers by value
     event_list: Option<Vec<Box<Object<'de>>>>,
-    code: Option<String>,
+    code: Option<Cow<'de, str>>,
     action: Option<Cow<'de, str>>,
     index: Option<i64>,
     data: Option<&'de RawValue>,
-    time: Option<(u8, String)>,
-    xm_event: Option<String>,
+    xm_event: Option<Cow<'de, str>>,
     status: Option<Cow<'de, str>>,
     channel: Option<i64>,
-    device: DeviceInfo,
+    /// Time and identity keys.
+    found: Found<'de>,
     period: Option<u32>,
     /// Keys we do not read, with their raw values (the data of an XM event).
     others: Vec<(Cow<'de, str>, &'de RawValue)>,
@@ -319,22 +391,23 @@ impl<'de> Deserialize<'de> for MaybeList<'de> {
     }
 }
 
-impl Object<'_> {
-    /// Stores a scalar under its key; the first value of each identity field wins.
-    fn set(&mut self, key: Key, value: Scalar<'_>) {
-        fn first(slot: &mut Option<String>, value: Option<String>) {
+/// The time and identity keys of an object: read in every object we read, and in an event's `Data`.
+#[derive(Default)]
+struct Found<'de> {
+    /// The preferred device time key seen (lower rank wins) and its text.
+    time: Option<(u8, Cow<'de, str>)>,
+    device: DeviceInfo,
+}
+
+impl<'de> Found<'de> {
+    /// Stores a time or identity value; the first value of each identity field wins.
+    fn set(&mut self, key: Key, value: Scalar<'de>) {
+        fn first(slot: &mut Option<String>, value: Option<Cow<'_, str>>) {
             if slot.is_none() {
-                *slot = value;
+                *slot = value.map(Cow::into_owned);
             }
         }
         match key {
-            Key::Method => self.method = value.text(),
-            Key::Code => self.code = value.text(),
-            Key::XmEvent => self.xm_event = value.text(),
-            Key::Action => self.action = value.text().map(Cow::Owned),
-            Key::Status => self.status = value.text().map(Cow::Owned),
-            Key::Index => self.index = value.int(),
-            Key::Channel => self.channel = value.int(),
             Key::Time(rank) => {
                 if self.time.as_ref().is_none_or(|(r, _)| rank < *r) {
                     if let Some(text) = value.text() {
@@ -352,9 +425,125 @@ impl Object<'_> {
                 let ip = text
                     .as_deref()
                     .and_then(xm::address_to_ipv4)
-                    .map(|ip| ip.to_string());
+                    .map(|ip| Cow::Owned(ip.to_string()));
                 first(&mut self.device.ip, ip.or(text));
             }
+            _ => {}
+        }
+    }
+
+    fn time(self) -> Option<String> {
+        self.time.map(|(_, t)| t.into_owned())
+    }
+}
+
+/// The time and identity keys of an event's `Data`, or nothing when it is not an object. Every other
+/// value is skipped as [`Object`] would read it, without keeping anything.
+struct DataFound<'de>(Option<Found<'de>>);
+
+impl<'de> Deserialize<'de> for DataFound<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct DataVisitor;
+        impl<'de> Visitor<'de> for DataVisitor {
+            type Value = DataFound<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut found = Found::default();
+                while let Some(KeyName(key, _)) = map.next_key::<KeyName<'de>>()? {
+                    match key {
+                        Key::Params => drop(map.next_value::<MaybeObject<'de>>()?),
+                        Key::EventList => drop(map.next_value::<MaybeList<'de>>()?),
+                        Key::Data | Key::Other | Key::Result => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                        _ => {
+                            let value: Scalar<'de> = map.next_value()?;
+                            found.set(key, value);
+                        }
+                    }
+                }
+                Ok(DataFound(Some(found)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(DataFound(None))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> Result<Self::Value, E> {
+                Ok(DataFound(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(DataFound(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(DataFound(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(DataFound(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(DataFound(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(DataFound(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(DataFound(None))
+            }
+        }
+        d.deserialize_any(DataVisitor)
+    }
+}
+
+/// Event codes common enough to be kept as static text instead of an allocation per event (the code is
+/// still the device's text, byte for byte).
+const COMMON_CODES: [&str; 24] = [
+    "VideoMotion",
+    "VideoMotionInfo",
+    "VideoLoss",
+    "VideoBlind",
+    "VideoAbnormalDetection",
+    "AlarmLocal",
+    "CrossLineDetection",
+    "CrossRegionDetection",
+    "SmartMotionHuman",
+    "SmartMotionVehicle",
+    "FaceDetection",
+    "FaceRecognition",
+    "LeftDetection",
+    "TakenAwayDetection",
+    "ParkingDetection",
+    "WanderDetection",
+    "AudioMutation",
+    "StorageFailure",
+    "StorageLowSpace",
+    "StorageNotExist",
+    "HumanDetect",
+    "MotionDetect",
+    "LossDetect",
+    "KeepAlive",
+];
+
+/// The event code as `Event::code`: static for the common ones.
+fn event_code(code: Cow<'_, str>) -> Cow<'static, str> {
+    match COMMON_CODES.iter().find(|&&c| c == code) {
+        Some(&c) => Cow::Borrowed(c),
+        None => Cow::Owned(code.into_owned()),
+    }
+}
+
+impl<'de> Object<'de> {
+    /// Stores a scalar under its key; the first value of each identity field wins.
+    fn set(&mut self, key: Key, value: Scalar<'de>) {
+        match key {
+            Key::Method => self.method = value.text(),
+            Key::Code => self.code = value.text(),
+            Key::XmEvent => self.xm_event = value.text(),
+            Key::Action => self.action = value.text(),
+            Key::Status => self.status = value.text(),
+            Key::Index => self.index = value.int(),
+            Key::Channel => self.channel = value.int(),
             Key::Period => {
                 if self.period.is_none() {
                     self.period = value
@@ -362,6 +551,9 @@ impl Object<'_> {
                         .and_then(|p| u32::try_from(p).ok())
                         .filter(|p| *p > 0);
                 }
+            }
+            Key::Time(_) | Key::Serial | Key::Mac | Key::Ip | Key::Domain | Key::Address => {
+                self.found.set(key, value);
             }
             Key::Params | Key::EventList | Key::Data | Key::Result | Key::Other => {}
         }
@@ -373,15 +565,15 @@ impl Object<'_> {
             // The event's own time keys first, else those inside its Data.
             let inner = self
                 .data
-                .and_then(|raw| serde_json::from_str::<MaybeObject<'_>>(raw.get()).ok()?.0);
-            merge(device, self.device);
-            let mut time = self.time.map(|(_, t)| t);
+                .and_then(|raw| serde_json::from_str::<DataFound<'_>>(raw.get()).ok()?.0);
+            merge(device, self.found.device);
+            let mut time = self.found.time.map(|(_, t)| t.into_owned());
             if let Some(inner) = inner {
-                time = time.or(inner.time.map(|(_, t)| t));
                 merge(device, inner.device);
+                time = time.or_else(|| inner.time.map(|(_, t)| t.into_owned()));
             }
             return Some(Event {
-                code: Cow::Owned(code),
+                code: event_code(code),
                 action: self.action.as_deref().map_or(Action::Pulse, Action::parse),
                 index: self.index,
                 device_time: time,
@@ -403,39 +595,44 @@ impl Object<'_> {
         }
         data.push('}');
         Some(Event {
-            code: Cow::Owned(code),
+            code: event_code(code),
             action: self.status.as_deref().map_or(Action::Pulse, Action::parse),
             index: self.channel,
-            device_time: self.time.map(|(_, t)| t),
+            device_time: self.found.time(),
             data: (!self.others.is_empty()).then(|| JsonText::new(&data)),
         })
     }
 }
 
 /// Fills the empty fields of `device` from `more`.
-fn merge(device: &mut DeviceInfo, more: DeviceInfo) {
+pub(crate) fn merge(device: &mut DeviceInfo, more: DeviceInfo) {
     device.serial = device.serial.take().or(more.serial);
     device.mac = device.mac.take().or(more.mac);
     device.ip = device.ip.take().or(more.ip);
     device.domain = device.domain.take().or(more.domain);
 }
 
-/// Reads what a JSON body says. `Err` when the text is not valid JSON.
-pub(crate) fn json_facts(
-    text: &[u8],
-    device: &mut DeviceInfo,
-) -> Result<JsonFacts, serde_json::Error> {
-    let MaybeObject(top) = serde_json::from_slice::<MaybeObject<'_>>(text)?;
+/// Reads what a JSON body (known to be UTF-8) says. `Err` when the text is not valid JSON.
+pub(crate) fn json_facts(text: &str) -> Result<JsonFacts, serde_json::Error> {
+    let top = serde_json::from_str::<MaybeObject<'_>>(text)?;
+    Ok(facts_of(top))
+}
+
+/// What a parsed body says. `found` collects the identity of every level; `JsonFacts::device` has it.
+fn facts_of(MaybeObject(top): MaybeObject<'_>) -> JsonFacts {
     let Some(mut top) = top else {
-        return Ok(JsonFacts::default());
+        return JsonFacts::default();
     };
-    let mut found = std::mem::take(&mut top.device);
+    let mut found = std::mem::take(&mut top.found.device);
     let mut params = top.params.take();
     if let Some(params) = params.as_deref_mut() {
-        merge(&mut found, std::mem::take(&mut params.device));
+        merge(&mut found, std::mem::take(&mut params.found.device));
     }
     let keepalive_period = top.period.or(params.as_ref().and_then(|p| p.period));
     let method = top.method.take();
+    let keepalive_method = method.as_deref().is_some_and(|m| {
+        m.len() >= 9 && m.as_bytes()[m.len() - 9..].eq_ignore_ascii_case(b"keepalive")
+    });
     let has_result = top.has_result;
     let xm_log = top.xm_event.is_some()
         && top.others.iter().any(|(key, raw)| {
@@ -460,12 +657,50 @@ pub(crate) fn json_facts(
             .into_iter()
             .collect(),
     };
-    merge(device, found);
-    Ok(JsonFacts {
+    JsonFacts {
         events,
-        method,
+        has_method: method.is_some(),
+        keepalive_method,
         has_result,
         keepalive_period,
         xm_log,
-    })
+        device: found,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table lookup against a plain case-insensitive search.
+    fn reference(name: &str) -> Key {
+        KEYS.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
+            .map_or(Key::Other, |&(_, key)| key)
+    }
+
+    #[test]
+    fn key_of_ignores_case_and_only_matches_whole_keys() {
+        for (name, key) in KEYS {
+            let name = std::str::from_utf8(name).unwrap();
+            assert_eq!(key_of(name), key, "{name}");
+            assert_eq!(key_of(&name.to_ascii_uppercase()), key, "{name}");
+            assert_eq!(key_of(&format!("{name}x")), Key::Other, "{name}x");
+            assert_eq!(key_of(&format!("{name}\0")), Key::Other, "{name}\\0");
+            assert_eq!(key_of(&name[1..]), reference(&name[1..]), "{name}");
+        }
+        for name in [
+            "",
+            "x",
+            "SerialNumberTooLongForTable",
+            "Séri",
+            "ID",
+            "Code ",
+            "\0",
+        ] {
+            assert_eq!(key_of(name), reference(name), "{name:?}");
+        }
+        assert_eq!(key_of("LocaleTime"), Key::Time(0));
+        assert_eq!(key_of("nKeepAlive"), Key::Period);
+    }
 }

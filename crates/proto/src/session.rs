@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::event::{Action, DeviceInfo, Event, JsonText};
 use crate::fragment::{self, FragmentInfo, Reassembly, Step};
 use crate::frame::{le_u32, Frame, Protocol};
-use crate::json_body::{json_facts, key_of, Key};
+use crate::json_body::{json_facts, key_of, merge, JsonFacts, Key};
 use crate::{dhip, dvrip, http, text, xm};
 
 /// What a frame is for.
@@ -478,33 +478,42 @@ fn json_body(body: &Bytes, out: &mut Decoded) -> Option<Result<(), ()>> {
     if !matches!(text.first(), Some(b'{' | b'[')) {
         return None;
     }
-    // The one-pass reader skips the strings it does not need without checking their UTF-8.
-    if let Err(e) = std::str::from_utf8(&text) {
-        out.error = Some(format!("invalid JSON body: not UTF-8 ({e})"));
-        return Some(Err(()));
-    }
-    let facts = match json_facts(&text, &mut out.device) {
+    // The one-pass reader skips the strings it does not need without checking their UTF-8; checked
+    // here once, the reader then takes the text as `str` and does not check the strings it keeps again.
+    let utf8 = match std::str::from_utf8(&text) {
+        Ok(utf8) => utf8,
+        Err(e) => {
+            out.error = Some(format!("invalid JSON body: not UTF-8 ({e})"));
+            return Some(Err(()));
+        }
+    };
+    let facts = match json_facts(utf8) {
         Ok(facts) => facts,
         Err(err) => {
             out.error = Some(format!("invalid JSON body: {err}"));
             return Some(Err(()));
         }
     };
-    let keepalive_method = facts.method.as_deref().is_some_and(|m| {
-        m.len() >= 9 && m.as_bytes()[m.len() - 9..].eq_ignore_ascii_case(b"keepalive")
-    });
+    apply_facts(facts, out);
+    out.body_format = BodyFormat::Json;
+    out.body = Body::Json(text);
+    Some(Ok(()))
+}
+
+/// Classifies a JSON body by what it says and takes its events and identity.
+fn apply_facts(facts: JsonFacts, out: &mut Decoded) {
     let keepalive_code = facts.events.iter().any(|e| {
         e.code.eq_ignore_ascii_case("KeepAlive") || e.code.eq_ignore_ascii_case("Heartbeat")
     });
-    out.kind = if keepalive_method || keepalive_code {
+    out.kind = if facts.keepalive_method || keepalive_code {
         Kind::Keepalive
     } else if facts.xm_log {
         Kind::Log
     } else if !facts.events.is_empty() {
         Kind::Alarm
-    } else if facts.method.is_none() && facts.has_result {
+    } else if !facts.has_method && facts.has_result {
         Kind::Reply
-    } else if facts.method.is_some() {
+    } else if facts.has_method {
         Kind::Request
     } else {
         Kind::Unknown
@@ -512,9 +521,7 @@ fn json_body(body: &Bytes, out: &mut Decoded) -> Option<Result<(), ()>> {
     // Kept for now; `decode` drops it unless the frame ends up a keepalive or a reply.
     out.keepalive_period = facts.keepalive_period;
     out.events = facts.events;
-    out.body_format = BodyFormat::Json;
-    out.body = Body::Json(text);
-    Some(Ok(()))
+    merge(&mut out.device, facts.device);
 }
 
 /// XM: message 1508 is the alarm-center push, 1006 a keepAlive; every body is JSON in practice.
