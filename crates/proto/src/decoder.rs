@@ -5,10 +5,10 @@
 
 use bytes::{Buf, BytesMut};
 
-use crate::frame::{le_u32, Frame, FrameError, Protocol};
+use crate::frame::{le_u32, Frame, FrameError, ParsedJson, Protocol};
 use crate::http::{HttpScan, Start, Step};
 use crate::object_bounds::{JsonScan, Scan};
-use crate::{dhip, dvrip, http, xm};
+use crate::{dhip, dvrip, http, json_body, xm};
 
 /// Default maximum frame size in bytes (header + body): 64 KiB.
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
@@ -272,6 +272,7 @@ impl Decoder {
             protocol,
             header_len,
             error,
+            parsed: ParsedJson::default(),
         }
     }
 
@@ -329,6 +330,18 @@ impl Decoder {
                     header_len,
                     total,
                 } => return self.header_frame(protocol, header_len, total, eof),
+                Probe::Json if at == 0 && self.json.is_none() => {
+                    // First sight of an object with no junk before it: read it whole in one pass when
+                    // it is all there (never past the maximum frame size). Otherwise (incomplete,
+                    // invalid, not UTF-8) the brace matcher below frames it exactly as it always did.
+                    let end = self.buf.len().min(self.max_frame);
+                    if let Some((n, facts)) = json_body::bare_object(&self.buf[..end]) {
+                        let mut frame = self.split(n, Protocol::Json, 0, None);
+                        frame.parsed = ParsedJson::new(facts);
+                        return Some(frame);
+                    }
+                    self.json = Some(JsonScan::default());
+                }
                 Probe::Json => {
                     // Scanned in place behind any pending junk, so that a brace inside garbage does not
                     // split the garbage in two; the junk is emitted once the object proves whole.

@@ -1,7 +1,11 @@
 //! A frame as cut from the byte stream by the [`Decoder`](crate::Decoder), before interpretation.
 
+use std::sync::Mutex;
+
 use bytes::Bytes;
 use serde::Serialize;
+
+use crate::json_body::JsonFacts;
 
 /// Which wire variant a frame was recognised as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, strum::IntoStaticStr)]
@@ -95,6 +99,45 @@ pub struct Frame {
     pub header_len: usize,
     /// Set when the frame is not whole and clean.
     pub error: Option<FrameError>,
+    /// What a bare JSON object says, when the decoder read it while finding its end (the session takes
+    /// it instead of reading the object a second time).
+    pub(crate) parsed: ParsedJson,
+}
+
+/// What the decoder read from a bare JSON frame, for the session to take once. Not part of the frame's
+/// value: equal whatever it holds, and a clone starts empty (its session reads the bytes itself).
+#[derive(Default)]
+pub(crate) struct ParsedJson(Mutex<Option<Box<JsonFacts>>>);
+
+impl ParsedJson {
+    pub(crate) fn new(facts: JsonFacts) -> ParsedJson {
+        ParsedJson(Mutex::new(Some(Box::new(facts))))
+    }
+
+    /// Takes what was read, if it is still there.
+    pub(crate) fn take(&self) -> Option<Box<JsonFacts>> {
+        self.0.try_lock().ok()?.take()
+    }
+}
+
+impl Clone for ParsedJson {
+    fn clone(&self) -> Self {
+        ParsedJson::default()
+    }
+}
+
+impl PartialEq for ParsedJson {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ParsedJson {}
+
+impl std::fmt::Debug for ParsedJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ParsedJson")
+    }
 }
 
 impl Frame {

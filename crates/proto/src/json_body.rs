@@ -54,7 +54,8 @@ pub(crate) enum Key {
     Other,
 }
 
-/// The keys we read, lower-case, with their classification.
+/// The keys we read, lower-case, with their classification ([`key_of`] has them by length).
+#[cfg(test)]
 const KEYS: [(&[u8], Key); 39] = [
     (b"method", Key::Method),
     (b"result", Key::Result),
@@ -98,64 +99,71 @@ const KEYS: [(&[u8], Key); 39] = [
     (b"nkeepalive", Key::Period),
 ];
 
-/// Longest key in [`KEYS`].
-const MAX_KEY: usize = 20;
-
-/// A lower-case key of at most [`MAX_KEY`] bytes packed into two integers (zero-padded), so that a
-/// comparison is two integer compares instead of a byte loop.
-const fn pack(key: &[u8]) -> (u128, u32) {
-    let mut buf = [0u8; MAX_KEY];
-    let mut i = 0;
-    while i < key.len() {
-        buf[i] = key[i].to_ascii_lowercase();
-        i += 1;
-    }
-    let mut lo = [0u8; 16];
-    let mut hi = [0u8; 4];
-    let mut j = 0;
-    while j < 16 {
-        lo[j] = buf[j];
-        j += 1;
-    }
-    while j < MAX_KEY {
-        hi[j - 16] = buf[j];
-        j += 1;
-    }
-    (u128::from_le_bytes(lo), u32::from_le_bytes(hi))
-}
-
-/// [`KEYS`] packed, with each key's length.
-const PACKED: [(u8, u128, u32, Key); KEYS.len()] = {
-    let mut out = [(0u8, 0u128, 0u32, Key::Other); KEYS.len()];
-    let mut i = 0;
-    while i < KEYS.len() {
-        let (name, key) = KEYS[i];
-        assert!(name.len() <= MAX_KEY);
-        let (lo, hi) = pack(name);
-        out[i] = (name.len() as u8, lo, hi, key);
-        i += 1;
-    }
-    out
-};
-
 /// Classifies an object key, ignoring ASCII case.
 pub(crate) fn key_of(name: &str) -> Key {
-    // Lower-case into a stack buffer, then compare as integers: no allocation, no byte loop per key.
+    // The candidates of the key's length only (at most eight), compared byte by byte: most keys differ
+    // from every candidate at their first byte. No allocation, no copy of the key.
     let name = name.as_bytes();
-    if name.len() > MAX_KEY {
-        return Key::Other;
-    }
-    let mut buf = [0u8; MAX_KEY];
-    buf[..name.len()].copy_from_slice(name);
-    buf.make_ascii_lowercase();
-    let (lo, hi) = buf.split_at(16);
-    let lo = u128::from_le_bytes(lo.try_into().unwrap_or_default());
-    let hi = u32::from_le_bytes(hi.try_into().unwrap_or_default());
-    let len = name.len() as u8;
-    PACKED
+    let candidates: &[(&[u8], Key)] = match name.len() {
+        2 => &[(b"sn", Key::Serial), (b"ip", Key::Ip)],
+        3 => &[(b"mac", Key::Mac)],
+        4 => &[
+            (b"code", Key::Code),
+            (b"data", Key::Data),
+            (b"time", Key::Time(1)),
+            (b"ddns", Key::Domain),
+        ],
+        5 => &[(b"index", Key::Index), (b"event", Key::XmEvent)],
+        6 => &[
+            (b"method", Key::Method),
+            (b"result", Key::Result),
+            (b"params", Key::Params),
+            (b"action", Key::Action),
+            (b"status", Key::Status),
+            (b"serial", Key::Serial),
+            (b"ipaddr", Key::Ip),
+            (b"domain", Key::Domain),
+        ],
+        7 => &[
+            (b"channel", Key::Channel),
+            (b"macaddr", Key::Mac),
+            (b"address", Key::Address),
+            (b"timeout", Key::Period),
+        ],
+        8 => &[
+            (b"serialno", Key::Serial),
+            (b"serialid", Key::Serial),
+            (b"devicesn", Key::Serial),
+        ],
+        9 => &[
+            (b"eventlist", Key::EventList),
+            (b"starttime", Key::Time(2)),
+            (b"localtime", Key::Time(3)),
+            (b"ipaddress", Key::Ip),
+            (b"keepalive", Key::Period),
+        ],
+        10 => &[
+            (b"localetime", Key::Time(0)),
+            (b"macaddress", Key::Mac),
+            (b"domainname", Key::Domain),
+            (b"nkeepalive", Key::Period),
+        ],
+        12 => &[
+            (b"serialnumber", Key::Serial),
+            (b"deviceserial", Key::Serial),
+        ],
+        13 => &[
+            (b"aliveinterval", Key::Period),
+            (b"keepalivetime", Key::Period),
+        ],
+        15 => &[(b"keepaliveperiod", Key::Period)],
+        17 => &[(b"keepaliveinterval", Key::Period)],
+        _ => &[],
+    };
+    candidates
         .iter()
-        .find(|&&(l, klo, khi, _)| l == len && klo == lo && khi == hi)
-        .map_or(Key::Other, |&(_, _, _, key)| key)
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map_or(Key::Other, |&(_, key)| key)
 }
 
 /// An object key, borrowed from the input when it has no escapes, with its classification.
@@ -408,11 +416,9 @@ impl<'de> Found<'de> {
             }
         }
         match key {
-            Key::Time(rank) => {
-                if self.time.as_ref().is_none_or(|(r, _)| rank < *r) {
-                    if let Some(text) = value.text() {
-                        self.time = Some((rank, text));
-                    }
+            Key::Time(rank) if self.time.as_ref().is_none_or(|(r, _)| rank < *r) => {
+                if let Some(text) = value.text() {
+                    self.time = Some((rank, text));
                 }
             }
             Key::Serial => first(&mut self.device.serial, value.text()),
@@ -618,6 +624,17 @@ pub(crate) fn json_facts(text: &str) -> Result<JsonFacts, serde_json::Error> {
     Ok(facts_of(top))
 }
 
+/// Reads the bare JSON object at the start of `window` in one pass: its length and what it says.
+/// `None` when `window` does not start with one whole JSON object in valid UTF-8 (incomplete, invalid, or
+/// not UTF-8): the caller then frames it by brace matching and the session reads it as before.
+pub(crate) fn bare_object(window: &[u8]) -> Option<(usize, JsonFacts)> {
+    let mut stream = serde_json::Deserializer::from_slice(window).into_iter::<MaybeObject<'_>>();
+    let top = stream.next()?.ok()?;
+    let len = stream.byte_offset();
+    std::str::from_utf8(window.get(..len)?).ok()?;
+    Some((len, facts_of(top)))
+}
+
 /// What a parsed body says. `found` collects the identity of every level; `JsonFacts::device` has it.
 fn facts_of(MaybeObject(top): MaybeObject<'_>) -> JsonFacts {
     let Some(mut top) = top else {
@@ -702,5 +719,23 @@ mod tests {
         }
         assert_eq!(key_of("LocaleTime"), Key::Time(0));
         assert_eq!(key_of("nKeepAlive"), Key::Period);
+    }
+
+    #[test]
+    fn the_decoder_reads_whole_bare_objects_once() {
+        let event = br#"{"method":"client.notifyEventStream","params":{"eventList":[{"Code":"VideoMotion","Action":"Start","Index":0}]}}"#;
+        let stream = [&event[..], b"\n", &event[..60]].concat();
+        let mut decoder = crate::Decoder::default();
+        let frames: Vec<_> = decoder.feed(&stream).collect();
+        assert_eq!(frames.len(), 1);
+        let facts = frames[0].parsed.take().expect("read by the decoder");
+        assert_eq!(facts.events.len(), 1);
+        assert!(frames[0].parsed.take().is_none(), "taken once");
+        assert!(frames[0].clone().parsed.take().is_none());
+        // The rest of the second object arrives later: framed by brace matching, read by the session.
+        let frames: Vec<_> = decoder.feed(&event[60..]).collect();
+        assert_eq!(frames.len(), 1);
+        assert!(frames[0].parsed.take().is_none());
+        assert_eq!(crate::Session::new().decode(&frames[0]).events.len(), 1);
     }
 }

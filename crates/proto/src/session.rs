@@ -225,7 +225,16 @@ impl Session {
         };
         match frame.protocol {
             Protocol::Dvrip => self.dvrip(frame, &body, &mut out),
-            Protocol::Dhip | Protocol::Json => generic_body(&body, &mut out),
+            Protocol::Json => match frame.parsed.take() {
+                // Read by the decoder while it found the object's end: exactly what `json_body` reads.
+                Some(facts) => {
+                    apply_facts(*facts, &mut out);
+                    out.body_format = BodyFormat::Json;
+                    out.body = Body::Json(body.slice_ref(trim_json(&body)));
+                }
+                None => generic_body(&body, &mut out),
+            },
+            Protocol::Dhip => generic_body(&body, &mut out),
             Protocol::Xm => xm_body(&body, &mut out),
             Protocol::Junk | Protocol::Http => out.set_binary(&body),
         }

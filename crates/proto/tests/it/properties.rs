@@ -128,6 +128,34 @@ proptest! {
         }
     }
 
+    /// A bare JSON object is read by the decoder while it finds the object's end; a clone of the frame
+    /// carries only the bytes, so its session reads them itself: both must say the same.
+    #[test]
+    fn bare_json_read_by_the_decoder_decodes_like_the_bytes(
+        frames in prop::collection::vec(prop_oneof![
+            any_frame(),
+            json_text().prop_map(|j| encode::bare_json(&j)),
+            "\\{[ -~]{0,30}\\}\n".prop_map(String::into_bytes),
+            (json_text(), "[\"A-Za-z:,{}\\[\\]\\\\é ]{0,12}").prop_map(|(j, s)| format!("{{\"K\":{j},\"T\":\"{s}\"}}").into_bytes()),
+            Just(br#"{"method":"client.keepAlive","params":{"timeout":30},"SerialNo":"ABC","id":2}"#.to_vec()),
+            Just(br#"{"Event":"HumanDetect","Status":"Start","Type":"Log","Channel":1}"#.to_vec()),
+            Just(b"{\"a\":\"\xff\"}".to_vec()),
+        ], 1..8),
+        cuts in prop::collection::vec(0usize..2000, 0..4),
+    ) {
+        let stream = frames.concat();
+        let mut cuts = cuts;
+        cuts.sort_unstable();
+        cuts.dedup();
+        let decoded = decode_chunked(&stream, &cuts, DecoderConfig::default());
+        let mut one_pass = Session::new();
+        let mut two_pass = Session::new();
+        for frame in &decoded {
+            let copy = frame.clone();
+            prop_assert_eq!(one_pass.decode(frame), two_pass.decode(&copy));
+        }
+    }
+
     #[test]
     fn json_round_trip_every_framing(s in any::<u32>(), r in any::<u32>(), json in json_text()) {
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
