@@ -323,14 +323,25 @@ impl Session {
         }
         match format {
             0 if body.len() >= 4 => {
-                let words: Vec<u32> = body.chunks_exact(4).filter_map(|w| le_u32(w, 0)).collect();
+                // Nearly every mask body is one word: no allocation for up to four.
+                let mut few = [0u32; 4];
+                let many: Vec<u32>;
+                let words: &[u32] = if body.len() / 4 <= few.len() {
+                    for (word, bytes) in few.iter_mut().zip(body.chunks_exact(4)) {
+                        *word = le_u32(bytes, 0).unwrap_or(0);
+                    }
+                    &few[..body.len() / 4]
+                } else {
+                    many = body.chunks_exact(4).filter_map(|w| le_u32(w, 0)).collect();
+                    &many
+                };
                 if !body.len().is_multiple_of(4) {
                     out.error = Some(format!(
                         "mask body of {} bytes is not a whole number of 32-bit words; trailing bytes ignored",
                         body.len()
                     ));
                 }
-                self.apply_masks(alarm_type, group, &words, None, None, &mut out.events);
+                self.apply_masks(alarm_type, group, words, None, None, &mut out.events);
                 out.body_format = BodyFormat::Mask;
                 out.body = Body::Mask {
                     mask: words[0],
@@ -440,10 +451,25 @@ impl Session {
                 } else {
                     Action::Stop
                 };
+                let index = Some(i64::from(bit) + 32 * i64::from(group));
+                if device_time.is_none() && data.is_none() {
+                    // The usual binary mask: every field but the action and index is a constant, so
+                    // the event is written in place rather than assembled and copied.
+                    if let Cow::Borrowed(code) = code {
+                        events.push(Event {
+                            code: Cow::Borrowed(code),
+                            action,
+                            index,
+                            device_time: None,
+                            data: None,
+                        });
+                        continue;
+                    }
+                }
                 events.push(Event {
                     code: code.clone(),
                     action,
-                    index: Some(i64::from(bit) + 32 * i64::from(group)),
+                    index,
                     device_time: device_time.clone(),
                     data: data.clone(),
                 });
