@@ -179,6 +179,75 @@ pub struct WriteResult {
     pub event_ids: Vec<i64>,
 }
 
+/// The connection rows a batch inserts, with what the batch's identifications and closes of the same
+/// connections set in them (see [`Db::write`]).
+struct ConnectionRows<'a> {
+    /// One per `batch.opened`, in order.
+    rows: Vec<FoldedRow<'a>>,
+    /// Ids whose identifications and closes are folded into their row.
+    folded: std::collections::HashSet<i64>,
+}
+
+/// The columns of a connection row beyond its id, peer and opening time.
+#[derive(Default)]
+struct FoldedRow<'a> {
+    device: Option<&'a str>,
+    closed_at: Option<i64>,
+    close_reason: Option<&'a str>,
+    frames: Option<i64>,
+    bytes: Option<i64>,
+}
+
+impl<'a> ConnectionRows<'a> {
+    fn fold(batch: &'a Batch) -> ConnectionRows<'a> {
+        let mut rows: Vec<FoldedRow<'a>> =
+            batch.opened.iter().map(|_| FoldedRow::default()).collect();
+        if batch.identified.is_empty() && batch.closed.is_empty() {
+            return ConnectionRows {
+                rows,
+                folded: Default::default(),
+            };
+        }
+        // The last insert of an id is the row the updates apply to (INSERT OR REPLACE).
+        let index: std::collections::HashMap<i64, usize> = batch
+            .opened
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id, i))
+            .collect();
+        // In the order the updates run: identifications, then closes.
+        for c in &batch.identified {
+            if let Some(row) = index.get(&c.id).map(|&i| &mut rows[i]) {
+                row.device = Some(&c.device);
+                row.frames = Some(c.frames as i64);
+                row.bytes = Some(c.bytes as i64);
+            }
+        }
+        for c in &batch.closed {
+            if let Some(row) = index.get(&c.id).map(|&i| &mut rows[i]) {
+                row.device = c.device.as_deref().or(row.device);
+                row.closed_at = Some(c.closed_at);
+                row.close_reason = Some(&c.reason);
+                row.frames = Some(c.frames as i64);
+                row.bytes = Some(c.bytes as i64);
+            }
+        }
+        let folded = index.into_keys().collect();
+        ConnectionRows { rows, folded }
+    }
+
+    /// The updates of `updates` still to run: those of connections not inserted by the batch.
+    fn unfolded<'u, T>(
+        &'u self,
+        updates: &'u [T],
+        id: impl Fn(&T) -> i64 + 'u,
+    ) -> impl Iterator<Item = &'u T> + 'u {
+        updates
+            .iter()
+            .filter(move |u| !self.folded.contains(&id(u)))
+    }
+}
+
 /// Deletes a device row unless it was heard after `?2` (unix ms).
 const REMOVE_DEVICE: &str = "DELETE FROM devices WHERE id = ?1 AND last_seen <= ?2";
 
@@ -188,11 +257,25 @@ impl Db {
         let tx = self.conn.transaction()?;
         let mut result = WriteResult::default();
         {
+            // A connection opened, identified and closed within the batch (a camera that sends one
+            // alarm per connection) is written once, as the insert and the updates below would leave
+            // it: one statement instead of three.
+            let rows = ConnectionRows::fold(batch);
             let mut open = tx.prepare_cached(
-                "INSERT OR REPLACE INTO connections (id, peer, opened_at) VALUES (?1, ?2, ?3)",
+                "INSERT OR REPLACE INTO connections (id, peer, opened_at, device, closed_at, close_reason, frames, bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
-            for c in &batch.opened {
-                open.execute(params![c.id, c.peer, c.opened_at])?;
+            for (c, row) in batch.opened.iter().zip(&rows.rows) {
+                open.execute(params![
+                    c.id,
+                    c.peer,
+                    c.opened_at,
+                    row.device,
+                    row.closed_at,
+                    row.close_reason,
+                    row.frames,
+                    row.bytes
+                ])?;
             }
             let mut frame = tx.prepare_cached(
                 "INSERT INTO frames (received_at, device, connection, stream_offset, protocol, command, kind, body_format, error, length, bytes)
@@ -271,14 +354,14 @@ impl Db {
             let mut identify = tx.prepare_cached(
                 "UPDATE connections SET device = ?2, frames = ?3, bytes = ?4 WHERE id = ?1",
             )?;
-            for c in &batch.identified {
+            for c in rows.unfolded(&batch.identified, |c| c.id) {
                 identify.execute(params![c.id, c.device, c.frames as i64, c.bytes as i64])?;
             }
             let mut close = tx.prepare_cached(
                 "UPDATE connections SET device = COALESCE(?2, device), closed_at = ?3,
                         close_reason = ?4, frames = ?5, bytes = ?6 WHERE id = ?1",
             )?;
-            for c in &batch.closed {
+            for c in rows.unfolded(&batch.closed, |c| c.id) {
                 close.execute(params![
                     c.id,
                     c.device,

@@ -384,3 +384,116 @@ fn devices_are_read_a_page_at_a_time_in_id_order() {
     assert!(page(Some("e"), 2).is_empty());
     assert_eq!(device_ids(&db), ["a", "b", "c", "d", "e"]);
 }
+
+/// Every connection row, as the table holds it.
+fn connection_rows(dir: &std::path::Path) -> Vec<Vec<rusqlite::types::Value>> {
+    let conn = rusqlite::Connection::open(dir.join("alarm-center.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT id, device, peer, opened_at, closed_at, close_reason, frames, bytes FROM connections ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| (0..8).map(|i| r.get(i)).collect())
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+#[test]
+fn a_connection_opened_identified_and_closed_in_one_batch_gets_the_same_row() {
+    use alarm_center_store::{ConnectionClose, ConnectionIdentified, ConnectionOpen};
+    let open = |id: i64| ConnectionOpen {
+        id,
+        peer: format!("127.0.0.1:{}", 40_000 + id),
+        opened_at: 1_000 + id,
+    };
+    let identified = |id: i64, device: &str| ConnectionIdentified {
+        id,
+        device: device.into(),
+        frames: 1,
+        bytes: 10,
+    };
+    let closed = |id: i64, device: Option<&str>| ConnectionClose {
+        id,
+        device: device.map(Into::into),
+        closed_at: 2_000 + id,
+        reason: format!("closed {id}"),
+        frames: 2,
+        bytes: 20,
+    };
+    // 1: opened, identified (twice) and closed; 2: opened and identified; 3: opened and closed without
+    // a device; 4: opened in an earlier batch, identified and closed in this one; 5: opened twice.
+    let earlier = Batch {
+        opened: vec![open(4)],
+        ..Batch::default()
+    };
+    let batch = Batch {
+        opened: vec![open(1), open(2), open(3), open(5), open(5)],
+        identified: vec![
+            identified(1, "A"),
+            identified(2, "B"),
+            identified(1, "C"),
+            identified(4, "D"),
+        ],
+        closed: vec![
+            closed(1, None),
+            closed(3, None),
+            closed(4, Some("E")),
+            closed(5, Some("F")),
+        ],
+        ..Batch::default()
+    };
+    let folded = tempfile::tempdir().unwrap();
+    let mut db = Db::open(folded.path(), SyncMode::Normal).unwrap();
+    db.write(&earlier).unwrap();
+    db.write(&batch).unwrap();
+    // The same records one kind per batch: nothing to fold, the insert and updates run as before.
+    let apart = tempfile::tempdir().unwrap();
+    let mut db = Db::open(apart.path(), SyncMode::Normal).unwrap();
+    db.write(&earlier).unwrap();
+    for part in [
+        Batch {
+            opened: batch.opened.clone(),
+            ..Batch::default()
+        },
+        Batch {
+            identified: batch.identified.clone(),
+            ..Batch::default()
+        },
+        Batch {
+            closed: batch.closed.clone(),
+            ..Batch::default()
+        },
+    ] {
+        db.write(&part).unwrap();
+    }
+    let rows = connection_rows(folded.path());
+    assert_eq!(rows, connection_rows(apart.path()));
+    use rusqlite::types::Value::{Integer, Null, Text};
+    assert_eq!(
+        rows[0],
+        [
+            Integer(1),
+            Text("C".into()),
+            Text("127.0.0.1:40001".into()),
+            Integer(1_001),
+            Integer(2_001),
+            Text("closed 1".into()),
+            Integer(2),
+            Integer(20)
+        ]
+    );
+    assert_eq!(
+        rows[1][1..],
+        [
+            Text("B".into()),
+            Text("127.0.0.1:40002".into()),
+            Integer(1_002),
+            Null,
+            Null,
+            Integer(1),
+            Integer(10)
+        ]
+    );
+    assert_eq!(rows[2][1], Null);
+    assert_eq!(rows[3][1], Text("E".into()));
+    assert_eq!(rows[4][1], Text("F".into()));
+}
