@@ -18,9 +18,11 @@
 //! socket on the generator's side (the side that closes first). Every socket sets `SO_REUSEADDR`, so
 //! that binding a source address may pick a port whose previous connection is still in TIME_WAIT;
 //! Linux then lets `connect` reuse that 4-tuple on loopback (`net.ipv4.tcp_tw_reuse = 2`, the
-//! default). `--zero-linger` closes with a RST instead (`SO_LINGER` 0: no TIME_WAIT at all), for
-//! kernels where ports run out anyway; the server then sees "connection reset" after the frame
-//! instead of an end of stream.
+//! default). That holds while each source address has ports to spare: one address has about 28,000
+//! (`net.ipv4.ip_local_port_range`), each held 60 s in TIME_WAIT, so spread high rates over many
+//! `--sources` (40 carry 12,000 connections/s). `--zero-linger` closes with a RST instead (`SO_LINGER`
+//! 0: no TIME_WAIT at all) for runs from one address at more than a few hundred connections/s; the
+//! server then sees "connection reset" after the frame instead of an end of stream.
 //!
 //! ```text
 //! cargo run --release -p alarm-center-sim --example conn_per_alarm -- \
@@ -220,6 +222,11 @@ async fn camera(
     let device_ip = Ipv4Addr::new(192, 168, (n / 250) as u8, (n % 250) as u8 + 1);
     let mut start = true;
     loop {
+        // The clock ends the run too, not only the schedule: attempts that fail (a port search that
+        // found no free port, a refused connect) take their turns as well, but must not outlast it.
+        if Instant::now() >= deadline {
+            return;
+        }
         if options.rate > 0 {
             let k = next.fetch_add(1, Ordering::Relaxed);
             let due = began + Duration::from_secs_f64(k as f64 / options.rate as f64);
@@ -227,8 +234,6 @@ async fn camera(
                 return;
             }
             tokio::time::sleep_until(due).await;
-        } else if Instant::now() >= deadline {
-            return;
         }
         let Ok(_permit) = open.acquire().await else {
             return;
@@ -435,6 +440,26 @@ mod tests {
         assert!(report.elapsed < Duration::from_secs(2), "{report}");
         wait_for(&seen, report.sent).await;
         assert_eq!(seen.lock().unwrap().len() as u64, report.sent);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failing_connects_are_counted_and_do_not_outlast_the_run() {
+        // Nothing listens there: every connect is refused. Before, each failed attempt took one turn
+        // of the rate's schedule, so a run at a high rate went on long past its duration.
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = closed.local_addr().unwrap();
+        drop(closed);
+        let report = run(Options {
+            target,
+            cameras: 4,
+            rate: 1_000_000,
+            duration: Duration::from_millis(200),
+            ..Options::default()
+        })
+        .await;
+        assert_eq!(report.sent, 0, "{report}");
+        assert!(report.failed_connects > 0, "{report}");
+        assert!(report.elapsed < Duration::from_secs(1), "{report}");
     }
 
     #[test]
