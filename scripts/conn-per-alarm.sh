@@ -85,7 +85,7 @@ run_sink() { # $1 = run; prints "sent counted gen_s drain_s cpu_ticks"
     local waited; waited=$(drain sink_frames "$sent")
     local after; after=$(cpu_ticks $pid)
     kill $pid; wait $pid 2>/dev/null || true
-    echo "$sent $(sink_frames) $(field seconds "$WORK/gen.sink.$1") $waited $((after - before)) $(field slow_connects "$WORK/gen.sink.$1")"
+    echo "$sent $(sink_frames) $(field seconds "$WORK/gen.sink.$1") $waited $((after - before)) $(field slow_connects "$WORK/gen.sink.$1") $(field failed_connects "$WORK/gen.sink.$1")"
 }
 
 stored_max_id() {
@@ -113,16 +113,16 @@ run_server() { # $1 = run; prints "sent stored gen_s drain_s cpu_ticks"
     kill -TERM $pid; wait $pid 2>/dev/null || true
     local stored
     stored=$(python3 -c "import sqlite3;print(sqlite3.connect('$WORK/data/alarm-center.db').execute(\"select count(*) from events where code = 'HumanDetect'\").fetchone()[0])")
-    echo "$sent $stored $(field seconds "$WORK/gen.server.$1") $waited $((after - before)) $(field slow_connects "$WORK/gen.server.$1")"
+    echo "$sent $stored $(field seconds "$WORK/gen.server.$1") $waited $((after - before)) $(field slow_connects "$WORK/gen.server.$1") $(field failed_connects "$WORK/gen.server.$1")"
 }
 
-report() { # $1 = name, $2 = run, $3 = what was counted; then sent handled gen_s drain_s ticks slow
-    local name=$1 run=$2 what=$3 sent=$4 handled=$5 gen=$6 waited=$7 ticks=$8 slow=$9
+report() { # $1 = name, $2 = run, $3 = what was counted; then sent handled gen_s drain_s ticks slow failed
+    local name=$1 run=$2 what=$3 sent=$4 handled=$5 gen=$6 waited=$7 ticks=$8 slow=$9 failed=${10}
     local cpu; cpu=$(echo "scale=3; $ticks / $TICKS" | bc)
-    printf '%-12s run %s: sent %d, %s %d (lost %d), %.0f events/s (generator %.1f s + drain %.1f s), CPU %.2f s, %.1f µs/event, %d connects retried after a dropped SYN\n' \
+    printf '%-12s run %s: sent %d, %s %d (lost %d), %.0f events/s (generator %.1f s + drain %.1f s), CPU %.2f s, %.1f µs/event, %d connects retried after a dropped SYN, %d failed\n' \
         "$name" "$run" "$sent" "$what" "$handled" $((sent - handled)) \
         "$(echo "$handled / ($gen + $waited)" | bc -l)" "$gen" "$waited" "$cpu" \
-        "$(echo "1000000 * $cpu / $handled" | bc -l)" "$slow" | tee -a "$WORK/results"
+        "$(echo "1000000 * $cpu / $handled" | bc -l)" "$slow" "$failed" | tee -a "$WORK/results"
 }
 
 : > "$WORK/results"
