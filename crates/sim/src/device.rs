@@ -129,7 +129,9 @@ async fn connect(
         match socket.connect(target).await {
             Ok(stream) => return Ok(stream),
             // The same address pair is still in use (or in TIME_WAIT and not reusable): next port.
-            Err(e) if e.kind() == ErrorKind::AddrNotAvailable || e.kind() == ErrorKind::AddrInUse => {
+            Err(e)
+                if e.kind() == ErrorKind::AddrNotAvailable || e.kind() == ErrorKind::AddrInUse =>
+            {
                 last = Some(e)
             }
             Err(e) => return Err(e),

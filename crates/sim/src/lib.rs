@@ -236,7 +236,11 @@ impl SimConfig {
                 .serial_prefix
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if let Some(ip) = self.sources.iter().find(|ip| ip.is_ipv4() != self.target.is_ipv4()) {
+        if let Some(ip) = self
+            .sources
+            .iter()
+            .find(|ip| ip.is_ipv4() != self.target.is_ipv4())
+        {
             return invalid(format!(
                 "source address {ip} and target {} are not of the same IP version",
                 self.target
@@ -582,7 +586,13 @@ mod tests {
             [ip("127.0.0.1"), ip("127.0.0.2"), ip("127.0.0.3"), ip("::1")]
         );
         assert_eq!(parse_sources("127.0.0.255-127.0.1.0").unwrap().len(), 2);
-        for bad in ["", "localhost", "127.0.0.2-127.0.0.1", "::1-::2", "10.0.0.0-10.1.0.0"] {
+        for bad in [
+            "",
+            "localhost",
+            "127.0.0.2-127.0.0.1",
+            "::1-::2",
+            "10.0.0.0-10.1.0.0",
+        ] {
             assert!(parse_sources(bad).is_err(), "{bad:?}");
         }
         let config = SimConfig {

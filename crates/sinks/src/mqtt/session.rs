@@ -41,7 +41,10 @@ pub(super) struct Publisher {
 
 impl Publisher {
     /// Publishes `messages`, each with the tag its acknowledgement reports, in order.
-    pub(super) async fn publish(&self, messages: Vec<(Message, Option<i64>)>) -> Result<(), String> {
+    pub(super) async fn publish(
+        &self,
+        messages: Vec<(Message, Option<i64>)>,
+    ) -> Result<(), String> {
         let _order = self.order.lock().await;
         // The tags of the whole batch go first, under one lock: the event loop takes one per publish
         // it sends, and these are the next publishes it will see.
