@@ -57,8 +57,7 @@ pub struct Context {
 }
 
 /// Events read from the log at once, and handed to a destination at once unless it asks for fewer: a
-/// batch boundary costs the MQTT sink a round trip of acknowledgements (512 drained a backlog at about
-/// 20,000 events/s, 4,096 at about 27,000; docs/benchmarks.md §11).
+/// batch boundary costs the MQTT sink a round trip of acknowledgements (decision D49).
 const BATCH: u32 = 4096;
 /// How often a sink's cursor is saved while it delivers.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
