@@ -10,6 +10,9 @@ use crate::http::{HttpScan, Start, Step};
 use crate::object_bounds::{JsonScan, Scan};
 use crate::{dhip, dvrip, http, json_body, xm};
 
+/// Most events of a bare JSON reading attached to its frame (see [`ParsedJson`]).
+const MAX_ATTACHED_EVENTS: usize = 16;
+
 /// Default maximum frame size in bytes (header + body): 64 KiB.
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
 
@@ -337,7 +340,12 @@ impl Decoder {
                     let end = self.buf.len().min(self.max_frame);
                     if let Some((n, facts)) = json_body::bare_object(&self.buf[..end]) {
                         let mut frame = self.split(n, Protocol::Json, 0, None);
-                        frame.parsed = ParsedJson::new(facts);
+                        // A reading rides with its frame until the session takes it, possibly behind
+                        // other frames of the same read: only small ones, so that what a read holds
+                        // stays of the order of its bytes (a long event list is read again instead).
+                        if facts.events.len() <= MAX_ATTACHED_EVENTS {
+                            frame.parsed = ParsedJson::new(facts, &frame.bytes);
+                        }
                         return Some(frame);
                     }
                     self.json = Some(JsonScan::default());

@@ -106,17 +106,21 @@ pub struct Frame {
 
 /// What the decoder read from a bare JSON frame, for the session to take once. Not part of the frame's
 /// value: equal whatever it holds, and a clone starts empty (its session reads the bytes itself).
+/// What was read is tied to the bytes it was read from (their address and length): a frame whose public
+/// fields were changed since gets read again from what it holds now.
 #[derive(Default)]
-pub(crate) struct ParsedJson(Mutex<Option<Box<JsonFacts>>>);
+pub(crate) struct ParsedJson(Mutex<Option<(Box<JsonFacts>, usize, usize)>>);
 
 impl ParsedJson {
-    pub(crate) fn new(facts: JsonFacts) -> ParsedJson {
-        ParsedJson(Mutex::new(Some(Box::new(facts))))
+    pub(crate) fn new(facts: JsonFacts, read_from: &[u8]) -> ParsedJson {
+        let at = read_from.as_ptr() as usize;
+        ParsedJson(Mutex::new(Some((Box::new(facts), at, read_from.len()))))
     }
 
-    /// Takes what was read, if it is still there.
-    pub(crate) fn take(&self) -> Option<Box<JsonFacts>> {
-        self.0.try_lock().ok()?.take()
+    /// Takes what was read, if it is still there and `body` is still the bytes it was read from.
+    pub(crate) fn take(&self, body: &[u8]) -> Option<Box<JsonFacts>> {
+        let (facts, at, len) = self.0.try_lock().ok()?.take()?;
+        (body.as_ptr() as usize == at && body.len() == len).then_some(facts)
     }
 }
 

@@ -728,14 +728,18 @@ mod tests {
         let mut decoder = crate::Decoder::default();
         let frames: Vec<_> = decoder.feed(&stream).collect();
         assert_eq!(frames.len(), 1);
-        let facts = frames[0].parsed.take().expect("read by the decoder");
+        let copy = frames[0].clone();
+        let facts = frames[0]
+            .parsed
+            .take(&frames[0].bytes)
+            .expect("read by the decoder");
         assert_eq!(facts.events.len(), 1);
-        assert!(frames[0].parsed.take().is_none(), "taken once");
-        assert!(frames[0].clone().parsed.take().is_none());
+        assert!(frames[0].parsed.take(&frames[0].bytes).is_none(), "taken once");
+        assert!(copy.parsed.take(&copy.bytes).is_none());
         // The rest of the second object arrives later: framed by brace matching, read by the session.
         let frames: Vec<_> = decoder.feed(&event[60..]).collect();
         assert_eq!(frames.len(), 1);
-        assert!(frames[0].parsed.take().is_none());
+        assert!(frames[0].parsed.take(&frames[0].bytes).is_none());
         assert_eq!(crate::Session::new().decode(&frames[0]).events.len(), 1);
     }
 }

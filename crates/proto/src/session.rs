@@ -225,7 +225,11 @@ impl Session {
         };
         match frame.protocol {
             Protocol::Dvrip => self.dvrip(frame, &body, &mut out),
-            Protocol::Json => match frame.parsed.take() {
+            Protocol::Json => match frame
+                .parsed
+                .take(&frame.bytes)
+                .filter(|_| frame.header_len == 0)
+            {
                 // Read by the decoder while it found the object's end: exactly what `json_body` reads.
                 Some(facts) => {
                     apply_facts(*facts, &mut out);

@@ -488,3 +488,33 @@ fn keepalive_period_announced_as_keepalive_or_nkeepalive() {
         assert_eq!(d.keepalive_period, Some(45), "{key}");
     }
 }
+
+/// A bare JSON frame carries the decoder's reading to the session; a frame whose bytes were replaced
+/// since is read from what it holds now, never from the reading of its old bytes.
+#[test]
+fn a_bare_json_frame_with_new_bytes_is_read_from_them() {
+    let mut decoder = Decoder::default();
+    let mut frames: Vec<alarm_center_proto::Frame> = decoder
+        .feed(br#"{"method":"client.keepAlive","params":{"timeout":30}}"#)
+        .collect();
+    assert_eq!(frames.len(), 1);
+    let alarm = br#"{"params":{"eventList":[{"Code":"VideoMotion","Action":"Start","Index":3}]},"x":1}"#;
+    frames[0].bytes = bytes::Bytes::from_static(alarm);
+    let decoded = Session::new().decode(&frames[0]);
+    assert_eq!(decoded.events.len(), 1, "{decoded:?}");
+    assert_eq!(decoded.events[0].code, "VideoMotion");
+}
+
+/// A long event list is not attached to its frame (a read's frames wait together for the writer), and
+/// decodes all the same.
+#[test]
+fn a_long_bare_json_event_list_decodes_whole() {
+    let events: Vec<String> = (0..100)
+        .map(|i| format!(r#"{{"Code":"VideoMotion","Action":"Start","Index":{i}}}"#))
+        .collect();
+    let text = format!(r#"{{"params":{{"eventList":[{}]}}}}"#, events.join(","));
+    let mut decoder = Decoder::default();
+    let frames: Vec<alarm_center_proto::Frame> = decoder.feed(text.as_bytes()).collect();
+    assert_eq!(frames.len(), 1);
+    assert_eq!(Session::new().decode(&frames[0]).events.len(), 100);
+}
