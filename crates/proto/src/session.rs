@@ -456,20 +456,6 @@ impl Session {
                     Action::Stop
                 };
                 let index = Some(i64::from(bit) + 32 * i64::from(group));
-                if device_time.is_none() && data.is_none() {
-                    // The usual binary mask: every field but the action and index is a constant, so
-                    // the event is written in place rather than assembled and copied.
-                    if let Cow::Borrowed(code) = code {
-                        events.push(Event {
-                            code: Cow::Borrowed(code),
-                            action,
-                            index,
-                            device_time: None,
-                            data: None,
-                        });
-                        continue;
-                    }
-                }
                 events.push(Event {
                     code: code.clone(),
                     action,
