@@ -734,7 +734,10 @@ mod tests {
             .take(&frames[0].bytes)
             .expect("read by the decoder");
         assert_eq!(facts.events.len(), 1);
-        assert!(frames[0].parsed.take(&frames[0].bytes).is_none(), "taken once");
+        assert!(
+            frames[0].parsed.take(&frames[0].bytes).is_none(),
+            "taken once"
+        );
         assert!(copy.parsed.take(&copy.bytes).is_none());
         // The rest of the second object arrives later: framed by brace matching, read by the session.
         let frames: Vec<_> = decoder.feed(&event[60..]).collect();

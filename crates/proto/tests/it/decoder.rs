@@ -498,7 +498,8 @@ fn a_bare_json_frame_with_new_bytes_is_read_from_them() {
         .feed(br#"{"method":"client.keepAlive","params":{"timeout":30}}"#)
         .collect();
     assert_eq!(frames.len(), 1);
-    let alarm = br#"{"params":{"eventList":[{"Code":"VideoMotion","Action":"Start","Index":3}]},"x":1}"#;
+    let alarm =
+        br#"{"params":{"eventList":[{"Code":"VideoMotion","Action":"Start","Index":3}]},"x":1}"#;
     frames[0].bytes = bytes::Bytes::from_static(alarm);
     let decoded = Session::new().decode(&frames[0]);
     assert_eq!(decoded.events.len(), 1, "{decoded:?}");
