@@ -83,8 +83,11 @@ pub(crate) trait Destination: Send {
         BATCH as usize
     }
 
-    /// Delivers `events` in order. Returns the outcomes of the leading events handled; fewer outcomes
-    /// than events means the destination went away (the reason is returned): the rest is offered again.
+    /// Delivers `events` in order. Returns the outcomes of the leading events handled. Fewer outcomes
+    /// than events with a reason: the destination went away, the rest is offered again. Fewer without
+    /// a reason (at least one, unless `events` is empty): the rest is still in flight, and the next
+    /// call offers it again first, followed by newer events (a destination that pipelines keeps track
+    /// of what it already sent).
     fn deliver(
         &mut self,
         events: &[StoredEvent],
@@ -122,6 +125,8 @@ pub(crate) struct Runner {
     read_to: i64,
     /// Events approved by the rules and not yet handled, in order.
     pending: VecDeque<StoredEvent>,
+    /// The last read of the log was a whole batch: more may be there already.
+    log_has_more: bool,
     rules: Rules,
     counts: SinkCounts,
     last_error: Option<String>,
@@ -169,6 +174,7 @@ impl Runner {
             store: SinkStore(Arc::new(std::sync::Mutex::new(db))),
             read_to: position,
             pending: VecDeque::new(),
+            log_has_more: false,
             rules: Rules::new(rules),
             counts,
             last_error: None,
@@ -236,41 +242,64 @@ impl Runner {
         );
     }
 
+    /// Reads up to [`BATCH`] more events of the log into `pending` (those the rules let through).
+    /// Returns how many were read, filtered ones included.
+    async fn read_more(&mut self) -> Result<usize, String> {
+        let query = EventQuery {
+            after_id: Some(self.read_to),
+            limit: Some(BATCH),
+            ascending: true,
+            ..EventQuery::default()
+        };
+        let events = self.store.call(move |db| db.events(&query)).await?;
+        let read = events.len();
+        self.log_has_more = read == BATCH as usize;
+        if let Some(last) = events.last() {
+            self.read_to = last.id;
+        }
+        for event in events {
+            match self.rules.check(&event) {
+                Ok(()) => self.pending.push_back(event),
+                Err(Skip::Filtered | Skip::Duplicate | Skip::RateLimited) => {
+                    self.counts.filtered += 1
+                }
+            }
+        }
+        Ok(read)
+    }
+
+    /// While a destination works through `pending`: adds what the log gained since (without waiting),
+    /// so that a destination that keeps events in flight is offered new ones as soon as they commit.
+    async fn top_up(&mut self) {
+        let mut news = self.log_has_more;
+        loop {
+            match self.wake.try_recv() {
+                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => news = true,
+                Err(_) => break,
+            }
+        }
+        if news && self.pending.len() < BATCH as usize {
+            if let Err(e) = self.read_more().await {
+                tracing::warn!(sink = %self.name, error = %e, "cannot read the event log; retrying");
+            }
+        }
+    }
+
     /// Reads more of the log into `pending`, waiting for new events when caught up. `false` at shutdown.
     async fn fill(&mut self) -> bool {
         loop {
             if self.shutdown.is_cancelled() {
                 return false;
             }
-            let after = self.read_to;
-            let query = EventQuery {
-                after_id: Some(after),
-                limit: Some(BATCH),
-                ascending: true,
-                ..EventQuery::default()
-            };
-            let events = match self.store.call(move |db| db.events(&query)).await {
-                Ok(events) => events,
+            match self.read_more().await {
+                Ok(0) => {}
+                Ok(_) if !self.pending.is_empty() => return true,
+                Ok(_) => continue,
                 Err(e) => {
                     tracing::warn!(sink = %self.name, error = %e, "cannot read the event log; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
-            };
-            if let Some(last) = events.last() {
-                self.read_to = last.id;
-                for event in events {
-                    match self.rules.check(&event) {
-                        Ok(()) => self.pending.push_back(event),
-                        Err(Skip::Filtered | Skip::Duplicate | Skip::RateLimited) => {
-                            self.counts.filtered += 1
-                        }
-                    }
-                }
-                if !self.pending.is_empty() {
-                    return true;
-                }
-                continue;
             }
             // Caught up: record where (filtered events move the position too), then wait for the next
             // commit (or poll, in case a notice was missed).
@@ -339,19 +368,17 @@ impl Runner {
             self.last_error = Some(reason);
         }
         while self.pending.is_empty() && self.fill().await || !self.pending.is_empty() {
-            let batch: Vec<StoredEvent> = self
-                .pending
-                .iter()
-                .take(destination.batch_size())
-                .cloned()
-                .collect();
+            self.top_up().await;
+            let size = destination.batch_size().min(self.pending.len());
+            let batch = &self.pending.make_contiguous()[..size];
             // Destinations watch the shutdown token themselves and return what they completed, so that
-            // the cursor records every acknowledged event.
-            let (outcomes, failure) = destination.deliver(&batch).await;
-            tracing::debug!(sink = %self.name, batch = batch.len(), handled = outcomes.len(), failure = ?failure, "delivered");
-            for (event, outcome) in batch.iter().zip(&outcomes) {
+            // the cursor records every acknowledged event. Fewer outcomes than events without a failure:
+            // the rest is still in progress (and offered again, with what came since).
+            let (outcomes, failure) = destination.deliver(batch).await;
+            tracing::debug!(sink = %self.name, batch = size, handled = outcomes.len(), failure = ?failure, "delivered");
+            let done: Vec<StoredEvent> = self.pending.drain(..outcomes.len().min(size)).collect();
+            for (event, outcome) in done.iter().zip(&outcomes) {
                 self.record(event, outcome).await;
-                self.pending.pop_front();
             }
             if failure.is_some() && self.shutdown.is_cancelled() {
                 break;
@@ -436,3 +463,6 @@ pub fn enabled_names(config: &SinksConfig) -> Vec<String> {
     );
     names
 }
+
+#[cfg(test)]
+mod runner_tests;

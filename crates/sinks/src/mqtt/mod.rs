@@ -13,6 +13,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use alarm_center_store::{EventAction, EventKind, StoredEvent};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -59,6 +61,12 @@ pub(crate) struct MqttSink {
     store: Option<crate::SinkStore>,
     shutdown: CancellationToken,
     session: Option<Session>,
+    /// Events published and not yet wholly acknowledged, in log order: id and messages published.
+    in_flight: VecDeque<(i64, usize)>,
+    /// Acknowledgements received so far per event in flight.
+    acked: HashMap<i64, usize>,
+    /// When a stopping sink stops waiting for acknowledgements.
+    stop_by: Option<Instant>,
     /// What Home Assistant is told about, shared with the event-loop task, which answers Home
     /// Assistant's `online` even while the sink is idle.
     discovery: Arc<Mutex<Discovery>>,
@@ -78,6 +86,9 @@ impl MqttSink {
             store: None,
             shutdown,
             session: None,
+            in_flight: VecDeque::new(),
+            acked: HashMap::new(),
+            stop_by: None,
             catalog_loaded: false,
         })
     }
@@ -257,30 +268,53 @@ impl Destination for MqttSink {
     async fn deliver(&mut self, events: &[StoredEvent]) -> (Vec<Outcome>, Option<String>) {
         if self.session.is_none() {
             if let Err(e) = self.connect().await {
-                self.session = None;
+                self.disconnect();
                 return (Vec::new(), Some(format!("MQTT: {e}")));
             }
         }
-        // Messages still unacknowledged per event, in order.
-        let mut waiting = match self.publish_all(events).await {
-            Ok(waiting) => waiting,
-            Err(e) => {
-                self.session = None;
-                return (Vec::new(), Some(format!("MQTT: {e}")));
+        if !self.offered_again(events) {
+            // Not what was left in flight (it cannot happen with the runner): publish everything again.
+            self.in_flight.clear();
+            self.acked.clear();
+        }
+        let stopping = self.shutdown.is_cancelled();
+        if !stopping {
+            let new = &events[self.in_flight.len()..];
+            match self.publish_all(new).await {
+                Ok(published) => self.in_flight.extend(published),
+                Err(e) => {
+                    self.disconnect();
+                    return (Vec::new(), Some(format!("MQTT: {e}")));
+                }
             }
-        };
+        }
+        if self.in_flight.is_empty() {
+            let failure = stopping.then(|| "shutdown".to_owned());
+            return (Vec::new(), failure);
+        }
+        // At shutdown, acknowledgements already on their way still count: wait for them briefly.
+        let stop_by = stopping.then(|| {
+            *self
+                .stop_by
+                .get_or_insert_with(|| Instant::now() + SHUTDOWN_ACK_WAIT)
+        });
         let mut outcomes = Vec::new();
-        let mut acked: HashMap<i64, usize> = HashMap::new();
         // Time waited since the last acknowledgement.
         let mut silent = Duration::ZERO;
-        while !waiting.is_empty() {
+        // Returns as soon as the oldest events are acknowledged: the runner records them and offers
+        // the rest again with what the log gained meanwhile (publishing never waits for a batch).
+        while outcomes.is_empty() {
             let Some(session) = self.session.as_mut() else {
                 break;
             };
-            // At shutdown, acknowledgements already on their way still count: wait for them briefly.
             let grace = async {
-                self.shutdown.cancelled().await;
-                tokio::time::sleep(SHUTDOWN_ACK_WAIT).await;
+                match stop_by {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => {
+                        self.shutdown.cancelled().await;
+                        tokio::time::sleep(SHUTDOWN_ACK_WAIT).await;
+                    }
+                }
             };
             let note = tokio::select! {
                 biased;
@@ -293,7 +327,7 @@ impl Destination for MqttSink {
                     // A few nudges per silence; a broker silent for ACK_TIMEOUT is taken as gone.
                     silent += NUDGE_AFTER;
                     if silent >= ACK_TIMEOUT {
-                        self.session = None;
+                        self.disconnect();
                         return (outcomes, Some(format!("MQTT: no acknowledgement for {ACK_TIMEOUT:?}")));
                     }
                     // Every 2 ms for the first 20 ms (a delayed ACK lasts up to 40 ms), then every 100 ms.
@@ -309,14 +343,14 @@ impl Destination for MqttSink {
             let mut note = note;
             loop {
                 match note {
-                    Some(Note::Acked(id)) => *acked.entry(id).or_default() += 1,
+                    Some(Note::Acked(id)) => *self.acked.entry(id).or_default() += 1,
                     Some(Note::Connected) => {}
                     Some(Note::Down(e)) => {
-                        self.session = None;
+                        self.disconnect();
                         return (outcomes, Some(format!("MQTT connection lost: {e}")));
                     }
                     None => {
-                        self.session = None;
+                        self.disconnect();
                         return (outcomes, Some("MQTT connection lost".into()));
                     }
                 }
@@ -325,9 +359,29 @@ impl Destination for MqttSink {
                     Err(_) => break,
                 }
             }
-            settle(&mut waiting, &mut acked, &mut outcomes);
+            settle(&mut self.in_flight, &mut self.acked, &mut outcomes);
         }
         (outcomes, None)
+    }
+}
+
+impl MqttSink {
+    /// Whether `events` starts with the events still in flight (the runner offers them again first).
+    fn offered_again(&self, events: &[StoredEvent]) -> bool {
+        let (Some(first), Some(last)) = (self.in_flight.front(), self.in_flight.back()) else {
+            return true;
+        };
+        events.len() >= self.in_flight.len()
+            && events[0].id == first.0
+            && events[self.in_flight.len() - 1].id == last.0
+    }
+
+    /// Drops the connection and what was in flight on it: unacknowledged events are published again on
+    /// the next connection (at least once, in log order).
+    fn disconnect(&mut self) {
+        self.session = None;
+        self.in_flight.clear();
+        self.acked.clear();
     }
 }
 
