@@ -272,11 +272,8 @@ impl Runner {
     /// so that a destination that keeps events in flight is offered new ones as soon as they commit.
     async fn top_up(&mut self) {
         let mut news = self.log_has_more;
-        loop {
-            match self.wake.try_recv() {
-                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => news = true,
-                Err(_) => break,
-            }
+        while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = self.wake.try_recv() {
+            news = true;
         }
         if news && self.pending.len() < BATCH as usize {
             if let Err(e) = self.read_more().await {

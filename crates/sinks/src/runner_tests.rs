@@ -34,7 +34,7 @@ fn alarm(n: i64) -> NewEvent {
     NewEvent {
         frame: FrameRef::None,
         device: "SN1".into(),
-        code: format!("Code{n}").into(),
+        code: format!("Code{n}"),
         action: "start".into(),
         index: Some(0),
         channel: None,
