@@ -191,7 +191,7 @@ fn encode(registry: &Registry, sinks: SinkCursors) -> Result<String, fmt::Error>
 /// (gauge), `connections_accepted_total`, `connections_closed_total{reason}`,
 /// `connections_refused_total{limit="total"|"per_ip"}`, `bytes_received_total`, `frames_total`,
 /// `frames_junk_total`, `frames_error_total`, `events_received_total`, `events_committed_total`,
-/// `store_errors_total`, `identity_conflicts_total`, `new_devices_refused_total`,
+/// `store_errors_total`, `store_commits_total`, `identity_conflicts_total`, `new_devices_refused_total`,
 /// `devices_expired_total`, `offline_transitions_total`, `devices_online` (gauge),
 /// `frames_by_kind_total{protocol,kind}`, `decode_errors_total{cause}`, `events_by_code_total{code}`
 /// (the first 500 codes, then `other`), `commit_latency_seconds` (histogram). The HTTP API:

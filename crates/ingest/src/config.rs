@@ -252,6 +252,11 @@ pub struct StoreConfig {
     pub sync: alarm_center_store::SyncMode,
     /// Most records per transaction.
     pub batch_max: usize,
+    /// Least time between the starts of two commits: records arriving sooner wait, with those that
+    /// follow, for one larger transaction (`0s`: commit as soon as anything waits). A lone record
+    /// after a quiet spell is committed at once.
+    #[serde(deserialize_with = "duration")]
+    pub commit_interval: Duration,
     /// Archive keepAlive frames too (they are most of the frames and carry no event).
     pub archive_keepalives: bool,
     /// With `archive-keepalives`: a connection's keepAlive is archived when it is the connection's
@@ -288,6 +293,7 @@ impl Default for StoreConfig {
             data_dir: PathBuf::from("./data"),
             sync: alarm_center_store::SyncMode::Normal,
             batch_max: 8192,
+            commit_interval: Duration::from_millis(5),
             archive_keepalives: true,
             keepalive_sample_interval: Duration::from_secs(300),
             events_max_age: Duration::from_secs(90 * 86_400),

@@ -135,6 +135,7 @@ impl Ingest {
         let stats = Arc::new(Stats::default());
         let writer_config = WriterConfig {
             batch_max: config.store.batch_max,
+            commit_interval: config.store.commit_interval,
             retention: retention(&config),
             sinks: config.sinks.clone(),
             drop_undelivered: config.store.drop_undelivered,
@@ -147,9 +148,20 @@ impl Ingest {
             writer::spawn_checkpointer(Db::open(&config.store.data_dir, config.store.sync)?)?;
         let writer = {
             let (stats, committed, stopping) = (stats.clone(), committed.clone(), shutdown.clone());
+            let checkpointer = checkpointer.thread();
             std::thread::Builder::new()
                 .name("store-writer".into())
-                .spawn(move || writer::run(db, rx, writer_config, stats, committed, stopping))
+                .spawn(move || {
+                    writer::run(
+                        db,
+                        rx,
+                        writer_config,
+                        stats,
+                        committed,
+                        checkpointer,
+                        stopping,
+                    )
+                })
                 .map_err(|e| IngestError::Internal(format!("cannot start the store writer: {e}")))?
         };
         let slots = slots::Slots::new(
@@ -357,15 +369,16 @@ async fn stats_loop(shared: Arc<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     let stats = &shared.stats;
-    let (mut frames, mut events) = (0, 0);
+    let (mut frames, mut events, mut commits) = (0, 0, 0);
     loop {
         tokio::select! {
             () = shared.shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let (f, e) = (
+        let (f, e, c) = (
             Stats::get(&stats.frames),
             Stats::get(&stats.events_committed),
+            Stats::get(&stats.store_commits),
         );
         let secs = every.as_secs_f64();
         let latency = stats.take_latency_ms();
@@ -374,6 +387,7 @@ async fn stats_loop(shared: Arc<Shared>) {
             devices_online = shared.registry.online_count(),
             frames_per_s = ((f - frames) as f64 / secs).round(),
             events_committed_per_s = ((e - events) as f64 / secs).round(),
+            commits_per_s = ((c - commits) as f64 / secs).round(),
             commit_latency_p50_ms = latency.map(|l| l.0),
             commit_latency_p99_ms = latency.map(|l| l.1),
             commit_latency_max_ms = latency.map(|l| l.2),
@@ -383,6 +397,6 @@ async fn stats_loop(shared: Arc<Shared>) {
             junk_frames = Stats::get(&stats.frames_junk),
             "stats"
         );
-        (frames, events) = (f, e);
+        (frames, events, commits) = (f, e, c);
     }
 }

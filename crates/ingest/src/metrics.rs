@@ -110,6 +110,11 @@ fn pipeline(e: &mut DescriptorEncoder<'_>, s: &Stats) -> fmt::Result {
             "Failed store writes (retried).",
             &s.store_errors,
         ),
+        (
+            "store_commits",
+            "Transactions committed by the store writer.",
+            &s.store_commits,
+        ),
     ];
     for (name, help, value) in counters {
         single(e, name, help, counter(value))?;

@@ -47,6 +47,8 @@ pub struct Stats {
     pub events_committed: AtomicU64,
     /// Store write failures (retried).
     pub store_errors: AtomicU64,
+    /// Transactions committed by the store writer (events per commit = events committed / this).
+    pub store_commits: AtomicU64,
     /// Events given up at shutdown because the store kept failing (lost).
     pub events_discarded: AtomicU64,
     /// Retention passes run: periodic, early (size limit, free-space reserve) and while commits fail.

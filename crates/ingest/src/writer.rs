@@ -66,6 +66,8 @@ use alarm_center_sinks::Committed;
 #[derive(Debug, Clone)]
 pub(crate) struct WriterConfig {
     pub(crate) batch_max: usize,
+    /// `store.commit-interval`.
+    pub(crate) commit_interval: Duration,
     pub(crate) retention: Retention,
     /// Enabled sinks: their undelivered events are kept by retention, or counted when dropped.
     pub(crate) sinks: Vec<String>,
@@ -176,11 +178,25 @@ pub(crate) fn run(
     config: WriterConfig,
     stats: Arc<Stats>,
     committed: broadcast::Sender<Committed>,
+    checkpointer: std::thread::Thread,
     stopping: CancellationToken,
 ) {
     let batch_max = config.batch_max;
+    let interval = config.commit_interval;
     let mut upkeep = Upkeep::new(config);
+    let mut last_commit: Option<Instant> = None;
     while let Some(first) = rx.blocking_recv() {
+        // Group commit: a commit costs the pages it touches whatever its size (the tail pages of
+        // each table, one index page per device), so under a stream of records a transaction every
+        // `interval` writes far less than one per record.
+        if let Some(wait) =
+            last_commit.map(|at| (at + interval).saturating_duration_since(Instant::now()))
+        {
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+        }
+        last_commit = Some(Instant::now());
         let pending = take_batch(first, &mut rx, batch_max);
         upkeep.before_commit(&mut db, &stats);
         let Some(ids) = commit(&mut db, &pending.batch, &stats, &stopping, &mut upkeep) else {
@@ -195,13 +211,49 @@ pub(crate) fn run(
                 .as_micros()
                 .min(u128::from(u32::MAX)) as u32
         }));
+        Stats::inc(&stats.store_commits);
         stats.events_committed.fetch_add(
             pending.batch.events.len() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+        let log_pages = ids.log_pages;
         publish(pending.batch, &ids, &committed);
+        keep_log_short(&db, log_pages, &checkpointer);
     }
     tracing::debug!("store writer finished");
+}
+
+/// Length of the write-ahead log, in 4 KiB pages, past which the checkpointer thread is woken at
+/// every commit instead of every 500 ms.
+const WAKE_CHECKPOINTER_AT_PAGES: u32 = 1024;
+/// Length of the write-ahead log, in 4 KiB pages, past which the writer checkpoints it itself.
+const RESTART_LOG_AT_PAGES: u32 = 8192;
+
+/// Keeps the write-ahead log from growing while commits never pause. SQLite starts the log again from
+/// its beginning only when a write begins with every frame of it copied into the database; the
+/// checkpointer thread copies in the background but, under a steady stream of commits, never
+/// catches the last one, and the log grew by gigabytes a minute (each new page of the file costing
+/// the kernel a fresh page to zero). So past [`WAKE_CHECKPOINTER_AT_PAGES`] (4 MiB) the checkpointer
+/// runs back to back, and past [`RESTART_LOG_AT_PAGES`] (32 MiB, under the 64 MiB
+/// `journal_size_limit`, so the file is reused rather than truncated) the writer copies what is left
+/// itself between two transactions: little, since the checkpointer copied the rest. The next write
+/// then starts the log again. A checkpoint busy in the other thread, or a reader still on an old
+/// snapshot, only defers it to a later commit.
+fn keep_log_short(db: &Db, log_pages: Option<u32>, checkpointer: &std::thread::Thread) {
+    let Some(pages) = log_pages else { return };
+    if pages < WAKE_CHECKPOINTER_AT_PAGES {
+        return;
+    }
+    if pages < RESTART_LOG_AT_PAGES {
+        checkpointer.unpark();
+        return;
+    }
+    match db.checkpoint() {
+        Ok((log, copied)) => {
+            tracing::trace!(log, copied, "write-ahead log checkpointed by the writer")
+        }
+        Err(e) => tracing::debug!(error = %e, "write-ahead log not checkpointed by the writer"),
+    }
 }
 
 /// Hands the committed events to the subscribers (stdout, the live stream, sinks' wake-ups); they are

@@ -247,6 +247,8 @@ impl Db {
         // Keep the WAL file from growing without bound on disk once checkpointed.
         self.conn
             .pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+        // Set after the pragma, which replaces the hook: each commit's `WriteResult::log_pages`.
+        self.conn.wal_hook(Some(write::note_log_pages));
         Ok(())
     }
 

@@ -177,6 +177,24 @@ pub struct WriteResult {
     pub frame_ids: Vec<i64>,
     /// `events[i]` got id `event_ids[i]` (ascending).
     pub event_ids: Vec<i64>,
+    /// Pages in the write-ahead log after the commit (4 KiB each), when the connection reports it
+    /// (after [`Db::disable_auto_checkpoint`]).
+    pub log_pages: Option<u32>,
+}
+
+thread_local! {
+    /// What the write-ahead log hook saw at this thread's last commit: SQLite calls it on the
+    /// committing thread, inside the commit, so [`Db::write`] reads it right after.
+    static LOG_PAGES: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+}
+
+/// The write-ahead log hook (`sqlite3_wal_hook`): records the log's length in pages after a commit.
+pub(crate) fn note_log_pages(
+    _: &rusqlite::hooks::Wal,
+    pages: std::ffi::c_int,
+) -> rusqlite::Result<()> {
+    LOG_PAGES.set(u32::try_from(pages).ok());
+    Ok(())
 }
 
 /// The connection rows a batch inserts, with what the batch's identifications and closes of the same
@@ -376,7 +394,9 @@ impl Db {
                 remove.execute(params![r.id, r.silent_since])?;
             }
         }
+        LOG_PAGES.set(None);
         tx.commit()?;
+        result.log_pages = LOG_PAGES.take();
         Ok(result)
     }
 

@@ -17,3 +17,4 @@ mod ordering;
 mod stall;
 mod store_faults;
 mod webhook;
+mod write_ahead_log;
