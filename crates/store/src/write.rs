@@ -266,6 +266,52 @@ impl<'a> ConnectionRows<'a> {
     }
 }
 
+/// Rows per multi-row `INSERT` of frames and events: one statement (its sequence lookup and update,
+/// its start and end) for this many rows; 32 × 12 parameters stay far under SQLite's limit.
+const ROWS_PER_INSERT: usize = 32;
+
+/// Inserts `rows` into an `AUTOINCREMENT` table with `insert` (`INSERT INTO t (c1, …)`, `columns`
+/// columns), [`ROWS_PER_INSERT`] rows per statement and the rest one by one; `bind` binds one row's
+/// values from parameter `at` (1-based) on. Pushes each row's id to `ids`, in order: the rows of one
+/// statement get consecutive ids (SQLite gives each new row the largest id so far plus one, and one
+/// connection writes), the last of which is `last_insert_rowid`.
+fn insert_rows<T>(
+    tx: &rusqlite::Transaction<'_>,
+    insert: &str,
+    columns: usize,
+    rows: &[T],
+    bind: impl Fn(&mut rusqlite::Statement<'_>, usize, &T) -> rusqlite::Result<()>,
+    ids: &mut Vec<i64>,
+) -> Result<()> {
+    let values = |n: usize| {
+        let row = format!("({})", vec!["?"; columns].join(", "));
+        format!("{insert} VALUES {}", vec![row; n].join(", "))
+    };
+    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
+    if chunks.len() > 0 {
+        let mut stmt = tx.prepare_cached(&values(ROWS_PER_INSERT))?;
+        for chunk in &mut chunks {
+            for (i, row) in chunk.iter().enumerate() {
+                bind(&mut stmt, 1 + i * columns, row)?;
+            }
+            stmt.raw_execute()?;
+            let last = tx.last_insert_rowid();
+            let first = last - ROWS_PER_INSERT as i64 + 1;
+            ids.extend(first..=last);
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut stmt = tx.prepare_cached(&values(1))?;
+        for row in rest {
+            bind(&mut stmt, 1, row)?;
+            stmt.raw_execute()?;
+            ids.push(tx.last_insert_rowid());
+        }
+    }
+    Ok(())
+}
+
 /// Deletes a device row unless it was heard after `?2` (unix ms).
 const REMOVE_DEVICE: &str = "DELETE FROM devices WHERE id = ?1 AND last_seen <= ?2";
 
@@ -295,26 +341,26 @@ impl Db {
                     row.bytes
                 ])?;
             }
-            let mut frame = tx.prepare_cached(
-                "INSERT INTO frames (received_at, device, connection, stream_offset, protocol, command, kind, body_format, error, length, bytes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            insert_rows(
+                &tx,
+                "INSERT INTO frames (received_at, device, connection, stream_offset, protocol, command, kind, body_format, error, length, bytes)",
+                11,
+                &batch.frames,
+                |stmt, at, f| {
+                    stmt.raw_bind_parameter(at, f.received_at)?;
+                    stmt.raw_bind_parameter(at + 1, &f.device)?;
+                    stmt.raw_bind_parameter(at + 2, f.connection)?;
+                    stmt.raw_bind_parameter(at + 3, f.stream_offset as i64)?;
+                    stmt.raw_bind_parameter(at + 4, f.protocol)?;
+                    stmt.raw_bind_parameter(at + 5, f.command)?;
+                    stmt.raw_bind_parameter(at + 6, f.kind)?;
+                    stmt.raw_bind_parameter(at + 7, f.body_format)?;
+                    stmt.raw_bind_parameter(at + 8, &f.error)?;
+                    stmt.raw_bind_parameter(at + 9, f.bytes.len() as i64)?;
+                    stmt.raw_bind_parameter(at + 10, &f.bytes[..])
+                },
+                &mut result.frame_ids,
             )?;
-            for f in &batch.frames {
-                frame.execute(params![
-                    f.received_at,
-                    f.device,
-                    f.connection,
-                    f.stream_offset as i64,
-                    f.protocol,
-                    f.command,
-                    f.kind,
-                    f.body_format,
-                    f.error,
-                    f.bytes.len() as i64,
-                    &f.bytes[..]
-                ])?;
-                result.frame_ids.push(tx.last_insert_rowid());
-            }
             let frame_id =
                 |r: crate::FrameRef| r.in_batch().and_then(|i| result.frame_ids.get(i).copied());
             let mut device = tx.prepare_cached(
@@ -348,27 +394,27 @@ impl Db {
                     frame_id(d.first_frame)
                 ])?;
             }
-            let mut event = tx.prepare_cached(
-                "INSERT INTO events (device, code, action, idx, channel, channel_name, kind, device_time, received_at, frame_id, data, synthetic)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            insert_rows(
+                &tx,
+                "INSERT INTO events (device, code, action, idx, channel, channel_name, kind, device_time, received_at, frame_id, data, synthetic)",
+                12,
+                &batch.events,
+                |stmt, at, e| {
+                    stmt.raw_bind_parameter(at, &e.device)?;
+                    stmt.raw_bind_parameter(at + 1, &e.code)?;
+                    stmt.raw_bind_parameter(at + 2, &e.action)?;
+                    stmt.raw_bind_parameter(at + 3, e.index)?;
+                    stmt.raw_bind_parameter(at + 4, e.channel)?;
+                    stmt.raw_bind_parameter(at + 5, &e.channel_name)?;
+                    stmt.raw_bind_parameter(at + 6, &e.kind)?;
+                    stmt.raw_bind_parameter(at + 7, &e.device_time)?;
+                    stmt.raw_bind_parameter(at + 8, e.received_at)?;
+                    stmt.raw_bind_parameter(at + 9, frame_id(e.frame))?;
+                    stmt.raw_bind_parameter(at + 10, &e.data)?;
+                    stmt.raw_bind_parameter(at + 11, &e.synthetic)
+                },
+                &mut result.event_ids,
             )?;
-            for e in &batch.events {
-                event.execute(params![
-                    e.device,
-                    e.code,
-                    e.action,
-                    e.index,
-                    e.channel,
-                    e.channel_name,
-                    e.kind,
-                    e.device_time,
-                    e.received_at,
-                    frame_id(e.frame),
-                    e.data,
-                    e.synthetic
-                ])?;
-                result.event_ids.push(tx.last_insert_rowid());
-            }
             let mut identify = tx.prepare_cached(
                 "UPDATE connections SET device = ?2, frames = ?3, bytes = ?4 WHERE id = ?1",
             )?;

@@ -64,6 +64,66 @@ fn batches_commit_atomically_and_query_back() {
     assert_eq!(reader.integrity_problem().unwrap(), None);
 }
 
+/// Frames and events go in several rows per statement (32), the rest one by one: every id returned
+/// must be the row written from the same place in the batch, across a full statement, a partial one
+/// and two batches.
+#[test]
+fn ids_match_their_rows_across_multi_row_inserts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
+    for (round, n) in [(0, 70), (1, 33), (2, 5)] {
+        let base = round * 1_000;
+        let frames: Vec<NewFrame> = (0..n)
+            .map(|i| NewFrame {
+                stream_offset: (base + i) as u64,
+                ..frame(base + i)
+            })
+            .collect();
+        // Events point at the frames in reverse, and one in three at none.
+        let events: Vec<NewEvent> = (0..n)
+            .map(|i| {
+                let carrier = (i % 3 != 0).then_some((n - 1 - i) as usize);
+                event(base + i, &format!("Code{}", base + i), carrier)
+            })
+            .collect();
+        let ids = db
+            .write(&Batch {
+                frames,
+                events,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(ids.frame_ids.len(), n as usize);
+        assert_eq!(ids.event_ids.len(), n as usize);
+        assert!(ids.event_ids.windows(2).all(|w| w[0] < w[1]));
+        for (i, &id) in ids.frame_ids.iter().enumerate() {
+            let stored = db.frame(id).unwrap().unwrap();
+            assert_eq!(
+                stored.stream_offset,
+                base + i as i64,
+                "frame {i} of round {round}"
+            );
+        }
+        let stored = db
+            .events(&EventQuery {
+                ascending: true,
+                limit: Some(1_000),
+                ..Default::default()
+            })
+            .unwrap();
+        for (i, &id) in ids.event_ids.iter().enumerate() {
+            let e = stored.iter().find(|e| e.id == id).unwrap();
+            assert_eq!(
+                e.event.code,
+                format!("Code{}", base + i as i64),
+                "event {i} of round {round}"
+            );
+            let carrier = (i % 3 != 0).then(|| ids.frame_ids[n as usize - 1 - i]);
+            assert_eq!(e.frame_id, carrier, "event {i} of round {round}");
+        }
+    }
+}
+
 #[test]
 fn device_updates_keep_what_they_do_not_say() {
     let dir = tempfile::tempdir().unwrap();

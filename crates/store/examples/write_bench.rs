@@ -1,0 +1,93 @@
+//! The store's write path alone, without the server: `batches` transactions of `batch` alarm events,
+//! each with its raw frame (~230 bytes) and ~300 bytes of event data, from `devices` devices, written
+//! with `Db::write` into a new store. Prints events/s and µs of CPU per event (this process's user +
+//! system time); run it under `valgrind --tool=callgrind` for instruction counts that do not depend on
+//! what else the machine does.
+//!
+//! `cargo run --release -p alarm-center-store --example write_bench -- [batches] [batch] [devices] [normal|full]`
+//! (defaults 400, 250, 100, normal).
+
+use alarm_center_store::{
+    Batch, Db, EventAction, EventKind, FrameRef, NewEvent, NewFrame, SyncMode,
+};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, default: usize| -> usize {
+        args.get(i)
+            .map(|a| a.parse().expect("a number"))
+            .unwrap_or(default)
+    };
+    let (batches, batch_len, devices) = (arg(0, 400), arg(1, 250), arg(2, 100).max(1));
+    let sync = match args.get(3).map(String::as_str) {
+        Some("full") => SyncMode::Full,
+        _ => SyncMode::Normal,
+    };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut db = Db::open(dir.path(), sync).expect("a new store");
+    let data = format!(r#"{{"Pad":"{}"}}"#, "d".repeat(290));
+    let frame_bytes = bytes::Bytes::from(vec![0x20u8; 230]);
+    let cpu_before = cpu_seconds();
+    let started = std::time::Instant::now();
+    let mut n = 0usize;
+    for _ in 0..batches {
+        let mut batch = Batch::default();
+        for _ in 0..batch_len {
+            let device = format!("bench-device-{:05}", n % devices);
+            batch.frames.push(NewFrame {
+                received_at: 1_700_000_000_000 + n as i64,
+                device: Some(device.clone()),
+                connection: (n % devices) as i64,
+                stream_offset: n as u64 * 230,
+                protocol: "dhip",
+                command: None,
+                kind: "alarm",
+                body_format: "json",
+                error: None,
+                bytes: frame_bytes.clone(),
+            });
+            batch.events.push(NewEvent {
+                frame: FrameRef::InBatch(batch.frames.len() - 1),
+                device,
+                code: "VideoMotion".into(),
+                action: EventAction::Start,
+                index: Some(0),
+                channel: Some(1),
+                channel_name: None,
+                kind: EventKind::Alarm,
+                device_time: Some("2026-11-30T12:00:00+01:00".into()),
+                received_at: 1_700_000_000_000 + n as i64,
+                data: Some(data.clone()),
+                synthetic: None,
+            });
+            n += 1;
+        }
+        db.write(&batch).expect("a commit");
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+    println!(
+        "{n} events in {batches} commits of {batch_len} from {devices} devices ({sync:?}): \
+         {:.0} events/s, {:.2} µs CPU per event, {:.2} µs wall per event",
+        n as f64 / wall,
+        cpu * 1e6 / n as f64,
+        wall * 1e6 / n as f64
+    );
+}
+
+/// This process's user + system CPU time so far, in seconds (`/proc/self/stat` fields 14 and 15, in
+/// clock ticks of 1/100 s).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which ends with the last ')'.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
+    (ticks(11) + ticks(12)) / 100.0
+}
