@@ -4,7 +4,8 @@
 #   B. sustained alarm events committed to SQLite: events/s and receive→commit latency.
 # Traffic goes to 127.0.0.1 only; every run stops by itself.
 #   C. outputs: events delivered to Mosquitto (QoS 1) and to a local webhook receiver, receive→accepted
-#      latency at C_RATE events/s, then the most each sink delivers.
+#      latency at C_RATE events/s, then the most each sink delivers (C_WEBHOOK=no: MQTT alone;
+#      C2=no: without the second part).
 #   D. (not in `all`) as many devices as the descriptor limit allows, up to 100,000, keepAlives at the
 #      rate of 100,000 devices every 10 s: CPU per keepAlive, RSS, false offline (D_DEVICES, D_PERIOD,
 #      D_SECS, default 600).
@@ -248,12 +249,16 @@ if [[ $which == c || $which == all ]]; then
     cat > "$WORK/c.toml" <<TOML
 [sinks.mqtt]
 discovery = true
+TOML
+    if [[ ${C_WEBHOOK:-yes} == yes ]]; then
+        cat >> "$WORK/c.toml" <<TOML
 
 [[sinks.webhook]]
 name = "load"
 url = "http://127.0.0.1:$HOOK_PORT/events"
 timeout = "5s"
 TOML
+    fi
     echo "== C1: outputs at $C_RATE alarm events/s for ${C_SECS}s (50 devices): MQTT QoS 1 and a webhook"
     run_c c1 "$C_RATE" "$C_SECS"
     if [[ ${C2:-yes} == yes ]]; then
