@@ -157,6 +157,9 @@ pub struct ServerConfig {
     pub listen_backlog: u32,
     /// Most connections open at once from one source address.
     pub max_connections_per_ip: usize,
+    /// Threads that run the connections, the API and the sinks; 0 = one per core but one, which the
+    /// store writer keeps (at least 1). `TOKIO_WORKER_THREADS`, when set, overrides it.
+    pub worker_threads: usize,
     /// Largest frame kept whole, bytes.
     pub max_frame: usize,
     /// Close a connection that sent nothing for this long.
@@ -200,6 +203,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 15002)),
             max_connections: 20_000,
             listen_backlog: 4096,
+            worker_threads: 0,
             max_connections_per_ip: 256,
             max_frame: alarm_center_proto::DEFAULT_MAX_FRAME,
             idle_timeout: Duration::from_secs(180),
@@ -287,6 +291,22 @@ pub struct StoreConfig {
     pub min_free_mb: u64,
 }
 
+impl ServerConfig {
+    /// The runtime's worker threads: `worker-threads`, or for 0 one per core but one (at least 1),
+    /// since the store writer's thread is busy whenever devices are; `None` when
+    /// `TOKIO_WORKER_THREADS` is set (the runtime reads it itself).
+    pub fn runtime_workers(&self) -> Option<usize> {
+        if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
+            return None;
+        }
+        if self.worker_threads > 0 {
+            return Some(self.worker_threads);
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Some(cores.saturating_sub(1).max(1))
+    }
+}
+
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
@@ -357,4 +377,26 @@ pub(crate) fn http_credentials(
 
 fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     duration(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerConfig;
+
+    #[test]
+    fn worker_threads_leave_the_store_writer_a_core() {
+        if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
+            // The runtime reads the variable itself; the setting steps aside.
+            assert_eq!(ServerConfig::default().runtime_workers(), None);
+            return;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let auto = ServerConfig::default().runtime_workers().unwrap();
+        assert_eq!(auto, if cores > 1 { cores - 1 } else { 1 });
+        let three = ServerConfig {
+            worker_threads: 3,
+            ..ServerConfig::default()
+        };
+        assert_eq!(three.runtime_workers(), Some(3));
+    }
 }

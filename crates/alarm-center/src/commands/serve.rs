@@ -65,9 +65,11 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<()> {
     if args.stdout {
         config.sinks.stdout.enabled = true;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = config.server.runtime_workers() {
+        runtime.worker_threads(workers);
+    }
+    let runtime = runtime.enable_all().build()?;
     runtime.block_on(async move {
         // The listeners first: a busy port stops the start before the data directory is touched.
         let (devices, api) = crate::startup::bind(&config).await?;
