@@ -100,70 +100,140 @@ const KEYS: [(&[u8], Key); 39] = [
 ];
 
 /// Classifies an object key, ignoring ASCII case.
+///
+/// Every name we read is lower-case ASCII letters, so a key matches a name exactly when the key's bytes
+/// with bit 5 set (`| 0x20`: upper-case letters become lower-case, nothing else becomes a letter) are the
+/// name's. A key of 2 to 16 bytes is read as two overlapping little-endian words (its first and its last
+/// 2, 4 or 8 bytes, straight from the key: no copy) and compared with the at most eight names of its
+/// length, two integer comparisons each.
 pub(crate) fn key_of(name: &str) -> Key {
-    // The candidates of the key's length only (at most eight), compared byte by byte: most keys differ
-    // from every candidate at their first byte. No allocation, no copy of the key.
-    let name = name.as_bytes();
-    let candidates: &[(&[u8], Key)] = match name.len() {
-        2 => &[(b"sn", Key::Serial), (b"ip", Key::Ip)],
-        3 => &[(b"mac", Key::Mac)],
-        4 => &[
-            (b"code", Key::Code),
-            (b"data", Key::Data),
-            (b"time", Key::Time(1)),
-            (b"ddns", Key::Domain),
-        ],
-        5 => &[(b"index", Key::Index), (b"event", Key::XmEvent)],
-        6 => &[
-            (b"method", Key::Method),
-            (b"result", Key::Result),
-            (b"params", Key::Params),
-            (b"action", Key::Action),
-            (b"status", Key::Status),
-            (b"serial", Key::Serial),
-            (b"ipaddr", Key::Ip),
-            (b"domain", Key::Domain),
-        ],
-        7 => &[
-            (b"channel", Key::Channel),
-            (b"macaddr", Key::Mac),
-            (b"address", Key::Address),
-            (b"timeout", Key::Period),
-        ],
-        8 => &[
-            (b"serialno", Key::Serial),
-            (b"serialid", Key::Serial),
-            (b"devicesn", Key::Serial),
-        ],
-        9 => &[
-            (b"eventlist", Key::EventList),
-            (b"starttime", Key::Time(2)),
-            (b"localtime", Key::Time(3)),
-            (b"ipaddress", Key::Ip),
-            (b"keepalive", Key::Period),
-        ],
-        10 => &[
-            (b"localetime", Key::Time(0)),
-            (b"macaddress", Key::Mac),
-            (b"domainname", Key::Domain),
-            (b"nkeepalive", Key::Period),
-        ],
-        12 => &[
-            (b"serialnumber", Key::Serial),
-            (b"deviceserial", Key::Serial),
-        ],
-        13 => &[
-            (b"aliveinterval", Key::Period),
-            (b"keepalivetime", Key::Period),
-        ],
-        15 => &[(b"keepaliveperiod", Key::Period)],
-        17 => &[(b"keepaliveinterval", Key::Period)],
-        _ => &[],
+    let b = name.as_bytes();
+    let (head, tail) = match b.len() {
+        2..=3 => (
+            u64::from(le16(b, 0)) | 0x2020,
+            u64::from(le16(b, b.len() - 2)) | 0x2020,
+        ),
+        4..=7 => (
+            u64::from(le32(b, 0)) | 0x2020_2020,
+            u64::from(le32(b, b.len() - 4)) | 0x2020_2020,
+        ),
+        8..=16 => (le64(b, 0) | LOWER64, le64(b, b.len() - 8) | LOWER64),
+        17 if b.eq_ignore_ascii_case(b"keepaliveinterval") => return Key::Period,
+        _ => return Key::Other,
+    };
+    // The names of each length, most frequent first (`keepaliveinterval`, 17 bytes, is matched above).
+    const W2: &[Words] = &[kw(b"sn", Key::Serial), kw(b"ip", Key::Ip)];
+    const W3: &[Words] = &[kw(b"mac", Key::Mac)];
+    const W4: &[Words] = &[
+        kw(b"code", Key::Code),
+        kw(b"data", Key::Data),
+        kw(b"time", Key::Time(1)),
+        kw(b"ddns", Key::Domain),
+    ];
+    const W5: &[Words] = &[kw(b"index", Key::Index), kw(b"event", Key::XmEvent)];
+    const W6: &[Words] = &[
+        kw(b"action", Key::Action),
+        kw(b"method", Key::Method),
+        kw(b"params", Key::Params),
+        kw(b"result", Key::Result),
+        kw(b"status", Key::Status),
+        kw(b"serial", Key::Serial),
+        kw(b"ipaddr", Key::Ip),
+        kw(b"domain", Key::Domain),
+    ];
+    const W7: &[Words] = &[
+        kw(b"channel", Key::Channel),
+        kw(b"macaddr", Key::Mac),
+        kw(b"address", Key::Address),
+        kw(b"timeout", Key::Period),
+    ];
+    const W8: &[Words] = &[
+        kw(b"serialno", Key::Serial),
+        kw(b"serialid", Key::Serial),
+        kw(b"devicesn", Key::Serial),
+    ];
+    const W9: &[Words] = &[
+        kw(b"eventlist", Key::EventList),
+        kw(b"starttime", Key::Time(2)),
+        kw(b"localtime", Key::Time(3)),
+        kw(b"ipaddress", Key::Ip),
+        kw(b"keepalive", Key::Period),
+    ];
+    const W10: &[Words] = &[
+        kw(b"localetime", Key::Time(0)),
+        kw(b"macaddress", Key::Mac),
+        kw(b"domainname", Key::Domain),
+        kw(b"nkeepalive", Key::Period),
+    ];
+    const W12: &[Words] = &[
+        kw(b"serialnumber", Key::Serial),
+        kw(b"deviceserial", Key::Serial),
+    ];
+    const W13: &[Words] = &[
+        kw(b"aliveinterval", Key::Period),
+        kw(b"keepalivetime", Key::Period),
+    ];
+    const W15: &[Words] = &[kw(b"keepaliveperiod", Key::Period)];
+    let candidates = match b.len() {
+        2 => W2,
+        3 => W3,
+        4 => W4,
+        5 => W5,
+        6 => W6,
+        7 => W7,
+        8 => W8,
+        9 => W9,
+        10 => W10,
+        12 => W12,
+        13 => W13,
+        15 => W15,
+        _ => return Key::Other,
     };
     candidates
         .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map_or(Key::Other, |&(_, key)| key)
+        .find(|&&(h, t, _)| h == head && t == tail)
+        .map_or(Key::Other, |&(_, _, key)| key)
+}
+
+const LOWER64: u64 = 0x2020_2020_2020_2020;
+
+fn le16(b: &[u8], at: usize) -> u16 {
+    b.get(at..at + 2)
+        .map_or(0, |w| u16::from_le_bytes([w[0], w[1]]))
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    b.get(at..at + 4)
+        .map_or(0, |w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+}
+
+fn le64(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8).map_or(0, |w| {
+        u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])
+    })
+}
+
+/// The first and last words of a name as [`key_of`] reads a key.
+type Words = (u64, u64, Key);
+
+/// `(head, tail, key)` of a lower-case name of 2 to 16 bytes, as [`key_of`] reads a key.
+const fn kw(name: &[u8], key: Key) -> Words {
+    let n = name.len();
+    let w = if n >= 8 {
+        8
+    } else if n >= 4 {
+        4
+    } else {
+        2
+    };
+    let (mut head, mut tail) = (0u64, 0u64);
+    let mut i = 0;
+    while i < w {
+        head |= (name[i] as u64) << (8 * i);
+        tail |= (name[n - w + i] as u64) << (8 * i);
+        i += 1;
+    }
+    (head, tail, key)
 }
 
 /// An object key, borrowed from the input when it has no escapes, with its classification.
@@ -502,6 +572,142 @@ impl<'de> Deserialize<'de> for DataFound<'de> {
     }
 }
 
+/// The time and identity keys of an event's `Data` (its raw text, already accepted by the first reading),
+/// exactly as a [`DataFound`] reading of it finds them: nothing when it is not an object or when that
+/// reading fails. The common case is scanned by hand ([`scan_data`]); anything it is not sure of is read by
+/// serde as before.
+fn data_found(raw: &str) -> Option<Found<'_>> {
+    match scan_data(raw) {
+        Some(found) => found,
+        None => serde_json::from_str::<DataFound<'_>>(raw).ok()?.0,
+    }
+}
+
+/// The second reading of an event's `Data` without serde: `raw` is one JSON value that serde's first
+/// reading accepted (as a `RawValue`), so the grammar needs no checking and skipping a value cannot fail.
+/// What a [`DataFound`] reading could still reject (a key or a kept string with an escape, which may hold
+/// a lone surrogate; a number that may overflow an `f64`; the keys of a nested object under a key it
+/// reads, a `params`/`eventList` chain deeper than serde's recursion limit) makes it give up: `None`,
+/// and the caller reads `raw` with serde. `Some(found)` is what that reading would have returned.
+fn scan_data(raw: &str) -> Option<Option<Found<'_>>> {
+    let b = raw.as_bytes();
+    if b.first() != Some(&b'{') {
+        // An array or a scalar: no `Found` whether serde's reading of it succeeds or not.
+        return Some(None);
+    }
+    let mut found = Found::default();
+    let mut i = skip_ws(b, 1);
+    if b.get(i) == Some(&b'}') {
+        return Some(Some(found));
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let (key, after) = plain_string(raw, i)?;
+        i = skip_ws(b, after);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        match key_of(key) {
+            Key::Params | Key::EventList => return None,
+            Key::Data | Key::Other | Key::Result => i = skip_value(b, i)?,
+            key => {
+                let value = match *b.get(i)? {
+                    b'"' => {
+                        let (text, after) = plain_string(raw, i)?;
+                        i = after;
+                        Scalar::Str(Cow::Borrowed(text))
+                    }
+                    b'-' | b'0'..=b'9' => {
+                        let len = b[i..]
+                            .iter()
+                            .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'.'))
+                            .unwrap_or(b.len() - i);
+                        // No exponent and at most 17 characters: far below `f64::MAX`. Its value does not
+                        // matter: `Found` keeps text only.
+                        if len > 17 || matches!(b.get(i + len), Some(b'e' | b'E')) {
+                            return None;
+                        }
+                        i += len;
+                        Scalar::Other
+                    }
+                    b't' | b'n' => {
+                        i += 4;
+                        Scalar::Other
+                    }
+                    b'f' => {
+                        i += 5;
+                        Scalar::Other
+                    }
+                    _ => return None,
+                };
+                found.set(key, value);
+            }
+        }
+        i = skip_ws(b, i);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return Some(Some(found)),
+            _ => return None,
+        }
+    }
+}
+
+/// The index of the first byte at or after `i` that is not JSON whitespace.
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The string starting with the quote at `i`, when it has no escape, and the index after its closing
+/// quote; `None` for a string with an escape (or no end).
+fn plain_string(text: &str, i: usize) -> Option<(&str, usize)> {
+    let rest = text.as_bytes().get(i + 1..)?;
+    let len = rest.iter().position(|&c| c == b'"' || c == b'\\')?;
+    if rest[len] == b'\\' {
+        return None;
+    }
+    Some((text.get(i + 1..i + 1 + len)?, i + 2 + len))
+}
+
+/// The index after the (valid) JSON value starting at `i`; `None` when the text ends first.
+fn skip_value(b: &[u8], mut i: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    loop {
+        match *b.get(i)? {
+            b'"' => {
+                i += 1;
+                loop {
+                    i += b.get(i..)?.iter().position(|&c| c == b'"' || c == b'\\')?;
+                    if b[i] == b'"' {
+                        break;
+                    }
+                    i += 2;
+                }
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.checked_sub(1)?,
+            _ if depth == 0 => {
+                // A scalar: up to the next delimiter.
+                let len = b[i..]
+                    .iter()
+                    .position(|c| matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                    .unwrap_or(b.len() - i);
+                return Some(i + len);
+            }
+            _ => {}
+        }
+        i += 1;
+        if depth == 0 {
+            return Some(i);
+        }
+    }
+}
+
 /// Event codes common enough to be kept as static text instead of an allocation per event (the code is
 /// still the device's text, byte for byte).
 const COMMON_CODES: [&str; 24] = [
@@ -569,9 +775,7 @@ impl<'de> Object<'de> {
     fn into_event(self: Box<Self>, device: &mut DeviceInfo) -> Option<Event> {
         if let Some(code) = self.code {
             // The event's own time keys first, else those inside its Data.
-            let inner = self
-                .data
-                .and_then(|raw| serde_json::from_str::<DataFound<'_>>(raw.get()).ok()?.0);
+            let inner = self.data.and_then(|raw| data_found(raw.get()));
             merge(device, self.found.device);
             let mut time = self.found.time.map(|(_, t)| t.into_owned());
             if let Some(inner) = inner {
@@ -717,8 +921,132 @@ mod tests {
         ] {
             assert_eq!(key_of(name), reference(name), "{name:?}");
         }
+        // Every ASCII byte in every position of every name (the `| 0x20` reading must not take a
+        // non-letter for a letter).
+        for (name, _) in KEYS {
+            for at in 0..name.len() {
+                for byte in 0..128u8 {
+                    let mut key = name.to_vec();
+                    key[at] = byte;
+                    let key = String::from_utf8(key).unwrap();
+                    assert_eq!(key_of(&key), reference(&key), "{key:?}");
+                }
+            }
+        }
         assert_eq!(key_of("LocaleTime"), Key::Time(0));
         assert_eq!(key_of("nKeepAlive"), Key::Period);
+    }
+
+    /// What a reading of `Data` found, comparable.
+    fn seen(found: Option<Found<'_>>) -> Option<(Option<(u8, String)>, DeviceInfo)> {
+        found.map(|f| (f.time.map(|(r, t)| (r, t.into_owned())), f.device))
+    }
+
+    /// The scanner agrees with serde's reading whenever it does not hand over to it.
+    fn check_scan(raw: &str) {
+        if serde_json::from_str::<&RawValue>(raw).is_err() {
+            return; // the first reading would have rejected the body
+        }
+        let serde = serde_json::from_str::<DataFound<'_>>(raw)
+            .ok()
+            .and_then(|d| d.0);
+        if let Some(scanned) = scan_data(raw) {
+            assert_eq!(seen(scanned), seen(serde), "{raw}");
+        }
+        assert_eq!(
+            seen(data_found(raw)),
+            seen(
+                serde_json::from_str::<DataFound<'_>>(raw)
+                    .ok()
+                    .and_then(|d| d.0)
+            ),
+            "{raw}"
+        );
+    }
+
+    #[test]
+    fn data_scan_matches_serde_on_edge_cases() {
+        let deep = format!(
+            r#"{{"LocaleTime":"t",{}"x":1{}}}"#,
+            r#""params":{"#.repeat(200),
+            "}".repeat(200)
+        );
+        let shallow = format!(
+            r#"{{"LocaleTime":"t",{}"x":1{}}}"#,
+            r#""params":{"#.repeat(5),
+            "}".repeat(5)
+        );
+        for raw in [
+            r#"{"LocaleTime":"2024-05-01 10:00:00","Name":"IVS-1"}"#,
+            r#"{ "Time" : "a" , "LocaleTime" : "b" , "StartTime":"c" }"#,
+            r#"{"SerialNo":"S1","serial":"S2","MAC":"m","IP":"1.2.3.4","Domain":"d"}"#,
+            r#"{"Address":"0x0A01A8C0"}"#,
+            r#"{"Address":"host"}"#,
+            r#"{"Time":""}"#,
+            r#"{"Time":1,"SerialNo":true,"Mac":null,"IP":false}"#,
+            r#"{"Time":"a\"b"}"#,
+            r#"{"Time":"\ud800"}"#,
+            r#"{"\ud800":1,"Time":"a"}"#,
+            r#"{"\u0054ime":"a"}"#,
+            r#"{"Index":1e999,"Time":"a"}"#,
+            r#"{"Index":-1.5E3,"Time":"a"}"#,
+            r#"{"Index":123456789012345678901234567890,"Time":"a"}"#,
+            r#"{"Index":1234567890123456,"Time":"a"}"#,
+            r#"{"Time":{"\ud800":1}}"#,
+            r#"{"Time":{"a":1},"Serial":"s"}"#,
+            r#"{"Time":[1,{"\ud800":1}],"Serial":"s"}"#,
+            r#"{"Other":{"\ud800":[1,"}",{"x":"\\"}]},"Time":"a"}"#,
+            r#"{"Data":{"Time":"inner"},"Result":[1e999],"Time":"a"}"#,
+            r#"{"Other":"x\\","Time":"a"}"#,
+            r#"{"EventList":[{"Code":"x"}],"Time":"a"}"#,
+            r#"{"params":{"Index":1e999},"Time":"a"}"#,
+            r#"{}"#,
+            r#"{ }"#,
+            r#"[{"Time":"a"}]"#,
+            r#""\ud800""#,
+            r#"1e999"#,
+            r#"null"#,
+            &deep,
+            &shallow,
+        ] {
+            check_scan(raw);
+        }
+        // A `params` chain past serde's recursion limit: the reading fails, nothing is taken.
+        assert!(data_found(&deep).is_none());
+        assert!(data_found(&shallow).is_some());
+        // The common case is read by the scanner.
+        assert!(scan_data(r#"{"LocaleTime":"t","Object":{"Action":"x"},"PTS":1.5}"#).is_some());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn data_scan_matches_serde(
+            entries in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "LocaleTime", "time", "StartTime", "localtime", "SerialNo", "sn", "mac", "IP",
+                        "Address", "domain", "params", "eventList", "Data", "Result", "Other", "Code",
+                        "Index", "Channel", "KeepAlive", r"\u0054ime", r"\ud800", r"a\\b",
+                    ]),
+                    proptest::sample::select(vec![
+                        r#""a""#, r#""2024-01-01 10:00:00""#, r#""""#, r#""\ud800""#, r#""x\"y""#,
+                        r#""0x0A01A8C0""#, "1", "-1.5", "0", "1e999", "1E5", "-0.0e-5",
+                        "123456789012345678901234567890", "12345678901234567", "true", "null",
+                        "false", "{}", "[]", r#"{"\ud800":1}"#, r#"[1,{"a":"\ud800"}]"#,
+                        r#"{"params":{"params":{"Index":1e999}}}"#, r#"[{"Code":"c","Time":"x"}]"#,
+                        r#"{"a":[{"b":"}]"}],"c":"\\"}"#,
+                    ]),
+                    proptest::sample::select(vec!["", " ", "\n\t ", "\r"]),
+                ),
+                0..8,
+            )
+        ) {
+            let body: Vec<String> = entries
+                .iter()
+                .map(|(k, v, ws)| format!("{ws}\"{k}\"{ws}:{ws}{v}{ws}"))
+                .collect();
+            check_scan(&format!("{{{}}}", body.join(",")));
+        }
     }
 
     #[test]
