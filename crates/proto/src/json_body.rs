@@ -1,8 +1,9 @@
 //! Reading events, device identity and keep-alive periods out of JSON bodies, whatever the framing.
 //!
-//! The body is read in one pass with a serde visitor that picks out the keys we know (ignoring ASCII
-//! case) and skips everything else without building a tree; an event's `Data` is kept as its raw JSON
-//! text. This is several times cheaper than parsing into `serde_json::Value`.
+//! The body is read in one pass that picks out the keys we know (ignoring ASCII case) and skips
+//! everything else without building a tree; an event's `Data` is kept as its raw JSON text. A hand-written
+//! strict reader ([`Strict`]) reads the common bodies; whatever it is not sure of is read by serde
+//! visitors that build the same [`Object`]s, and whose reading (results and errors) is the reference.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -346,7 +347,10 @@ struct Object<'de> {
     code: Option<Cow<'de, str>>,
     action: Option<Cow<'de, str>>,
     index: Option<i64>,
-    data: Option<&'de RawValue>,
+    /// The raw text of `Data`.
+    data: Option<&'de str>,
+    /// What [`data_found`] returns for `data`, when the strict reader found it already.
+    data_read: Option<Option<Found<'de>>>,
     xm_event: Option<Cow<'de, str>>,
     status: Option<Cow<'de, str>>,
     channel: Option<i64>,
@@ -354,7 +358,7 @@ struct Object<'de> {
     found: Found<'de>,
     period: Option<u32>,
     /// Keys we do not read, with their raw values (the data of an XM event).
-    others: Vec<(Cow<'de, str>, &'de RawValue)>,
+    others: Vec<(Cow<'de, str>, &'de str)>,
 }
 
 /// An object, or nothing when the value is of another type.
@@ -373,8 +377,10 @@ impl<'de> Visitor<'de> for ObjectVisitor {
             match key {
                 Key::Params => o.params = map.next_value::<MaybeObject<'de>>()?.0,
                 Key::EventList => o.event_list = map.next_value::<MaybeList<'de>>()?.0,
-                Key::Data => o.data = Some(map.next_value::<&'de RawValue>()?),
-                Key::Other => o.others.push((name, map.next_value::<&'de RawValue>()?)),
+                Key::Data => o.data = Some(map.next_value::<&'de RawValue>()?.get()),
+                Key::Other => o
+                    .others
+                    .push((name, map.next_value::<&'de RawValue>()?.get())),
                 Key::Result => {
                     map.next_value::<IgnoredAny>()?;
                     o.has_result = true;
@@ -655,6 +661,37 @@ fn scan_data(raw: &str) -> Option<Option<Found<'_>>> {
     }
 }
 
+/// The index in `rest` of the first byte that ends a run of plain string text: a quote, a backslash or
+/// a control character (`< 0x20`). Eight bytes at a time: in each of the three tests below the lowest
+/// flagged byte is always a true one (a false flag needs a borrow from a true one below it), so the lowest
+/// flag of their union is the answer.
+fn string_stop(rest: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = rest.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let v = u64::from_le_bytes(word);
+        let quote = v ^ (ONES * u64::from(b'"'));
+        let slash = v ^ (ONES * u64::from(b'\\'));
+        let flags = ((quote.wrapping_sub(ONES) & !quote)
+            | (slash.wrapping_sub(ONES) & !slash)
+            | (v.wrapping_sub(ONES * 0x20) & !v))
+            & HIGH;
+        if flags != 0 {
+            return Some(at + (flags.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .map(|p| at + p)
+}
+
 /// The index of the first byte at or after `i` that is not JSON whitespace.
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
@@ -667,8 +704,8 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 /// quote; `None` for a string with an escape (or no end).
 fn plain_string(text: &str, i: usize) -> Option<(&str, usize)> {
     let rest = text.as_bytes().get(i + 1..)?;
-    let len = rest.iter().position(|&c| c == b'"' || c == b'\\')?;
-    if rest[len] == b'\\' {
+    let len = string_stop(rest)?;
+    if rest[len] != b'"' {
         return None;
     }
     Some((text.get(i + 1..i + 1 + len)?, i + 2 + len))
@@ -682,11 +719,12 @@ fn skip_value(b: &[u8], mut i: usize) -> Option<usize> {
             b'"' => {
                 i += 1;
                 loop {
-                    i += b.get(i..)?.iter().position(|&c| c == b'"' || c == b'\\')?;
-                    if b[i] == b'"' {
-                        break;
+                    i += string_stop(b.get(i..)?)?;
+                    match b[i] {
+                        b'"' => break,
+                        b'\\' => i += 2,
+                        _ => i += 1, // a control character: the text was checked, cannot happen
                     }
-                    i += 2;
                 }
             }
             b'{' | b'[' => depth += 1,
@@ -775,7 +813,10 @@ impl<'de> Object<'de> {
     fn into_event(self: Box<Self>, device: &mut DeviceInfo) -> Option<Event> {
         if let Some(code) = self.code {
             // The event's own time keys first, else those inside its Data.
-            let inner = self.data.and_then(|raw| data_found(raw.get()));
+            let inner = match self.data_read {
+                Some(read) => read,
+                None => self.data.and_then(data_found),
+            };
             merge(device, self.found.device);
             let mut time = self.found.time.map(|(_, t)| t.into_owned());
             if let Some(inner) = inner {
@@ -787,10 +828,7 @@ impl<'de> Object<'de> {
                 action: self.action.as_deref().map_or(Action::Pulse, Action::parse),
                 index: self.index,
                 device_time: time,
-                data: self
-                    .data
-                    .filter(|raw| raw.get() != "null")
-                    .map(|raw| JsonText::new(raw.get())),
+                data: self.data.filter(|raw| *raw != "null").map(JsonText::new),
             });
         }
         let code = self.xm_event?;
@@ -801,7 +839,7 @@ impl<'de> Object<'de> {
             }
             data.push_str(&serde_json::to_string(key.as_ref()).unwrap_or_default());
             data.push(':');
-            data.push_str(raw.get());
+            data.push_str(raw);
         }
         data.push('}');
         Some(Event {
@@ -824,6 +862,9 @@ pub(crate) fn merge(device: &mut DeviceInfo, more: DeviceInfo) {
 
 /// Reads what a JSON body (known to be UTF-8) says. `Err` when the text is not valid JSON.
 pub(crate) fn json_facts(text: &str) -> Result<JsonFacts, serde_json::Error> {
+    if let Some(top) = Strict::body(text) {
+        return Ok(facts_of(MaybeObject(Some(top))));
+    }
     let top = serde_json::from_str::<MaybeObject<'_>>(text)?;
     Ok(facts_of(top))
 }
@@ -832,11 +873,446 @@ pub(crate) fn json_facts(text: &str) -> Result<JsonFacts, serde_json::Error> {
 /// `None` when `window` does not start with one whole JSON object in valid UTF-8 (incomplete, invalid, or
 /// not UTF-8): the caller then frames it by brace matching and the session reads it as before.
 pub(crate) fn bare_object(window: &[u8]) -> Option<(usize, JsonFacts)> {
+    match Strict::object_at_start(window) {
+        Ok((len, top)) => return Some((len, facts_of(MaybeObject(Some(top))))),
+        // Cut by the end of the window: serde would not find its end either.
+        Err(true) => return None,
+        Err(false) => {}
+    }
     let mut stream = serde_json::Deserializer::from_slice(window).into_iter::<MaybeObject<'_>>();
     let top = stream.next()?.ok()?;
     let len = stream.byte_offset();
     std::str::from_utf8(window.get(..len)?).ok()?;
     Some((len, facts_of(top)))
+}
+
+/// A reader of the common JSON body that does serde's work without serde: it reads the same
+/// [`Object`]s that the serde visitors build, from the same text, but accepts only a part of what serde
+/// accepts and gives up (`None`) on anything else, and the caller then reads the text with serde as
+/// before. So a text it reads is one that serde reads the same way (same facts), and every text serde
+/// rejects, or might read differently, goes to serde (same errors).
+///
+/// It gives up on: an escape in a key or in a string it keeps (serde may reject a lone surrogate there,
+/// or decode it), a number it would keep that is not a plain integer of at most 18 digits (serde may
+/// reject an overflowing float), nesting deeper than [`Strict::MAX_DEPTH`] (serde's recursion limit),
+/// anything the JSON grammar does not allow (a bad escape, a control character in a string, a trailing
+/// comma, a leading zero, a cut text), and a top-level value that is not an object.
+struct Strict<'de> {
+    b: &'de [u8],
+    /// Set when a reading needed bytes past the end of `b`.
+    ran_out: bool,
+    /// The longest prefix of `b` known to be UTF-8 (all of it when the input is text), as text. A
+    /// window of bytes is checked ahead as far as needed, doubling, so that each byte is checked at most
+    /// about twice.
+    valid: &'de str,
+    i: usize,
+}
+
+impl<'de> Strict<'de> {
+    /// Objects nest at most this deep (serde's limit is 128), values skipped whole at most twice that.
+    const MAX_DEPTH: usize = 32;
+
+    /// A whole body: one object, then only whitespace.
+    fn body(text: &'de str) -> Option<Box<Object<'de>>> {
+        let mut r = Strict {
+            b: text.as_bytes(),
+            ran_out: false,
+            valid: text,
+            i: 0,
+        };
+        let top = r.top()?;
+        r.ws();
+        (r.i == text.len()).then_some(top)
+    }
+
+    /// The object at `b[0]` (what a stream reading of `b` reads first) and the index after it, when all
+    /// its bytes are UTF-8. `Err(true)` when `b` ends inside it (before anything that made the reader
+    /// give up): no reading of `b` can find its end then.
+    fn object_at_start(b: &'de [u8]) -> Result<(usize, Box<Object<'de>>), bool> {
+        let mut r = Strict {
+            b,
+            ran_out: false,
+            valid: "",
+            i: 0,
+        };
+        match r.top().and_then(|top| Some((r.span(0, r.i)?.len(), top))) {
+            Some(read) => Ok(read),
+            None => Err(r.ran_out),
+        }
+    }
+
+    fn top(&mut self) -> Option<Box<Object<'de>>> {
+        if self.peek()? != b'{' {
+            return None;
+        }
+        self.object(1)
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        let next = self.b.get(self.i).copied();
+        self.ran_out |= next.is_none();
+        next
+    }
+
+    /// `b[from..to]`, noting when the input ends first.
+    fn bytes(&mut self, from: usize, to: usize) -> Option<&'de [u8]> {
+        let bytes = self.b.get(from..to);
+        self.ran_out |= bytes.is_none();
+        bytes
+    }
+
+    /// Where the string text starting at `from` stops (see [`string_stop`]), noting when the input
+    /// ends first.
+    fn stop(&mut self, from: usize) -> Option<usize> {
+        let stop = self.b.get(from..).and_then(string_stop);
+        self.ran_out |= stop.is_none();
+        stop
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.b.get(self.i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.peek()? == c).then(|| self.i += 1)
+    }
+
+    /// The text of the string at the quote at `i`, which must have no escape (and no control character).
+    fn plain_str(&mut self) -> Option<&'de str> {
+        let start = self.i + 1;
+        let len = self.stop(start)?;
+        if self.b[start + len] != b'"' {
+            return None;
+        }
+        self.i = start + len + 1;
+        self.span(start, start + len)
+    }
+
+    /// Skips the string at the quote at `i`, checking its escapes as serde does.
+    fn skip_str(&mut self) -> Option<()> {
+        self.i += 1;
+        loop {
+            self.i += self.stop(self.i)?;
+            match self.b[self.i] {
+                b'"' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                b'\\' => match self.bytes(self.i + 1, self.i + 2)?[0] {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 2,
+                    b'u' => {
+                        let hex = self.bytes(self.i + 2, self.i + 6)?;
+                        if !hex.iter().all(u8::is_ascii_hexdigit) {
+                            return None;
+                        }
+                        self.i += 6;
+                    }
+                    _ => return None,
+                },
+                _ => return None,
+            }
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let n = self.b[self.i.min(self.b.len())..]
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .unwrap_or(self.b.len().saturating_sub(self.i));
+        self.i += n;
+        n
+    }
+
+    /// Skips a number (JSON grammar); says whether it was a plain integer.
+    fn skip_number(&mut self) -> Option<bool> {
+        if self.peek()? == b'-' {
+            self.i += 1;
+        }
+        match self.peek()? {
+            b'0' => self.i += 1,
+            b'1'..=b'9' => {
+                self.digits();
+            }
+            _ => return None,
+        }
+        let mut integer = true;
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if self.digits() == 0 {
+                return None;
+            }
+            integer = false;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            if self.digits() == 0 {
+                return None;
+            }
+            integer = false;
+        }
+        Some(integer)
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        if self.bytes(self.i, self.i + word.len())? != word {
+            return None;
+        }
+        self.i += word.len();
+        Some(())
+    }
+
+    /// Skips any value, as serde's `IgnoredAny` and `RawValue` do (no depth limit there; here one).
+    fn skip_value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.skip_str(),
+            b'{' => self.entries(b'}', depth, |r, depth| {
+                if r.peek()? != b'"' {
+                    return None;
+                }
+                r.skip_str()?;
+                r.ws();
+                r.eat(b':')?;
+                r.ws();
+                r.skip_value(depth)
+            }),
+            b'[' => self.entries(b']', depth, |r, depth| r.skip_value(depth)),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.skip_number().map(drop),
+            _ => None,
+        }
+    }
+
+    /// The comma-separated entries of the object or array opening at `i`, up to `close`.
+    fn entries(
+        &mut self,
+        close: u8,
+        depth: usize,
+        mut entry: impl FnMut(&mut Self, usize) -> Option<()>,
+    ) -> Option<()> {
+        if depth >= 2 * Self::MAX_DEPTH {
+            return None;
+        }
+        self.i += 1;
+        self.ws();
+        if self.peek()? == close {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            self.ws();
+            entry(self, depth + 1)?;
+            self.ws();
+            match self.peek()? {
+                b',' => self.i += 1,
+                c if c == close => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// The raw text of the value at `i`, skipped.
+    fn raw(&mut self) -> Option<&'de str> {
+        let start = self.i;
+        self.skip_value(0)?;
+        self.span(start, self.i)
+    }
+
+    /// `b[from..to]` as text (`None` when it is not UTF-8).
+    fn span(&mut self, from: usize, to: usize) -> Option<&'de str> {
+        if to > self.valid.len() {
+            let ahead = to.max(2 * self.valid.len()).max(256).min(self.b.len());
+            self.valid = match std::str::from_utf8(self.b.get(..ahead)?) {
+                Ok(text) => text,
+                Err(e) => std::str::from_utf8(&self.b[..e.valid_up_to()]).ok()?,
+            };
+        }
+        self.valid.get(from..to)
+    }
+
+    /// A string at `i` with no escape: its text; with an escape: skipped (checked), `Some(None)`.
+    fn key_str(&mut self) -> Option<Option<&'de str>> {
+        let at = self.i;
+        if let Some(text) = self.plain_str() {
+            return Some(Some(text));
+        }
+        self.i = at;
+        self.skip_str()?;
+        Some(None)
+    }
+
+    /// An event's `Data` object, checked and skipped like [`Strict::raw`], and read at the same time as
+    /// [`data_found`] reads it: `Some(found)` when sure (see [`scan_data`] for when it is not), `None`
+    /// when `data_found` must read the raw text again. The outer `None`: not valid (give up).
+    fn data_object(&mut self) -> Option<Option<Found<'de>>> {
+        let mut found = Some(Found::default());
+        self.entries(b'}', 0, |r, depth| {
+            if r.peek()? != b'"' {
+                return None;
+            }
+            let name = r.key_str()?;
+            r.ws();
+            r.eat(b':')?;
+            r.ws();
+            let key = match name {
+                Some(name) => key_of(name),
+                None => {
+                    // An escape in a key: serde's reading may reject or decode it.
+                    found = None;
+                    Key::Other
+                }
+            };
+            match key {
+                Key::Data | Key::Other | Key::Result => r.skip_value(depth),
+                Key::Params | Key::EventList => {
+                    found = None;
+                    r.skip_value(depth)
+                }
+                key => match r.peek()? {
+                    b'"' => {
+                        match r.key_str()? {
+                            Some(text) => {
+                                if let Some(found) = &mut found {
+                                    found.set(key, Scalar::Str(Cow::Borrowed(text)));
+                                }
+                            }
+                            None => found = None,
+                        }
+                        Some(())
+                    }
+                    b'-' | b'0'..=b'9' => {
+                        // Its value does not matter (`Found` keeps text only); whether serde's float
+                        // reading of it could fail does.
+                        let start = r.i;
+                        r.skip_number()?;
+                        let number = r.b.get(start..r.i)?;
+                        if number.len() > 17 || number.iter().any(|&c| c | 0x20 == b'e') {
+                            found = None;
+                        }
+                        Some(())
+                    }
+                    b'{' | b'[' => {
+                        found = None;
+                        r.skip_value(depth)
+                    }
+                    _ => r.skip_value(depth),
+                },
+            }
+        })?;
+        Some(found)
+    }
+
+    /// A value as [`Scalar`] reads it.
+    fn scalar(&mut self) -> Option<Scalar<'de>> {
+        Some(match self.peek()? {
+            b'"' => Scalar::Str(Cow::Borrowed(self.plain_str()?)),
+            b'-' | b'0'..=b'9' => {
+                let start = self.i;
+                if !self.skip_number()? || self.i - start > 18 {
+                    return None;
+                }
+                let text = std::str::from_utf8(&self.b[start..self.i]).ok()?;
+                Scalar::Int(text.parse().ok()?)
+            }
+            b'{' => {
+                // serde reads the keys (as strings) and skips the values.
+                self.entries(b'}', 0, |r, depth| {
+                    if r.peek()? != b'"' {
+                        return None;
+                    }
+                    r.plain_str()?;
+                    r.ws();
+                    r.eat(b':')?;
+                    r.ws();
+                    r.skip_value(depth)
+                })?;
+                Scalar::Other
+            }
+            _ => {
+                self.skip_value(0)?;
+                Scalar::Other
+            }
+        })
+    }
+
+    /// A value as [`MaybeObject`] reads it.
+    fn maybe_object(&mut self, depth: usize) -> Option<Option<Box<Object<'de>>>> {
+        match self.peek()? {
+            b'{' => self.object(depth + 1).map(Some),
+            b'[' => self.skip_value(0).map(|()| None),
+            _ => self.scalar().map(|_| None),
+        }
+    }
+
+    /// A value as [`MaybeList`] reads it.
+    fn maybe_list(&mut self, depth: usize) -> Option<Option<Vec<Box<Object<'de>>>>> {
+        match self.peek()? {
+            b'[' => {
+                if depth + 1 > Self::MAX_DEPTH {
+                    return None;
+                }
+                let mut items = Vec::new();
+                self.entries(b']', 0, |r, _| {
+                    items.extend(r.maybe_object(depth + 1)?);
+                    Some(())
+                })?;
+                Some(Some(items))
+            }
+            // an object's keys are read as strings, its values skipped: as `scalar` does
+            _ => self.scalar().map(|_| None),
+        }
+    }
+
+    /// The object opening at `i`, at nesting `depth`, as [`ObjectVisitor`] reads it.
+    fn object(&mut self, depth: usize) -> Option<Box<Object<'de>>> {
+        if depth > Self::MAX_DEPTH {
+            return None;
+        }
+        let mut o = Box::<Object<'de>>::default();
+        self.entries(b'}', 0, |r, _| {
+            if r.peek()? != b'"' {
+                return None;
+            }
+            let name = r.plain_str()?;
+            r.ws();
+            r.eat(b':')?;
+            r.ws();
+            match key_of(name) {
+                Key::Params => o.params = r.maybe_object(depth)?,
+                Key::EventList => o.event_list = r.maybe_list(depth)?,
+                Key::Data => {
+                    let start = r.i;
+                    o.data_read = if r.peek()? == b'{' {
+                        r.data_object()?.map(Some)
+                    } else {
+                        r.skip_value(0)?;
+                        Some(None)
+                    };
+                    o.data = Some(r.span(start, r.i)?);
+                }
+                Key::Other => o.others.push((Cow::Borrowed(name), r.raw()?)),
+                Key::Result => {
+                    r.skip_value(0)?;
+                    o.has_result = true;
+                }
+                key => {
+                    let value = r.scalar()?;
+                    o.set(key, value);
+                }
+            }
+            Some(())
+        })?;
+        Some(o)
+    }
 }
 
 /// What a parsed body says. `found` collects the identity of every level; `JsonFacts::device` has it.
@@ -857,7 +1333,7 @@ fn facts_of(MaybeObject(top): MaybeObject<'_>) -> JsonFacts {
     let has_result = top.has_result;
     let xm_log = top.xm_event.is_some()
         && top.others.iter().any(|(key, raw)| {
-            key.eq_ignore_ascii_case("type") && raw.get().eq_ignore_ascii_case("\"log\"")
+            key.eq_ignore_ascii_case("type") && raw.eq_ignore_ascii_case("\"log\"")
         });
     // Events: params.eventList[], a top-level eventList, a Code/Event object at the top or in params.
     let list = params
@@ -1047,6 +1523,284 @@ mod tests {
                 .collect();
             check_scan(&format!("{{{}}}", body.join(",")));
         }
+    }
+
+    /// What serde's reading of a whole body says.
+    fn serde_body(text: &str) -> Result<JsonFacts, String> {
+        serde_json::from_str::<MaybeObject<'_>>(text)
+            .map(facts_of)
+            .map_err(|e| e.to_string())
+    }
+
+    /// What serde's stream reading of a window's first object says.
+    fn serde_bare(window: &[u8]) -> Option<(usize, JsonFacts)> {
+        let mut stream =
+            serde_json::Deserializer::from_slice(window).into_iter::<MaybeObject<'_>>();
+        let top = stream.next()?.ok()?;
+        let len = stream.byte_offset();
+        std::str::from_utf8(window.get(..len)?).ok()?;
+        Some((len, facts_of(top)))
+    }
+
+    /// The strict reader reads only what serde reads, and reads it the same way.
+    fn check_strict(bytes: &[u8]) {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            if let Some(top) = Strict::body(text) {
+                assert_eq!(
+                    Ok(facts_of(MaybeObject(Some(top)))),
+                    serde_body(text),
+                    "{text}"
+                );
+            }
+            assert_eq!(
+                json_facts(text).map_err(|e| e.to_string()),
+                serde_body(text),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            bare_object(bytes),
+            serde_bare(bytes),
+            "{}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+
+    /// A JSON value built from the keys and values that matter to the reading.
+    fn json_value() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let leaf = proptest::sample::select(vec![
+            r#""Start""#,
+            r#""VideoMotion""#,
+            r#""""#,
+            r#""a\"b""#,
+            r#""\ud800""#,
+            r#""\u00e9""#,
+            r#""0x0A01A8C0""#,
+            r#""2024-05-01 10:00:00""#,
+            r#"" 7 ""#,
+            "0",
+            "-0",
+            "1",
+            "-1",
+            "7.5",
+            "1e999",
+            "-1E-5",
+            "123456789012345678",
+            "1234567890123456789",
+            "99999999999999999999",
+            "true",
+            "false",
+            "null",
+            "[]",
+            "{}",
+            r#""é""#,
+        ])
+        .prop_map(str::to_owned);
+        leaf.prop_recursive(5, 48, 6, |inner| {
+            let key = proptest::sample::select(vec![
+                "method",
+                "Method",
+                "result",
+                "params",
+                "PARAMS",
+                "eventList",
+                "Code",
+                "Action",
+                "Index",
+                "Data",
+                "LocaleTime",
+                "Time",
+                "StartTime",
+                "Event",
+                "Status",
+                "Channel",
+                "SerialNo",
+                "mac",
+                "IP",
+                "Address",
+                "Domain",
+                "KeepAlive",
+                "Type",
+                "id",
+                "x",
+                r"Co\u0064e",
+                r"\ud800",
+                "",
+            ]);
+            let ws = proptest::sample::select(vec!["", " ", "\n\t", "\r "]);
+            prop_oneof![
+                proptest::collection::vec((key, ws, inner.clone()), 0..6).prop_map(|entries| {
+                    let body: Vec<String> = entries
+                        .iter()
+                        .map(|(k, ws, v)| format!("{ws}\"{k}\"{ws}:{ws}{v}{ws}"))
+                        .collect();
+                    format!("{{{}}}", body.join(","))
+                }),
+                proptest::collection::vec(inner, 0..4)
+                    .prop_map(|items| format!("[{}]", items.join(","))),
+            ]
+        })
+    }
+
+    /// An event notification (DHIP style or XM style) whose objects carry extra entries.
+    fn event_body() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let extra = || {
+            proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "Code",
+                        "code",
+                        "Action",
+                        "Index",
+                        "Data",
+                        "LocaleTime",
+                        "Time",
+                        "SerialNo",
+                        "mac",
+                        "Address",
+                        "Status",
+                        "Channel",
+                        "Type",
+                        "Name",
+                        "id",
+                        "session",
+                        "KeepAlive",
+                        "result",
+                    ]),
+                    json_value(),
+                ),
+                0..4,
+            )
+            .prop_map(|entries| {
+                entries
+                    .iter()
+                    .map(|(k, v)| format!(",\"{k}\":{v}"))
+                    .collect::<String>()
+            })
+        };
+        prop_oneof![
+            (extra(), extra(), extra(), json_value()).prop_map(|(top, params, event, data)| {
+                format!(
+                    r#"{{"method":"client.notifyEventStream"{top},"params":{{"SID":1{params},"eventList":[{{"Code":"VideoMotion","Action":"Start","Index":0,"Data":{data}{event}}}]}}}}"#
+                )
+            }),
+            (extra(), json_value()).prop_map(|(more, v)| {
+                format!(r#"{{"Event":"HumanDetect","Status":"Start","Channel":1,"X":{v}{more}}}"#)
+            }),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn string_stop_finds_the_first_quote_backslash_or_control_byte(
+            bytes in proptest::collection::vec(
+                proptest::sample::select(vec![b'a', b' ', b'"', b'\\', 0x1F, 0x20, 0x7F, 0x80, 0xFF, 0, b'!', b'#', b'[', b']']),
+                0..40,
+            ),
+            plain in 0usize..40,
+        ) {
+            // Mostly plain text first, so that the stop falls in every position of a word.
+            let text: Vec<u8> = std::iter::repeat_n(b'x', plain).chain(bytes).collect();
+            let naive = text.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+            proptest::prop_assert_eq!(string_stop(&text), naive);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        #[test]
+        fn strict_reading_of_events_matches_serde(
+            value in event_body(),
+            edits in proptest::collection::vec((0usize..1000, 0u8..=255, 0u8..3), 0..3),
+            cuts in proptest::collection::vec(0usize..1000, 3),
+        ) {
+            let mut bytes = value.into_bytes();
+            check_strict(&bytes);
+            // Cut by the end of a read.
+            for cut in cuts {
+                check_strict(&bytes[..cut % (bytes.len() + 1)]);
+            }
+            for (at, byte, op) in edits {
+                let at = at % (bytes.len() + 1);
+                match op {
+                    0 => bytes.insert(at, byte),
+                    1 if at < bytes.len() => { bytes.remove(at); }
+                    _ if at < bytes.len() => bytes[at] = byte,
+                    _ => {}
+                }
+            }
+            check_strict(&bytes);
+        }
+
+        #[test]
+        fn strict_reading_matches_serde(
+            value in json_value(),
+            edits in proptest::collection::vec((0usize..1000, 0u8..=255, 0u8..3), 0..3),
+            tail in proptest::sample::select(vec!["", " ", "\n{\"a\":1}", "x", "\0"]),
+        ) {
+            let mut bytes = format!("{value}{tail}").into_bytes();
+            check_strict(&bytes);
+            for (at, byte, op) in edits {
+                let at = at % (bytes.len() + 1);
+                match op {
+                    0 => bytes.insert(at, byte),
+                    1 if at < bytes.len() => { bytes.remove(at); }
+                    _ if at < bytes.len() => bytes[at] = byte,
+                    _ => {}
+                }
+            }
+            check_strict(&bytes);
+        }
+    }
+
+    #[test]
+    fn strict_reading_edge_cases() {
+        let deep = |n: usize| {
+            format!(
+                r#"{{"method":"m",{}"Code":"c"{}}}"#,
+                r#""params":{"#.repeat(n),
+                "}".repeat(n)
+            )
+        };
+        let deep_skip = format!(
+            r#"{{"x":{}1{},"Code":"c"}}"#,
+            "[".repeat(300),
+            "]".repeat(300)
+        );
+        for text in [
+            deep(10),
+            deep(40),
+            deep(200),
+            deep_skip.clone(),
+            r#"{"params":{"eventList":[{"Code":"VideoMotion","Action":"Start","Index":0,"Data":{"LocaleTime":"t"}}]}}"#.into(),
+            r#"{"Code":"x","Index":01}"#.into(),
+            r#"{"Code":"x","Index":1.}"#.into(),
+            r#"{"Code":"x",}"#.into(),
+            r#"{"Code":"x" "Index":1}"#.into(),
+            r#"{"Code":"x","Data":[1,]}"#.into(),
+            r#"{"Code":"x","Data":"\x"}"#.into(),
+            r#"{"Code":"x","Data":"\u12G4"}"#.into(),
+            "{\"Code\":\"a\tb\"}".into(),
+            "{\"Code\":\"x\",\"Data\":\"a\u{1}b\"}".into(),
+            r#"{"Code":"x"} "#.into(),
+            r#"{"Code":"x"}{}"#.into(),
+            r#"{"Code":"x","Index":1e999}"#.into(),
+            r#"{"Code":"x","Data":1e999}"#.into(),
+            r#"{"Code":"x","Index":tru}"#.into(),
+            r#"{"Event":"HumanDetect","Type":"Log","Status":"Start","Channel":3}"#.into(),
+            r#"{"Event":"HumanDetect","Type":"Alarm","SerialID":"s","Address":"0x0A01A8C0"}"#.into(),
+        ] {
+            check_strict(text.as_bytes());
+        }
+        // Past serde's recursion limit: serde rejects it, so the strict reader must have given up.
+        assert!(json_facts(&deep(200)).is_err());
+        assert!(Strict::body(&deep(200)).is_none());
+        // Deep skipped values: serde accepts them (no limit there); the strict reader hands them over.
+        assert!(json_facts(&deep_skip).is_ok());
+        // The common bodies are read by the strict reader.
+        assert!(Strict::body(&deep(10)).is_some());
     }
 
     #[test]
