@@ -108,7 +108,11 @@ const KEYS: [(&[u8], Key); 39] = [
 /// 2, 4 or 8 bytes, straight from the key: no copy) and compared with the at most eight names of its
 /// length, two integer comparisons each.
 pub(crate) fn key_of(name: &str) -> Key {
-    let b = name.as_bytes();
+    key_of_bytes(name.as_bytes())
+}
+
+/// [`key_of`] for the bytes of a key.
+fn key_of_bytes(b: &[u8]) -> Key {
     let (head, tail) = match b.len() {
         2..=3 => (
             u64::from(le16(b, 0)) | 0x2020,
@@ -359,6 +363,9 @@ struct Object<'de> {
     period: Option<u32>,
     /// Keys we do not read, with their raw values (the data of an XM event).
     others: Vec<(Cow<'de, str>, &'de str)>,
+    /// The object's raw text when `others` was not listed while reading it (the strict reader):
+    /// [`Object::list_others`] lists them from it.
+    text: Option<&'de str>,
 }
 
 /// An object, or nothing when the value is of another type.
@@ -668,11 +675,8 @@ fn scan_data(raw: &str) -> Option<Option<Found<'_>>> {
 fn string_stop(rest: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut chunks = rest.chunks_exact(8);
     let mut at = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
+    while let Some(&word) = rest.get(at..).and_then(|r| r.first_chunk::<8>()) {
         let v = u64::from_le_bytes(word);
         let quote = v ^ (ONES * u64::from(b'"'));
         let slash = v ^ (ONES * u64::from(b'\\'));
@@ -685,11 +689,13 @@ fn string_stop(rest: &[u8]) -> Option<usize> {
         }
         at += 8;
     }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-        .map(|p| at + p)
+    while let Some(&c) = rest.get(at) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            return Some(at);
+        }
+        at += 1;
+    }
+    None
 }
 
 /// The index of the first byte at or after `i` that is not JSON whitespace.
@@ -809,8 +815,15 @@ impl<'de> Object<'de> {
         }
     }
 
+    /// Fills `others` when the reading left them in the object's text.
+    fn list_others(&mut self) {
+        if let Some(text) = self.text.take() {
+            self.others = Strict::others_of(text).unwrap_or_default();
+        }
+    }
+
     /// The event this object describes: a Dahua `Code` object or an XM `Event` object.
-    fn into_event(self: Box<Self>, device: &mut DeviceInfo) -> Option<Event> {
+    fn into_event(mut self: Box<Self>, device: &mut DeviceInfo) -> Option<Event> {
         if let Some(code) = self.code {
             // The event's own time keys first, else those inside its Data.
             let inner = match self.data_read {
@@ -831,7 +844,8 @@ impl<'de> Object<'de> {
                 data: self.data.filter(|raw| *raw != "null").map(JsonText::new),
             });
         }
-        let code = self.xm_event?;
+        let code = self.xm_event.take()?;
+        self.list_others();
         let mut data = String::from("{");
         for (i, (key, raw)) in self.others.iter().enumerate() {
             if i > 0 {
@@ -899,6 +913,8 @@ pub(crate) fn bare_object(window: &[u8]) -> Option<(usize, JsonFacts)> {
 /// comma, a leading zero, a cut text), and a top-level value that is not an object.
 struct Strict<'de> {
     b: &'de [u8],
+    /// Values are skipped at most this deep.
+    skip_cap: usize,
     /// Set when a reading needed bytes past the end of `b`.
     ran_out: bool,
     /// The longest prefix of `b` known to be UTF-8 (all of it when the input is text), as text. A
@@ -919,6 +935,7 @@ impl<'de> Strict<'de> {
             ran_out: false,
             valid: text,
             i: 0,
+            skip_cap: 2 * Self::MAX_DEPTH,
         };
         let top = r.top()?;
         r.ws();
@@ -934,6 +951,7 @@ impl<'de> Strict<'de> {
             ran_out: false,
             valid: "",
             i: 0,
+            skip_cap: 2 * Self::MAX_DEPTH,
         };
         match r.top().and_then(|top| Some((r.span(0, r.i)?.len(), top))) {
             Some(read) => Ok(read),
@@ -948,6 +966,7 @@ impl<'de> Strict<'de> {
         self.object(1)
     }
 
+    #[inline]
     fn peek(&mut self) -> Option<u8> {
         let next = self.b.get(self.i).copied();
         self.ran_out |= next.is_none();
@@ -955,6 +974,7 @@ impl<'de> Strict<'de> {
     }
 
     /// `b[from..to]`, noting when the input ends first.
+    #[inline]
     fn bytes(&mut self, from: usize, to: usize) -> Option<&'de [u8]> {
         let bytes = self.b.get(from..to);
         self.ran_out |= bytes.is_none();
@@ -963,31 +983,44 @@ impl<'de> Strict<'de> {
 
     /// Where the string text starting at `from` stops (see [`string_stop`]), noting when the input
     /// ends first.
+    #[inline]
     fn stop(&mut self, from: usize) -> Option<usize> {
         let stop = self.b.get(from..).and_then(string_stop);
         self.ran_out |= stop.is_none();
         stop
     }
 
+    #[inline]
     fn ws(&mut self) {
         while matches!(self.b.get(self.i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             self.i += 1;
         }
     }
 
+    #[inline]
     fn eat(&mut self, c: u8) -> Option<()> {
         (self.peek()? == c).then(|| self.i += 1)
     }
 
     /// The text of the string at the quote at `i`, which must have no escape (and no control character).
+    #[inline]
     fn plain_str(&mut self) -> Option<&'de str> {
+        let start = self.i + 1;
+        let len = self.plain_bytes()?.len();
+        self.span(start, start + len)
+    }
+
+    /// The bytes of the string at the quote at `i`, which must have no escape (and no control
+    /// character); not checked as UTF-8 (a reading of a window checks all its bytes in the end).
+    #[inline]
+    fn plain_bytes(&mut self) -> Option<&'de [u8]> {
         let start = self.i + 1;
         let len = self.stop(start)?;
         if self.b[start + len] != b'"' {
             return None;
         }
         self.i = start + len + 1;
-        self.span(start, start + len)
+        self.b.get(start..start + len)
     }
 
     /// Skips the string at the quote at `i`, checking its escapes as serde does.
@@ -1016,45 +1049,51 @@ impl<'de> Strict<'de> {
         }
     }
 
-    fn digits(&mut self) -> usize {
-        let n = self.b[self.i.min(self.b.len())..]
-            .iter()
-            .position(|c| !c.is_ascii_digit())
-            .unwrap_or(self.b.len().saturating_sub(self.i));
-        self.i += n;
-        n
-    }
-
     /// Skips a number (JSON grammar); says whether it was a plain integer.
     fn skip_number(&mut self) -> Option<bool> {
-        if self.peek()? == b'-' {
-            self.i += 1;
-        }
-        match self.peek()? {
-            b'0' => self.i += 1,
-            b'1'..=b'9' => {
-                self.digits();
+        let b = self.b;
+        let mut i = self.i;
+        let digits = |i: &mut usize| {
+            let start = *i;
+            while b.get(*i).is_some_and(u8::is_ascii_digit) {
+                *i += 1;
             }
-            _ => return None,
+            *i - start
+        };
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                digits(&mut i);
+            }
+            next => {
+                self.ran_out |= next.is_none();
+                return None;
+            }
         }
         let mut integer = true;
-        if self.peek() == Some(b'.') {
-            self.i += 1;
-            if self.digits() == 0 {
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            if digits(&mut i) == 0 {
+                self.ran_out |= i == b.len();
                 return None;
             }
             integer = false;
         }
-        if matches!(self.peek(), Some(b'e' | b'E')) {
-            self.i += 1;
-            if matches!(self.peek(), Some(b'+' | b'-')) {
-                self.i += 1;
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
             }
-            if self.digits() == 0 {
+            if digits(&mut i) == 0 {
+                self.ran_out |= i == b.len();
                 return None;
             }
             integer = false;
         }
+        self.i = i;
         Some(integer)
     }
 
@@ -1096,7 +1135,7 @@ impl<'de> Strict<'de> {
         depth: usize,
         mut entry: impl FnMut(&mut Self, usize) -> Option<()>,
     ) -> Option<()> {
-        if depth >= 2 * Self::MAX_DEPTH {
+        if depth >= self.skip_cap {
             return None;
         }
         self.i += 1;
@@ -1128,6 +1167,7 @@ impl<'de> Strict<'de> {
     }
 
     /// `b[from..to]` as text (`None` when it is not UTF-8).
+    #[inline]
     fn span(&mut self, from: usize, to: usize) -> Option<&'de str> {
         if to > self.valid.len() {
             let ahead = to.max(2 * self.valid.len()).max(256).min(self.b.len());
@@ -1150,6 +1190,17 @@ impl<'de> Strict<'de> {
         Some(None)
     }
 
+    /// [`Strict::key_str`] for bytes.
+    fn key_bytes(&mut self) -> Option<Option<&'de [u8]>> {
+        let at = self.i;
+        if let Some(bytes) = self.plain_bytes() {
+            return Some(Some(bytes));
+        }
+        self.i = at;
+        self.skip_str()?;
+        Some(None)
+    }
+
     /// An event's `Data` object, checked and skipped like [`Strict::raw`], and read at the same time as
     /// [`data_found`] reads it: `Some(found)` when sure (see [`scan_data`] for when it is not), `None`
     /// when `data_found` must read the raw text again. The outer `None`: not valid (give up).
@@ -1159,12 +1210,12 @@ impl<'de> Strict<'de> {
             if r.peek()? != b'"' {
                 return None;
             }
-            let name = r.key_str()?;
+            let name = r.key_bytes()?;
             r.ws();
             r.eat(b':')?;
             r.ws();
             let key = match name {
-                Some(name) => key_of(name),
+                Some(name) => key_of_bytes(name),
                 None => {
                     // An escape in a key: serde's reading may reject or decode it.
                     found = None;
@@ -1278,15 +1329,18 @@ impl<'de> Strict<'de> {
             return None;
         }
         let mut o = Box::<Object<'de>>::default();
+        let start = self.i;
+        let mut others = false;
         self.entries(b'}', 0, |r, _| {
             if r.peek()? != b'"' {
                 return None;
             }
-            let name = r.plain_str()?;
+            let name_at = r.i + 1;
+            let name = r.plain_bytes()?;
             r.ws();
             r.eat(b':')?;
             r.ws();
-            match key_of(name) {
+            match key_of_bytes(name) {
                 Key::Params => o.params = r.maybe_object(depth)?,
                 Key::EventList => o.event_list = r.maybe_list(depth)?,
                 Key::Data => {
@@ -1299,7 +1353,16 @@ impl<'de> Strict<'de> {
                     };
                     o.data = Some(r.span(start, r.i)?);
                 }
-                Key::Other => o.others.push((Cow::Borrowed(name), r.raw()?)),
+                // The top level is where XM objects are: listed now. Below, an XM object is rare and the
+                // values are listed again from the object's text only if they are needed.
+                Key::Other if depth == 1 => {
+                    let name = r.span(name_at, name_at + name.len())?;
+                    o.others.push((Cow::Borrowed(name), r.raw()?));
+                }
+                Key::Other => {
+                    r.skip_value(0)?;
+                    others = true;
+                }
                 Key::Result => {
                     r.skip_value(0)?;
                     o.has_result = true;
@@ -1311,7 +1374,42 @@ impl<'de> Strict<'de> {
             }
             Some(())
         })?;
+        if others {
+            o.text = Some(self.span(start, self.i)?);
+        }
         Some(o)
+    }
+
+    /// The keys of a (valid) object that [`Object`] keeps in `others`, with their raw values, in order,
+    /// as [`Strict::object`] would have listed them.
+    fn others_of(text: &'de str) -> Option<Vec<(Cow<'de, str>, &'de str)>> {
+        let mut r = Strict {
+            b: text.as_bytes(),
+            ran_out: false,
+            valid: text,
+            i: 0,
+            // The object was read nested at most `MAX_DEPTH` deep, with values skipped at most twice
+            // that below any level: all of it is skipped here.
+            skip_cap: 4 * Self::MAX_DEPTH,
+        };
+        let mut others = Vec::new();
+        r.peek()?;
+        r.entries(b'}', 0, |r, _| {
+            if r.peek()? != b'"' {
+                return None;
+            }
+            let name = r.plain_str()?;
+            r.ws();
+            r.eat(b':')?;
+            r.ws();
+            if key_of(name) == Key::Other {
+                others.push((Cow::Borrowed(name), r.raw()?));
+                Some(())
+            } else {
+                r.skip_value(0)
+            }
+        })?;
+        Some(others)
     }
 }
 
@@ -1331,6 +1429,9 @@ fn facts_of(MaybeObject(top): MaybeObject<'_>) -> JsonFacts {
         m.len() >= 9 && m.as_bytes()[m.len() - 9..].eq_ignore_ascii_case(b"keepalive")
     });
     let has_result = top.has_result;
+    if top.xm_event.is_some() {
+        top.list_others();
+    }
     let xm_log = top.xm_event.is_some()
         && top.others.iter().any(|(key, raw)| {
             key.eq_ignore_ascii_case("type") && raw.eq_ignore_ascii_case("\"log\"")
@@ -1791,9 +1892,38 @@ mod tests {
             r#"{"Code":"x","Index":tru}"#.into(),
             r#"{"Event":"HumanDetect","Type":"Log","Status":"Start","Channel":3}"#.into(),
             r#"{"Event":"HumanDetect","Type":"Alarm","SerialID":"s","Address":"0x0A01A8C0"}"#.into(),
+            // XM objects below the top level: their other values are listed from their text.
+            r#"{"eventList":[{"A":1,"Event":"HumanDetect","Type":"x","Status":"Start","Z":{"a":[1,"\u00e9"]},"B":"y"}]}"#.into(),
+            r#"{"params":{"A":[{"b":{}}],"Event":"HumanDetect","Channel":2,"Q":null}}"#.into(),
         ] {
             check_strict(text.as_bytes());
         }
+        // An XM object read at depth 2 whose values nest as deep as the strict reader goes: listing its
+        // other values again must not give up where the first reading did not.
+        let deepest = format!(
+            r#"{{"params":{{"Event":"HumanDetect","A":1,{}"Z":{}0{}{}}}}}"#,
+            r#""params":{"#.repeat(28),
+            "[".repeat(60),
+            "]".repeat(60),
+            "}".repeat(28)
+        );
+        assert!(Strict::body(&deepest).is_some());
+        check_strict(deepest.as_bytes());
+        let facts = json_facts(&deepest).unwrap();
+        assert!(facts.events[0]
+            .data
+            .as_ref()
+            .unwrap()
+            .as_str()
+            .starts_with(r#"{"A":1}"#));
+        let nested = json_facts(
+            r#"{"eventList":[{"A":1,"Event":"HumanDetect","Status":"Start","Z":{"a":[1]},"B":"y"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            nested.events[0].data.as_ref().map(JsonText::as_str),
+            Some(r#"{"A":1,"Z":{"a":[1]},"B":"y"}"#)
+        );
         // Past serde's recursion limit: serde rejects it, so the strict reader must have given up.
         assert!(json_facts(&deep(200)).is_err());
         assert!(Strict::body(&deep(200)).is_none());
