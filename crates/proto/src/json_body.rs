@@ -840,7 +840,7 @@ impl<'de> Object<'de> {
                 code: event_code(code),
                 action: self.action.as_deref().map_or(Action::Pulse, Action::parse),
                 index: self.index,
-                device_time: time,
+                device_time: time.map(String::into_boxed_str),
                 data: self.data.filter(|raw| *raw != "null").map(JsonText::new),
             });
         }
@@ -860,7 +860,7 @@ impl<'de> Object<'de> {
             code: event_code(code),
             action: self.status.as_deref().map_or(Action::Pulse, Action::parse),
             index: self.channel,
-            device_time: self.found.time(),
+            device_time: self.found.time().map(String::into_boxed_str),
             data: (!self.others.is_empty()).then(|| JsonText::new(&data)),
         })
     }

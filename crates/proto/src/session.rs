@@ -397,7 +397,7 @@ impl Session {
             ));
             return;
         };
-        let time = text::get(pairs, text::KEY_TIME).map(str::to_owned);
+        let time = text::get(pairs, text::KEY_TIME).map(Box::from);
         // The other keys, in wire order, first value of a repeated key (as in the body).
         let mut data = String::from("{");
         for (i, (k, v)) in pairs.iter().enumerate() {
@@ -428,7 +428,7 @@ impl Session {
         alarm_type: u8,
         group: u8,
         words: &[u32],
-        device_time: Option<String>,
+        device_time: Option<Box<str>>,
         data: Option<JsonText>,
         events: &mut Vec<Event>,
     ) {
