@@ -159,7 +159,11 @@ impl Header {
         };
         let uncovered = (0..3).any(|w| {
             let at = 8 + 8 * w;
-            let bytes = std::array::from_fn(|i| byte(at + i));
+            let bytes = h
+                .get(at..)
+                .and_then(|rest| rest.first_chunk::<8>())
+                .copied()
+                .unwrap_or_else(|| std::array::from_fn(|i| byte(at + i)));
             u64::from_le_bytes(bytes) & !covered[w] != 0
         });
         if uncovered {

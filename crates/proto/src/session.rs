@@ -500,17 +500,17 @@ fn push_changes(
     base: i64,
     event: impl Fn(Action, Option<i64>) -> Event,
 ) {
-    events.reserve(changed.count_ones() as usize);
-    while changed != 0 {
+    // A counted range: `extend` knows the exact length and writes each event in place.
+    events.extend((0..changed.count_ones()).map(|_| {
         let bit = changed.trailing_zeros();
-        changed &= changed - 1;
+        changed &= changed.wrapping_sub(1);
         let action = if new >> bit & 1 != 0 {
             Action::Start
         } else {
             Action::Stop
         };
-        events.push(event(action, Some(i64::from(bit) + base)));
-    }
+        event(action, Some(i64::from(bit) + base))
+    }));
 }
 
 /// The kind rules every decoded frame ends with.
