@@ -105,8 +105,8 @@ const KEYS: [(&[u8], Key); 39] = [
 /// Every name we read is lower-case ASCII letters, so a key matches a name exactly when the key's bytes
 /// with bit 5 set (`| 0x20`: upper-case letters become lower-case, nothing else becomes a letter) are the
 /// name's. A key of 2 to 16 bytes is read as two overlapping little-endian words (its first and its last
-/// 2, 4 or 8 bytes, straight from the key: no copy) and compared with the at most eight names of its
-/// length, two integer comparisons each.
+/// 2, 4 or 8 bytes, straight from the key: no copy) and looked up in [`KEY_TABLE`] by a hash of its
+/// length and words: one comparison of length and words with the name in its slot.
 pub(crate) fn key_of(name: &str) -> Key {
     key_of_bytes(name.as_bytes())
 }
@@ -126,79 +126,76 @@ fn key_of_bytes(b: &[u8]) -> Key {
         17 if b.eq_ignore_ascii_case(b"keepaliveinterval") => return Key::Period,
         _ => return Key::Other,
     };
-    // The names of each length, most frequent first (`keepaliveinterval`, 17 bytes, is matched above).
-    const W2: &[Words] = &[kw(b"sn", Key::Serial), kw(b"ip", Key::Ip)];
-    const W3: &[Words] = &[kw(b"mac", Key::Mac)];
-    const W4: &[Words] = &[
-        kw(b"code", Key::Code),
-        kw(b"data", Key::Data),
-        kw(b"time", Key::Time(1)),
-        kw(b"ddns", Key::Domain),
-    ];
-    const W5: &[Words] = &[kw(b"index", Key::Index), kw(b"event", Key::XmEvent)];
-    const W6: &[Words] = &[
-        kw(b"action", Key::Action),
-        kw(b"method", Key::Method),
-        kw(b"params", Key::Params),
-        kw(b"result", Key::Result),
-        kw(b"status", Key::Status),
-        kw(b"serial", Key::Serial),
-        kw(b"ipaddr", Key::Ip),
-        kw(b"domain", Key::Domain),
-    ];
-    const W7: &[Words] = &[
-        kw(b"channel", Key::Channel),
-        kw(b"macaddr", Key::Mac),
-        kw(b"address", Key::Address),
-        kw(b"timeout", Key::Period),
-    ];
-    const W8: &[Words] = &[
-        kw(b"serialno", Key::Serial),
-        kw(b"serialid", Key::Serial),
-        kw(b"devicesn", Key::Serial),
-    ];
-    const W9: &[Words] = &[
-        kw(b"eventlist", Key::EventList),
-        kw(b"starttime", Key::Time(2)),
-        kw(b"localtime", Key::Time(3)),
-        kw(b"ipaddress", Key::Ip),
-        kw(b"keepalive", Key::Period),
-    ];
-    const W10: &[Words] = &[
-        kw(b"localetime", Key::Time(0)),
-        kw(b"macaddress", Key::Mac),
-        kw(b"domainname", Key::Domain),
-        kw(b"nkeepalive", Key::Period),
-    ];
-    const W12: &[Words] = &[
-        kw(b"serialnumber", Key::Serial),
-        kw(b"deviceserial", Key::Serial),
-    ];
-    const W13: &[Words] = &[
-        kw(b"aliveinterval", Key::Period),
-        kw(b"keepalivetime", Key::Period),
-    ];
-    const W15: &[Words] = &[kw(b"keepaliveperiod", Key::Period)];
-    let candidates = match b.len() {
-        2 => W2,
-        3 => W3,
-        4 => W4,
-        5 => W5,
-        6 => W6,
-        7 => W7,
-        8 => W8,
-        9 => W9,
-        10 => W10,
-        12 => W12,
-        13 => W13,
-        15 => W15,
-        _ => return Key::Other,
-    };
-    candidates
-        .iter()
-        .find(|&&(h, t, _)| h == head && t == tail)
-        .map_or(Key::Other, |&(_, _, key)| key)
+    let (len, h, t, key) = KEY_TABLE[key_slot(b.len(), head, tail)];
+    if len == b.len() && h == head && t == tail {
+        key
+    } else {
+        Key::Other
+    }
 }
+
+/// The slot of a key in [`KEY_TABLE`]: a multiplicative hash of its length and words, chosen so that the
+/// 38 names of 2 to 16 bytes fall in 38 different slots of 128 (checked when the table is built).
+const fn key_slot(len: usize, head: u64, tail: u64) -> usize {
+    const K: u64 = 0x61f9_6da9_9f65_4229;
+    ((head ^ tail.rotate_left(7) ^ len as u64).wrapping_mul(K) >> 57) as usize
+}
+
+/// `(len, head, tail, key)` of each name of 2 to 16 bytes, at its [`key_slot`]; `len` 0 marks a free
+/// slot.
+const KEY_TABLE: [(usize, u64, u64, Key); 128] = {
+    const NAMES: [(&[u8], Key); 38] = [
+        (b"sn", Key::Serial),
+        (b"ip", Key::Ip),
+        (b"mac", Key::Mac),
+        (b"code", Key::Code),
+        (b"data", Key::Data),
+        (b"time", Key::Time(1)),
+        (b"ddns", Key::Domain),
+        (b"index", Key::Index),
+        (b"event", Key::XmEvent),
+        (b"action", Key::Action),
+        (b"method", Key::Method),
+        (b"params", Key::Params),
+        (b"result", Key::Result),
+        (b"status", Key::Status),
+        (b"serial", Key::Serial),
+        (b"ipaddr", Key::Ip),
+        (b"domain", Key::Domain),
+        (b"channel", Key::Channel),
+        (b"macaddr", Key::Mac),
+        (b"address", Key::Address),
+        (b"timeout", Key::Period),
+        (b"serialno", Key::Serial),
+        (b"serialid", Key::Serial),
+        (b"devicesn", Key::Serial),
+        (b"eventlist", Key::EventList),
+        (b"starttime", Key::Time(2)),
+        (b"localtime", Key::Time(3)),
+        (b"ipaddress", Key::Ip),
+        (b"keepalive", Key::Period),
+        (b"localetime", Key::Time(0)),
+        (b"macaddress", Key::Mac),
+        (b"domainname", Key::Domain),
+        (b"nkeepalive", Key::Period),
+        (b"serialnumber", Key::Serial),
+        (b"deviceserial", Key::Serial),
+        (b"aliveinterval", Key::Period),
+        (b"keepalivetime", Key::Period),
+        (b"keepaliveperiod", Key::Period),
+    ];
+    let mut table = [(0, 0, 0, Key::Other); 128];
+    let mut i = 0;
+    while i < NAMES.len() {
+        let (name, key) = NAMES[i];
+        let (head, tail, key) = kw(name, key);
+        let slot = key_slot(name.len(), head, tail);
+        assert!(table[slot].0 == 0, "two names of key_of in one slot");
+        table[slot] = (name.len(), head, tail, key);
+        i += 1;
+    }
+    table
+};
 
 const LOWER64: u64 = 0x2020_2020_2020_2020;
 
