@@ -695,6 +695,29 @@ fn string_stop(rest: &[u8]) -> Option<usize> {
     None
 }
 
+/// The index of the first byte at or after `i` that is not an ASCII digit. Eight bytes at a time, as in
+/// [`string_stop`]: a byte below `'0'` is flagged by a borrow test, one above `'9'` by adding `0x46`
+/// (which reaches bit 7 from `0x3A` on; bytes from `0x80` on have it already, and only those can carry
+/// into the byte above), so the lowest flag is a true one.
+fn digits_end(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(&word) = b.get(i..).and_then(|r| r.first_chunk::<8>()) {
+        let v = u64::from_le_bytes(word);
+        let below = v.wrapping_sub(ONES * u64::from(b'0')) & !v;
+        let above = v.wrapping_add(ONES * 0x46) | v;
+        let flags = (below | above) & HIGH;
+        if flags != 0 {
+            return i + (flags.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    i
+}
+
 /// The index of the first byte at or after `i` that is not JSON whitespace.
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
@@ -1052,9 +1075,7 @@ impl<'de> Strict<'de> {
         let mut i = self.i;
         let digits = |i: &mut usize| {
             let start = *i;
-            while b.get(*i).is_some_and(u8::is_ascii_digit) {
-                *i += 1;
-            }
+            *i = digits_end(b, *i);
             *i - start
         };
         if b.get(i) == Some(&b'-') {
@@ -1803,6 +1824,21 @@ mod tests {
             let text: Vec<u8> = std::iter::repeat_n(b'x', plain).chain(bytes).collect();
             let naive = text.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
             proptest::prop_assert_eq!(string_stop(&text), naive);
+        }
+
+        #[test]
+        fn digits_end_finds_the_first_byte_that_is_not_a_digit(
+            bytes in proptest::collection::vec(
+                proptest::sample::select(vec![b'0', b'9', b'/', b':', b'.', b'e', 0x7F, 0x80, 0xB9, 0xBA, 0xFF, 0, b'-']),
+                0..20,
+            ),
+            digits in 0usize..30,
+            from in 0usize..4,
+        ) {
+            let text: Vec<u8> = (0..digits).map(|d| b'0' + (d % 10) as u8).chain(bytes).collect();
+            let from = from.min(text.len());
+            let naive = text[from..].iter().position(|c| !c.is_ascii_digit()).map_or(text.len(), |p| from + p);
+            proptest::prop_assert_eq!(digits_end(&text, from), naive);
         }
     }
 
