@@ -137,31 +137,85 @@ impl Header {
             session_id: None,
             other: None,
         };
-        // Bytes of 8..32 that the typed fields above cover, as a bit set over the header.
-        let mut covered = [false; HEADER_LEN];
-        let mut cover = |from: usize, len: usize| covered[from..from + len].fill(true);
-        match cmd {
+        // Bytes of 8..32 that the typed fields above cover, as a mask over bytes 8..32 (one byte of
+        // mask per header byte, in three little-endian words).
+        let covered: [u64; 3] = match cmd {
             CMD_ALARM => {
                 header.alarm_type = Some(byte(ALARM_TYPE_AT));
                 header.channel_group = Some(byte(CHANNEL_GROUP_AT));
                 header.body_format_byte = Some(byte(BODY_FORMAT_AT));
-                cover(ALARM_TYPE_AT, 2);
-                cover(BODY_FORMAT_AT, 1);
+                // bytes 12, 13 and 17
+                [0xFFFF_0000_0000, 0xFF00, 0]
             }
             CMD_JSON | CMD_TEXT => {
                 header.request_id = Some(word(8));
                 header.flags = Some(word(12));
                 header.total_length = Some(word(16));
                 header.session_id = Some(word(24));
-                cover(8, 12);
-                cover(24, 4);
+                // bytes 8..20 and 24..28
+                [u64::MAX, 0xFFFF_FFFF, 0xFFFF_FFFF]
             }
-            _ => {}
-        }
-        let uncovered = (8..HEADER_LEN).any(|i| !covered[i] && byte(i) != 0);
+            _ => [0; 3],
+        };
+        let uncovered = (0..3).any(|w| {
+            let at = 8 + 8 * w;
+            let bytes = h
+                .get(at..)
+                .and_then(|rest| rest.first_chunk::<8>())
+                .copied()
+                .unwrap_or_else(|| std::array::from_fn(|i| byte(at + i)));
+            u64::from_le_bytes(bytes) & !covered[w] != 0
+        });
         if uncovered {
             header.other = Some(crate::record::hex(h.get(8..).unwrap_or(&[])));
         }
         header
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Protocol;
+
+    /// `other` is set exactly when a byte of 8..32 that no typed field covers is non-zero.
+    #[test]
+    fn other_is_set_by_the_uncovered_bytes_only() {
+        for (cmd, covered) in [
+            (CMD_ALARM, vec![12, 13, 17]),
+            (CMD_JSON, (8..20).chain(24..28).collect()),
+            (CMD_TEXT, (8..20).chain(24..28).collect()),
+            (CMD_HEARTBEAT, vec![]),
+        ] {
+            for at in 0..HEADER_LEN {
+                let mut bytes = vec![0u8; HEADER_LEN];
+                bytes[0] = cmd;
+                bytes[at] = 0x80;
+                let frame = Frame {
+                    offset: 0,
+                    bytes: bytes.clone().into(),
+                    protocol: Protocol::Dvrip,
+                    header_len: HEADER_LEN,
+                    error: None,
+                    parsed: Default::default(),
+                };
+                let other = Header::parse(&frame).other;
+                let expect = at >= 8 && !covered.contains(&at);
+                assert_eq!(other.is_some(), expect, "cmd {cmd:#x}, byte {at}");
+                if expect {
+                    assert_eq!(other.unwrap(), crate::record::hex(&bytes[8..]));
+                }
+            }
+        }
+        // A short header (a hand-made frame) reads its missing bytes as zero.
+        let frame = Frame {
+            offset: 0,
+            bytes: vec![CMD_ALARM, 0, 0, 0, 0, 0, 0, 0, 0, 1].into(),
+            protocol: Protocol::Dvrip,
+            header_len: 10,
+            error: None,
+            parsed: Default::default(),
+        };
+        assert_eq!(Header::parse(&frame).other.as_deref(), Some("0001"));
     }
 }

@@ -63,7 +63,7 @@ pub struct Event {
     /// 0-based input/channel/disk index when the event names one (JSON may send -1 for "none").
     pub index: Option<i64>,
     /// The device's own timestamp, verbatim (`Time`, `LocaleTime` or `StartTime`; usually without zone).
-    pub device_time: Option<String>,
+    pub device_time: Option<Box<str>>,
     /// Extra event fields as compact JSON text (JSON `Data`, remaining XM fields, text body keys).
     pub data: Option<JsonText>,
 }
@@ -125,17 +125,17 @@ impl DeviceInfo {
 /// A JSON text known to be valid, as the device wrote it. Serialised as the JSON it contains (with the
 /// whitespace outside strings removed, so that it fits on one line), not as a string.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct JsonText(String);
+pub struct JsonText(Box<str>);
 
 impl JsonText {
     /// Wraps text that is known to be valid JSON.
     pub(crate) fn new(valid_json: &str) -> JsonText {
-        JsonText(valid_json.to_owned())
+        JsonText(valid_json.into())
     }
 
     /// Serialises a value.
     pub fn from_value(value: &serde_json::Value) -> JsonText {
-        JsonText(value.to_string())
+        JsonText(value.to_string().into())
     }
 
     /// The JSON text.

@@ -195,7 +195,7 @@ impl Session {
         if frame.protocol == Protocol::Http {
             return http_request(frame);
         }
-        let body = frame.bytes.slice(frame.header_len.min(frame.bytes.len())..);
+        let body_at = frame.header_len.min(frame.bytes.len());
         let mut out = match frame.protocol {
             Protocol::Dvrip => {
                 let header = dvrip::Header::parse(frame);
@@ -214,11 +214,17 @@ impl Session {
         if let Some(error) = &frame.error {
             // Truncated or unrecognised: keep the bytes, interpret nothing.
             out.error = Some(error.to_string());
-            if !body.is_empty() {
-                out.set_binary(&body);
+            if body_at < frame.bytes.len() {
+                out.set_binary(&frame.bytes.slice(body_at..));
             }
             return out;
         }
+        if frame.protocol == Protocol::Dvrip && frame.bytes.first() == Some(&dvrip::CMD_ALARM) {
+            // Alarm uploads are never fragmented; a mask body is read in place (no `Bytes` handle).
+            self.dvrip_alarm(frame, body_at, &mut out);
+            return finish(out);
+        }
+        let body = frame.bytes.slice(body_at..);
         let body = match self.reassemble(frame, &body, &mut out) {
             Some(body) => body,
             None => return out,
@@ -242,13 +248,7 @@ impl Session {
             Protocol::Xm => xm_body(&body, &mut out),
             Protocol::Junk | Protocol::Http => out.set_binary(&body),
         }
-        if out.kind == Kind::Unknown && !out.events.is_empty() {
-            out.kind = Kind::Alarm;
-        }
-        if !matches!(out.kind, Kind::Keepalive | Kind::Reply) {
-            out.keepalive_period = None;
-        }
-        out
+        finish(out)
     }
 
     /// Feeds DHIP and DVRIP 0xF6/0xF4 packets to the reassembly. Returns the body to read (this packet's,
@@ -287,21 +287,26 @@ impl Session {
         }
     }
 
+    /// A DVRIP frame other than an alarm upload.
     fn dvrip(&mut self, frame: &Frame, body: &Bytes, out: &mut Decoded) {
-        let h = frame.header();
-        let cmd = h[0];
-        if cmd != dvrip::CMD_ALARM {
-            generic_body(body, out);
-            if out.kind == Kind::Unknown || out.body_format != BodyFormat::Json {
-                out.kind = match cmd {
-                    dvrip::CMD_HEARTBEAT => Kind::Keepalive,
-                    dvrip::CMD_HEARTBEAT_REPLY | dvrip::CMD_LOGIN_REPLY => Kind::Reply,
-                    dvrip::CMD_LOGIN | dvrip::CMD_ALARM_REQUEST => Kind::Request,
-                    _ => out.kind,
-                };
-            }
-            return;
+        let cmd = frame.header()[0];
+        generic_body(body, out);
+        if out.kind == Kind::Unknown || out.body_format != BodyFormat::Json {
+            out.kind = match cmd {
+                dvrip::CMD_HEARTBEAT => Kind::Keepalive,
+                dvrip::CMD_HEARTBEAT_REPLY | dvrip::CMD_LOGIN_REPLY => Kind::Reply,
+                dvrip::CMD_LOGIN | dvrip::CMD_ALARM_REQUEST => Kind::Request,
+                _ => out.kind,
+            };
         }
+    }
+
+    /// A DVRIP 0x69 alarm upload: a mask, `Key:Value` text or (later firmware) JSON body. The body is
+    /// `frame.bytes[body_at..]`, read in place; a handle on it is taken only to keep it.
+    fn dvrip_alarm(&mut self, frame: &Frame, body_at: usize, out: &mut Decoded) {
+        let h = frame.header();
+        let owned = || frame.bytes.slice(body_at..);
+        let body = &frame.bytes[body_at..];
         let alarm_type = h[dvrip::ALARM_TYPE_AT];
         let group = h[dvrip::CHANNEL_GROUP_AT];
         let format = h[dvrip::BODY_FORMAT_AT];
@@ -317,7 +322,7 @@ impl Session {
         // when its first byte happens to be `{`.
         let mask_shaped = format == 0 && body.len().is_multiple_of(4);
         if !mask_shaped {
-            if let Some(Ok(())) = json_body(body, out) {
+            if let Some(Ok(())) = json_body(&owned(), out) {
                 if alarm_type == dvrip::ALARM_TYPE_REPORT {
                     out.kind = Kind::Report;
                 }
@@ -357,7 +362,7 @@ impl Session {
                     "mask body of {} bytes is shorter than 4 bytes",
                     body.len()
                 ));
-                out.set_binary(body);
+                out.set_binary(&owned());
             }
             _ if format == 1 || text::looks_like_text(body) => {
                 let pairs = text::parse(body);
@@ -365,7 +370,7 @@ impl Session {
                 out.body_format = BodyFormat::Text;
                 out.body = Body::Text(pairs);
             }
-            _ => out.set_binary(body),
+            _ => out.set_binary(&owned()),
         }
     }
 
@@ -392,7 +397,7 @@ impl Session {
             ));
             return;
         };
-        let time = text::get(pairs, text::KEY_TIME).map(str::to_owned);
+        let time = text::get(pairs, text::KEY_TIME).map(Box::from);
         // The other keys, in wire order, first value of a repeated key (as in the body).
         let mut data = String::from("{");
         for (i, (k, v)) in pairs.iter().enumerate() {
@@ -423,7 +428,7 @@ impl Session {
         alarm_type: u8,
         group: u8,
         words: &[u32],
-        device_time: Option<String>,
+        device_time: Option<Box<str>>,
         data: Option<JsonText>,
         events: &mut Vec<Event>,
     ) {
@@ -445,24 +450,30 @@ impl Session {
                 word
             };
             let old = self.swap_mask((alarm_type, group), new);
-            let mut changed = old ^ new;
-            events.reserve(changed.count_ones() as usize);
-            while changed != 0 {
-                let bit = changed.trailing_zeros();
-                changed &= changed - 1;
-                let action = if new & (1 << bit) != 0 {
-                    Action::Start
-                } else {
-                    Action::Stop
-                };
-                let index = Some(i64::from(bit) + 32 * i64::from(group));
-                events.push(Event {
+            let changed = old ^ new;
+            if changed == 0 {
+                continue;
+            }
+            let base = 32 * i64::from(group);
+            // One loop, built twice: a binary mask's events have a static code and no time or data, so
+            // that their fields are constants instead of clones.
+            match (&code, &device_time, &data) {
+                (Cow::Borrowed(name), None, None) => {
+                    push_changes(events, new, changed, base, |action, index| Event {
+                        code: Cow::Borrowed(name),
+                        action,
+                        index,
+                        device_time: None,
+                        data: None,
+                    });
+                }
+                _ => push_changes(events, new, changed, base, |action, index| Event {
                     code: code.clone(),
                     action,
                     index,
                     device_time: device_time.clone(),
                     data: data.clone(),
-                });
+                }),
             }
         }
     }
@@ -477,6 +488,40 @@ impl Session {
             }
         }
     }
+}
+
+/// Pushes a start (bit set in `new`) or stop event for each bit set in `changed`, lowest bit first, with
+/// index `base` + bit.
+#[inline(always)]
+fn push_changes(
+    events: &mut Vec<Event>,
+    new: u32,
+    mut changed: u32,
+    base: i64,
+    event: impl Fn(Action, Option<i64>) -> Event,
+) {
+    // A counted range: `extend` knows the exact length and writes each event in place.
+    events.extend((0..changed.count_ones()).map(|_| {
+        let bit = changed.trailing_zeros();
+        changed &= changed.wrapping_sub(1);
+        let action = if new >> bit & 1 != 0 {
+            Action::Start
+        } else {
+            Action::Stop
+        };
+        event(action, Some(i64::from(bit) + base))
+    }));
+}
+
+/// The kind rules every decoded frame ends with.
+fn finish(mut out: Decoded) -> Decoded {
+    if out.kind == Kind::Unknown && !out.events.is_empty() {
+        out.kind = Kind::Alarm;
+    }
+    if !matches!(out.kind, Kind::Keepalive | Kind::Reply) {
+        out.keepalive_period = None;
+    }
+    out
 }
 
 /// Reads a body whose framing does not say its format: JSON if it parses, text if it looks like

@@ -90,7 +90,7 @@ fn text_body_updates_the_same_mask_state() {
         .iter()
         .map(|e| (e.action.clone(), e.index, e.device_time.clone()))
         .collect();
-    let time = Some("2023-01-16 10:00:00".to_owned());
+    let time: Option<Box<str>> = Some("2023-01-16 10:00:00".into());
     assert_eq!(
         starts,
         vec![
