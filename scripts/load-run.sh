@@ -11,7 +11,7 @@
 #      D_SECS, default 600).
 #   E. (not in `all`) the MQTT sink's ceiling: a backlog stored with the broker unreachable, then
 #      drained with nothing else running (E_RATE, E_SECS).
-# Usage: scripts/load-run.sh [a|b|c|d|e|all]   (env: DEVICES, A_SECS, B_RATE, B_SECS, B_DEVICES, C_RATE, C_SECS;
+# Usage: scripts/load-run.sh [a|b|c|d|e|all]   (env: DEVICES, A_SECS, B_RATE, B_SECS, B_DEVICES, B_VARIANT, C_RATE, C_SECS;
 #        BIN=path/to/alarm-center runs that build instead of building this checkout, to compare two builds;
 #        SIM_BIN=… the simulator of run D, when BIN's has no --sources)
 # Each run prints the server's CPU time (user + system, from /proc) and its share of one core.
@@ -23,6 +23,7 @@ A_SECS=${A_SECS:-120}
 B_RATE=${B_RATE:-50000}
 B_SECS=${B_SECS:-60}
 B_DEVICES=${B_DEVICES:-100}
+B_VARIANT=${B_VARIANT:-mixed}
 PORT=${PORT:-25002}
 C_RATE=${C_RATE:-5000}
 C_SECS=${C_SECS:-30}
@@ -102,7 +103,7 @@ if [[ $which == b || $which == all ]]; then
     echo "== B: $B_DEVICES devices sending $B_RATE alarm events/s in total for ${B_SECS}s (one event per frame)"
     start_server b
     "$BIN" simulate --target "127.0.0.1:$PORT" --devices "$B_DEVICES" --keepalive 10s --alarm-rate "$B_RATE" \
-        --variant mixed --duration "${B_SECS}s" --quiet > "$WORK/b.sim" 2> "$WORK/b.sim.err"
+        --variant "$B_VARIANT" --duration "${B_SECS}s" --quiet > "$WORK/b.sim" 2> "$WORK/b.sim.err"
     sleep 6
     stop_server
     tail -1 "$WORK/b.sim"
