@@ -941,6 +941,9 @@ struct Strict<'de> {
     /// window of bytes is checked ahead as far as needed, doubling, so that each byte is checked at most
     /// about twice.
     valid: &'de str,
+    /// `b` holds a byte sequence that is not UTF-8 right after `valid`: `valid` cannot grow, and no
+    /// text reaches past it (checked once: not again for each text asked for later).
+    not_utf8: bool,
     i: usize,
 }
 
@@ -954,6 +957,7 @@ impl<'de> Strict<'de> {
             b: text.as_bytes(),
             ran_out: false,
             valid: text,
+            not_utf8: false,
             i: 0,
             skip_cap: 2 * Self::MAX_DEPTH,
         };
@@ -970,6 +974,7 @@ impl<'de> Strict<'de> {
             b,
             ran_out: false,
             valid: "",
+            not_utf8: false,
             i: 0,
             skip_cap: 2 * Self::MAX_DEPTH,
         };
@@ -1187,11 +1192,17 @@ impl<'de> Strict<'de> {
     /// `b[from..to]` as text (`None` when it is not UTF-8).
     #[inline]
     fn span(&mut self, from: usize, to: usize) -> Option<&'de str> {
-        if to > self.valid.len() {
+        if to > self.valid.len() && !self.not_utf8 {
             let ahead = to.max(2 * self.valid.len()).max(256).min(self.b.len());
+            #[cfg(test)]
+            tests::UTF8_CHECKED.with(|c| c.set(c.get() + ahead));
             self.valid = match std::str::from_utf8(self.b.get(..ahead)?) {
                 Ok(text) => text,
-                Err(e) => std::str::from_utf8(&self.b[..e.valid_up_to()]).ok()?,
+                Err(e) => {
+                    // An invalid sequence (not one cut by the end of `ahead`): no later check gets past it.
+                    self.not_utf8 = e.error_len().is_some();
+                    std::str::from_utf8(&self.b[..e.valid_up_to()]).ok()?
+                }
             };
         }
         self.valid.get(from..to)
@@ -1405,6 +1416,7 @@ impl<'de> Strict<'de> {
             b: text.as_bytes(),
             ran_out: false,
             valid: text,
+            not_utf8: false,
             i: 0,
             // The object was read nested at most `MAX_DEPTH` deep, with values skipped at most twice
             // that below any level: all of it is skipped here.
@@ -1487,6 +1499,36 @@ fn facts_of(MaybeObject(top): MaybeObject<'_>) -> JsonFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// Bytes [`Strict::span`] has checked as UTF-8 on this thread.
+        pub(super) static UTF8_CHECKED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// A byte that is not UTF-8 early in a window, then many strings whose text the reader keeps: the
+    /// reader reads on past the first (an event's `Data` is checked, its time and identity strings
+    /// kept when they are text), and the prefix known to be UTF-8 cannot grow past the bad byte, so
+    /// every later string must not check the window again from its start (quadratic in the window).
+    #[test]
+    fn a_window_with_a_byte_that_is_not_utf8_is_checked_once() {
+        for bad in [&b"\"k\xff\":1"[..], b"\"Other\":\"\xff\""] {
+            let mut window = br#"{"Code":"x","Data":{"#.to_vec();
+            window.extend_from_slice(bad);
+            for _ in 0..5000 {
+                window.extend_from_slice(br#","Time":"t""#);
+            }
+            window.extend_from_slice(b"}}");
+            UTF8_CHECKED.with(|c| c.set(0));
+            assert_eq!(bare_object(&window), serde_bare(&window));
+            assert_eq!(bare_object(&window), None);
+            let checked = UTF8_CHECKED.with(std::cell::Cell::get);
+            assert!(
+                checked <= 4 * window.len(),
+                "{checked} bytes checked for a window of {}",
+                window.len()
+            );
+        }
+    }
 
     /// The table lookup against a plain case-insensitive search.
     fn reference(name: &str) -> Key {
