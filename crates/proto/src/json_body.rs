@@ -1931,6 +1931,124 @@ mod tests {
         }
     }
 
+    /// Every reader of a body, on any bytes: none may panic (debug builds check overflow) or fail to
+    /// end. The scanners that expect text serde has accepted (`scan_data`, `skip_value`,
+    /// `plain_string`, `Strict::others_of`) are fed anything too: they must be safe, if not right.
+    fn read_every_way(bytes: &[u8]) {
+        let _ = bare_object(bytes);
+        let _ = key_of_bytes(bytes);
+        let _ = string_stop(bytes);
+        for i in 0..=bytes.len() + 1 {
+            let _ = skip_value(bytes, i);
+            let _ = digits_end(bytes, i);
+            let _ = skip_ws(bytes, i);
+        }
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            let _ = json_facts(text);
+            let _ = Strict::body(text);
+            let _ = scan_data(text);
+            let _ = data_found(text);
+            let _ = Strict::others_of(text);
+            for i in 0..=text.len() + 1 {
+                let _ = plain_string(text, i);
+            }
+        }
+        // Through the decoder and the session, in every framing that carries JSON.
+        let text = String::from_utf8_lossy(bytes);
+        let mut alarm_tail = [0u8; 24];
+        alarm_tail[crate::dvrip::BODY_FORMAT_AT - 8] = 2;
+        for stream in [
+            bytes.to_vec(),
+            crate::encode::dvrip_json(1, 2, &text),
+            crate::encode::dvrip_frame(crate::dvrip::CMD_ALARM, 0, alarm_tail, bytes),
+            crate::encode::dhip(1, 2, &text),
+            crate::encode::xm(1508, 1, 2, &text),
+            crate::encode::http_request("POST", "/", &[], bytes),
+        ] {
+            let mut decoder = crate::Decoder::default();
+            let mut frames: Vec<_> = decoder.feed(&stream).collect();
+            frames.extend(decoder.finish());
+            let mut session = crate::Session::new();
+            for frame in &frames {
+                let _ = session.decode(frame);
+            }
+        }
+    }
+
+    /// A body to break: a generated one, deep nesting of each kind the readers count (closed or not),
+    /// or bytes from the JSON alphabet and beyond.
+    fn hostile_body() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let deep = (
+            proptest::sample::select(vec![
+                r#"{"params":"#,
+                r#"{"eventList":["#,
+                "[",
+                r#"{"Data":"#,
+                r#"{"x":"#,
+                r#"{"Code":"c","Data":{"Time":"#,
+                r#"{"Event":"E","Z":"#,
+            ]),
+            0usize..300,
+            any::<bool>(),
+        )
+            .prop_map(|(open, n, close)| {
+                let mut text = open.repeat(n);
+                text.push('1');
+                if close {
+                    for c in open.bytes().rev().filter(|c| matches!(c, b'{' | b'[')) {
+                        text.extend(std::iter::repeat_n(if c == b'{' { '}' } else { ']' }, n));
+                    }
+                }
+                text.into_bytes()
+            });
+        let bytes = proptest::collection::vec(
+            prop_oneof![
+                any::<u8>(),
+                proptest::sample::select(b"{}[]\":,\\u0123456789eE.-+ \t\n\rtfnalsx".to_vec()),
+            ],
+            0..300,
+        );
+        prop_oneof![
+            event_body().prop_map(String::into_bytes),
+            json_value().prop_map(String::into_bytes),
+            deep,
+            bytes,
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+        #[test]
+        fn hostile_bodies_never_panic(
+            body in hostile_body(),
+            edits in proptest::collection::vec(
+                (
+                    0usize..4000,
+                    proptest::sample::select(vec![
+                        &b"\xff"[..], b"\xc3", b"\xe2\x82", b"\\u", b"\\ud800", b"\"", b"\\", b"{", b"}",
+                        b"[", b"]", b",", b":", b"-", b"0", b"1e999", b"\0", b"\x0c", b"\xef\xbb\xbf",
+                    ]),
+                    0u8..3,
+                ),
+                0..8,
+            ),
+        ) {
+            let mut bytes: Vec<u8> = body;
+            read_every_way(&bytes);
+            for (at, piece, op) in edits {
+                let at = at % (bytes.len() + 1);
+                let end = (at + piece.len()).min(bytes.len());
+                match op {
+                    0 => drop(bytes.splice(at..at, piece.iter().copied())),
+                    1 => drop(bytes.drain(at..end)),
+                    _ => drop(bytes.splice(at..end, piece.iter().copied())),
+                }
+                read_every_way(&bytes);
+            }
+        }
+    }
+
     #[test]
     fn strict_reading_edge_cases() {
         let deep = |n: usize| {
