@@ -2088,8 +2088,38 @@ mod tests {
             // XM objects below the top level: their other values are listed from their text.
             r#"{"eventList":[{"A":1,"Event":"HumanDetect","Type":"x","Status":"Start","Z":{"a":[1,"\u00e9"]},"B":"y"}]}"#.into(),
             r#"{"params":{"A":[{"b":{}}],"Event":"HumanDetect","Channel":2,"Q":null}}"#.into(),
+            // Duplicate keys: each entry is read in order, by both readers (no error; the last
+            // `Code`/`params`/`Data`/`eventList` wins, the first identity and period win).
+            r#"{"Code":"a","Code":"b","Index":1,"Index":"2","SerialNo":"s1","SerialNo":"s2"}"#.into(),
+            r#"{"Code":"a","Data":{"Time":"t1"},"Data":{"Time":"t2","Time":"t0"},"Data":{"LocaleTime":"t3"}}"#.into(),
+            r#"{"Code":"a","Data":{"Time":"t1"},"Data":null}"#.into(),
+            r#"{"params":{"Code":"a"},"params":7,"KeepAlive":5,"KeepAlive":9}"#.into(),
+            r#"{"eventList":[{"Code":"a"}],"eventList":{"Code":"b"},"Event":"E","Type":"Log","Type":"x"}"#.into(),
+            // Numbers: -0, leading zeros, the longest integer kept, one past it, past i64 and u64.
+            r#"{"Code":"x","Index":-0}"#.into(),
+            r#"{"Code":"x","Index":-01}"#.into(),
+            r#"{"Code":"x","Index":00}"#.into(),
+            r#"{"Code":"x","Index":999999999999999999}"#.into(),
+            r#"{"Code":"x","Index":-99999999999999999}"#.into(),
+            r#"{"Code":"x","Index":-999999999999999999}"#.into(),
+            r#"{"Code":"x","Index":9223372036854775808}"#.into(),
+            r#"{"Code":"x","Index":18446744073709551616}"#.into(),
+            r#"{"Code":"x","Index":1.0}"#.into(),
+            // Whitespace JSON does not allow, a BOM, NUL after the object.
+            "{\"Code\":\"x\",\u{c}\"Index\":1}".into(),
+            "{\"Code\":\"x\",\u{b}\"Index\":1}".into(),
+            "{\"Code\":\"x\",\u{a0}\"Index\":1}".into(),
+            "\u{feff}{\"Code\":\"x\"}".into(),
+            "{\"Code\":\"x\"}\0".into(),
         ] {
             check_strict(text.as_bytes());
+        }
+        for bytes in [
+            &b"\xef\xbb\xbf{\"Code\":\"x\"}"[..],
+            b"{\"Code\":\"x\xff\"}",
+            b"{\"x\xff\":1}",
+        ] {
+            check_strict(bytes);
         }
         // An XM object read at depth 2 whose values nest as deep as the strict reader goes: listing its
         // other values again must not give up where the first reading did not.
