@@ -8,12 +8,11 @@ use super::object::{Found, Scalar};
 
 /// The second reading of an event's `Data` without serde: `raw` is one JSON value that serde's first
 /// reading accepted (as a `RawValue`), so the grammar needs no checking and skipping a value cannot fail.
-/// What a [`DataFound`] reading could still reject (a key or a kept string with an escape, which may hold
-/// a lone surrogate; a number that may overflow an `f64`; the keys of a nested object under a key it
-/// reads, a `params`/`eventList` chain deeper than serde's recursion limit) makes it give up: `None`,
-/// and the caller reads `raw` with serde. `Some(found)` is what that reading would have returned.
-///
-/// [`DataFound`]: super::serde_read::DataFound
+/// What a `DataFound` reading (in `serde_read`) could still reject (a key or a kept string with an
+/// escape, which may hold a lone surrogate; a number that may overflow an `f64`; the keys of a nested
+/// object under a key it reads, a `params`/`eventList` chain deeper than serde's recursion limit) makes
+/// it give up: `None`, and the caller reads `raw` with serde. `Some(found)` is what that reading would
+/// have returned.
 pub(super) fn scan_data(raw: &str) -> Option<Option<Found<'_>>> {
     let b = raw.as_bytes();
     if b.first() != Some(&b'{') {

@@ -422,7 +422,7 @@ impl<'de> Strict<'de> {
         }
     }
 
-    /// A value as [`MaybeList`](super::serde_read::MaybeList) reads it.
+    /// A value as `MaybeList` (in `serde_read`) reads it.
     fn maybe_list(&mut self, depth: usize) -> Option<Option<Vec<Box<Object<'de>>>>> {
         match self.peek()? {
             b'[' => {
@@ -441,9 +441,7 @@ impl<'de> Strict<'de> {
         }
     }
 
-    /// The object opening at `i`, at nesting `depth`, as [`ObjectVisitor`] reads it.
-    ///
-    /// [`ObjectVisitor`]: super::serde_read::ObjectVisitor
+    /// The object opening at `i`, at nesting `depth`, as `ObjectVisitor` (in `serde_read`) reads it.
     fn object(&mut self, depth: usize) -> Option<Box<Object<'de>>> {
         if depth > Self::MAX_DEPTH {
             return None;
