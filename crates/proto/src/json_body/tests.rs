@@ -517,3 +517,14 @@ fn the_decoder_reads_whole_bare_objects_once() {
     assert!(frames[0].parsed.take(&frames[0].bytes).is_none());
     assert_eq!(crate::Session::new().decode(&frames[0]).events.len(), 1);
 }
+
+/// The strict reader gives up on floats and long integers because serde_json, as built here, reads them
+/// as `f64` (an out-of-range float is an error). With serde_json's `arbitrary_precision` feature
+/// (enabled by any crate in the build) serde would read them as text instead and the two readings
+/// could differ: this fails first.
+#[test]
+fn serde_json_reads_numbers_as_the_strict_reader_assumes() {
+    assert!(serde_json::from_str::<serde_json::Value>("1e999").is_err());
+    let big: serde_json::Value = serde_json::from_str("123456789012345678901234567890").unwrap();
+    assert!(big.is_f64(), "{big:?}");
+}
