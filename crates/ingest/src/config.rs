@@ -157,8 +157,8 @@ pub struct ServerConfig {
     pub listen_backlog: u32,
     /// Most connections open at once from one source address.
     pub max_connections_per_ip: usize,
-    /// Threads that run the connections, the API and the sinks; 0 = one per core but one, which the
-    /// store writer keeps (at least 1). `TOKIO_WORKER_THREADS`, when set, overrides it.
+    /// Threads that run the connections, the API and the sinks; 0 = one per core (or
+    /// `TOKIO_WORKER_THREADS` when set).
     pub worker_threads: usize,
     /// Largest frame kept whole, bytes.
     pub max_frame: usize,
@@ -292,18 +292,10 @@ pub struct StoreConfig {
 }
 
 impl ServerConfig {
-    /// The runtime's worker threads: `worker-threads`, or for 0 one per core but one (at least 1),
-    /// since the store writer's thread is busy whenever devices are; `None` when
-    /// `TOKIO_WORKER_THREADS` is set (the runtime reads it itself).
+    /// The runtime's worker threads when set (`worker-threads` above 0); `None` leaves them to the
+    /// runtime: `TOKIO_WORKER_THREADS`, else one per core.
     pub fn runtime_workers(&self) -> Option<usize> {
-        if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
-            return None;
-        }
-        if self.worker_threads > 0 {
-            return Some(self.worker_threads);
-        }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Some(cores.saturating_sub(1).max(1))
+        (self.worker_threads > 0).then_some(self.worker_threads)
     }
 }
 
@@ -384,15 +376,8 @@ mod tests {
     use super::ServerConfig;
 
     #[test]
-    fn worker_threads_leave_the_store_writer_a_core() {
-        if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
-            // The runtime reads the variable itself; the setting steps aside.
-            assert_eq!(ServerConfig::default().runtime_workers(), None);
-            return;
-        }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let auto = ServerConfig::default().runtime_workers().unwrap();
-        assert_eq!(auto, if cores > 1 { cores - 1 } else { 1 });
+    fn worker_threads_are_the_runtimes_choice_unless_set() {
+        assert_eq!(ServerConfig::default().runtime_workers(), None);
         let three = ServerConfig {
             worker_threads: 3,
             ..ServerConfig::default()
