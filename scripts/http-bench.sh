@@ -3,7 +3,8 @@
 # CONNS keep-alive connections to a release `alarm-center serve` on 127.0.0.1. Every answer is a 200
 # sent only after the event is committed, so requests/s here is durable events/s end to end.
 # Each run prints wrk's figures and checks that the store holds at least as many events as 2xx answers.
-# Usage: scripts/http-bench.sh   (env: CONNS=100, SECS=20, THREADS=2, RUNS=3, PORT=25003, PROFILE=release)
+# Usage: scripts/http-bench.sh   (env: CONNS=100, SECS=20, THREADS=2, RUNS=3, PORT=25003, PROFILE=release;
+#        BIN=path/to/alarm-center runs that build instead of building this checkout)
 # Needs wrk (Debian package `wrk`). Traffic goes to 127.0.0.1 only; every run stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,8 +16,10 @@ PORT=${PORT:-25003}
 PROFILE=${PROFILE:-release}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
 ulimit -n "$(ulimit -Hn)"
-cargo build --profile "$PROFILE" --quiet -p alarm-center
-BIN=${CARGO_TARGET_DIR:-target}/$PROFILE/alarm-center
+if [[ -z ${BIN:-} ]]; then
+    cargo build --profile "$PROFILE" --quiet -p alarm-center
+    BIN=${CARGO_TARGET_DIR:-target}/$PROFILE/alarm-center
+fi
 WORK=$(mktemp -d /tmp/alarm-center-http.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 

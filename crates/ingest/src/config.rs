@@ -258,7 +258,8 @@ pub struct StoreConfig {
     pub batch_max: usize,
     /// Least time between the starts of two commits: records arriving sooner wait, with those that
     /// follow, for one larger transaction (`0s`: commit as soon as anything waits). A lone record
-    /// after a quiet spell is committed at once.
+    /// after a quiet spell is committed at once, and so is a batch with an HTTP request (its sender
+    /// waits for the commit).
     #[serde(deserialize_with = "duration")]
     pub commit_interval: Duration,
     /// Archive keepAlive frames too (they are most of the frames and carry no event).

@@ -130,6 +130,27 @@ struct Pending {
     received: Vec<Instant>,
     /// Told once the batch is committed.
     acks: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Records taken, and roughly their bytes (see [`record_bytes`]).
+    records: usize,
+    bytes: usize,
+}
+
+impl Pending {
+    fn push(&mut self, record: Record) {
+        self.records += 1;
+        self.bytes += record_bytes(&record);
+        self.received
+            .extend(add(&mut self.batch, record, &mut self.acks));
+    }
+
+    /// Adds whatever is waiting in the channel, up to `batch_max` records and about
+    /// [`BATCH_MAX_BYTES`].
+    fn fill(&mut self, rx: &mut mpsc::Receiver<Record>, batch_max: usize) {
+        while self.records < batch_max && self.bytes < BATCH_MAX_BYTES {
+            let Ok(record) = rx.try_recv() else { break };
+            self.push(record);
+        }
+    }
 }
 
 /// Most bytes (frames and event data) in one transaction. In WAL mode a transaction needs free disk
@@ -152,24 +173,8 @@ fn record_bytes(record: &Record) -> usize {
     }
 }
 
-/// `first` and whatever else is waiting, up to `batch_max` records and about [`BATCH_MAX_BYTES`].
-fn take_batch(first: Record, rx: &mut mpsc::Receiver<Record>, batch_max: usize) -> Pending {
-    let mut pending = Pending::default();
-    let mut bytes = record_bytes(&first);
-    pending
-        .received
-        .extend(add(&mut pending.batch, first, &mut pending.acks));
-    let mut records = 1;
-    while records < batch_max && bytes < BATCH_MAX_BYTES {
-        let Ok(record) = rx.try_recv() else { break };
-        bytes += record_bytes(&record);
-        pending
-            .received
-            .extend(add(&mut pending.batch, record, &mut pending.acks));
-        records += 1;
-    }
-    pending
-}
+/// Longest sleep of the writer while it gathers records for a commit (see `store.commit-interval`).
+const WAIT_STEP: Duration = Duration::from_millis(1);
 
 /// Runs the writer until the channel closes (every sender dropped), committing what remains.
 pub(crate) fn run(
@@ -186,18 +191,29 @@ pub(crate) fn run(
     let mut upkeep = Upkeep::new(config);
     let mut last_commit: Option<Instant> = None;
     while let Some(first) = rx.blocking_recv() {
+        let mut pending = Pending::default();
+        pending.push(first);
+        pending.fill(&mut rx, batch_max);
         // Group commit: a commit costs the pages it touches whatever its size (the tail pages of
         // each table, one index page per device), so under a stream of records a transaction every
-        // `interval` writes far less than one per record.
-        if let Some(wait) =
-            last_commit.map(|at| (at + interval).saturating_duration_since(Instant::now()))
-        {
-            if !wait.is_zero() {
-                std::thread::sleep(wait);
+        // `interval` writes far less than one per record. Not when someone waits for this commit (an
+        // HTTP request's answer): such a sender sends nothing more until answered, so waiting would
+        // only slow it, and the requests of many senders gather on their own while a commit runs.
+        let wait = last_commit
+            .map(|at| (at + interval).saturating_duration_since(Instant::now()))
+            .unwrap_or_default();
+        let until = Instant::now() + wait;
+        // In steps of at most WAIT_STEP, so that a request arriving meanwhile (behind a record of
+        // its connection that waits for nobody) is held that long at most.
+        while pending.acks.is_empty() && pending.records < batch_max {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
             }
+            std::thread::sleep(left.min(WAIT_STEP));
+            pending.fill(&mut rx, batch_max);
         }
         last_commit = Some(Instant::now());
-        let pending = take_batch(first, &mut rx, batch_max);
         upkeep.before_commit(&mut db, &stats);
         let Some(ids) = commit(&mut db, &pending.batch, &stats, &stopping, &mut upkeep) else {
             continue;

@@ -504,3 +504,27 @@ async fn an_unknown_device_refused_gets_403_not_200() {
     assert!(alarm_events(&db).is_empty());
     t.server.shutdown().await.unwrap();
 }
+
+/// An HTTP device waits for each answer, which waits for the commit: its requests are committed at
+/// once, not held for `store.commit-interval` (with 100 such devices the interval capped the server at
+/// 100 answers per interval).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_requests_are_not_held_for_the_commit_interval() {
+    const REQUESTS: usize = 5;
+    let t = start(|c| c.store.commit_interval = Duration::from_secs(3)).await;
+    let mut nvr = t.connect().await;
+    let mut answers = Reader::new();
+    let started = tokio::time::Instant::now();
+    for i in 0..REQUESTS {
+        let action = if i % 2 == 0 { "Start" } else { "Stop" };
+        send(&mut nvr, &post(&event("SmartMotionHuman", action, Some(0)))).await;
+        let a = answers.next(&mut nvr, false).await;
+        assert_eq!(a.status, 200, "{a:?}");
+    }
+    // Held, the last four would have waited about 3 s each.
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "{REQUESTS} requests one after the other took {took:?}"
+    );
+}
