@@ -148,20 +148,9 @@ impl Ingest {
             writer::spawn_checkpointer(Db::open(&config.store.data_dir, config.store.sync)?)?;
         let writer = {
             let (stats, committed, stopping) = (stats.clone(), committed.clone(), shutdown.clone());
-            let checkpointer = checkpointer.thread();
             std::thread::Builder::new()
                 .name("store-writer".into())
-                .spawn(move || {
-                    writer::run(
-                        db,
-                        rx,
-                        writer_config,
-                        stats,
-                        committed,
-                        checkpointer,
-                        stopping,
-                    )
-                })
+                .spawn(move || writer::run(db, rx, writer_config, stats, committed, stopping))
                 .map_err(|e| IngestError::Internal(format!("cannot start the store writer: {e}")))?
         };
         let slots = slots::Slots::new(

@@ -18,11 +18,6 @@ pub(crate) struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// The thread, to unpark it: it then checkpoints at once instead of at its next tick.
-    pub(crate) fn thread(&self) -> std::thread::Thread {
-        self.thread.thread().clone()
-    }
-
     /// Stops the thread (the writer's connection checkpoints what is left when it closes).
     pub(crate) fn stop(self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
