@@ -3,83 +3,17 @@
 //!
 //! ```text
 //! cargo build -p alarm-center-proto --profile bench --example decode_streams
-//! valgrind --tool=callgrind --toggle-collect='decode_streams::decode_stream' target/release/examples/decode_streams dvrip-mask
+//! valgrind --tool=callgrind --toggle-collect='*decode_stream' target/release/examples/decode_streams dvrip-mask
 //! ```
 //!
 //! Without an argument every stream is decoded; with names, only those. Prints the events per stream.
 
-use alarm_center_proto::{encode, Decoder, Session};
 use std::hint::black_box;
 
-const FRAMES: usize = 10_000;
+#[path = "../benches/streams/mod.rs"]
+mod streams;
 
-/// The JSON event notification of the bench (about 400 bytes).
-fn event_json(i: usize) -> String {
-    let action = if i.is_multiple_of(2) { "Start" } else { "Stop" };
-    format!(
-        r#"{{"id":{i},"method":"client.notifyEventStream","params":{{"SID":513,"eventList":[{{"Action":"{action}","Code":"CrossRegionDetection","Index":{idx},"Data":{{"Class":"Normal","CountInGroup":1,"Direction":"Enter","EventID":{i},"FrameSequence":412233,"GroupID":{i},"LocaleTime":"2024-05-01 10:00:00","Mark":0,"Name":"IVS-1","Object":{{"Action":"Appear","ObjectID":512,"ObjectType":"Human"}},"PTS":42949710940.0,"Source":46082368.0,"UTC":1714557600}}}}]}},"session":1604224811}}"#,
-        idx = i % 16
-    )
-}
-
-/// The bench's streams, by name.
-fn stream(name: &str) -> Option<Vec<u8>> {
-    let each = |f: &dyn Fn(usize) -> Vec<u8>| (0..FRAMES).flat_map(f).collect();
-    Some(match name {
-        "dvrip-mask" => {
-            each(&|i| encode::dvrip_mask(2, 0, (i as u32).wrapping_mul(2_654_435_761) & 0xFFFF))
-        }
-        "dvrip-text" => each(&|i| {
-            let mask = ((i % 7) + 1).to_string();
-            encode::dvrip_text(
-                1,
-                0,
-                &[
-                    ("alarm channel", &mask),
-                    ("Domain name", "nvr.example.org"),
-                    ("Time", "2023-01-16 10:00:00"),
-                ],
-            )
-        }),
-        "dhip-json-event-400B" => each(&|i| encode::dhip(1, i as u32, &event_json(i))),
-        "dvrip-json-event-400B" => each(&|i| encode::dvrip_json(i as u32, 1, &event_json(i))),
-        "bare-json-event-400B" => each(&|i| encode::bare_json(&event_json(i))),
-        "xm-alarm" => each(&|i| {
-            encode::xm_alarm(
-                "cdf680a9a0279bf8",
-                [192, 168, 1, 10].into(),
-                (i % 4) as u32,
-                "HumanDetect",
-                i % 2 == 0,
-                "2024-01-27 21:10:58",
-            )
-        }),
-        _ => return None,
-    })
-}
-
-const NAMES: [&str; 6] = [
-    "dvrip-mask",
-    "dvrip-text",
-    "dhip-json-event-400B",
-    "dvrip-json-event-400B",
-    "bare-json-event-400B",
-    "xm-alarm",
-];
-
-/// The bench's loop: 4 KiB chunks into a decoder, every frame through a session.
-#[inline(never)]
-fn decode_stream(stream: &[u8]) -> usize {
-    let mut decoder = Decoder::default();
-    let mut session = Session::new();
-    let mut events = 0;
-    for chunk in stream.chunks(4096) {
-        for frame in decoder.feed(chunk) {
-            events += black_box(session.decode(&frame)).events.len();
-        }
-    }
-    events
-}
+use streams::{decode_stream, stream, FRAMES, NAMES};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -93,6 +27,9 @@ fn main() {
             eprintln!("unknown stream {name}; known: {NAMES:?}");
             std::process::exit(2);
         };
-        println!("{name}: {} events", decode_stream(black_box(&bytes)));
+        println!(
+            "{name}: {FRAMES} frames, {} events",
+            decode_stream(black_box(&bytes))
+        );
     }
 }
