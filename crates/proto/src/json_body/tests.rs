@@ -53,6 +53,22 @@ fn serde_bare(window: &[u8]) -> Option<(usize, JsonFacts)> {
 }
 
 /// The strict reader reads only what serde reads, and reads it the same way.
+/// Applies byte edits `(at, byte, op)`: op 0 inserts `byte` at `at`, 1 removes the byte there, 2
+/// replaces it (`at` taken modulo the length + 1).
+fn edit(bytes: &mut Vec<u8>, edits: &[(usize, u8, u8)]) {
+    for &(at, byte, op) in edits {
+        let at = at % (bytes.len() + 1);
+        match op {
+            0 => bytes.insert(at, byte),
+            1 if at < bytes.len() => {
+                bytes.remove(at);
+            }
+            _ if at < bytes.len() => bytes[at] = byte,
+            _ => {}
+        }
+    }
+}
+
 fn check_strict(bytes: &[u8]) {
     if let Ok(text) = std::str::from_utf8(bytes) {
         if let Some(top) = Strict::body(text) {
@@ -216,15 +232,7 @@ proptest::proptest! {
         for cut in cuts {
             check_strict(&bytes[..cut % (bytes.len() + 1)]);
         }
-        for (at, byte, op) in edits {
-            let at = at % (bytes.len() + 1);
-            match op {
-                0 => bytes.insert(at, byte),
-                1 if at < bytes.len() => { bytes.remove(at); }
-                _ if at < bytes.len() => bytes[at] = byte,
-                _ => {}
-            }
-        }
+        edit(&mut bytes, &edits);
         check_strict(&bytes);
     }
 
@@ -236,15 +244,7 @@ proptest::proptest! {
     ) {
         let mut bytes = format!("{value}{tail}").into_bytes();
         check_strict(&bytes);
-        for (at, byte, op) in edits {
-            let at = at % (bytes.len() + 1);
-            match op {
-                0 => bytes.insert(at, byte),
-                1 if at < bytes.len() => { bytes.remove(at); }
-                _ if at < bytes.len() => bytes[at] = byte,
-                _ => {}
-            }
-        }
+        edit(&mut bytes, &edits);
         check_strict(&bytes);
     }
 }
