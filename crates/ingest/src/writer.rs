@@ -143,10 +143,14 @@ impl Pending {
             .extend(add(&mut self.batch, record, &mut self.acks));
     }
 
-    /// Adds whatever is waiting in the channel, up to `batch_max` records and about
-    /// [`BATCH_MAX_BYTES`].
+    /// Whether the batch holds `batch_max` records or about [`BATCH_MAX_BYTES`].
+    fn full(&self, batch_max: usize) -> bool {
+        self.records >= batch_max || self.bytes >= BATCH_MAX_BYTES
+    }
+
+    /// Adds whatever is waiting in the channel until the batch is [`full`](Pending::full).
     fn fill(&mut self, rx: &mut mpsc::Receiver<Record>, batch_max: usize) {
-        while self.records < batch_max && self.bytes < BATCH_MAX_BYTES {
+        while !self.full(batch_max) {
             let Ok(record) = rx.try_recv() else { break };
             self.push(record);
         }
@@ -198,13 +202,10 @@ pub(crate) fn run(
         // `interval` writes far less than one per record. Not when someone waits for this commit (an
         // HTTP request's answer): such a sender sends nothing more until answered, so waiting would
         // only slow it, and the requests of many senders gather on their own while a commit runs.
-        let wait = last_commit
-            .map(|at| (at + interval).saturating_duration_since(Instant::now()))
-            .unwrap_or_default();
-        let until = Instant::now() + wait;
+        let until = last_commit.map_or_else(Instant::now, |at| at + interval);
         // In steps of at most WAIT_STEP, so that a request arriving meanwhile (behind a record of
         // its connection that waits for nobody) is held that long at most.
-        while pending.acks.is_empty() && pending.records < batch_max {
+        while pending.acks.is_empty() && !pending.full(batch_max) {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
