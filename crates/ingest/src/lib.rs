@@ -144,13 +144,23 @@ impl Ingest {
                 .then(|| config.store.min_free_mb * 1024 * 1024),
         };
         db.disable_auto_checkpoint()?;
-        let checkpointer =
+        let (checkpointer, log_keeper) =
             writer::spawn_checkpointer(Db::open(&config.store.data_dir, config.store.sync)?)?;
         let writer = {
             let (stats, committed, stopping) = (stats.clone(), committed.clone(), shutdown.clone());
             std::thread::Builder::new()
                 .name("store-writer".into())
-                .spawn(move || writer::run(db, rx, writer_config, stats, committed, stopping))
+                .spawn(move || {
+                    writer::run(
+                        db,
+                        rx,
+                        writer_config,
+                        stats,
+                        committed,
+                        stopping,
+                        log_keeper,
+                    )
+                })
                 .map_err(|e| IngestError::Internal(format!("cannot start the store writer: {e}")))?
         };
         let slots = slots::Slots::new(

@@ -19,7 +19,7 @@ use crate::stats::Stats;
 mod checkpoint;
 mod upkeep;
 
-pub(crate) use checkpoint::{spawn_checkpointer, Checkpointer};
+pub(crate) use checkpoint::{spawn_checkpointer, Checkpointer, LogKeeper};
 use upkeep::Upkeep;
 
 /// What the ingest side hands to the writer.
@@ -188,6 +188,7 @@ pub(crate) fn run(
     stats: Arc<Stats>,
     committed: broadcast::Sender<Committed>,
     stopping: CancellationToken,
+    log_keeper: LogKeeper,
 ) {
     let batch_max = config.batch_max;
     let interval = config.commit_interval;
@@ -234,34 +235,9 @@ pub(crate) fn run(
         );
         let log_pages = ids.log_pages;
         publish(pending.batch, &ids, &committed);
-        keep_log_short(&db, log_pages);
+        log_keeper.after_commit(&db, log_pages);
     }
     tracing::debug!("store writer finished");
-}
-
-/// Length of the write-ahead log, in 4 KiB pages, past which the writer checkpoints it itself.
-const RESTART_LOG_AT_PAGES: u32 = 8192;
-
-/// Keeps the write-ahead log from growing while commits never pause. SQLite starts the log again from
-/// its beginning only when a write begins with every frame of it copied into the database; the
-/// checkpointer thread copies in the background every 500 ms but, under a steady stream of commits,
-/// never catches the last one, and the log grew by gigabytes a minute (each new page of the file
-/// costing the kernel a fresh page to zero). So past [`RESTART_LOG_AT_PAGES`] (32 MiB, under the
-/// 64 MiB `journal_size_limit`, so the file is reused rather than truncated) the writer copies what
-/// is left itself between two transactions, and the next write starts the log again. (Waking the
-/// checkpointer at every commit past 4 MiB kept that copy short, but its continual checkpoints
-/// tripled the MQTT sink's delivery latency at 20,000 events/s: D51.) A checkpoint busy in the other
-/// thread, or a reader still on an old snapshot, only defers it to a later commit.
-fn keep_log_short(db: &Db, log_pages: Option<u32>) {
-    if log_pages.is_none_or(|pages| pages < RESTART_LOG_AT_PAGES) {
-        return;
-    }
-    match db.checkpoint() {
-        Ok((log, copied)) => {
-            tracing::trace!(log, copied, "write-ahead log checkpointed by the writer")
-        }
-        Err(e) => tracing::debug!(error = %e, "write-ahead log not checkpointed by the writer"),
-    }
 }
 
 /// Hands the committed events to the subscribers (stdout, the live stream, sinks' wake-ups); they are
