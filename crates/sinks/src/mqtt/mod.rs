@@ -5,6 +5,9 @@
 
 mod config;
 mod discovery;
+mod link;
+#[cfg(test)]
+mod link_tests;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -331,7 +334,7 @@ impl Destination for MqttSink {
                     }
                     // Every 2 ms for the first 20 ms (a delayed ACK lasts up to 40 ms), then every 100 ms.
                     if silent <= NUDGE_AFTER * MAX_NUDGES || silent.as_millis() % 100 < NUDGE_AFTER.as_millis() {
-                        let _ = session.publisher.client.try_unsubscribe(format!("{}/_nudge", self.config.topic_root));
+                        session.publisher.nudge(format!("{}/_nudge", self.config.topic_root));
                     }
                     continue;
                 }
@@ -343,7 +346,6 @@ impl Destination for MqttSink {
             loop {
                 match note {
                     Some(Note::Acked(id)) => *self.acked.entry(id).or_default() += 1,
-                    Some(Note::Connected) => {}
                     Some(Note::Down(e)) => {
                         self.disconnect();
                         return (outcomes, Some(format!("MQTT connection lost: {e}")));
