@@ -144,8 +144,7 @@ impl Header {
                 header.alarm_type = Some(byte(ALARM_TYPE_AT));
                 header.channel_group = Some(byte(CHANNEL_GROUP_AT));
                 header.body_format_byte = Some(byte(BODY_FORMAT_AT));
-                // bytes 12, 13 and 17
-                [0xFFFF_0000_0000, 0xFF00, 0]
+                ALARM_COVERED
             }
             CMD_JSON | CMD_TEXT => {
                 header.request_id = Some(word(8));
@@ -171,12 +170,57 @@ impl Header {
         }
         header
     }
+
+    /// What [`Header::parse`] reads from the whole header `h` of a 0x69 alarm upload, without the
+    /// checks and the choice by command that `parse` makes (the decoding of a mask upload).
+    pub(crate) fn alarm(h: &[u8; HEADER_LEN]) -> Header {
+        let word = |at: usize| u64::from_le_bytes(std::array::from_fn(|i| h[at + i]));
+        let uncovered = (0..3).any(|w| word(8 + 8 * w) & !ALARM_COVERED[w] != 0);
+        Header {
+            byte3: h[3],
+            body_length: u32::from_le_bytes([h[4], h[5], h[6], h[7]]),
+            alarm_type: Some(h[ALARM_TYPE_AT]),
+            channel_group: Some(h[CHANNEL_GROUP_AT]),
+            body_format_byte: Some(h[BODY_FORMAT_AT]),
+            request_id: None,
+            flags: None,
+            total_length: None,
+            session_id: None,
+            other: uncovered.then(|| crate::record::hex(&h[8..])),
+        }
+    }
 }
+
+/// The bytes of 8..32 that the typed fields of a 0x69 header cover (12, 13 and 17), as a mask over bytes
+/// 8..32: one byte of mask per header byte, in three little-endian words.
+const ALARM_COVERED: [u64; 3] = [0xFFFF_0000_0000, 0xFF00, 0];
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::Protocol;
+
+    /// `alarm` reads a whole 0x69 header as `parse` does, whichever bytes are set.
+    #[test]
+    fn alarm_reads_what_parse_reads() {
+        for at in 1..HEADER_LEN {
+            for value in [0x01, 0x80, 0xFF] {
+                let mut bytes = [0u8; HEADER_LEN];
+                bytes[0] = CMD_ALARM;
+                bytes[at] = value;
+                bytes[(at * 7) % HEADER_LEN] |= 0x10;
+                let frame = Frame {
+                    offset: 0,
+                    bytes: bytes.to_vec().into(),
+                    protocol: Protocol::Dvrip,
+                    header_len: HEADER_LEN,
+                    error: None,
+                    parsed: Default::default(),
+                };
+                assert_eq!(Header::alarm(&bytes), Header::parse(&frame), "byte {at}");
+            }
+        }
+    }
 
     /// `other` is set exactly when a byte of 8..32 that no typed field covers is non-zero.
     #[test]

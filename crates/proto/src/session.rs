@@ -1,16 +1,16 @@
 //! Per-stream interpretation: classification, event extraction and the DVRIP 0x69 mask diff.
 
-use std::borrow::Cow;
-
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::event::{Action, DeviceInfo, Event, JsonText};
+use crate::event::{DeviceInfo, Event, JsonText};
 use crate::fragment::{self, FragmentInfo, Reassembly, Step};
 use crate::frame::{le_u32, Frame, Protocol};
 use crate::json_body::{json_facts, key_of, merge, JsonFacts, Key};
 use crate::{dhip, dvrip, http, text, xm};
+
+mod masks;
 
 /// What a frame is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, strum::IntoStaticStr)]
@@ -194,6 +194,9 @@ impl Session {
     pub fn decode(&mut self, frame: &Frame) -> Decoded {
         if frame.protocol == Protocol::Http {
             return http_request(frame);
+        }
+        if let Some((header, body)) = masks::mask_upload(frame) {
+            return self.decode_mask(header, body);
         }
         let body_at = frame.header_len.min(frame.bytes.len());
         let mut out = match frame.protocol {
@@ -421,96 +424,6 @@ impl Session {
         }
         self.apply_masks(alarm_type, group, &words, time, data, &mut out.events);
     }
-
-    /// Diffs each word against the last mask of its (type, group) and emits start/stop events.
-    fn apply_masks(
-        &mut self,
-        alarm_type: u8,
-        group: u8,
-        words: &[u32],
-        device_time: Option<Box<str>>,
-        data: Option<JsonText>,
-        events: &mut Vec<Event>,
-    ) {
-        if alarm_type == dvrip::ALARM_TYPE_REPORT {
-            return;
-        }
-        let code: Cow<'static, str> = match dvrip::alarm_code(alarm_type) {
-            Some(name) => Cow::Borrowed(name),
-            None => Cow::Owned(format!("DvripAlarmType{alarm_type}")),
-        };
-        for (j, &word) in words.iter().enumerate() {
-            let Some(group) = group.checked_add(j as u8).filter(|_| j < 256) else {
-                break;
-            };
-            // Disk full is a boolean: non-zero means full.
-            let new = if alarm_type == dvrip::ALARM_TYPE_DISK_FULL {
-                u32::from(word != 0)
-            } else {
-                word
-            };
-            let old = self.swap_mask((alarm_type, group), new);
-            let changed = old ^ new;
-            if changed == 0 {
-                continue;
-            }
-            let base = 32 * i64::from(group);
-            // One loop, built twice: a binary mask's events have a static code and no time or data, so
-            // that their fields are constants instead of clones.
-            match (&code, &device_time, &data) {
-                (Cow::Borrowed(name), None, None) => {
-                    push_changes(events, new, changed, base, |action, index| Event {
-                        code: Cow::Borrowed(name),
-                        action,
-                        index,
-                        device_time: None,
-                        data: None,
-                    });
-                }
-                _ => push_changes(events, new, changed, base, |action, index| Event {
-                    code: code.clone(),
-                    action,
-                    index,
-                    device_time: device_time.clone(),
-                    data: data.clone(),
-                }),
-            }
-        }
-    }
-
-    /// Stores `new` as the mask of `key`, returning the previous one (0 when first seen).
-    fn swap_mask(&mut self, key: (u8, u8), new: u32) -> u32 {
-        match self.masks.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, mask)) => std::mem::replace(mask, new),
-            None => {
-                self.masks.push((key, new));
-                0
-            }
-        }
-    }
-}
-
-/// Pushes a start (bit set in `new`) or stop event for each bit set in `changed`, lowest bit first, with
-/// index `base` + bit.
-#[inline(always)]
-fn push_changes(
-    events: &mut Vec<Event>,
-    new: u32,
-    mut changed: u32,
-    base: i64,
-    event: impl Fn(Action, Option<i64>) -> Event,
-) {
-    // A counted range: `extend` knows the exact length and writes each event in place.
-    events.extend((0..changed.count_ones()).map(|_| {
-        let bit = changed.trailing_zeros();
-        changed &= changed.wrapping_sub(1);
-        let action = if new >> bit & 1 != 0 {
-            Action::Start
-        } else {
-            Action::Stop
-        };
-        event(action, Some(i64::from(bit) + base))
-    }));
 }
 
 /// The kind rules every decoded frame ends with.
