@@ -34,13 +34,12 @@ impl Session {
             .chunks_exact(4)
             .map(|w| le_u32(w, 0).unwrap_or(0))
             .collect();
-        let mut events = Vec::new();
-        if more.is_empty() {
-            self.apply_masks(alarm_type, group, &[mask], None, None, &mut events);
+        let events = if more.is_empty() {
+            self.mask_events(alarm_type, group, &[mask])
         } else {
             let words: Vec<u32> = std::iter::once(mask).chain(more.iter().copied()).collect();
-            self.apply_masks(alarm_type, group, &words, None, None, &mut events);
-        }
+            self.mask_events(alarm_type, group, &words)
+        };
         Decoded {
             command: Some(u32::from(dvrip::CMD_ALARM)),
             kind: if alarm_type == dvrip::ALARM_TYPE_REPORT {
@@ -57,6 +56,25 @@ impl Session {
             error: None,
             fragment: None,
         }
+    }
+
+    /// The events of a mask upload's `words`: what [`Session::apply_masks`] pushes, with the code of a
+    /// named alarm type written as a constant.
+    fn mask_events(&mut self, alarm_type: u8, group: u8, words: &[u32]) -> Vec<Event> {
+        let mut events = Vec::new();
+        match dvrip::alarm_code(alarm_type) {
+            Some(name) => self.diff_words(alarm_type, group, words, |new, changed, base| {
+                push_changes(&mut events, new, changed, base, |action, index| Event {
+                    code: Cow::Borrowed(name),
+                    action,
+                    index,
+                    device_time: None,
+                    data: None,
+                });
+            }),
+            None => self.apply_masks(alarm_type, group, words, None, None, &mut events),
+        }
+        events
     }
 
     /// Diffs each word against the last mask of its (type, group) and emits start/stop events.
@@ -76,6 +94,46 @@ impl Session {
             Some(name) => Cow::Borrowed(name),
             None => Cow::Owned(format!("DvripAlarmType{alarm_type}")),
         };
+        // One loop, built twice: a binary mask's events have a static code and no time or data, so that
+        // their fields are constants instead of clones.
+        match (&code, &device_time, &data) {
+            (Cow::Borrowed(name), None, None) => {
+                self.diff_words(alarm_type, group, words, |new, changed, base| {
+                    push_changes(events, new, changed, base, |action, index| Event {
+                        code: Cow::Borrowed(name),
+                        action,
+                        index,
+                        device_time: None,
+                        data: None,
+                    });
+                });
+            }
+            _ => self.diff_words(alarm_type, group, words, |new, changed, base| {
+                push_changes(events, new, changed, base, |action, index| Event {
+                    code: code.clone(),
+                    action,
+                    index,
+                    device_time: device_time.clone(),
+                    data: data.clone(),
+                });
+            }),
+        }
+    }
+
+    /// Diffs each word against the last mask of its (type, group), storing it, and calls `changes`
+    /// with the new mask, its bits that changed and the index of its bit 0, for each word that changed.
+    /// The self-report (type 120) has no state.
+    #[inline(always)]
+    fn diff_words(
+        &mut self,
+        alarm_type: u8,
+        group: u8,
+        words: &[u32],
+        mut changes: impl FnMut(u32, u32, i64),
+    ) {
+        if alarm_type == dvrip::ALARM_TYPE_REPORT {
+            return;
+        }
         for (j, &word) in words.iter().enumerate() {
             let Some(group) = group.checked_add(j as u8).filter(|_| j < 256) else {
                 break;
@@ -88,29 +146,8 @@ impl Session {
             };
             let old = self.swap_mask((alarm_type, group), new);
             let changed = old ^ new;
-            if changed == 0 {
-                continue;
-            }
-            let base = 32 * i64::from(group);
-            // One loop, built twice: a binary mask's events have a static code and no time or data, so
-            // that their fields are constants instead of clones.
-            match (&code, &device_time, &data) {
-                (Cow::Borrowed(name), None, None) => {
-                    push_changes(events, new, changed, base, |action, index| Event {
-                        code: Cow::Borrowed(name),
-                        action,
-                        index,
-                        device_time: None,
-                        data: None,
-                    });
-                }
-                _ => push_changes(events, new, changed, base, |action, index| Event {
-                    code: code.clone(),
-                    action,
-                    index,
-                    device_time: device_time.clone(),
-                    data: data.clone(),
-                }),
+            if changed != 0 {
+                changes(new, changed, 32 * i64::from(group));
             }
         }
     }
