@@ -418,11 +418,17 @@ impl Session {
         }
         data.push('}');
         let data = (data.len() > 2).then(|| JsonText::new(&data));
-        let mut words = vec![mask as u32];
-        if mask >> 32 != 0 {
-            words.push((mask >> 32) as u32);
-        }
-        self.apply_masks(alarm_type, group, &words, time, data, &mut out.events);
+        // The low word, and the high one when it has a bit set.
+        let words = [mask as u32, (mask >> 32) as u32];
+        let used = if words[1] != 0 { 2 } else { 1 };
+        self.apply_masks(
+            alarm_type,
+            group,
+            &words[..used],
+            time,
+            data,
+            &mut out.events,
+        );
     }
 }
 
