@@ -174,8 +174,13 @@ fn push_changes(
     base: i64,
     event: impl Fn(Action, Option<i64>) -> Event,
 ) {
+    let count = changed.count_ones();
+    if events.capacity() == 0 {
+        // Allocated at its size directly, which costs less than the growth `extend` would go through.
+        *events = Vec::with_capacity(count as usize);
+    }
     // A counted range: `extend` knows the exact length and writes each event in place.
-    events.extend((0..changed.count_ones()).map(|_| {
+    events.extend((0..count).map(|_| {
         let bit = changed.trailing_zeros();
         changed &= changed.wrapping_sub(1);
         let action = if new >> bit & 1 != 0 {
