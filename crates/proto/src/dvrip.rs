@@ -209,14 +209,7 @@ mod tests {
                 bytes[0] = CMD_ALARM;
                 bytes[at] = value;
                 bytes[(at * 7) % HEADER_LEN] |= 0x10;
-                let frame = Frame {
-                    offset: 0,
-                    bytes: bytes.to_vec().into(),
-                    protocol: Protocol::Dvrip,
-                    header_len: HEADER_LEN,
-                    error: None,
-                    parsed: Default::default(),
-                };
+                let frame = Frame::whole(Protocol::Dvrip, bytes.to_vec(), HEADER_LEN);
                 assert_eq!(Header::alarm(&bytes), Header::parse(&frame), "byte {at}");
             }
         }
@@ -235,14 +228,7 @@ mod tests {
                 let mut bytes = vec![0u8; HEADER_LEN];
                 bytes[0] = cmd;
                 bytes[at] = 0x80;
-                let frame = Frame {
-                    offset: 0,
-                    bytes: bytes.clone().into(),
-                    protocol: Protocol::Dvrip,
-                    header_len: HEADER_LEN,
-                    error: None,
-                    parsed: Default::default(),
-                };
+                let frame = Frame::whole(Protocol::Dvrip, bytes.clone(), HEADER_LEN);
                 let other = Header::parse(&frame).other;
                 let expect = at >= 8 && !covered.contains(&at);
                 assert_eq!(other.is_some(), expect, "cmd {cmd:#x}, byte {at}");
@@ -252,14 +238,11 @@ mod tests {
             }
         }
         // A short header (a hand-made frame) reads its missing bytes as zero.
-        let frame = Frame {
-            offset: 0,
-            bytes: vec![CMD_ALARM, 0, 0, 0, 0, 0, 0, 0, 0, 1].into(),
-            protocol: Protocol::Dvrip,
-            header_len: 10,
-            error: None,
-            parsed: Default::default(),
-        };
+        let frame = Frame::whole(
+            Protocol::Dvrip,
+            vec![CMD_ALARM, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            10,
+        );
         assert_eq!(Header::parse(&frame).other.as_deref(), Some("0001"));
     }
 }

@@ -164,6 +164,20 @@ impl Frame {
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
+
+    /// A whole frame of `protocol` made by hand (tests): `bytes` at offset 0, the first `header_len` of
+    /// them its header, no error.
+    #[cfg(test)]
+    pub(crate) fn whole(protocol: Protocol, bytes: Vec<u8>, header_len: usize) -> Frame {
+        Frame {
+            offset: 0,
+            bytes: bytes.into(),
+            protocol,
+            header_len,
+            error: None,
+            parsed: Default::default(),
+        }
+    }
 }
 
 /// Reads a little-endian `u32` at `at`; `None` when out of range.

@@ -204,14 +204,7 @@ mod tests {
         bytes[20] = other;
         bytes[4..8].copy_from_slice(&(4 * words.len() as u32).to_le_bytes());
         bytes.extend(words.iter().flat_map(|w| w.to_le_bytes()));
-        Frame {
-            offset: 0,
-            bytes: bytes.into(),
-            protocol: Protocol::Dvrip,
-            header_len: dvrip::HEADER_LEN,
-            error: None,
-            parsed: Default::default(),
-        }
+        Frame::whole(Protocol::Dvrip, bytes, dvrip::HEADER_LEN)
     }
 
     /// `decode` of a mask upload gives what the general reading of a 0x69 frame gives, state included.
