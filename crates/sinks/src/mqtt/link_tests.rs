@@ -72,16 +72,25 @@ impl Broker {
     }
 }
 
-async fn connected(keep_alive: Duration, max_inflight: u16) -> (Link, Broker) {
+/// Connects a link to a scripted broker that answers its CONNECT with `code`.
+async fn connect_to(
+    code: ConnectReturnCode,
+    keep_alive: Duration,
+    max_inflight: u16,
+) -> (Result<Link, String>, Broker) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let broker = async {
         let mut broker = Broker::accept(&listener).await;
-        broker.greet(ConnectReturnCode::Success).await;
+        broker.greet(code).await;
         broker
     };
     let options = options(port, keep_alive, max_inflight);
-    let (link, broker) = tokio::join!(connect(&options), broker);
+    tokio::join!(connect(&options), broker)
+}
+
+async fn connected(keep_alive: Duration, max_inflight: u16) -> (Link, Broker) {
+    let (link, broker) = connect_to(ConnectReturnCode::Success, keep_alive, max_inflight).await;
     (link.expect("connected"), broker)
 }
 
@@ -96,15 +105,8 @@ fn publish(n: i64) -> Request {
 
 #[tokio::test]
 async fn a_refused_connection_says_why() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let broker = async {
-        let mut broker = Broker::accept(&listener).await;
-        broker.greet(ConnectReturnCode::BadUserNamePassword).await;
-        broker
-    };
-    let options = options(port, Duration::ZERO, 10);
-    let (link, _broker) = tokio::join!(connect(&options), broker);
+    let (link, _broker) =
+        connect_to(ConnectReturnCode::BadUserNamePassword, Duration::ZERO, 10).await;
     let error = link.err().expect("refused");
     assert!(error.contains("BadUserNamePassword"), "{error}");
 }
