@@ -20,8 +20,8 @@ const FINISH_AT_MOST_PAGES: u32 = 1024;
 /// Length of the log past which the writer copies whatever is left itself (the bound on its size).
 const RESTART_AT_PAGES: u32 = 8192;
 
-/// Longest wait, in steps of 1 ms, of a writer at the log's bound for a pass of the checkpointer.
-const BUSY_WAIT_AT_BOUND: Duration = Duration::from_millis(100);
+/// Tries, 1 ms apart, of a writer at the log's bound while a pass of the checkpointer is under way.
+const TRIES_AT_BOUND: u32 = 100;
 
 /// What the writer and the checkpointer thread share.
 struct Shared {
@@ -122,13 +122,9 @@ impl LogKeeper {
     }
 
     /// Copies what is left of the log. At its bound, a pass of the checkpointer under way (the copy
-    /// is then busy) is waited for, up to [`BUSY_WAIT_AT_BOUND`], rather than letting the log grow on.
+    /// is then busy) is waited for ([`TRIES_AT_BOUND`] ms at most) rather than letting the log grow on.
     fn finish(&self, db: &Db, at_bound: bool) {
-        let tries = if at_bound {
-            BUSY_WAIT_AT_BOUND.as_millis()
-        } else {
-            1
-        };
+        let tries = if at_bound { TRIES_AT_BOUND } else { 1 };
         for _ in 0..tries {
             match db.checkpoint() {
                 // -1: another connection is checkpointing.
