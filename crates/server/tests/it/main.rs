@@ -12,6 +12,7 @@ mod identity;
 mod ingest;
 mod limits;
 mod mqtt;
+mod mqtt_outsized;
 mod new_devices;
 mod ordering;
 mod stall;

@@ -12,23 +12,23 @@ use alarm_center_sinks::mqtt::MqttConfig;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use tokio::sync::mpsc;
 
-const WAIT: Duration = Duration::from_secs(15);
+pub(crate) const WAIT: Duration = Duration::from_secs(15);
 
 /// The broker of `MQTT_TEST_URL` (read when the tests run, else when they were built).
-fn broker_url() -> String {
+pub(crate) fn broker_url() -> String {
     std::env::var("MQTT_TEST_URL")
         .ok()
         .or(option_env!("MQTT_TEST_URL").map(str::to_owned))
         .expect("MQTT_TEST_URL must name a broker, e.g. mqtt://127.0.0.1:1883")
 }
 
-fn host_port(url: &str) -> (String, u16) {
+pub(crate) fn host_port(url: &str) -> (String, u16) {
     let rest = url.trim_start_matches("mqtt://");
     let (h, p) = rest.rsplit_once(':').unwrap_or((rest, "1883"));
     (h.to_owned(), p.parse().unwrap())
 }
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id(), rand_suffix())
 }
 
@@ -41,7 +41,7 @@ fn rand_suffix() -> u32 {
 }
 
 /// A subscriber that forwards (topic, payload, retained) of everything under `filters`.
-async fn subscriber(
+pub(crate) async fn subscriber(
     host: &str,
     port: u16,
     id: &str,
@@ -54,6 +54,8 @@ async fn subscriber(
     let mut options = MqttOptions::new(id, host, port);
     options.set_clean_session(clean);
     options.set_keep_alive(Duration::from_secs(5));
+    // Whole events of up to a few MiB (mqtt_outsized).
+    options.set_max_packet_size(16 << 20, 16 << 20);
     let (client, mut eventloop) = AsyncClient::new(options, 1000);
     let (tx, rx) = mpsc::unbounded_channel();
     let (ready_tx, mut ready) = mpsc::unbounded_channel();
@@ -260,7 +262,7 @@ async fn send_round(devices: &mut [tokio::net::TcpStream], round: u32) {
 }
 
 /// A Mosquitto of the test's own, with persistence so that a durable subscriber's queue survives a restart.
-struct Broker {
+pub(crate) struct Broker {
     child: std::process::Child,
     port: u16,
     dir: std::path::PathBuf,
@@ -269,7 +271,7 @@ struct Broker {
 /// A free port for a broker the test restarts, below the kernel's ephemeral range (32768–60999 by
 /// default): while the broker is down, an outgoing connection of another test could otherwise take
 /// the port as its source port, and the restarted broker could not listen on it.
-fn broker_port() -> u16 {
+pub(crate) fn broker_port() -> u16 {
     loop {
         let port = 20_000 + (rand_suffix() % 10_000) as u16;
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
@@ -279,11 +281,16 @@ fn broker_port() -> u16 {
 }
 
 impl Broker {
-    fn start(port: u16, dir: &std::path::Path) -> Broker {
+    pub(crate) fn start(port: u16, dir: &std::path::Path) -> Broker {
+        Broker::start_with(port, dir, "")
+    }
+
+    /// A broker with `extra` lines in its configuration.
+    pub(crate) fn start_with(port: u16, dir: &std::path::Path, extra: &str) -> Broker {
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
-            format!("user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\n", dir.display()),
+            format!("user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\n{extra}", dir.display()),
         )
         .unwrap();
         let child =

@@ -36,6 +36,9 @@ pub(super) fn system_roots() -> Result<rustls::RootCertStore, String> {
     Ok(roots)
 }
 
+/// Largest `max-message`, in bytes (MQTT's own limit on a packet is 256 MiB).
+const MAX_MESSAGE: usize = 128 * 1024 * 1024;
+
 /// `[sinks.mqtt]`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -70,6 +73,9 @@ pub struct MqttConfig {
     pub keep_alive: Duration,
     /// Most unacknowledged messages in flight.
     pub max_inflight: u16,
+    /// Largest payload published, in bytes: an event whose JSON is larger is published without its
+    /// data (see `bounds::event_payload`); any other larger message is not published.
+    pub max_message: usize,
     /// Rules.
     pub rules: crate::rules::RulesConfig,
 }
@@ -90,6 +96,7 @@ impl Default for MqttConfig {
             discovery_max_devices: 5000,
             keep_alive: Duration::from_secs(30),
             max_inflight: 100,
+            max_message: 256 * 1024,
             rules: crate::rules::RulesConfig::default(),
         }
     }
@@ -156,6 +163,13 @@ impl MqttConfig {
         }
         if self.max_inflight == 0 {
             problems.push("sinks.mqtt.max-inflight must be at least 1".into());
+        }
+        if !(super::bounds::MIN_MESSAGE..=MAX_MESSAGE).contains(&self.max_message) {
+            problems.push(format!(
+                "sinks.mqtt.max-message = {} must be between {} and {MAX_MESSAGE} bytes",
+                self.max_message,
+                super::bounds::MIN_MESSAGE
+            ));
         }
         if self.discovery_max_entities_per_device == 0 {
             problems.push(
@@ -252,5 +266,25 @@ mod tests {
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("discovery-max-entities-per-device"));
         assert!(problems[1].contains("discovery-max-devices"));
+    }
+
+    #[test]
+    fn max_message_has_a_default_and_bounds() {
+        let config: MqttConfig = toml::from_str("").unwrap();
+        assert_eq!(config.max_message, 256 * 1024);
+        for (text, ok) in [
+            ("max-message = 16384", true),
+            ("max-message = 16383", false),
+            ("max-message = 134217728", true),
+            ("max-message = 134217729", false),
+        ] {
+            let config: MqttConfig = toml::from_str(text).unwrap();
+            assert_eq!(
+                config.validate().is_empty(),
+                ok,
+                "{text}: {:?}",
+                config.validate()
+            );
+        }
     }
 }

@@ -25,8 +25,11 @@ use tokio_util::either::Either;
 
 use super::session::{Message, Note};
 
-/// Largest packet sent or accepted, in bytes.
-const MAX_PACKET: usize = 1024 * 1024;
+/// Largest packet accepted from the broker, in bytes (the only publishes it sends us are Home
+/// Assistant's status).
+const MAX_INCOMING: usize = 1024 * 1024;
+/// Room for a publish's topic (at most 65,535 bytes and its length) and packet id, in bytes.
+const TOPIC_ROOM: usize = 64 * 1024 + 4;
 /// Longest wait for the TCP and TLS handshakes and for the CONNACK, and for one write to complete.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -49,6 +52,8 @@ pub(super) struct Options {
     pub(super) client_id: String,
     pub(super) keep_alive: Duration,
     pub(super) max_inflight: u16,
+    /// Largest payload sent, in bytes (`max-message`).
+    pub(super) max_message: usize,
     pub(super) will: LastWill,
     pub(super) login: Option<Login>,
 }
@@ -62,6 +67,8 @@ pub(super) struct Link {
     write: BytesMut,
     keep_alive: Duration,
     max_inflight: usize,
+    /// Largest packet sent, in bytes.
+    max_packet: usize,
 }
 
 /// Connects, sends CONNECT and waits for a successful CONNACK.
@@ -94,6 +101,7 @@ pub(super) async fn connect(options: &Options) -> Result<Link, String> {
         write: BytesMut::with_capacity(16 * 1024),
         keep_alive: options.keep_alive,
         max_inflight: usize::from(options.max_inflight.max(1)),
+        max_packet: options.max_message + TOPIC_ROOM,
     };
     let connect = rumqttc::Connect {
         protocol: rumqttc::Protocol::V4,
@@ -114,7 +122,7 @@ impl Link {
     /// Adds `packet` to what the next write sends.
     fn queue(&mut self, packet: &Packet) -> Result<(), String> {
         packet
-            .write(&mut self.write, MAX_PACKET)
+            .write(&mut self.write, self.max_packet)
             .map(drop)
             .map_err(|e| format!("MQTT: {e}"))
     }
@@ -151,7 +159,7 @@ impl Link {
 
     /// The next whole packet already read, if any.
     fn next_packet(&mut self) -> Result<Option<Packet>, String> {
-        match Packet::read(&mut self.read, MAX_PACKET) {
+        match Packet::read(&mut self.read, MAX_INCOMING) {
             Ok(packet) => Ok(Some(packet)),
             Err(CodecError::InsufficientBytes(_)) => Ok(None),
             Err(e) => Err(format!("MQTT: {e}")),

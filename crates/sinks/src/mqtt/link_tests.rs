@@ -20,6 +20,7 @@ fn options(port: u16, keep_alive: Duration, max_inflight: u16) -> Options {
         client_id: "link-test".into(),
         keep_alive,
         max_inflight,
+        max_message: 256 * 1024,
         will: LastWill::new("t/status", "offline", QoS::AtLeastOnce, true),
         login: None,
     }

@@ -3,6 +3,7 @@
 //! the broker acknowledged every message it produced; after a lost connection the sink reconnects and
 //! resends from the first unacknowledged event (at-least-once, in log order).
 
+mod bounds;
 mod config;
 mod discovery;
 mod link;
@@ -22,6 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Destination, Outcome};
+use bounds::slug;
 pub use config::{Endpoint, MqttConfig};
 use discovery::{Discovery, KnownDevice};
 use session::{Message, Note, Session};
@@ -34,21 +36,12 @@ const MAX_NUDGES: u32 = 10;
 /// A broker that acknowledges nothing for this long is treated as disconnected.
 const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Connections lost in a row while the same event was the oldest unacknowledged, the last ones with
+/// that event alone in flight, after which it is taken as refused by the broker and dead-lettered.
+const REFUSED_AFTER: u32 = 3;
+
 /// How long to wait for an acknowledgement before nudging the broker's TCP stack.
 const NUDGE_AFTER: Duration = Duration::from_millis(2);
-
-/// A topic level or discovery id made of `[A-Za-z0-9_-]` only.
-fn slug(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
 
 /// The discovery catalog, recovered from a poisoned lock (it holds no invariant a panic could break
 /// half-way that matters more than keeping the sink running).
@@ -69,6 +62,11 @@ pub(crate) struct MqttSink {
     acked: HashMap<i64, usize>,
     /// When a stopping sink stops waiting for acknowledgements.
     stop_by: Option<Instant>,
+    /// The event that was the oldest unacknowledged when the connection was lost, and how many
+    /// connections in a row were lost so: until it is acknowledged it is published alone, and after
+    /// [`REFUSED_AFTER`] losses it is dead-lettered (a broker closes the connection on a message it
+    /// refuses, e.g. past its `max_packet_size`, and would refuse it again on every connection).
+    suspect: Option<(i64, u32)>,
     /// What Home Assistant is told about, shared with the event-loop task, which answers Home
     /// Assistant's `online` even while the sink is idle.
     discovery: Arc<Mutex<Discovery>>,
@@ -91,6 +89,7 @@ impl MqttSink {
             in_flight: VecDeque::new(),
             acked: HashMap::new(),
             stop_by: None,
+            suspect: None,
             catalog_loaded: false,
         })
     }
@@ -184,9 +183,15 @@ impl MqttSink {
         let mut waiting = VecDeque::with_capacity(events.len());
         let mut tagged = Vec::with_capacity(events.len() * 2);
         for event in events {
-            let messages = self.event_messages(event);
+            let mut messages: Vec<_> = self
+                .event_messages(event)
+                .into_iter()
+                .map(|m| (m, Some(event.id)))
+                .collect();
+            // Before counting: the event waits for the acknowledgement of each message sent.
+            bounds::drop_outsized(&mut messages, self.config.max_message);
             waiting.push_back((event.id, messages.len()));
-            tagged.extend(messages.into_iter().map(|m| (m, Some(event.id))));
+            tagged.extend(messages);
         }
         self.publish(tagged).await?;
         Ok(waiting)
@@ -199,7 +204,7 @@ impl MqttSink {
         let dev = slug(&event.event.device);
         let mut out = vec![Message {
             topic: format!("{root}/{dev}/event"),
-            payload: serde_json::to_vec(event).unwrap_or_default(),
+            payload: bounds::event_payload(event, self.config.max_message),
             retain: false,
         }];
         if event.event.kind == EventKind::Log {
@@ -268,6 +273,9 @@ impl Destination for MqttSink {
     }
 
     async fn deliver(&mut self, events: &[StoredEvent]) -> (Vec<Outcome>, Option<String>) {
+        if let Some(refused) = self.refused(events) {
+            return (vec![refused], None);
+        }
         if self.session.is_none() {
             if let Err(e) = self.connect().await {
                 self.disconnect();
@@ -281,7 +289,11 @@ impl Destination for MqttSink {
         }
         let stopping = self.shutdown.is_cancelled();
         if !stopping {
-            let new = &events[self.in_flight.len()..];
+            let mut new = &events[self.in_flight.len()..];
+            if self.suspect.is_some() {
+                // The suspect alone, until its acknowledgement tells it was not the cause.
+                new = &new[..new.len().min(usize::from(self.in_flight.is_empty()))];
+            }
             match self.publish_all(new).await {
                 Ok(published) => self.in_flight.extend(published),
                 Err(e) => {
@@ -361,6 +373,10 @@ impl Destination for MqttSink {
                 }
             }
             settle(&mut self.in_flight, &mut self.acked, &mut outcomes);
+            if !outcomes.is_empty() {
+                // The oldest event was acknowledged: the suspect (always the oldest) was innocent.
+                self.suspect = None;
+            }
         }
         (outcomes, None)
     }
@@ -377,9 +393,37 @@ impl MqttSink {
             && events[self.in_flight.len() - 1].id == last.0
     }
 
+    /// The dead letter of the first of `events` when it is the suspect of [`REFUSED_AFTER`] lost
+    /// connections in a row.
+    fn refused(&mut self, events: &[StoredEvent]) -> Option<Outcome> {
+        let (id, losses) = self.suspect?;
+        if events.first().map(|e| e.id) != Some(id) {
+            self.suspect = None;
+            return None;
+        }
+        if losses < REFUSED_AFTER || !self.in_flight.is_empty() {
+            return None;
+        }
+        self.suspect = None;
+        Some(Outcome::DeadLetter {
+            attempts: losses,
+            error: format!(
+                "the broker closed the connection {losses} times in a row while this event was the oldest unacknowledged (the last times alone in flight): it refuses a message of this event (larger than its max_packet_size? lower sinks.mqtt.max-message)"
+            ),
+            request: None,
+        })
+    }
+
     /// Drops the connection and what was in flight on it: unacknowledged events are published again on
-    /// the next connection (at least once, in log order).
+    /// the next connection (at least once, in log order). The oldest of them becomes the suspect.
     fn disconnect(&mut self) {
+        if let Some(&(oldest, _)) = self.in_flight.front() {
+            let losses = match self.suspect {
+                Some((id, losses)) if id == oldest => losses + 1,
+                _ => 1,
+            };
+            self.suspect = Some((oldest, losses));
+        }
         self.session = None;
         self.in_flight.clear();
         self.acked.clear();

@@ -31,6 +31,8 @@ pub(super) enum Note {
 #[derive(Clone)]
 pub(super) struct Publisher {
     requests: mpsc::Sender<Request>,
+    /// `max-message`: larger messages are not sent (the connection could not carry them).
+    max_message: usize,
 }
 
 impl Publisher {
@@ -38,8 +40,9 @@ impl Publisher {
     /// announcement, whose acknowledgement delivers no event).
     pub(super) async fn publish(
         &self,
-        messages: Vec<(Message, Option<i64>)>,
+        mut messages: Vec<(Message, Option<i64>)>,
     ) -> Result<(), String> {
+        super::bounds::drop_outsized(&mut messages, self.max_message);
         for (message, tag) in messages {
             self.send(Request::Publish(message, tag)).await?;
         }
@@ -83,7 +86,10 @@ impl Session {
         let link = link::connect(&options(config)?).await?;
         let (requests, queued) = mpsc::channel(QUEUE);
         let (tx, notes) = mpsc::unbounded_channel();
-        let publisher = Publisher { requests };
+        let publisher = Publisher {
+            requests,
+            max_message: config.max_message,
+        };
         let watched = format!("{}/status", config.discovery_prefix);
         let task = {
             let announcer = publisher.clone();
@@ -140,6 +146,7 @@ fn options(config: &MqttConfig) -> Result<link::Options, String> {
         client_id: config.client_id.clone(),
         keep_alive: config.keep_alive,
         max_inflight: config.max_inflight,
+        max_message: config.max_message,
         will: LastWill::new(
             format!("{}/status", config.topic_root),
             "offline",
