@@ -11,6 +11,11 @@ mod startup;
 
 use commands::{config, decode, query, serve, simulate};
 
+/// mimalloc instead of glibc's malloc: ingest allocates on the runtime's workers and frees on the store
+/// writer's thread, which glibc pays for in arena locks and consolidation (D59, docs/benchmarks.md §14).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Alarm Center server for Dahua (Amcrest, Lorex, …) and XM devices.
 #[derive(Debug, Parser)]
 #[command(name = "alarm-center", version, about, propagate_version = true)]
