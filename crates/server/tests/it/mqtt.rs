@@ -82,7 +82,7 @@ pub(crate) async fn subscriber(
     (client, rx)
 }
 
-async fn until_topic(
+pub(crate) async fn until_topic(
     rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>, bool)>,
     seen: &mut Vec<(String, Vec<u8>, bool)>,
     pred: impl Fn(&str, &[u8]) -> bool,

@@ -4,49 +4,29 @@
 //! connection), and no event after it was delivered.
 
 use crate::common::*;
-use crate::mqtt::{broker_port, broker_url, host_port, subscriber, unique, Broker, WAIT};
+use crate::mqtt::{
+    broker_port, broker_url, host_port, subscriber, unique, until_topic, Broker, WAIT,
+};
 use alarm_center_proto::encode;
 use alarm_center_sinks::mqtt::MqttConfig;
 use tokio::sync::mpsc;
 
 type Received = mpsc::UnboundedReceiver<(String, Vec<u8>, bool)>;
+type Seen = Vec<(String, Vec<u8>, bool)>;
 
-/// Every message up to and including the first on `topic`, as (topic, payload).
-async fn messages_until(rx: &mut Received, topic: &str) -> Vec<(String, Vec<u8>)> {
-    let deadline = tokio::time::Instant::now() + WAIT;
+/// Every message up to and including the first on `topic`.
+async fn messages_until(rx: &mut Received, topic: &str) -> Seen {
     let mut seen = Vec::new();
-    loop {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some((t, payload, _))) => {
-                let last = t == topic;
-                seen.push((t, payload));
-                if last {
-                    return seen;
-                }
-            }
-            _ => {
-                let topics: Vec<_> = seen
-                    .iter()
-                    .map(|(t, p)| {
-                        format!(
-                            "{} ({} bytes)",
-                            t.chars().take(120).collect::<String>(),
-                            p.len()
-                        )
-                    })
-                    .collect();
-                panic!("nothing on {topic} within {WAIT:?}; saw {topics:#?}")
-            }
-        }
-    }
+    until_topic(rx, &mut seen, |t, _| t == topic).await;
+    seen
 }
 
 /// The event message of event `id` among `messages`.
-fn event_message(messages: &[(String, Vec<u8>)], id: i64) -> Option<serde_json::Value> {
+fn event_message(messages: &[(String, Vec<u8>, bool)], id: i64) -> Option<serde_json::Value> {
     messages
         .iter()
-        .filter(|(t, _)| t.ends_with("/event"))
-        .filter_map(|(_, p)| serde_json::from_slice::<serde_json::Value>(p).ok())
+        .filter(|(t, _, _)| t.ends_with("/event"))
+        .filter_map(|(_, p, _)| serde_json::from_slice::<serde_json::Value>(p).ok())
         .find(|e| e["id"] == id)
 }
 
@@ -112,7 +92,7 @@ async fn outsized_codes_actions_and_data_do_not_stall_delivery() {
     assert_eq!(long["code"].as_str().unwrap().len(), 70_000);
     let state = seen
         .iter()
-        .find(|(t, _)| t.starts_with(&format!("{root}/BIG-1/1/")))
+        .find(|(t, _, _)| t.starts_with(&format!("{root}/BIG-1/1/")))
         .expect("the long code's state");
     let level = state.0.rsplit('/').next().unwrap();
     assert_eq!(level.len(), 100, "{level}");
@@ -141,7 +121,7 @@ async fn outsized_codes_actions_and_data_do_not_stall_delivery() {
     assert!(
         !seen
             .iter()
-            .any(|(t, _)| t.starts_with(&format!("{root}/BIG-1/3/Tamper/"))),
+            .any(|(t, _, _)| t.starts_with(&format!("{root}/BIG-1/3/Tamper/"))),
         "the outsized pulse message was published"
     );
     t.server.shutdown().await.unwrap();

@@ -112,25 +112,11 @@ mod tests {
         assert_eq!(slug(&"é".repeat(MAX_LEVEL)), "_".repeat(MAX_LEVEL));
     }
 
+    /// An alarm start of "cam" on channel 1 with `data`, as event 7 of frame 3.
     fn event(code: &str, data: Option<String>) -> StoredEvent {
-        StoredEvent {
-            id: 7,
-            frame_id: Some(3),
-            event: alarm_center_store::NewEvent {
-                frame: alarm_center_store::FrameRef::None,
-                device: "cam".into(),
-                code: code.into(),
-                action: "start".into(),
-                index: Some(0),
-                channel: Some(1),
-                channel_name: None,
-                kind: "alarm".into(),
-                device_time: None,
-                received_at: 1_795_996_800_000,
-                data,
-                synthetic: None,
-            },
-        }
+        let mut e = super::super::tests::event("cam", code, "start", Some(1));
+        (e.id, e.frame_id, e.event.data) = (7, Some(3), data);
+        e
     }
 
     #[test]

@@ -8,7 +8,7 @@ use alarm_center_store::StoredEvent;
 use super::discovery::{device_class, Discovery, DiscoveryCounts, KnownDevice};
 use super::{Message, MqttConfig};
 
-fn event(device: &str, code: &str, action: &str, channel: Option<i64>) -> StoredEvent {
+pub(super) fn event(device: &str, code: &str, action: &str, channel: Option<i64>) -> StoredEvent {
     StoredEvent {
         id: 1,
         frame_id: None,
