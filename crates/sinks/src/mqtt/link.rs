@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use rumqttc::tokio_rustls::{client::TlsStream, TlsConnector};
 use rumqttc::{
     ConnectReturnCode, Error as CodecError, LastWill, Login, Packet, PubAck, Publish, QoS,
@@ -25,8 +25,8 @@ use tokio_util::either::Either;
 
 use super::session::{Message, Note};
 
-/// Largest packet accepted from the broker, in bytes (the only publishes it sends us are Home
-/// Assistant's status).
+/// Largest packet read from the broker, in bytes (the only publishes it sends us are Home Assistant's
+/// status). A larger one is skipped, not kept: see [`Link::skip_outsized`].
 const MAX_INCOMING: usize = 1024 * 1024;
 /// Room for a publish's topic (at most 65,535 bytes and its length) and packet id, in bytes.
 const TOPIC_ROOM: usize = 64 * 1024 + 4;
@@ -69,6 +69,8 @@ pub(super) struct Link {
     max_inflight: usize,
     /// Largest packet sent, in bytes.
     max_packet: usize,
+    /// Bytes of an outsized packet from the broker still to be discarded as they arrive.
+    skip: usize,
 }
 
 /// Connects, sends CONNECT and waits for a successful CONNACK.
@@ -102,6 +104,7 @@ pub(super) async fn connect(options: &Options) -> Result<Link, String> {
         keep_alive: options.keep_alive,
         max_inflight: usize::from(options.max_inflight.max(1)),
         max_packet: options.max_message + TOPIC_ROOM,
+        skip: 0,
     };
     let connect = rumqttc::Connect {
         protocol: rumqttc::Protocol::V4,
@@ -157,13 +160,50 @@ impl Link {
         }
     }
 
-    /// The next whole packet already read, if any.
+    /// The next whole packet already read, if any. A packet past `MAX_INCOMING` is skipped.
     fn next_packet(&mut self) -> Result<Option<Packet>, String> {
-        match Packet::read(&mut self.read, MAX_INCOMING) {
-            Ok(packet) => Ok(Some(packet)),
-            Err(CodecError::InsufficientBytes(_)) => Ok(None),
-            Err(e) => Err(format!("MQTT: {e}")),
+        loop {
+            if self.skip > 0 {
+                let discarded = self.skip.min(self.read.len());
+                self.read.advance(discarded);
+                self.skip -= discarded;
+                if self.skip > 0 {
+                    return Ok(None);
+                }
+            }
+            match Packet::read(&mut self.read, MAX_INCOMING) {
+                Ok(packet) => return Ok(Some(packet)),
+                Err(CodecError::InsufficientBytes(_)) => return Ok(None),
+                Err(CodecError::PayloadSizeLimitExceeded(_)) => {
+                    if !self.skip_outsized()? {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => return Err(format!("MQTT: {e}")),
+            }
         }
+    }
+
+    /// Starts skipping the outsized packet at the front of what was read, once its header (and, for
+    /// a publish, its topic and packet id) has arrived; `false` until then. Anyone allowed to
+    /// publish on a topic we subscribe to could otherwise fail our connection on every reconnect,
+    /// with a retained message past the limit: MQTT delivery would stop for good. A QoS 1 publish
+    /// is acknowledged, so that the broker does not hold it against its in-flight window.
+    fn skip_outsized(&mut self) -> Result<bool, String> {
+        let Some(outsized) = outsized_header(&self.read)? else {
+            return Ok(false);
+        };
+        if let Some(pkid) = outsized.pkid {
+            self.queue(&Packet::PubAck(PubAck::new(pkid)))?;
+        }
+        tracing::warn!(
+            bytes = outsized.length,
+            topic = %outsized.topic.escape_debug(),
+            limit = MAX_INCOMING,
+            "MQTT: the broker sent a packet larger than the limit; skipped",
+        );
+        self.skip = outsized.length;
+        Ok(true)
     }
 
     /// Sends the queued CONNECT and reads until the CONNACK.
@@ -315,6 +355,72 @@ impl State {
             }
         }
     }
+}
+
+/// What is known of an outsized packet from its first bytes.
+#[derive(Debug, PartialEq)]
+pub(super) struct Outsized {
+    /// Length of the whole packet, fixed header included, in bytes.
+    pub(super) length: usize,
+    /// The packet id of a QoS 1 or 2 publish.
+    pub(super) pkid: Option<u16>,
+    /// A publish's topic (at most its first 100 characters; lossy UTF-8), else empty.
+    pub(super) topic: String,
+}
+
+/// Reads the header of the packet at the front of `read`: its type byte, its remaining length (1 to
+/// 4 bytes, 7 bits each, least significant first) and, for a publish, its topic (a big-endian u16
+/// length and the text) and, at QoS 1 or 2, its packet id (big-endian u16). `None` until all of
+/// that has arrived.
+pub(super) fn outsized_header(read: &[u8]) -> Result<Option<Outsized>, String> {
+    let Some(&first) = read.first() else {
+        return Ok(None);
+    };
+    let mut remaining = 0usize;
+    let mut at = 1;
+    loop {
+        let Some(&byte) = read.get(at) else {
+            return Ok(None);
+        };
+        remaining |= usize::from(byte & 0x7F) << (7 * (at - 1));
+        at += 1;
+        if byte & 0x80 == 0 {
+            break;
+        }
+        if at > 4 {
+            return Err("MQTT: malformed remaining length".into());
+        }
+    }
+    let length = at + remaining;
+    let mut outsized = Outsized {
+        length,
+        pkid: None,
+        topic: String::new(),
+    };
+    if first >> 4 != 3 {
+        return Ok(Some(outsized));
+    }
+    let (Some(&high), Some(&low)) = (read.get(at), read.get(at + 1)) else {
+        return Ok(None);
+    };
+    let topic_end = at + 2 + usize::from(u16::from_be_bytes([high, low]));
+    let qos = (first >> 1) & 0b11;
+    let header_end = if qos == 0 { topic_end } else { topic_end + 2 };
+    if header_end > length {
+        return Err("MQTT: a publish shorter than its topic".into());
+    }
+    let Some(header) = read.get(..header_end) else {
+        return Ok(None);
+    };
+    let topic = String::from_utf8_lossy(&header[at + 2..topic_end]);
+    outsized.topic = topic.chars().take(100).collect();
+    if qos != 0 {
+        outsized.pkid = Some(u16::from_be_bytes([
+            header[topic_end],
+            header[topic_end + 1],
+        ]));
+    }
+    Ok(Some(outsized))
 }
 
 /// Sends the acknowledgement of what was just read now, and keeps acknowledging at once (Linux; the

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use super::link::{connect, Link, Options, Request};
+use super::link::{connect, outsized_header, Link, Options, Outsized, Request};
 use super::session::{Message, Note};
 
 fn options(port: u16, keep_alive: Duration, max_inflight: u16) -> Options {
@@ -61,7 +61,7 @@ impl Broker {
 
     async fn send(&mut self, packet: Packet) {
         let mut bytes = BytesMut::new();
-        packet.write(&mut bytes, 1 << 20).unwrap();
+        packet.write(&mut bytes, 16 << 20).unwrap();
         self.stream.write_all(&bytes).await.unwrap();
     }
 
@@ -208,4 +208,84 @@ async fn a_lost_connection_is_reported() {
         Ok(Some(Note::Down(why))) => assert!(why.contains("closed"), "{why}"),
         _ => panic!("the closed connection was not reported"),
     }
+}
+
+/// A packet past the link's 1 MiB limit (a huge retained message on Home Assistant's status topic,
+/// published by anyone with the right) used to fail the connection, and again on every reconnect:
+/// MQTT delivery stopped for good. It is skipped now, acknowledged if it asks for it, and the
+/// packets after it are read as before.
+#[tokio::test]
+async fn an_outsized_packet_from_the_broker_is_skipped_and_acknowledged() {
+    let (link, mut broker) = connected(Duration::ZERO, 10).await;
+    let (requests, queued) = mpsc::channel(10);
+    let (notes_tx, mut notes) = mpsc::unbounded_channel();
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    tokio::spawn(link.run(queued, notes_tx, move |p| {
+        let _ = seen_tx.send((p.topic.clone(), p.payload.len()));
+    }));
+    let mut huge = rumqttc::Publish::new(
+        "homeassistant/status",
+        QoS::AtLeastOnce,
+        vec![b'x'; 3 << 20],
+    );
+    huge.pkid = 9;
+    huge.retain = true;
+    broker.send(Packet::Publish(huge)).await;
+    let at_most_once =
+        rumqttc::Publish::new("homeassistant/status", QoS::AtMostOnce, vec![b'y'; 2 << 20]);
+    broker.send(Packet::Publish(at_most_once)).await;
+    let mut online = rumqttc::Publish::new("homeassistant/status", QoS::AtLeastOnce, "online");
+    online.pkid = 10;
+    broker.send(Packet::Publish(online)).await;
+    assert_eq!(
+        broker.packet(Duration::from_secs(5)).await,
+        Some(Packet::PubAck(PubAck::new(9)))
+    );
+    assert_eq!(
+        broker.packet(Duration::from_secs(5)).await,
+        Some(Packet::PubAck(PubAck::new(10)))
+    );
+    assert_eq!(
+        seen.recv().await,
+        Some(("homeassistant/status".into(), 6)),
+        "only the small message is handed over"
+    );
+    // The connection still carries publishes both ways.
+    requests.send(publish(1)).await.unwrap();
+    match broker.packet(Duration::from_secs(5)).await {
+        Some(Packet::Publish(p)) => broker.send(Packet::PubAck(PubAck::new(p.pkid))).await,
+        other => panic!("expected a publish, got {other:?}"),
+    }
+    assert!(matches!(notes.recv().await, Some(Note::Acked(1))));
+}
+
+#[test]
+fn an_outsized_header_is_read_once_it_has_arrived() {
+    let mut bytes = BytesMut::new();
+    let mut publish = rumqttc::Publish::new("a/topic", QoS::AtLeastOnce, vec![0; 200_000]);
+    publish.pkid = 0x1234;
+    Packet::Publish(publish).write(&mut bytes, 1 << 20).unwrap();
+    // Fixed header 1 + 3 bytes, topic 2 + 7, packet id 2.
+    let header = 15;
+    for cut in 0..header {
+        assert_eq!(outsized_header(&bytes[..cut]), Ok(None), "cut at {cut}");
+    }
+    let expected = Outsized {
+        length: bytes.len(),
+        pkid: Some(0x1234),
+        topic: "a/topic".into(),
+    };
+    assert_eq!(outsized_header(&bytes[..header]), Ok(Some(expected)));
+
+    let mut bytes = BytesMut::new();
+    let publish = rumqttc::Publish::new("t", QoS::AtMostOnce, vec![0; 200]);
+    Packet::Publish(publish).write(&mut bytes, 1 << 20).unwrap();
+    let header = outsized_header(&bytes).unwrap().unwrap();
+    assert_eq!((header.length, header.pkid), (bytes.len(), None));
+    // Not a publish: the length alone.
+    let length = outsized_header(&[0x90, 0x80, 0x80, 0x01]).unwrap().unwrap();
+    assert_eq!((length.length, length.pkid), (4 + (1 << 14), None));
+    // Five bytes of remaining length; a publish whose topic overruns it.
+    assert!(outsized_header(&[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]).is_err());
+    assert!(outsized_header(&[0x30, 0x03, 0x00, 0x05, b'a']).is_err());
 }
