@@ -9,11 +9,13 @@ mod process;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use alarm_center_proto::{Decoder, DecoderConfig, Frame, Session};
 use alarm_center_store::{ConnectionClose, ConnectionOpen};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -266,15 +268,27 @@ impl Connection {
     }
 
     /// Reads what the socket holds now (without waiting) and decodes it.
-    fn read_now(&mut self, stream: &TcpStream) -> Read {
+    ///
+    /// Through tokio's `poll_read`, not `try_read`: `poll_read` takes a read shorter than the buffer as
+    /// the socket emptied and clears its readiness (unless an event came in meanwhile). With
+    /// `try_read` the readiness stayed, and the loop paid one more `recvfrom` only to get `EAGAIN`: two
+    /// system calls for every keepAlive, and about one read in two of a busy stream
+    /// (docs/benchmarks.md §15). Never waits: with a no-op waker, "not ready" comes back as `Pending`,
+    /// and the loop waits in `readable()`.
+    fn read_now(&mut self, stream: &mut TcpStream) -> Read {
         let decoder = &mut self.decoder;
         let read = READ_BUF.with(|buf| {
             let mut buf = buf.borrow_mut();
-            match stream.try_read(&mut buf) {
-                Ok(0) => Read::Eof,
-                Ok(n) => Read::Frames(decoder.feed(&buf[..n]).collect(), n),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Read::NotReady,
-                Err(e) => Read::Failed(e),
+            let mut filled = ReadBuf::new(&mut buf);
+            let mut cx = Context::from_waker(Waker::noop());
+            match Pin::new(stream).poll_read(&mut cx, &mut filled) {
+                Poll::Ready(Ok(())) if filled.filled().is_empty() => Read::Eof,
+                Poll::Ready(Ok(())) => {
+                    let bytes = filled.filled();
+                    Read::Frames(decoder.feed(bytes).collect(), bytes.len())
+                }
+                Poll::Ready(Err(e)) => Read::Failed(e),
+                Poll::Pending => Read::NotReady,
             }
         });
         if let Read::Frames(_, n) = &read {
