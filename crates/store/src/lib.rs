@@ -3,6 +3,7 @@
 //! own writer thread and batches many records into one transaction.
 #![forbid(unsafe_code)]
 
+mod device_index;
 mod model;
 mod query;
 mod retention;
@@ -166,6 +167,8 @@ pub const DB_FILE: &str = "alarm-center.db";
 pub struct Db {
     conn: rusqlite::Connection,
     path: PathBuf,
+    /// How far the per-device index goes (the writing connection only).
+    indexed: Option<device_index::Indexed>,
 }
 
 impl std::fmt::Debug for Db {
@@ -193,7 +196,12 @@ impl Db {
         conn.pragma_update(None, "cache_size", -32_000)?; // KiB
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         schema::migrate(&mut conn)?;
-        Ok(Db { conn, path })
+        let indexed = Some(device_index::Indexed::load(&conn)?);
+        Ok(Db {
+            conn,
+            path,
+            indexed,
+        })
     }
 
     /// Opens an existing database read-only (queries while the server runs: WAL allows it).
@@ -204,7 +212,11 @@ impl Db {
         let conn = rusqlite::Connection::open_with_flags(&path, flags)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         schema::check_current(&conn)?;
-        Ok(Db { conn, path })
+        Ok(Db {
+            conn,
+            path,
+            indexed: None,
+        })
     }
 
     /// Checks the structure of the database in `data_dir` (`PRAGMA quick_check`: every page and

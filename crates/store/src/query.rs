@@ -30,6 +30,17 @@ pub struct EventQuery {
     pub ascending: bool,
 }
 
+/// Which events an events query reads.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    /// The whole log, by id.
+    Log,
+    /// One device's events up to this id, through `device_events`.
+    Indexed(i64),
+    /// Events after this id (not in `device_events` yet), by id.
+    After(i64),
+}
+
 /// An event as stored: the event as it was appended, with its log position and raw frame.
 ///
 /// Serialised (API, stdout, webhooks) as one flat object: `id`, `device`, `code`, `action`, `index`,
@@ -129,9 +140,41 @@ pub struct DeviceRow {
 impl Db {
     /// Events matching `q`, newest first.
     pub fn events(&self, q: &EventQuery) -> Result<Vec<StoredEvent>> {
-        let mut sql = String::from(
-            "SELECT id, device, code, action, idx, channel, kind, device_time, received_at, frame_id, data, synthetic, channel_name
-             FROM events WHERE 1=1",
+        if q.device.is_none() {
+            return self.events_in(q, Part::Log);
+        }
+        // One device's events: those the per-device index holds (up to `upto`) and the newer ones
+        // not added to it yet (D61). Each part is bounded by `upto` as read here, whatever the writer
+        // adds meanwhile, so no event is missed or found twice.
+        let upto = crate::device_index::indexed_upto(&self.conn)?;
+        let limit = q.limit.unwrap_or(100) as usize;
+        let (first, second) = if q.ascending {
+            (Part::Indexed(upto), Part::After(upto))
+        } else {
+            (Part::After(upto), Part::Indexed(upto))
+        };
+        let mut events = self.events_in(q, first)?;
+        if events.len() < limit {
+            events.extend(self.events_in(q, second)?);
+            events.truncate(limit);
+        }
+        Ok(events)
+    }
+
+    /// Events matching `q` in one part of the log.
+    fn events_in(&self, q: &EventQuery, part: Part) -> Result<Vec<StoredEvent>> {
+        // `CROSS JOIN` keeps `device_events` the outer loop: its key gives the device's ids in order.
+        let (from, id) = match part {
+            Part::Indexed(_) => (
+                "device_events de CROSS JOIN events e ON e.id = de.id",
+                "de.id",
+            ),
+            Part::Log | Part::After(_) => ("events e", "e.id"),
+        };
+        let mut sql = format!(
+            "SELECT e.id, e.device, e.code, e.action, e.idx, e.channel, e.kind, e.device_time, e.received_at,
+                    e.frame_id, e.data, e.synthetic, e.channel_name
+             FROM {from} WHERE 1=1"
         );
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         let mut add = |clause: &str, value: rusqlite::types::Value| {
@@ -139,23 +182,32 @@ impl Db {
             sql.push_str(&format!(" AND {clause} ?{}", args.len()));
         };
         if let Some(d) = &q.device {
-            add("device =", d.clone().into());
+            let column = match part {
+                Part::Indexed(_) => "de.device =",
+                Part::Log | Part::After(_) => "e.device =",
+            };
+            add(column, d.clone().into());
+        }
+        match part {
+            Part::Indexed(upto) => add(&format!("{id} <="), upto.into()),
+            Part::After(upto) => add(&format!("{id} >"), upto.into()),
+            Part::Log => {}
         }
         if let Some(c) = &q.code {
-            add("code =", c.clone().into());
+            add("e.code =", c.clone().into());
         }
         if let Some(a) = &q.action {
-            add("action =", a.clone().into());
+            add("e.action =", a.clone().into());
         }
         if let Some(k) = &q.kind {
-            add("kind =", k.clone().into());
+            add("e.kind =", k.clone().into());
         }
         if let Some(u) = q.until {
             // As for `since`: the first event after `until` bounds the ids (none: every event is earlier).
             if let Some(after) =
                 self.first_id_at_or_after(crate::Table::Events, u.saturating_add(1))?
             {
-                add("id <", after.into());
+                add(&format!("{id} <"), after.into());
             }
         }
         if let Some(s) = q.since {
@@ -163,17 +215,17 @@ impl Db {
             let from = self
                 .first_id_at_or_after(crate::Table::Events, s)?
                 .unwrap_or(i64::MAX);
-            add("id >=", from.into());
+            add(&format!("{id} >="), from.into());
         }
         if let Some(b) = q.before_id {
-            add("id <", b.into());
+            add(&format!("{id} <"), b.into());
         }
         if let Some(a) = q.after_id {
-            add("id >", a.into());
+            add(&format!("{id} >"), a.into());
         }
         let order = if q.ascending { "ASC" } else { "DESC" };
         sql.push_str(&format!(
-            " ORDER BY id {order} LIMIT {}",
+            " ORDER BY {id} {order} LIMIT {}",
             q.limit.unwrap_or(100)
         ));
         let mut stmt = self.conn.prepare(&sql)?;
@@ -396,8 +448,9 @@ impl Db {
     pub fn device_known(&self, device: &str) -> Result<bool> {
         Ok(self.conn.query_row(
             "SELECT EXISTS(SELECT 1 FROM devices WHERE id = ?1)
-                 OR EXISTS(SELECT 1 FROM events WHERE device = ?1)",
-            [device],
+                 OR EXISTS(SELECT 1 FROM device_events WHERE device = ?1)
+                 OR EXISTS(SELECT 1 FROM events WHERE id > ?2 AND device = ?1)",
+            rusqlite::params![device, crate::device_index::indexed_upto(&self.conn)?],
             |r| r.get(0),
         )?)
     }

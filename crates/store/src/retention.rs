@@ -123,6 +123,9 @@ impl Db {
         if let Some(max) = policy.max_bytes {
             self.enforce_size(policy, max, &mut report)?;
         }
+        if report.events > 0 {
+            self.prune_device_index()?;
+        }
         Ok(report)
     }
 

@@ -14,7 +14,7 @@ struct Step {
 
 /// The schema's versions in order: version N is made by `STEPS[N - 1]`, and `PRAGMA user_version` is the
 /// number of steps done. A new store runs them all; an older one those it lacks; all in one transaction.
-const STEPS: [Step; 3] = [
+const STEPS: [Step; 4] = [
     Step {
         sql: V1,
         hook: None,
@@ -26,6 +26,10 @@ const STEPS: [Step; 3] = [
     Step {
         sql: V3,
         hook: Some(to_v3),
+    },
+    Step {
+        sql: V4,
+        hook: None,
     },
 ];
 
@@ -164,6 +168,24 @@ DROP TABLE frames;
 ALTER TABLE frames_v3 RENAME TO frames;
 ";
 
+// Version 4: the index on events (device, id), which every commit updated in as many places as the
+// commit had devices, gives way to `device_events`, which the writer fills in bulk (see
+// `device_index.rs`, D61); `device_index.upto` says how far it goes. Upgrading fills it from the events.
+const V4: &str = "
+CREATE TABLE device_events (
+    device TEXT NOT NULL,
+    id     INTEGER NOT NULL,             -- events.id
+    PRIMARY KEY (device, id)
+) WITHOUT ROWID;
+CREATE TABLE device_index (
+    one  INTEGER PRIMARY KEY CHECK (one = 1),
+    upto INTEGER NOT NULL                -- every event with an id up to this has its device_events row
+);
+INSERT INTO device_events (device, id) SELECT device, id FROM events ORDER BY device, id;
+INSERT INTO device_index (one, upto) SELECT 1, COALESCE(MAX(id), 0) FROM events;
+DROP INDEX events_device;
+";
+
 /// Creates or upgrades the schema, then checks that no sink cursor is ahead of the event log.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     let found = check_version(conn)?;
@@ -174,7 +196,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
         tracing::info!(
             from = found,
             to = VERSION,
-            "upgrading the store's schema (the events and frames tables are rebuilt: this takes a while on a large store)"
+            "upgrading the store's schema (tables are rebuilt or filled: this takes a while on a large store)"
         );
     }
     migrations()
@@ -344,7 +366,7 @@ mod tests {
         migrate(&mut conn).unwrap();
         assert_eq!(user_version(&conn).unwrap(), VERSION);
         assert_eq!(
-            VERSION, 3,
+            VERSION, 4,
             "stores on disk are numbered so: a step is only ever added"
         );
     }

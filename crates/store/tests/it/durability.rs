@@ -182,15 +182,31 @@ fn a_version_2_store_is_upgraded_keeping_its_rows_and_its_cursors_are_repaired_l
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
+    // Version 4: the index on events (device, id) gave way to `device_events`, filled from the log.
     let indexes: i64 = conn
         .query_row(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'events_device' AND tbl_name = 'events'",
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'events_device'",
             [],
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(indexes, 1);
+    assert_eq!(indexes, 0);
+    let indexed: Vec<(String, i64)> = conn
+        .prepare("SELECT device, id FROM device_events ORDER BY device, id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(
+        indexed,
+        (1..=5).map(|i| ("SN1".to_owned(), i)).collect::<Vec<_>>()
+    );
+    let upto: i64 = conn
+        .query_row("SELECT upto FROM device_index", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(upto, 5);
     drop(conn);
     db = Db::open(dir.path(), SyncMode::Normal).unwrap();
     assert_eq!(db.integrity_problem().unwrap(), None);

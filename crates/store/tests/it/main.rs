@@ -2,6 +2,7 @@
 //! schema creation and upgrades.
 
 mod common;
+mod device_index;
 mod durability;
 mod schema;
 mod store;

@@ -1,0 +1,213 @@
+//! The per-device index (`device_events`, filled in bulk by the writer, D61): queries by device find
+//! every event whether or not it was added yet, commits of many devices' events stay small, and
+//! retention takes the rows of the events it deletes.
+
+use alarm_center_store::{Batch, Db, EventQuery, Retention, SyncMode};
+
+use crate::common::event;
+
+/// A small deterministic generator (xorshift64*), so that a failure can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// An event of `device` with code `Code<code>` received at `at`.
+fn event_of(device: &str, code: u64, at: i64) -> alarm_center_store::NewEvent {
+    let mut e = event(at, &format!("Code{code}"), None);
+    e.device = device.into();
+    e
+}
+
+/// What `q` must return: the whole log read without a device filter (which never reads the
+/// per-device index), then filtered by device here.
+fn expected(db: &Db, q: &EventQuery) -> Vec<i64> {
+    let all = db
+        .events(&EventQuery {
+            device: None,
+            limit: Some(u32::MAX),
+            ..q.clone()
+        })
+        .unwrap();
+    all.iter()
+        .filter(|e| Some(&e.event.device) == q.device.as_ref())
+        .map(|e| e.id)
+        .take(q.limit.unwrap_or(100) as usize)
+        .collect()
+}
+
+#[test]
+fn a_devices_events_are_found_whether_or_not_they_were_added_to_the_index_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
+    let devices = ["SN1", "SN2", "SN3", "cam-4", "unheard"];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut at = 0;
+    let mut queries = 0;
+    for round in 0..60 {
+        let events = (0..1 + rng.below(40))
+            .map(|_| {
+                at += 1;
+                event_of(devices[rng.below(4) as usize], rng.below(3), at)
+            })
+            .collect();
+        db.write(&Batch {
+            events,
+            ..Default::default()
+        })
+        .unwrap();
+        // Added now and then: queries cross the boundary between the two parts in every way.
+        if rng.below(3) == 0 {
+            db.index_devices().unwrap();
+        }
+        let reader = Db::open_read_only(dir.path()).unwrap();
+        for _ in 0..12 {
+            let newest = at + 1;
+            let q = EventQuery {
+                device: Some(devices[rng.below(5) as usize].into()),
+                code: (rng.below(4) == 0).then(|| format!("Code{}", rng.below(3))),
+                before_id: (rng.below(3) == 0).then(|| 1 + rng.below(newest as u64) as i64),
+                after_id: (rng.below(3) == 0).then(|| rng.below(newest as u64) as i64),
+                since: (rng.below(5) == 0).then(|| rng.below(newest as u64) as i64),
+                limit: Some(1 + rng.below(30) as u32),
+                ascending: rng.below(2) == 0,
+                ..Default::default()
+            };
+            let want = expected(&db, &q);
+            for (who, store) in [("writer", &db), ("reader", &reader)] {
+                let got: Vec<i64> = store.events(&q).unwrap().iter().map(|e| e.id).collect();
+                assert_eq!(got, want, "round {round}, {who}: {q:?}");
+            }
+            queries += 1;
+        }
+        for device in devices {
+            let known = device != "unheard";
+            assert_eq!(reader.device_known(device).unwrap(), known, "{device}");
+        }
+    }
+    assert_eq!(queries, 720);
+}
+
+/// Log pages a commit of one event from each of `devices` devices appends, the smallest of 3 (a
+/// bulk addition falls into a commit at most once a second).
+fn pages_per_commit(db: &mut Db, devices: usize, at: &mut i64) -> u32 {
+    (0..3)
+        .map(|_| {
+            db.index_devices().unwrap();
+            let before = write_round(db, devices, at);
+            let after = write_round(db, devices, at);
+            after - before
+        })
+        .min()
+        .unwrap()
+}
+
+/// Writes one event from each device in one commit; returns the log's length after it, in pages.
+fn write_round(db: &mut Db, devices: usize, at: &mut i64) -> u32 {
+    let events = (0..devices)
+        .map(|d| {
+            *at += 1;
+            event_of(&format!("device-{d:04}"), 0, *at)
+        })
+        .collect();
+    db.write(&Batch {
+        events,
+        ..Default::default()
+    })
+    .unwrap()
+    .log_pages
+    .expect("the log hook reports pages")
+}
+
+#[test]
+fn a_commit_of_many_devices_events_rewrites_no_page_per_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
+    db.disable_auto_checkpoint().unwrap();
+    let devices = 250;
+    let mut at = 0;
+    // 80 events per device: each device's entries fill their own part of any per-device index.
+    for _ in 0..80 {
+        write_round(&mut db, devices, &mut at);
+    }
+    let pages = pages_per_commit(&mut db, devices, &mut at);
+    // 250 small event rows are a few pages of the events table (and its interior pages).
+    assert!(
+        pages <= 20,
+        "a commit of 250 devices' events appended {pages} pages"
+    );
+
+    // The measure sees what an index on events (device, id) costs: one page per device's part.
+    let conn = rusqlite::Connection::open(dir.path().join(alarm_center_store::DB_FILE)).unwrap();
+    conn.execute_batch("CREATE INDEX events_device ON events(device, id)")
+        .unwrap();
+    drop(conn);
+    let indexed = pages_per_commit(&mut db, devices, &mut at);
+    println!("log pages per commit of 250 devices' events: {pages}; with the old index {indexed}");
+    assert!(
+        indexed >= 3 * pages,
+        "with the old index: {indexed} pages, without: {pages}"
+    );
+}
+
+#[test]
+fn retention_removes_the_index_rows_of_the_events_it_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
+    let events = (0..2_000)
+        .map(|i| event_of(["SN1", "SN2", "SN3"][i as usize % 3], 0, i))
+        .collect();
+    db.write(&Batch {
+        events,
+        ..Default::default()
+    })
+    .unwrap();
+    db.index_devices().unwrap();
+    let report = db
+        .apply_retention(
+            &Retention {
+                events_max_age_ms: Some(500),
+                ..Default::default()
+            },
+            2_000,
+        )
+        .unwrap();
+    assert_eq!(report.events, 1_500);
+    let conn = rusqlite::Connection::open(dir.path().join(alarm_center_store::DB_FILE)).unwrap();
+    let (rows, lowest): (i64, i64) = conn
+        .query_row("SELECT COUNT(*), MIN(id) FROM device_events", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let oldest: i64 = conn
+        .query_row("SELECT MIN(id) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!((rows, lowest), (500, oldest));
+    // The devices' events are still found, oldest first and newest first.
+    for (device, first) in [("SN1", 1_500), ("SN2", 1_501), ("SN3", 1_502)] {
+        let mut q = EventQuery {
+            device: Some(device.into()),
+            limit: Some(1_000),
+            ascending: true,
+            ..Default::default()
+        };
+        let found = db.events(&q).unwrap();
+        assert_eq!(found.first().unwrap().event.received_at, first, "{device}");
+        assert_eq!(found.len(), expected(&db, &q).len());
+        q.ascending = false;
+        assert_eq!(
+            db.events(&q)
+                .unwrap()
+                .iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>(),
+            expected(&db, &q)
+        );
+    }
+}
