@@ -4,8 +4,8 @@
 //! An index entry lands in its device's part of the index, so a commit of events from N devices
 //! rewrote N index pages in the write-ahead log (and the checkpointer copied them again): with 100
 //! devices and commits every 5 ms that was as many log bytes as the events themselves, and with
-//! thousands of devices one 4 KiB page per event. Added in bulk, every [`BATCH`] events or after
-//! [`WAIT`], each page is written once per addition. Queries by device read
+//! thousands of devices one 4 KiB page per event. Added in bulk after a commit, every [`BATCH`] events
+//! or after [`WAIT`], each page is written once per addition. Queries by device read
 //! `device_events` for the events up to `device_index.upto` and the events table itself above it (at
 //! most [`BATCH`] rows, found by id).
 
@@ -33,6 +33,8 @@ pub(crate) struct Indexed {
     added_at: Instant,
     /// `device_events` holds no row below this event id (pruned after retention).
     pruned_below: i64,
+    /// The last addition failed (logged once; retried after [`WAIT`]).
+    failing: bool,
 }
 
 impl Indexed {
@@ -46,48 +48,47 @@ impl Indexed {
             newest: newest.max(upto),
             added_at: Instant::now(),
             pruned_below: 0,
+            failing: false,
         })
     }
 
-    /// The newest event once a write whose last event is `last` commits.
-    pub(crate) fn newest_after(&self, last: Option<&i64>) -> i64 {
-        last.map_or(self.newest, |&id| self.newest.max(id))
+    /// Notes the newest event of a committed write.
+    pub(crate) fn written(&mut self, last: Option<&i64>) {
+        if let Some(&id) = last {
+            self.newest = self.newest.max(id);
+        }
     }
 
-    /// Whether the events not yet in `device_events` are due to be added, `newest` being the newest
-    /// event written.
-    pub(crate) fn due(&self, newest: i64) -> bool {
-        newest > self.upto && (newest - self.upto >= BATCH || self.added_at.elapsed() >= WAIT)
+    /// Whether the events not yet in `device_events` are due to be added.
+    fn due(&self) -> bool {
+        let waited = self.added_at.elapsed() >= WAIT;
+        // After a failure, only once a second whatever is waiting.
+        self.newest > self.upto && (waited || (!self.failing && self.newest - self.upto >= BATCH))
     }
 
-    /// Adds the rows of the events after `upto` up to `newest` inside the writer's transaction;
-    /// returns the new `upto`, to be kept with [`Indexed::committed`] once the transaction has
-    /// committed (a transaction rolled back leaves the writer's view as it was).
-    pub(crate) fn add(&self, conn: &Connection, newest: i64) -> Result<i64> {
-        // `OR IGNORE`: a row already there (it cannot be, but a failed write must never repeat
-        // forever) is left as it is.
-        // In id order, not sorted by device: sorting cost more instructions than it saved (callgrind
-        // on `write_bench`, 590.9 M against 557.7 M for 25,000 events); the pages touched are the same.
-        conn.prepare_cached(
+    /// Adds the rows of the next events after `upto` (at most [`MAX_ADD`]) in a transaction of its
+    /// own; the writer's view changes only once it has committed.
+    fn add(&mut self, conn: &mut Connection) -> Result<()> {
+        let until = self.newest.min(self.upto.saturating_add(MAX_ADD));
+        let tx = conn.transaction()?;
+        // In id order, not sorted by device: sorting them first saved nothing (D61).
+        tx.prepare_cached(
             "INSERT OR IGNORE INTO device_events (device, id)
              SELECT device, id FROM events WHERE id > ?1 AND id <= ?2",
         )?
-        .execute(params![self.upto, newest])?;
-        conn.prepare_cached("UPDATE device_index SET upto = ?1")?
-            .execute([newest])?;
-        Ok(newest)
-    }
-
-    /// Keeps what a committed write changed: its newest event, and the `upto` of its
-    /// [`Indexed::add`] if it made one.
-    pub(crate) fn committed(&mut self, newest: i64, upto: Option<i64>) {
-        self.newest = newest;
-        if let Some(upto) = upto {
-            self.upto = upto;
-            self.added_at = Instant::now();
-        }
+        .execute(params![self.upto, until])?;
+        tx.prepare_cached("UPDATE device_index SET upto = ?1")?
+            .execute([until])?;
+        tx.commit()?;
+        self.upto = until;
+        self.added_at = Instant::now();
+        Ok(())
     }
 }
+
+/// Most events one addition takes (a writer that could not add for a while catches up in steps, each
+/// a bounded transaction).
+const MAX_ADD: i64 = 4 * BATCH;
 
 /// `device_index.upto`: every event up to this id has its row in `device_events`.
 pub(crate) fn indexed_upto(conn: &Connection) -> Result<i64> {
@@ -98,26 +99,57 @@ pub(crate) fn indexed_upto(conn: &Connection) -> Result<i64> {
 }
 
 impl Db {
-    /// Adds every event written so far to the per-device index now, instead of at the next write
-    /// after [`BATCH`] events or [`WAIT`] (queries find the events either way). A read-only store
-    /// does nothing.
+    /// Adds every event written so far to the per-device index now, instead of after [`BATCH`]
+    /// events or [`WAIT`] (queries find the events either way). A read-only store does nothing.
     pub fn index_devices(&mut self) -> Result<()> {
         let Some(indexed) = self.indexed.as_mut() else {
             return Ok(());
         };
-        if indexed.newest <= indexed.upto {
-            return Ok(());
+        while indexed.newest > indexed.upto {
+            indexed.add(&mut self.conn)?;
         }
-        let tx = self.conn.transaction()?;
-        let upto = indexed.add(&tx, indexed.newest)?;
-        tx.commit()?;
-        indexed.committed(upto, Some(upto));
         Ok(())
     }
 
+    /// After a committed write: adds the events not in the per-device index yet when they are due.
+    /// A failure (a full disk) does not fail the write, which has committed: it is logged once and
+    /// tried again after [`WAIT`]. Returns whether an addition committed.
+    pub(crate) fn add_due_to_device_index(&mut self, last: Option<&i64>) -> bool {
+        let Some(indexed) = self.indexed.as_mut() else {
+            return false;
+        };
+        indexed.written(last);
+        if !indexed.due() {
+            return false;
+        }
+        match indexed.add(&mut self.conn) {
+            Ok(()) => {
+                if std::mem::take(&mut indexed.failing) {
+                    tracing::info!("events are added to the per-device index again");
+                }
+                true
+            }
+            Err(error) => {
+                if !std::mem::replace(&mut indexed.failing, true) {
+                    tracing::warn!(%error, "cannot add events to the per-device index (queries by device still find them); retrying every second");
+                }
+                indexed.added_at = Instant::now();
+                false
+            }
+        }
+    }
+
+    /// Removes the per-device rows of events that retention deleted; a failure is only logged (the
+    /// rows stay until a later pass, and queries skip them: their events are gone).
+    pub(crate) fn prune_device_index_quietly(&mut self) {
+        if let Err(error) = self.prune_device_index() {
+            tracing::warn!(%error, "cannot remove the per-device index rows of deleted events (tried again at the next retention pass)");
+        }
+    }
+
     /// Removes the per-device rows of events that retention deleted (it deletes the oldest events,
-    /// so every row below the oldest event left goes), one device at a time in one transaction.
-    /// Returns the rows removed.
+    /// so every row below the oldest event left goes), one device at a time (a key seek each), in
+    /// transactions of [`PRUNE_DEVICES`] devices. Returns the rows removed.
     pub(crate) fn prune_device_index(&mut self) -> Result<u64> {
         let Some(indexed) = self.indexed.as_mut() else {
             return Ok(0);
@@ -130,25 +162,30 @@ impl Db {
         if oldest <= indexed.pruned_below {
             return Ok(0);
         }
-        let tx = self.conn.transaction()?;
         let mut removed = 0;
-        {
-            let mut first = tx.prepare_cached("SELECT MIN(device) FROM device_events")?;
-            let mut next = tx.prepare_cached(
-                "SELECT device FROM device_events WHERE device > ?1 ORDER BY device LIMIT 1",
-            )?;
-            let mut delete =
-                tx.prepare_cached("DELETE FROM device_events WHERE device = ?1 AND id < ?2")?;
-            // Device by device (a seek each), so that the rows below `oldest` are found by the key
-            // instead of by reading the whole table.
-            let mut device: Option<String> = first.query_row([], |r| r.get(0))?;
-            while let Some(d) = device {
-                removed += delete.execute(params![d, oldest])? as u64;
-                device = next.query_row([&d], |r| r.get(0)).optional()?;
+        let mut device: Option<String> =
+            self.conn
+                .query_row("SELECT MIN(device) FROM device_events", [], |r| r.get(0))?;
+        while device.is_some() {
+            let tx = self.conn.transaction()?;
+            {
+                let mut next = tx.prepare_cached(
+                    "SELECT device FROM device_events WHERE device > ?1 ORDER BY device LIMIT 1",
+                )?;
+                let mut delete =
+                    tx.prepare_cached("DELETE FROM device_events WHERE device = ?1 AND id < ?2")?;
+                for _ in 0..PRUNE_DEVICES {
+                    let Some(d) = device.take() else { break };
+                    removed += delete.execute(params![d, oldest])? as u64;
+                    device = next.query_row([&d], |r| r.get(0)).optional()?;
+                }
             }
+            tx.commit()?;
         }
-        tx.commit()?;
         indexed.pruned_below = oldest;
         Ok(removed)
     }
 }
+
+/// Devices per transaction of [`Db::prune_device_index`]: a pass never holds the writer long.
+const PRUNE_DEVICES: usize = 1_000;

@@ -448,7 +448,8 @@ impl Db {
     pub fn device_known(&self, device: &str) -> Result<bool> {
         Ok(self.conn.query_row(
             "SELECT EXISTS(SELECT 1 FROM devices WHERE id = ?1)
-                 OR EXISTS(SELECT 1 FROM device_events WHERE device = ?1)
+                 OR (SELECT e.id FROM device_events de CROSS JOIN events e ON e.id = de.id
+                     WHERE de.device = ?1 ORDER BY de.id DESC LIMIT 1) IS NOT NULL
                  OR EXISTS(SELECT 1 FROM events WHERE id > ?2 AND device = ?1)",
             rusqlite::params![device, crate::device_index::indexed_upto(&self.conn)?],
             |r| r.get(0),

@@ -123,9 +123,7 @@ impl Db {
         if let Some(max) = policy.max_bytes {
             self.enforce_size(policy, max, &mut report)?;
         }
-        if report.events > 0 {
-            self.prune_device_index()?;
-        }
+        self.prune_device_index_quietly();
         Ok(report)
     }
 
@@ -239,6 +237,10 @@ impl Db {
         let events =
             self.delete_oldest_beyond(Table::Events, SIZE_KEEPS_EVENTS, policy.keep_events_after)?;
         report.events += events;
+        if events > 0 {
+            // Their per-device index rows too, so that the size is measured without them.
+            self.prune_device_index_quietly();
+        }
         Ok(events)
     }
 

@@ -444,23 +444,12 @@ impl Db {
                 remove.execute(params![r.id, r.silent_since])?;
             }
         }
-        // The per-device index, in bulk when due (D61).
-        let indexing = match self.indexed.as_ref() {
-            Some(indexed) => {
-                let newest = indexed.newest_after(result.event_ids.last());
-                let upto = indexed
-                    .due(newest)
-                    .then(|| indexed.add(&tx, newest))
-                    .transpose()?;
-                Some((newest, upto))
-            }
-            None => None,
-        };
         LOG_PAGES.set(None);
         tx.commit()?;
         result.log_pages = LOG_PAGES.take();
-        if let (Some(indexed), Some((newest, upto))) = (self.indexed.as_mut(), indexing) {
-            indexed.committed(newest, upto);
+        // The per-device index, in bulk when due, in a transaction of its own (D61).
+        if self.add_due_to_device_index(result.event_ids.last()) {
+            result.log_pages = LOG_PAGES.take().or(result.log_pages);
         }
         Ok(result)
     }

@@ -4,6 +4,8 @@
 
 use alarm_center_store::{Batch, Db, EventQuery, Retention, SyncMode};
 
+use crate::common::logged;
+
 use crate::common::event;
 
 /// A small deterministic generator (xorshift64*), so that a failure can be replayed.
@@ -18,10 +20,13 @@ impl Rng {
     }
 }
 
-/// An event of `device` with code `Code<code>` received at `at`.
+/// An event of `device` with code `Code<code>` received at `at`; a stop for odd codes.
 fn event_of(device: &str, code: u64, at: i64) -> alarm_center_store::NewEvent {
     let mut e = event(at, &format!("Code{code}"), None);
     e.device = device.into();
+    if code % 2 == 1 {
+        e.action = "stop".into();
+    }
     e
 }
 
@@ -75,6 +80,9 @@ fn a_devices_events_are_found_whether_or_not_they_were_added_to_the_index_yet() 
                 before_id: (rng.below(3) == 0).then(|| 1 + rng.below(newest as u64) as i64),
                 after_id: (rng.below(3) == 0).then(|| rng.below(newest as u64) as i64),
                 since: (rng.below(5) == 0).then(|| rng.below(newest as u64) as i64),
+                until: (rng.below(5) == 0).then(|| rng.below(newest as u64) as i64),
+                action: (rng.below(5) == 0)
+                    .then(|| ["start", "stop"][rng.below(2) as usize].into()),
                 limit: Some(1 + rng.below(30) as u32),
                 ascending: rng.below(2) == 0,
                 ..Default::default()
@@ -160,8 +168,10 @@ fn a_commit_of_many_devices_events_rewrites_no_page_per_device() {
 fn retention_removes_the_index_rows_of_the_events_it_deletes() {
     let dir = tempfile::tempdir().unwrap();
     let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
-    let events = (0..2_000)
-        .map(|i| event_of(["SN1", "SN2", "SN3"][i as usize % 3], 0, i))
+    // A camera heard only at first, then three devices.
+    let events = (0..10)
+        .map(|i| event_of("old-cam", 0, i))
+        .chain((10..2_000).map(|i| event_of(["SN1", "SN2", "SN3"][i as usize % 3], 0, i)))
         .collect();
     db.write(&Batch {
         events,
@@ -179,6 +189,9 @@ fn retention_removes_the_index_rows_of_the_events_it_deletes() {
         )
         .unwrap();
     assert_eq!(report.events, 1_500);
+    // A device whose events all went (and that has no device row) is no longer known.
+    assert!(!db.device_known("old-cam").unwrap());
+    assert!(db.device_known("SN1").unwrap());
     let conn = rusqlite::Connection::open(dir.path().join(alarm_center_store::DB_FILE)).unwrap();
     let (rows, lowest): (i64, i64) = conn
         .query_row("SELECT COUNT(*), MIN(id) FROM device_events", [], |r| {
@@ -210,4 +223,78 @@ fn retention_removes_the_index_rows_of_the_events_it_deletes() {
             expected(&db, &q)
         );
     }
+}
+
+/// `upto` and the rows of `device_events`, read from the file.
+fn index_state(dir: &std::path::Path) -> (i64, i64) {
+    let conn = rusqlite::Connection::open(dir.join(alarm_center_store::DB_FILE)).unwrap();
+    conn.query_row(
+        "SELECT (SELECT upto FROM device_index), (SELECT COUNT(*) FROM device_events)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
+}
+
+/// Writes `n` events from 7 devices in commits of 1,000.
+fn write_events(db: &mut Db, n: i64, at: &mut i64) {
+    for _ in 0..n / 1_000 {
+        let events = (0..1_000)
+            .map(|_| {
+                *at += 1;
+                event_of(&format!("cam-{}", *at % 7), 0, *at)
+            })
+            .collect();
+        db.write(&Batch {
+            events,
+            ..Default::default()
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn the_writer_adds_every_16384_events_to_the_index_as_it_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
+    let mut at = 0;
+    write_events(&mut db, 20_000, &mut at);
+    let (upto, rows) = index_state(dir.path());
+    assert!((16_384..=20_000).contains(&upto), "upto {upto}");
+    assert_eq!(rows, upto);
+}
+
+#[test]
+fn a_failing_addition_to_the_index_fails_no_write_and_catches_up_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
+    // Every addition fails (as on a full disk) until the trigger goes.
+    let conn = rusqlite::Connection::open(dir.path().join(alarm_center_store::DB_FILE)).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refuse BEFORE INSERT ON device_events BEGIN SELECT RAISE(FAIL, 'injected'); END;",
+    )
+    .unwrap();
+    let mut at = 0;
+    let ((), log) = logged(|| write_events(&mut db, 40_000, &mut at));
+    assert_eq!(db.event_count().unwrap(), 40_000);
+    assert_eq!(index_state(dir.path()), (0, 0));
+    assert_eq!(
+        log.matches("cannot add events to the per-device index")
+            .count(),
+        1,
+        "{log}"
+    );
+    let q = EventQuery {
+        device: Some("cam-3".into()),
+        limit: Some(10_000),
+        ..Default::default()
+    };
+    assert_eq!(db.events(&q).unwrap().len(), 5_714);
+
+    conn.execute_batch("DROP TRIGGER refuse").unwrap();
+    db.index_devices().unwrap();
+    assert_eq!(index_state(dir.path()), (40_000, 40_000));
+    let ids: Vec<i64> = db.events(&q).unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(ids, expected(&db, &q));
+    assert_eq!(ids.len(), 5_714);
 }
