@@ -164,12 +164,13 @@ impl Db {
     /// Events matching `q` in one part of the log.
     fn events_in(&self, q: &EventQuery, part: Part) -> Result<Vec<StoredEvent>> {
         // `CROSS JOIN` keeps `device_events` the outer loop: its key gives the device's ids in order.
-        let (from, id) = match part {
+        let (from, id, device) = match part {
             Part::Indexed(_) => (
                 "device_events de CROSS JOIN events e ON e.id = de.id",
                 "de.id",
+                "de.device =",
             ),
-            Part::Log | Part::After(_) => ("events e", "e.id"),
+            Part::Log | Part::After(_) => ("events e", "e.id", "e.device ="),
         };
         let mut sql = format!(
             "SELECT e.id, e.device, e.code, e.action, e.idx, e.channel, e.kind, e.device_time, e.received_at,
@@ -182,11 +183,7 @@ impl Db {
             sql.push_str(&format!(" AND {clause} ?{}", args.len()));
         };
         if let Some(d) = &q.device {
-            let column = match part {
-                Part::Indexed(_) => "de.device =",
-                Part::Log | Part::After(_) => "e.device =",
-            };
-            add(column, d.clone().into());
+            add(device, d.clone().into());
         }
         match part {
             Part::Indexed(upto) => add(&format!("{id} <="), upto.into()),
