@@ -59,7 +59,8 @@ stop_server() { # prints the server's CPU time (utime + stime of /proc/PID/stat)
     stat=$(cut -d' ' -f14,15 "/proc/$SERVER/stat")
     cpu=$(echo "$stat" | awk -v t="$TICKS" '{printf "%.2f", ($1 + $2) / t}')
     echo "  server CPU: ${cpu} s over $(echo "$(date +%s.%N) - $STARTED" | bc | xargs printf '%.0f') s ($(echo "100 * $cpu / ($(date +%s.%N) - $STARTED)" | bc -l | xargs printf '%.1f')% of one core)"
-    # The same by thread name (the tokio workers together, the store writer, the checkpointer).
+    # The same by thread name (the connection threads, the tokio workers together, the store writer,
+    # the checkpointer).
     for task in /proc/"$SERVER"/task/*; do
         echo "$(tr ' ' '_' < "$task/comm") $(cut -d' ' -f14,15 "$task/stat")"
     done | awk -v t="$TICKS" '{cpu[$1] += ($2 + $3) / t} END {for (n in cpu) printf "  thread %-16s %6.2f s\n", n, cpu[n]}'

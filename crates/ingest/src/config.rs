@@ -27,6 +27,9 @@ pub struct IngestConfig {
     pub sinks: Vec<String>,
 }
 
+/// Most `server.connection-threads`: beyond a few per core they only cost memory and wake-ups.
+pub const MAX_CONNECTION_THREADS: usize = 256;
+
 impl IngestConfig {
     /// Values that parse but cannot work, one line each.
     pub fn validate(&self) -> Vec<String> {
@@ -54,6 +57,11 @@ impl IngestConfig {
             problems.push(format!(
                 "server.max-frame = {} must be between 64 and 16777216 bytes",
                 s.max_frame
+            ));
+        }
+        if s.connection_threads > MAX_CONNECTION_THREADS {
+            problems.push(format!(
+                "server.connection-threads must be at most {MAX_CONNECTION_THREADS} (0 = one per core)"
             ));
         }
         if s.idle_timeout < Duration::from_secs(1) {
@@ -157,9 +165,12 @@ pub struct ServerConfig {
     pub listen_backlog: u32,
     /// Most connections open at once from one source address.
     pub max_connections_per_ip: usize,
-    /// Threads that run the connections, the API and the sinks; 0 = one per core (or
-    /// `TOKIO_WORKER_THREADS` when set).
+    /// Threads that run the API, the sinks and supervision; 0 = one per core (or
+    /// `TOKIO_WORKER_THREADS` when set). The device connections have their own (`connection_threads`).
     pub worker_threads: usize,
+    /// Threads that accept and serve the device connections, each with a runtime of its own; 0 = one
+    /// per core.
+    pub connection_threads: usize,
     /// Largest frame kept whole, bytes.
     pub max_frame: usize,
     /// Close a connection that sent nothing for this long.
@@ -204,6 +215,7 @@ impl Default for ServerConfig {
             max_connections: 20_000,
             listen_backlog: 4096,
             worker_threads: 0,
+            connection_threads: 0,
             max_connections_per_ip: 256,
             max_frame: alarm_center_proto::DEFAULT_MAX_FRAME,
             idle_timeout: Duration::from_secs(180),
@@ -384,5 +396,21 @@ mod tests {
             ..ServerConfig::default()
         };
         assert_eq!(three.runtime_workers(), Some(3));
+    }
+
+    #[test]
+    fn connection_threads_are_one_per_core_unless_set_and_bounded() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(crate::shards::count(0), cores);
+        assert_eq!(crate::shards::count(3), 3);
+        let mut config = super::IngestConfig::default();
+        config.server.connection_threads = super::MAX_CONNECTION_THREADS;
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        config.server.connection_threads += 1;
+        let problems = config.validate();
+        assert!(
+            problems.len() == 1 && problems[0].contains("server.connection-threads"),
+            "{problems:?}"
+        );
     }
 }

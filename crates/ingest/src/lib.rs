@@ -12,6 +12,7 @@ mod http_mode;
 mod live;
 mod metrics;
 mod registry;
+mod shards;
 mod slots;
 pub mod stats;
 mod supervise;
@@ -199,10 +200,11 @@ impl Ingest {
         let local_addr = listener
             .local_addr()
             .map_err(|e| IngestError::Internal(format!("listener: {e}")))?;
-        tasks.spawn(accept_loop(self.shared.clone(), listener, tasks.clone()));
+        let shards = shards::count(self.shared.config.server.connection_threads);
+        shards::start(&self.shared, listener, shards, tasks)?;
         tasks.spawn(supervise::run(self.shared.clone()));
         tasks.spawn(stats_loop(self.shared.clone()));
-        tracing::info!(listen = %local_addr, "accepting devices (DVRIP, DHIP, XM, JSON, HTTP on one port)");
+        tracing::info!(connection_threads = shards, listen = %local_addr, "accepting devices (DVRIP, DHIP, XM, JSON, HTTP on one port)");
         Ok(local_addr)
     }
 
@@ -310,6 +312,7 @@ pub fn raise_open_files_limit(config: &config::ServerConfig) -> Option<u64> {
     }
 }
 
+/// Accepts connections and serves each on a task of `tasks`, on the runtime it runs on (a shard's).
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tasks: TaskTracker) {
     let mut last_refusal_log: HashMap<IpAddr, tokio::time::Instant> = HashMap::new();
     loop {

@@ -22,11 +22,17 @@ struct Running {
 }
 
 fn serve(data_dir: &std::path::Path) -> Running {
+    serve_with(data_dir, &[])
+}
+
+/// `serve` with more environment variables.
+fn serve_with(data_dir: &std::path::Path, env: &[(&str, &str)]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_alarm-center"))
         .args(["serve", "--listen", "127.0.0.1:0", "--stdout", "--data-dir"])
         .arg(data_dir)
         .env("ALARM_CENTER_LOG", "info")
         .env("ALARM_CENTER_API__LISTEN", "127.0.0.1:0")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -114,6 +120,87 @@ fn sigterm_drains_and_exits_zero() {
         .frame_count()
         .unwrap();
     assert_eq!(frames, 2, "the incomplete frame was kept at shutdown");
+}
+
+/// The names of a process's threads (Linux: /proc/PID/task/*/comm).
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn device_connections_run_on_the_configured_threads_which_are_waited_for_at_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve_with(
+        dir.path(),
+        &[("ALARM_CENTER_SERVER__CONNECTION_THREADS", "3")],
+    );
+    // A thread names itself once it runs, which may be just after the server said it is accepting.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let names = thread_names(server.child.id());
+        let shards = names.iter().filter(|n| n.starts_with("connections-"));
+        match shards.count() {
+            3 => break,
+            n if n > 3 || Instant::now() > deadline => panic!("{names:?}"),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    // Thirty devices at once, each identified by its serial number, each with one alarm.
+    const DEVICES: usize = 30;
+    let mut devices: Vec<TcpStream> = (0..DEVICES)
+        .map(|_| TcpStream::connect(&server.addr).unwrap())
+        .collect();
+    for (n, device) in devices.iter_mut().enumerate() {
+        let body = format!(
+            r#"{{"id":9,"method":"client.notifyEventStream","params":{{"SerialNo":"SHARD-{n}","eventList":[{{"Action":"Start","Code":"VideoMotion","Index":0}}]}}}}"#
+        );
+        device.write_all(&encode::dhip(1, 1, &body)).unwrap();
+    }
+    let mut motions = 0;
+    while motions < DEVICES {
+        let event = server
+            .events
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an event of every device");
+        motions += usize::from(event["code"] == "VideoMotion");
+    }
+    // The devices stay connected: shutdown waits for every thread's connections to end.
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = server.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "no exit 20 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+    server.stderr_reader.take().unwrap().join().unwrap();
+    let log = server.stderr.lock().unwrap().join("\n");
+    assert!(
+        log.contains("connection_threads=3") && log.contains("store flushed"),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("kind=\"shutdown\"").count(),
+        DEVICES,
+        "every connection closed by the shutdown: {log}"
+    );
+    let devices_listed = cli(&["devices"], dir.path());
+    for n in 0..DEVICES {
+        assert!(
+            devices_listed.contains(&format!("SHARD-{n}")),
+            "{devices_listed}"
+        );
+    }
 }
 
 #[test]
