@@ -27,8 +27,9 @@ pub struct IngestConfig {
     pub sinks: Vec<String>,
 }
 
-/// Most `server.connection-threads`: beyond a few per core they only cost memory and wake-ups.
-pub const MAX_CONNECTION_THREADS: usize = 256;
+/// Most `server.connection-threads`: every thread is woken by every new connection (all watch the
+/// device port), so beyond a few per core they only cost wake-ups and memory.
+pub const MAX_CONNECTION_THREADS: usize = 64;
 
 impl IngestConfig {
     /// Values that parse but cannot work, one line each.

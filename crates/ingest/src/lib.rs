@@ -3,6 +3,7 @@
 //! supervises them, and commits every frame and event to the store before anything reads it.
 #![forbid(unsafe_code)]
 
+mod accept;
 mod arrival;
 mod close_reason;
 pub mod config;
@@ -19,9 +20,7 @@ mod supervise;
 pub mod time;
 mod writer;
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,9 +35,6 @@ pub use stats::Stats;
 
 use crate::registry::Registry;
 use crate::writer::{Record, WriterConfig};
-
-/// Addresses remembered for rate-limiting the refusal log line.
-const MAX_REFUSAL_LOG: usize = 10_000;
 
 /// Records waiting for the writer at most; beyond this, connections wait (backpressure, never loss).
 const CHANNEL_CAPACITY: usize = 32_768;
@@ -70,6 +66,8 @@ pub(crate) struct Shared {
     slots: Arc<slots::Slots>,
     /// Connections before their first frame, per address, in accept order.
     arrivals: Arc<arrival::Arrivals>,
+    /// What the connection threads share to accept in order.
+    accept: accept::AcceptState,
     /// Counters of the open connections.
     pub(crate) live: live::LiveConnections,
     next_connection: AtomicI64,
@@ -178,6 +176,7 @@ impl Ingest {
             http: http_mode::HttpMode::new(),
             slots,
             arrivals: arrival::Arrivals::new(config.server.arrival_order_window),
+            accept: accept::AcceptState::default(),
             live: live::LiveConnections::default(),
             next_connection,
         });
@@ -309,58 +308,6 @@ pub fn raise_open_files_limit(config: &config::ServerConfig) -> Option<u64> {
             tracing::warn!(error = %e, "cannot read or raise the open-files limit");
             None
         }
-    }
-}
-
-/// Accepts connections and serves each on a task of `tasks`, on the runtime it runs on (a shard's).
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tasks: TaskTracker) {
-    let mut last_refusal_log: HashMap<IpAddr, tokio::time::Instant> = HashMap::new();
-    loop {
-        let accepted = tokio::select! {
-            () = shared.shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                // Out of file descriptors and similar: wait a little instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let slot = match shared.slots.take(peer.ip()) {
-            Ok(slot) => slot,
-            Err(refused) => {
-                // One log line per address per minute: a flood must not flood the log too. The memory of
-                // whom we logged is bounded: past MAX_REFUSAL_LOG addresses it starts again.
-                let now = tokio::time::Instant::now();
-                if last_refusal_log.len() >= MAX_REFUSAL_LOG {
-                    last_refusal_log.clear();
-                }
-                let last = last_refusal_log
-                    .entry(peer.ip())
-                    .or_insert(now - Duration::from_secs(61));
-                if now.duration_since(*last) >= Duration::from_secs(60) {
-                    *last = now;
-                    tracing::warn!(peer = %peer, reason = %refused, "connection refused (logged once a minute per address)");
-                }
-                drop(stream);
-                continue;
-            }
-        };
-        Stats::inc(&shared.stats.connections_accepted);
-        let _ = stream.set_nodelay(true);
-        let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
-        let arrival = shared.arrivals.enter(peer.ip(), id);
-        let conn_shared = shared.clone();
-        tasks.spawn(async move {
-            // Given back when the task ends, however it ends.
-            let _slot = slot;
-            connection::Connection::new(conn_shared, id, peer, arrival)
-                .run(stream)
-                .await;
-        });
     }
 }
 

@@ -1,18 +1,19 @@
-//! Device connections run on shards (decision D62): one thread per shard, each with a current-thread
-//! tokio runtime of its own (its own epoll and timer wheel). Every shard accepts from the device port
-//! (a duplicate of the listening descriptor, registered in the shard's own epoll) and serves what it
-//! accepted until that connection ends, so a connection never moves between threads: a frame wakes only
-//! the thread that owns its socket, where the runtime's work-stealing workers woke each other for most
-//! frames. The rest of the server (API, sinks, supervision) stays on the multi-thread runtime.
+//! Device connections run on connection threads (decision D62): each has a current-thread tokio runtime
+//! of its own (its own epoll and timer wheel), watches the device port through a duplicate of the
+//! listening descriptor registered in that epoll, and serves what it accepted until that connection
+//! ends, so a connection never moves between threads: a frame wakes only the thread that owns its
+//! socket, where the multi-thread runtime's workers woke each other to steal work. The rest of the
+//! server (API, sinks, supervision) stays on the multi-thread runtime.
 
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
 use tokio_util::task::TaskTracker;
 
 use crate::{IngestError, Shared};
 
-/// The shards to run: `configured`, or one per core when 0.
+/// The connection threads to run: `configured`, or one per core when 0.
 pub(crate) fn count(configured: usize) -> usize {
     if configured > 0 {
         return configured;
@@ -20,57 +21,155 @@ pub(crate) fn count(configured: usize) -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Starts `shards` threads that accept from `listener` and serve the connections they accept until
-/// `shared.shutdown` is cancelled and their connections have ended; `tasks` tracks each shard, so
-/// waiting for it waits for every connection.
+/// Starts `threads` connection threads that accept from `listener` and serve the connections they
+/// accept until `shared.shutdown` is cancelled and their connections have ended; `tasks` tracks each
+/// thread, so waiting for it waits for every connection. Either every thread starts and then accepts,
+/// or none accepts anything and the error is returned.
 pub(crate) fn start(
     shared: &Arc<Shared>,
     listener: TcpListener,
-    shards: usize,
+    threads: usize,
     tasks: &TaskTracker,
 ) -> Result<(), IngestError> {
     let internal = |what: &str, e: std::io::Error| IngestError::Internal(format!("{what}: {e}"));
     let listener = listener
         .into_std()
         .map_err(|e| internal("device listener", e))?;
-    for index in 0..shards.max(1) {
-        let listener = listener
-            .try_clone()
-            .map_err(|e| internal("device listener", e))?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| internal("connection runtime", e))?;
+    let mut listeners = Vec::with_capacity(threads);
+    for _ in 0..threads.max(1) {
+        listeners.push(
+            listener
+                .try_clone()
+                .map_err(|e| internal("device listener", e))?,
+        );
+    }
+    drop(listener);
+    // Each thread builds its runtime and registers its listener, says so on `ready`, then waits for
+    // the word to accept (true) or to end (false).
+    let (ready_tx, ready) = mpsc::channel::<Result<(), String>>();
+    let mut started = Vec::new();
+    let mut failure = None;
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let (go_tx, go) = mpsc::channel::<bool>();
         let (done, finished) = tokio::sync::oneshot::channel::<()>();
-        let shared = shared.clone();
-        std::thread::Builder::new()
+        let (shared, ready_tx) = (shared.clone(), ready_tx.clone());
+        let spawned = std::thread::Builder::new()
             .name(format!("connections-{index}"))
             .spawn(move || {
-                runtime.block_on(run(shared, listener));
-                // The runtime goes first (with whatever its connections left behind), then the shard
-                // counts as ended: `done` is dropped last, even when a panic unwinds the thread.
-                drop(runtime);
-                drop(done);
-            })
-            .map_err(|e| internal("connection thread", e))?;
-        tasks.spawn(async move {
-            let _ = finished.await;
-        });
+                let Some(mut thread) = Prepared::new(listener, &ready_tx, done) else {
+                    return;
+                };
+                if go.recv() == Ok(true) {
+                    thread.run(shared);
+                }
+            });
+        match spawned {
+            Ok(_) => started.push((go_tx, finished)),
+            Err(e) => {
+                failure = Some(internal("connection thread", e));
+                break;
+            }
+        }
     }
-    Ok(())
+    drop(ready_tx);
+    for _ in 0..started.len() {
+        match ready.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failure = failure.or(Some(IngestError::Internal(e))),
+            Err(_) => {
+                failure = failure.or(Some(IngestError::Internal(
+                    "a connection thread ended while starting".into(),
+                )))
+            }
+        }
+    }
+    let go = failure.is_none();
+    for (index, (go_tx, finished)) in started.into_iter().enumerate() {
+        let _ = go_tx.send(go);
+        if go {
+            tasks.spawn(watch(shared.clone(), index, finished));
+        }
+    }
+    failure.map_or(Ok(()), Err)
 }
 
-/// One shard: accepts until shutdown, then waits for the connections it serves.
-async fn run(shared: Arc<Shared>, listener: std::net::TcpListener) {
-    let listener = match TcpListener::from_std(listener) {
-        Ok(listener) => listener,
-        Err(e) => {
-            tracing::error!(error = %e, "a connection thread cannot watch the device port");
-            return;
+/// Waits for connection thread `index` to end. Should this task be dropped unfinished (the server was
+/// dropped without its shutdown, with the runtime that runs it), shutdown is cancelled so that the
+/// thread stops too.
+async fn watch(shared: Arc<Shared>, index: usize, finished: tokio::sync::oneshot::Receiver<()>) {
+    let guard = shared.shutdown.clone().drop_guard();
+    let _ = finished.await;
+    if !shared.shutdown.is_cancelled() {
+        tracing::error!(
+            thread = index,
+            "a connection thread ended before shutdown: its connections are closed, the other threads go on accepting"
+        );
+    }
+    guard.disarm();
+}
+
+/// A connection thread's runtime and listener, ready to accept. Dropped, it drops the runtime (with
+/// whatever its connections left behind) and then says the thread has ended, whether the thread ends
+/// normally or unwinds from a panic.
+struct Prepared {
+    runtime: Option<Runtime>,
+    listener: Option<TcpListener>,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Prepared {
+    /// Builds the runtime and registers the listener in it; reports the outcome on `ready`.
+    fn new(
+        listener: std::net::TcpListener,
+        ready: &mpsc::Sender<Result<(), String>>,
+        done: tokio::sync::oneshot::Sender<()>,
+    ) -> Option<Prepared> {
+        let prepared = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("connection runtime: {e}"))
+            .and_then(|runtime| {
+                let listener = {
+                    let _entered = runtime.enter();
+                    TcpListener::from_std(listener).map_err(|e| format!("device listener: {e}"))?
+                };
+                Ok(Prepared {
+                    runtime: Some(runtime),
+                    listener: Some(listener),
+                    done: Some(done),
+                })
+            });
+        match prepared {
+            Ok(prepared) => {
+                let _ = ready.send(Ok(()));
+                Some(prepared)
+            }
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                None
+            }
         }
-    };
-    let connections = TaskTracker::new();
-    crate::accept_loop(shared, listener, connections.clone()).await;
-    connections.close();
-    connections.wait().await;
+    }
+
+    /// Accepts until shutdown, then waits for the connections this thread serves.
+    fn run(&mut self, shared: Arc<Shared>) {
+        let (Some(runtime), Some(listener)) = (&self.runtime, self.listener.take()) else {
+            return;
+        };
+        runtime.block_on(async move {
+            let connections = TaskTracker::new();
+            crate::accept::accept_loop(shared, listener, connections.clone()).await;
+            connections.close();
+            connections.wait().await;
+        });
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        // The listener belongs to the runtime's reactor: it goes first, then the runtime, then `done`.
+        self.listener.take();
+        self.runtime.take();
+        self.done.take();
+    }
 }

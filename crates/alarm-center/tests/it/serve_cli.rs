@@ -21,6 +21,14 @@ struct Running {
     stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
+/// A test that fails part-way leaves no server behind.
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn serve(data_dir: &std::path::Path) -> Running {
     serve_with(data_dir, &[])
 }

@@ -7,6 +7,7 @@ mod common;
 mod api;
 mod api_security;
 mod browser;
+mod connection_threads;
 mod http_mode;
 mod identity;
 mod ingest;

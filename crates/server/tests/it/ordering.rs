@@ -76,3 +76,34 @@ async fn a_start_and_its_stop_on_two_connections_are_stored_in_order() {
     assert_eq!(swapped, 0, "start/stop pairs stored out of order");
     t.server.shutdown().await.unwrap();
 }
+
+/// Connections get their ids (and their places in the arrival line) in the kernel's accept order
+/// whichever connection thread accepts them (D62): connections opened one after another, faster than
+/// four threads racing to accept them, are numbered in the order they were opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_numbered_in_accept_order_across_connection_threads() {
+    const CONNECTIONS: usize = 250;
+    let t = start(|c| c.server.connection_threads = 4).await;
+    let mut opened = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let stream = t.connect().await;
+        opened.push((stream.local_addr().unwrap().to_string(), stream));
+    }
+    let stats = t.server.stats();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while alarm_center_server::Stats::get(&stats.connections_accepted) < CONNECTIONS as u64 {
+        assert!(tokio::time::Instant::now() < deadline, "not all accepted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    t.server.shutdown().await.unwrap();
+    let db = rusqlite::Connection::open(t.dir.path().join(alarm_center_store::DB_FILE)).unwrap();
+    let peers: Vec<String> = db
+        .prepare("SELECT peer FROM connections ORDER BY id")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let expected: Vec<String> = opened.iter().map(|(peer, _)| peer.clone()).collect();
+    assert_eq!(peers, expected);
+}
