@@ -28,7 +28,7 @@ use crate::writer::Record;
 use crate::Shared;
 
 thread_local! {
-    /// Read buffer shared by the connections running on a worker thread: an idle connection holds none.
+    /// Read buffer shared by the connections running on a connection thread: an idle connection holds none.
     static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; 64 * 1024]);
 }
 
@@ -301,15 +301,39 @@ impl Connection {
         read
     }
 
-    /// At shutdown: decodes what the device already sent (bytes waiting in the socket), without waiting
-    /// for more, so that nothing received is lost.
+    /// At shutdown: decodes what the device already sent, so that nothing received is lost. A read that
+    /// finds nothing is not the end: the device's next bytes may be on their way (its send buffer, the
+    /// network), the runtime learns of bytes that arrived during a read only when it next polls its
+    /// epoll, and a task that used up its scheduling budget is refused reads until it yields. So the
+    /// drain ends once the socket has stayed empty for `DRAIN_QUIET`;
+    /// what is already there is always read (up to `MAX_DRAIN_BYTES`), however long storing it takes,
+    /// but the waits for more add up to `MAX_DRAIN_WAIT` at most, so that shutdown always ends.
     async fn drain(&mut self, stream: &mut TcpStream) -> Option<CloseReason> {
-        /// Bounds the drain of one connection so that shutdown always ends.
+        /// Silence that ends the drain.
+        const DRAIN_QUIET: std::time::Duration = std::time::Duration::from_millis(100);
+        /// Bounds the drain of one connection (a device that keeps sending).
         const MAX_DRAIN_BYTES: u64 = 64 * 1024 * 1024;
+        const MAX_DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+        let mut waited = std::time::Duration::ZERO;
         let mut drained = 0;
         while drained < MAX_DRAIN_BYTES {
-            let Read::Frames(frames, n) = self.read_now(stream) else {
-                break;
+            let (frames, n) = match self.read_now(stream) {
+                Read::Frames(frames, n) => (frames, n),
+                Read::NotReady if waited < MAX_DRAIN_WAIT => {
+                    let started = Instant::now();
+                    let quiet = DRAIN_QUIET.min(MAX_DRAIN_WAIT - waited);
+                    // `poll_read_ready`, not `readable()`: a read refused because this task used up its
+                    // budget (tokio's cooperative scheduling) looks empty too, and only the budget-aware
+                    // wait yields to the runtime so that the next read can proceed.
+                    let ready = std::future::poll_fn(|cx| stream.poll_read_ready(cx));
+                    let more = tokio::time::timeout(quiet, ready).await;
+                    waited += started.elapsed();
+                    match more {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(_)) | Err(_) => break,
+                    }
+                }
+                Read::NotReady | Read::Eof | Read::Failed(_) => break,
             };
             drained += n as u64;
             let mut answers = Vec::new();
