@@ -45,7 +45,12 @@ enum Accepted {
 
 /// Accepts connections and serves each on a task of `tasks`, on the runtime it runs on (a connection
 /// thread's), until shutdown.
-pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tasks: TaskTracker) {
+pub(crate) async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    tasks: TaskTracker,
+    thread: usize,
+) {
     loop {
         let accepted = tokio::select! {
             () = shared.shutdown.cancelled() => return,
@@ -62,9 +67,10 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, task
                 Stats::inc(&shared.stats.connections_accepted);
                 let _ = stream.set_nodelay(true);
                 let conn_shared = shared.clone();
+                let on_thread = OnThread::new(shared.stats.clone(), thread);
                 tasks.spawn(async move {
                     // Given back when the task ends, however it ends.
-                    let _slot = slot;
+                    let (_slot, _on_thread) = (slot, on_thread);
                     connection::Connection::new(conn_shared, id, peer, arrival)
                         .run(stream)
                         .await;
@@ -128,5 +134,33 @@ fn log_refusal(state: &AcceptState, peer: SocketAddr, refused: &Refused) {
         logged.insert(peer.ip(), now);
         drop(logged);
         tracing::warn!(peer = %peer, reason = %refused, "connection refused (logged once a minute per address)");
+    }
+}
+
+/// Counts a connection on its thread's gauge while it lives.
+struct OnThread {
+    stats: Arc<Stats>,
+    thread: usize,
+}
+
+impl OnThread {
+    fn new(stats: Arc<Stats>, thread: usize) -> OnThread {
+        if let Some(n) = stats
+            .connections_by_thread
+            .get()
+            .and_then(|t| t.get(thread))
+        {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        OnThread { stats, thread }
+    }
+}
+
+impl Drop for OnThread {
+    fn drop(&mut self) {
+        let by_thread = self.stats.connections_by_thread.get();
+        if let Some(n) = by_thread.and_then(|t| t.get(self.thread)) {
+            n.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }

@@ -44,6 +44,18 @@ fn counter(value: &std::sync::atomic::AtomicU64) -> ConstCounter {
 fn connections(e: &mut DescriptorEncoder<'_>, s: &Stats) -> fmt::Result {
     let open = ConstGauge::new(Stats::get(&s.connections_open));
     single(e, "connections_open", "Device connections open.", open)?;
+    let by_thread = s.connections_by_thread.get().into_iter().flatten();
+    family(
+        e,
+        "connections_open_by_thread",
+        "Device connections open on each connection thread (server.connection-threads).",
+        by_thread.enumerate().map(|(thread, n)| {
+            (
+                [("thread", thread.to_string())],
+                ConstGauge::new(Stats::get(n)),
+            )
+        }),
+    )?;
     let accepted = counter(&s.connections_accepted);
     single(
         e,

@@ -5,6 +5,7 @@
 //! socket, where the multi-thread runtime's workers woke each other to steal work. The rest of the
 //! server (API, sinks, supervision) stays on the multi-thread runtime.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{mpsc, Arc};
 
 use tokio::net::TcpListener;
@@ -44,6 +45,8 @@ pub(crate) fn start(
         );
     }
     drop(listener);
+    let gauges = (0..listeners.len()).map(|_| AtomicU64::new(0)).collect();
+    let _ = shared.stats.connections_by_thread.set(gauges);
     // Each thread builds its runtime and registers its listener, says so on `ready`, then waits for
     // the word to accept (true) or to end (false).
     let (ready_tx, ready) = mpsc::channel::<Result<(), String>>();
@@ -60,7 +63,7 @@ pub(crate) fn start(
                     return;
                 };
                 if go.recv() == Ok(true) {
-                    thread.run(shared);
+                    thread.run(shared, index);
                 }
             });
         match spawned {
@@ -152,13 +155,13 @@ impl Prepared {
     }
 
     /// Accepts until shutdown, then waits for the connections this thread serves.
-    fn run(&mut self, shared: Arc<Shared>) {
+    fn run(&mut self, shared: Arc<Shared>, index: usize) {
         let (Some(runtime), Some(listener)) = (&self.runtime, self.listener.take()) else {
             return;
         };
         runtime.block_on(async move {
             let connections = TaskTracker::new();
-            crate::accept::accept_loop(shared, listener, connections.clone()).await;
+            crate::accept::accept_loop(shared, listener, connections.clone(), index).await;
             connections.close();
             connections.wait().await;
         });

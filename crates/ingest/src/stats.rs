@@ -33,6 +33,9 @@ pub struct Stats {
     pub devices_expired: AtomicU64,
     /// Connections open now (gauge).
     pub connections_open: AtomicU64,
+    /// Connections open now on each connection thread (gauges, one per thread; set when the threads
+    /// start).
+    pub connections_by_thread: std::sync::OnceLock<Box<[AtomicU64]>>,
     /// Bytes received.
     pub bytes_received: AtomicU64,
     /// Frames decoded.
