@@ -29,6 +29,8 @@ pub(crate) struct AcceptState {
     /// When a refusal was last logged, per address: one line per address per minute whichever thread
     /// refused.
     refusals: Mutex<HashMap<IpAddr, Instant>>,
+    /// When a failed accept was last logged: one line a second whichever thread failed.
+    failure_logged: Mutex<Option<Instant>>,
 }
 
 /// One connection accepted, numbered and placed in its address's arrival line; or refused by the limits.
@@ -79,7 +81,7 @@ pub(crate) async fn accept_loop(
             Ok(Accepted::Refused(peer, refused)) => log_refusal(&shared.accept, peer, &refused),
             Err(e) => {
                 // Out of file descriptors and similar: wait a little instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
+                log_accept_failure(&shared.accept, &e);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -114,6 +116,20 @@ fn poll_accept_in_order(
         Err(refused) => Accepted::Refused(peer, refused),
     };
     Poll::Ready(Ok(accepted))
+}
+
+/// Every connection thread fails alike while the process is out of descriptors: one line a second.
+fn log_accept_failure(state: &AcceptState, error: &std::io::Error) {
+    let now = Instant::now();
+    let mut last = state
+        .failure_logged
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if last.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1)) {
+        *last = Some(now);
+        drop(last);
+        tracing::warn!(error = %error, "accept failed (logged once a second)");
+    }
 }
 
 /// One log line per address per minute: a flood must not flood the log too. The memory of whom was

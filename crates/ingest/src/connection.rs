@@ -302,29 +302,35 @@ impl Connection {
     }
 
     /// At shutdown: decodes what the device already sent, so that nothing received is lost. A read that
-    /// finds nothing is not the end: the device's next bytes may be on their way (its send buffer, the
-    /// network), the runtime learns of bytes that arrived during a read only when it next polls its
-    /// epoll, and a task that used up its scheduling budget is refused reads until it yields. So the
-    /// drain ends once the socket has stayed empty for `DRAIN_QUIET`;
-    /// what is already there is always read (up to `MAX_DRAIN_BYTES`), however long storing it takes,
-    /// but the waits for more add up to `MAX_DRAIN_WAIT` at most, so that shutdown always ends.
+    /// finds nothing is not the end: tokio refuses reads to a task that has used its scheduling budget
+    /// until it yields (the drain then yields and reads on), the runtime learns of bytes that arrived
+    /// during a read only when it next polls its epoll, and the device's next bytes may be on their
+    /// way (its send buffer, the network). So the drain ends once the socket has stayed empty for
+    /// `DRAIN_QUIET`, the waits for more adding up to `MAX_DRAIN_WAIT` at most; and whatever the
+    /// device does, after `MAX_DRAIN_BYTES` or `MAX_DRAIN_TIME` (storing what was read may wait for a
+    /// failing store meanwhile), so that shutdown always ends.
     async fn drain(&mut self, stream: &mut TcpStream) -> Option<CloseReason> {
+        use std::time::Duration;
         /// Silence that ends the drain.
-        const DRAIN_QUIET: std::time::Duration = std::time::Duration::from_millis(100);
+        const DRAIN_QUIET: Duration = Duration::from_millis(100);
         /// Bounds the drain of one connection (a device that keeps sending).
+        const MAX_DRAIN_WAIT: Duration = Duration::from_secs(2);
         const MAX_DRAIN_BYTES: u64 = 64 * 1024 * 1024;
-        const MAX_DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-        let mut waited = std::time::Duration::ZERO;
+        const MAX_DRAIN_TIME: Duration = Duration::from_secs(20);
+        let give_up = Instant::now() + MAX_DRAIN_TIME;
+        let mut waited = Duration::ZERO;
         let mut drained = 0;
-        while drained < MAX_DRAIN_BYTES {
+        while drained < MAX_DRAIN_BYTES && Instant::now() < give_up {
             let (frames, n) = match self.read_now(stream) {
                 Read::Frames(frames, n) => (frames, n),
+                Read::NotReady if !tokio::task::coop::has_budget_remaining() => {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
                 Read::NotReady if waited < MAX_DRAIN_WAIT => {
                     let started = Instant::now();
                     let quiet = DRAIN_QUIET.min(MAX_DRAIN_WAIT - waited);
-                    // `poll_read_ready`, not `readable()`: a read refused because this task used up its
-                    // budget (tokio's cooperative scheduling) looks empty too, and only the budget-aware
-                    // wait yields to the runtime so that the next read can proceed.
+                    // Budget-aware (`readable()` is not): it yields rather than spin on a refusal.
                     let ready = std::future::poll_fn(|cx| stream.poll_read_ready(cx));
                     let more = tokio::time::timeout(quiet, ready).await;
                     waited += started.elapsed();
@@ -342,6 +348,13 @@ impl Connection {
             }
             if let Some(reason) = self.answer(answers, stream).await {
                 return Some(reason);
+            }
+            // The same verdicts as while serving: a refused device is not drained further.
+            if let Some(reason) = self.limited.clone() {
+                return Some(reason);
+            }
+            if self.unknown_refused() {
+                return Some(CloseReason::UnknownDevice { silent: false });
             }
         }
         None

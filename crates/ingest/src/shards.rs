@@ -14,12 +14,15 @@ use tokio_util::task::TaskTracker;
 
 use crate::{IngestError, Shared};
 
-/// The connection threads to run: `configured`, or one per core when 0.
+/// The connection threads to run: `configured`, or one per core when 0 (at most
+/// [`crate::config::MAX_CONNECTION_THREADS`]).
 pub(crate) fn count(configured: usize) -> usize {
     if configured > 0 {
         return configured;
     }
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(crate::config::MAX_CONNECTION_THREADS)
 }
 
 /// Starts `threads` connection threads that accept from `listener` and serve the connections they
@@ -59,7 +62,7 @@ pub(crate) fn start(
         let spawned = std::thread::Builder::new()
             .name(format!("connections-{index}"))
             .spawn(move || {
-                let Some(mut thread) = Prepared::new(listener, &ready_tx, done) else {
+                let Some(mut thread) = Prepared::new(listener, ready_tx, done) else {
                     return;
                 };
                 if go.recv() == Ok(true) {
@@ -121,10 +124,12 @@ struct Prepared {
 }
 
 impl Prepared {
-    /// Builds the runtime and registers the listener in it; reports the outcome on `ready`.
+    /// Builds the runtime and registers the listener in it; reports the outcome on `ready`, which it
+    /// then drops (should a thread die before reporting, the starter learns it when every thread has
+    /// reported or dropped its sender).
     fn new(
         listener: std::net::TcpListener,
-        ready: &mpsc::Sender<Result<(), String>>,
+        ready: mpsc::Sender<Result<(), String>>,
         done: tokio::sync::oneshot::Sender<()>,
     ) -> Option<Prepared> {
         let prepared = tokio::runtime::Builder::new_current_thread()
