@@ -21,6 +21,29 @@ struct Running {
     stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
+impl Running {
+    /// Sends SIGTERM, expects a successful exit within 20 s, and returns the whole log.
+    fn terminate(&mut self) -> String {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let exit = loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                break exit;
+            }
+            assert!(Instant::now() < deadline, "no exit 20 s after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(exit.success(), "exit status {exit:?}");
+        // The last lines may still be in the pipe: read to its end.
+        self.stderr_reader.take().unwrap().join().unwrap();
+        self.stderr.lock().unwrap().join("\n")
+    }
+}
+
 /// A test that fails part-way leaves no server behind.
 impl Drop for Running {
     fn drop(&mut self) {
@@ -103,16 +126,7 @@ fn sigterm_drains_and_exits_zero() {
             .recv_timeout(Duration::from_secs(10))
             .expect("event");
     }
-    let status = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = server.child.wait().unwrap();
-    assert!(exit.success(), "exit status {exit:?}");
-    // The last lines may still be in the pipe: read to its end.
-    server.stderr_reader.take().unwrap().join().unwrap();
-    let log = server.stderr.lock().unwrap().join("\n");
+    let log = server.terminate();
     assert!(
         log.contains("SIGTERM received") && log.contains("store flushed"),
         "{log}"
@@ -177,22 +191,7 @@ fn device_connections_run_on_the_configured_threads_which_are_waited_for_at_sigt
         motions += usize::from(event["code"] == "VideoMotion");
     }
     // The devices stay connected: shutdown waits for every thread's connections to end.
-    let status = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let exit = loop {
-        if let Some(exit) = server.child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "no exit 20 s after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(exit.success(), "exit status {exit:?}");
-    server.stderr_reader.take().unwrap().join().unwrap();
-    let log = server.stderr.lock().unwrap().join("\n");
+    let log = server.terminate();
     assert!(
         log.contains("connection_threads=3") && log.contains("store flushed"),
         "{log}"
