@@ -2,7 +2,7 @@
 //! listening socket; the accept itself, the connection's id and its place in its address's arrival line
 //! are taken under one lock, so ids and arrival tickets follow the kernel's accept order whichever
 //! thread accepted (D33 relies on it: an XM camera's start and stop come on two connections a
-//! millisecond apart).
+//! millisecond apart). The same lock decides which thread serves the connection (D64, `handoff.rs`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -12,10 +12,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-use crate::arrival::Ticket;
-use crate::slots::{Refused, Slot};
+use crate::handoff::{self, Handoff, Handoffs, Incoming, OnThread};
+use crate::slots::Refused;
 use crate::{connection, Shared, Stats};
 
 /// Addresses remembered for rate-limiting the refusal log line.
@@ -31,67 +32,129 @@ pub(crate) struct AcceptState {
     refusals: Mutex<HashMap<IpAddr, Instant>>,
     /// When a failed accept was last logged: one line a second whichever thread failed.
     failure_logged: Mutex<Option<Instant>>,
+    /// The way to each connection thread, for connections another thread accepted (D64).
+    pub(crate) handoffs: Handoffs,
 }
 
-/// One connection accepted, numbered and placed in its address's arrival line; or refused by the limits.
+/// One connection accepted, numbered, placed in its address's arrival line and given the thread
+/// that serves it; or refused by the limits.
 enum Accepted {
-    Served {
-        stream: TcpStream,
-        peer: SocketAddr,
-        slot: Slot,
-        id: i64,
-        arrival: Option<Ticket>,
-    },
+    Served(TcpStream, Incoming),
     Refused(SocketAddr, Refused),
 }
 
+/// What woke the accept loop.
+enum Next {
+    Accepted(std::io::Result<Accepted>),
+    HandedOver(Handoff),
+}
+
 /// Accepts connections and serves each on a task of `tasks`, on the runtime it runs on (a connection
-/// thread's), until shutdown.
+/// thread's) or, when another thread has clearly fewer connections, on that thread's (D64); serves
+/// what the other threads hand to this one (`handoffs`); until shutdown.
 pub(crate) async fn accept_loop(
     shared: Arc<Shared>,
     listener: TcpListener,
     tasks: TaskTracker,
     thread: usize,
+    mut handoffs: mpsc::UnboundedReceiver<Handoff>,
 ) {
     loop {
-        let accepted = tokio::select! {
-            () = shared.shutdown.cancelled() => return,
-            accepted = std::future::poll_fn(|cx| poll_accept_in_order(&shared, &listener, cx)) => accepted,
+        let next = tokio::select! {
+            () = shared.shutdown.cancelled() => break,
+            Some(handoff) = handoffs.recv() => Next::HandedOver(handoff),
+            accepted = std::future::poll_fn(|cx| poll_accept_in_order(&shared, &listener, thread, cx)) => Next::Accepted(accepted),
         };
-        match accepted {
-            Ok(Accepted::Served {
-                stream,
-                peer,
-                slot,
-                id,
-                arrival,
-            }) => {
+        match next {
+            Next::Accepted(Ok(Accepted::Served(stream, incoming))) => {
                 Stats::inc(&shared.stats.connections_accepted);
                 let _ = stream.set_nodelay(true);
-                let conn_shared = shared.clone();
-                let on_thread = OnThread::new(shared.stats.clone(), thread);
-                tasks.spawn(async move {
-                    // Given back when the task ends, however it ends.
-                    let (_slot, _on_thread) = (slot, on_thread);
-                    connection::Connection::new(conn_shared, id, peer, arrival)
-                        .run(stream)
-                        .await;
-                });
+                if incoming.on_thread.thread() == thread {
+                    serve(&shared, &tasks, stream, incoming);
+                } else {
+                    hand_over(&shared, &tasks, thread, stream, incoming);
+                }
             }
-            Ok(Accepted::Refused(peer, refused)) => log_refusal(&shared.accept, peer, &refused),
-            Err(e) => {
+            Next::Accepted(Ok(Accepted::Refused(peer, refused))) => {
+                log_refusal(&shared.accept, peer, &refused)
+            }
+            Next::Accepted(Err(e)) => {
                 // Out of file descriptors and similar: wait a little instead of spinning.
                 log_accept_failure(&shared.accept, &e);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+            Next::HandedOver(handoff) => serve_handed_over(&shared, &tasks, handoff),
+        }
+    }
+    // Connections handed to this thread before it stopped are served here like the ones it accepted
+    // (their drain reads what they sent); a thread that hands one over from now on serves it itself.
+    handoffs.close();
+    while let Ok(handoff) = handoffs.try_recv() {
+        serve_handed_over(&shared, &tasks, handoff);
+    }
+}
+
+/// Serves a connection on a task of this thread's `tasks`.
+fn serve(shared: &Arc<Shared>, tasks: &TaskTracker, stream: TcpStream, incoming: Incoming) {
+    let shared = shared.clone();
+    tasks.spawn(async move {
+        let Incoming {
+            peer,
+            slot,
+            id,
+            arrival,
+            on_thread,
+        } = incoming;
+        // Given back when the task ends, however it ends.
+        let (_slot, _on_thread) = (slot, on_thread);
+        connection::Connection::new(shared, id, peer, arrival)
+            .run(stream)
+            .await;
+    });
+}
+
+/// Sends a connection this thread accepted to the thread its `on_thread` names; serves it here when
+/// that thread no longer takes any.
+fn hand_over(
+    shared: &Arc<Shared>,
+    tasks: &TaskTracker,
+    thread: usize,
+    stream: TcpStream,
+    mut incoming: Incoming,
+) {
+    let to = incoming.on_thread.thread();
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
+        Err(e) => {
+            // Not out of this epoll: the connection closes, as after a failed accept.
+            log_accept_failure(&shared.accept, &e);
+            return;
+        }
+    };
+    match shared.accept.handoffs.send(to, Handoff { stream, incoming }) {
+        Ok(()) => Stats::inc(&shared.stats.connections_handed_over),
+        Err(handoff) => {
+            incoming = handoff.incoming;
+            incoming.on_thread = OnThread::new(shared.stats.clone(), thread);
+            serve_handed_over(shared, tasks, Handoff { incoming, ..handoff });
         }
     }
 }
 
-/// Accepts one connection and, under the same lock, takes its slot, its id and its arrival ticket.
+/// Registers a handed-over socket in this thread's epoll and serves it.
+fn serve_handed_over(shared: &Arc<Shared>, tasks: &TaskTracker, handoff: Handoff) {
+    match TcpStream::from_std(handoff.stream) {
+        Ok(stream) => serve(shared, tasks, stream, handoff.incoming),
+        Err(e) => log_accept_failure(&shared.accept, &e),
+    }
+}
+
+/// Accepts one connection and, under the same lock, takes its slot, its id, its arrival ticket and
+/// the thread that serves it (`thread` accepts it; see `handoff::target`).
 fn poll_accept_in_order(
     shared: &Shared,
     listener: &TcpListener,
+    thread: usize,
     cx: &mut Context<'_>,
 ) -> Poll<std::io::Result<Accepted>> {
     let _order = shared
@@ -104,13 +167,19 @@ fn poll_accept_in_order(
         Ok(slot) => {
             let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
             let arrival = shared.arrivals.enter(peer.ip(), id);
-            Accepted::Served {
+            let counts = shared.stats.connections_by_thread.get();
+            let to = counts.map_or(thread, |counts| handoff::target(counts, thread));
+            let on_thread = OnThread::new(shared.stats.clone(), to);
+            Accepted::Served(
                 stream,
-                peer,
-                slot,
-                id,
-                arrival,
-            }
+                Incoming {
+                    peer,
+                    slot,
+                    id,
+                    arrival,
+                    on_thread,
+                },
+            )
         }
         // The refused connection closes here.
         Err(refused) => Accepted::Refused(peer, refused),
@@ -150,33 +219,5 @@ fn log_refusal(state: &AcceptState, peer: SocketAddr, refused: &Refused) {
         logged.insert(peer.ip(), now);
         drop(logged);
         tracing::warn!(peer = %peer, reason = %refused, "connection refused (logged once a minute per address)");
-    }
-}
-
-/// Counts a connection on its thread's gauge while it lives.
-struct OnThread {
-    stats: Arc<Stats>,
-    thread: usize,
-}
-
-impl OnThread {
-    fn new(stats: Arc<Stats>, thread: usize) -> OnThread {
-        if let Some(n) = stats
-            .connections_by_thread
-            .get()
-            .and_then(|t| t.get(thread))
-        {
-            n.fetch_add(1, Ordering::Relaxed);
-        }
-        OnThread { stats, thread }
-    }
-}
-
-impl Drop for OnThread {
-    fn drop(&mut self) {
-        let by_thread = self.stats.connections_by_thread.get();
-        if let Some(n) = by_thread.and_then(|t| t.get(self.thread)) {
-            n.fetch_sub(1, Ordering::Relaxed);
-        }
     }
 }

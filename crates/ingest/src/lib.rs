@@ -8,6 +8,7 @@ mod arrival;
 mod close_reason;
 pub mod config;
 mod connection;
+mod handoff;
 mod http_auth;
 mod http_mode;
 mod live;

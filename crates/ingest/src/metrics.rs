@@ -63,6 +63,13 @@ fn connections(e: &mut DescriptorEncoder<'_>, s: &Stats) -> fmt::Result {
         "Device connections accepted.",
         accepted,
     )?;
+    let handed_over = counter(&s.connections_handed_over);
+    single(
+        e,
+        "connections_handed_over",
+        "Device connections accepted by one connection thread and served by another that had fewer.",
+        handed_over,
+    )?;
     let closed = CloseReason::LABELS
         .iter()
         .zip(&s.closed_by_reason)

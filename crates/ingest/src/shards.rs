@@ -1,8 +1,9 @@
 //! Device connections run on connection threads (decision D62): each has a current-thread tokio runtime
 //! of its own (its own epoll and timer wheel), watches the device port through a duplicate of the
-//! listening descriptor registered in that epoll, and serves what it accepted until that connection
-//! ends, so a connection never moves between threads: a frame wakes only the thread that owns its
-//! socket, where the multi-thread runtime's workers woke each other to steal work. The rest of the
+//! listening descriptor registered in that epoll, and serves each connection it accepted, or was
+//! handed by a busier thread when it accepted it (D64), until that connection ends: a connection
+//! never moves once served, and a frame wakes only the thread that owns its socket, where the
+//! multi-thread runtime's workers woke each other to steal work. The rest of the
 //! server (API, sinks, supervision) stays on the multi-thread runtime.
 
 use std::sync::atomic::AtomicU64;
@@ -50,12 +51,13 @@ pub(crate) fn start(
     drop(listener);
     let gauges = (0..listeners.len()).map(|_| AtomicU64::new(0)).collect();
     let _ = shared.stats.connections_by_thread.set(gauges);
+    let handoffs = shared.accept.handoffs.open(listeners.len());
     // Each thread builds its runtime and registers its listener, says so on `ready`, then waits for
     // the word to accept (true) or to end (false).
     let (ready_tx, ready) = mpsc::channel::<Result<(), String>>();
     let mut started = Vec::new();
     let mut failure = None;
-    for (index, listener) in listeners.into_iter().enumerate() {
+    for (index, (listener, handoffs)) in listeners.into_iter().zip(handoffs).enumerate() {
         let (go_tx, go) = mpsc::channel::<bool>();
         let (done, finished) = tokio::sync::oneshot::channel::<()>();
         let (shared, ready_tx) = (shared.clone(), ready_tx.clone());
@@ -66,7 +68,7 @@ pub(crate) fn start(
                     return;
                 };
                 if go.recv() == Ok(true) {
-                    thread.run(shared, index);
+                    thread.run(shared, index, handoffs);
                 }
             });
         match spawned {
@@ -159,14 +161,21 @@ impl Prepared {
         }
     }
 
-    /// Accepts until shutdown, then waits for the connections this thread serves.
-    fn run(&mut self, shared: Arc<Shared>, index: usize) {
+    /// Accepts until shutdown, then waits for the connections this thread serves (those it accepted
+    /// and those other threads handed to it through `handoffs`).
+    fn run(
+        &mut self,
+        shared: Arc<Shared>,
+        index: usize,
+        handoffs: tokio::sync::mpsc::UnboundedReceiver<crate::handoff::Handoff>,
+    ) {
         let (Some(runtime), Some(listener)) = (&self.runtime, self.listener.take()) else {
             return;
         };
         runtime.block_on(async move {
             let connections = TaskTracker::new();
-            crate::accept::accept_loop(shared, listener, connections.clone(), index).await;
+            crate::accept::accept_loop(shared, listener, connections.clone(), index, handoffs)
+                .await;
             connections.close();
             connections.wait().await;
         });

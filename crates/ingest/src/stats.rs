@@ -11,6 +11,8 @@ use prometheus_client::metrics::histogram::Histogram;
 pub struct Stats {
     /// Connections accepted.
     pub connections_accepted: AtomicU64,
+    /// Connections accepted by one connection thread and served by another that had fewer (D64).
+    pub connections_handed_over: AtomicU64,
     /// Connections refused: over the total limit.
     pub refused_total_limit: AtomicU64,
     /// Connections refused: over the per-address limit.
