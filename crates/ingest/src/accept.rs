@@ -46,7 +46,7 @@ enum Accepted {
 /// What woke the accept loop.
 enum Next {
     Accepted(std::io::Result<Accepted>),
-    HandedOver(Handoff),
+    HandedOver(Box<Handoff>),
 }
 
 /// Accepts connections and serves each on a task of `tasks`, on the runtime it runs on (a connection
@@ -57,13 +57,20 @@ pub(crate) async fn accept_loop(
     listener: TcpListener,
     tasks: TaskTracker,
     thread: usize,
-    mut handoffs: mpsc::UnboundedReceiver<Handoff>,
+    mut handoffs: mpsc::UnboundedReceiver<Box<Handoff>>,
 ) {
+    // After a failed accept (out of descriptors and similar) this thread pauses accepting for a
+    // moment instead of spinning, and still takes hand-offs meanwhile.
+    let mut paused_until = None;
     loop {
         let next = tokio::select! {
             () = shared.shutdown.cancelled() => break,
             Some(handoff) = handoffs.recv() => Next::HandedOver(handoff),
-            accepted = std::future::poll_fn(|cx| poll_accept_in_order(&shared, &listener, thread, cx)) => Next::Accepted(accepted),
+            () = sleep_until(paused_until) => {
+                paused_until = None;
+                continue;
+            }
+            accepted = std::future::poll_fn(|cx| poll_accept_in_order(&shared, &listener, thread, cx)), if paused_until.is_none() => Next::Accepted(accepted),
         };
         match next {
             Next::Accepted(Ok(Accepted::Served(stream, incoming))) => {
@@ -79,18 +86,26 @@ pub(crate) async fn accept_loop(
                 log_refusal(&shared.accept, peer, &refused)
             }
             Next::Accepted(Err(e)) => {
-                // Out of file descriptors and similar: wait a little instead of spinning.
-                log_accept_failure(&shared.accept, &e);
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                log_accept_failure(&shared.accept, "accept failed", &e);
+                paused_until = Some(tokio::time::Instant::now() + Duration::from_millis(50));
             }
-            Next::HandedOver(handoff) => serve_handed_over(&shared, &tasks, handoff),
+            Next::HandedOver(handoff) => serve_handed_over(&shared, &tasks, *handoff),
         }
     }
     // Connections handed to this thread before it stopped are served here like the ones it accepted
     // (their drain reads what they sent); a thread that hands one over from now on serves it itself.
+    // `recv` after `close` also waits for a hand-off whose send had begun before the close.
     handoffs.close();
-    while let Ok(handoff) = handoffs.try_recv() {
-        serve_handed_over(&shared, &tasks, handoff);
+    while let Some(handoff) = handoffs.recv().await {
+        serve_handed_over(&shared, &tasks, *handoff);
+    }
+}
+
+/// Completes at `until`, never when `None`.
+async fn sleep_until(until: Option<tokio::time::Instant>) {
+    match until {
+        Some(until) => tokio::time::sleep_until(until).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -120,32 +135,44 @@ fn hand_over(
     tasks: &TaskTracker,
     thread: usize,
     stream: TcpStream,
-    mut incoming: Incoming,
+    incoming: Incoming,
 ) {
     let to = incoming.on_thread.thread();
     let stream = match stream.into_std() {
         Ok(stream) => stream,
         Err(e) => {
             // Not out of this epoll: the connection closes, as after a failed accept.
-            log_accept_failure(&shared.accept, &e);
+            log_accept_failure(
+                &shared.accept,
+                "a connection could not be handed over: closed",
+                &e,
+            );
             return;
         }
     };
-    match shared.accept.handoffs.send(to, Handoff { stream, incoming }) {
+    match shared
+        .accept
+        .handoffs
+        .send(to, Box::new(Handoff { stream, incoming }))
+    {
         Ok(()) => Stats::inc(&shared.stats.connections_handed_over),
-        Err(handoff) => {
-            incoming = handoff.incoming;
-            incoming.on_thread = OnThread::new(shared.stats.clone(), thread);
-            serve_handed_over(shared, tasks, Handoff { incoming, ..handoff });
+        Err(mut handoff) => {
+            handoff.incoming.on_thread = OnThread::new(shared.stats.clone(), thread);
+            serve_handed_over(shared, tasks, *handoff);
         }
     }
 }
 
 /// Registers a handed-over socket in this thread's epoll and serves it.
 fn serve_handed_over(shared: &Arc<Shared>, tasks: &TaskTracker, handoff: Handoff) {
-    match TcpStream::from_std(handoff.stream) {
-        Ok(stream) => serve(shared, tasks, stream, handoff.incoming),
-        Err(e) => log_accept_failure(&shared.accept, &e),
+    let Handoff { stream, incoming } = handoff;
+    match TcpStream::from_std(stream) {
+        Ok(stream) => serve(shared, tasks, stream, incoming),
+        Err(e) => log_accept_failure(
+            &shared.accept,
+            "a handed-over connection could not be registered: closed",
+            &e,
+        ),
     }
 }
 
@@ -168,7 +195,8 @@ fn poll_accept_in_order(
             let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
             let arrival = shared.arrivals.enter(peer.ip(), id);
             let counts = shared.stats.connections_by_thread.get();
-            let to = counts.map_or(thread, |counts| handoff::target(counts, thread));
+            let taking = |i| shared.accept.handoffs.taking(i);
+            let to = counts.map_or(thread, |counts| handoff::target(counts, thread, taking));
             let on_thread = OnThread::new(shared.stats.clone(), to);
             Accepted::Served(
                 stream,
@@ -188,7 +216,7 @@ fn poll_accept_in_order(
 }
 
 /// Every connection thread fails alike while the process is out of descriptors: one line a second.
-fn log_accept_failure(state: &AcceptState, error: &std::io::Error) {
+fn log_accept_failure(state: &AcceptState, what: &str, error: &std::io::Error) {
     let now = Instant::now();
     let mut last = state
         .failure_logged
@@ -197,7 +225,7 @@ fn log_accept_failure(state: &AcceptState, error: &std::io::Error) {
     if last.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1)) {
         *last = Some(now);
         drop(last);
-        tracing::warn!(error = %error, "accept failed (logged once a second)");
+        tracing::warn!(error = %error, "{what} (failures to accept are logged once a second)");
     }
 }
 

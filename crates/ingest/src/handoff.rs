@@ -37,20 +37,26 @@ pub(crate) struct Handoff {
 /// The senders to each connection thread's hand-off channel, set when the threads start. Unbounded:
 /// what is in them was accepted under the connection limits, which bound it.
 #[derive(Default)]
-pub(crate) struct Handoffs(OnceLock<Box<[mpsc::UnboundedSender<Handoff>]>>);
+pub(crate) struct Handoffs(OnceLock<Box<[mpsc::UnboundedSender<Box<Handoff>>]>>);
 
 impl Handoffs {
     /// Makes one channel per thread; returns the receivers, in thread order.
-    pub(crate) fn open(&self, threads: usize) -> Vec<mpsc::UnboundedReceiver<Handoff>> {
+    pub(crate) fn open(&self, threads: usize) -> Vec<mpsc::UnboundedReceiver<Box<Handoff>>> {
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..threads).map(|_| mpsc::unbounded_channel()).unzip();
         let _ = self.0.set(senders.into());
         receivers
     }
 
+    /// Whether thread `thread` takes hand-offs: started, and neither stopping nor ended.
+    pub(crate) fn taking(&self, thread: usize) -> bool {
+        let sender = self.0.get().and_then(|senders| senders.get(thread));
+        sender.is_some_and(|sender| !sender.is_closed())
+    }
+
     /// Sends `handoff` to thread `thread`; gives it back when that thread no longer takes any (it is
     /// stopping, or it ended).
-    pub(crate) fn send(&self, thread: usize, handoff: Handoff) -> Result<(), Handoff> {
+    pub(crate) fn send(&self, thread: usize, handoff: Box<Handoff>) -> Result<(), Box<Handoff>> {
         match self.0.get().and_then(|senders| senders.get(thread)) {
             Some(sender) => sender.send(handoff).map_err(|e| e.0),
             None => Err(handoff),
@@ -67,10 +73,11 @@ fn slack(open: u64) -> u64 {
 }
 
 /// The thread that should serve a connection `thread` accepted: `thread` itself, or the thread with
-/// the fewest open connections when `thread` has more than that plus [`slack`]. `counts` are the
-/// threads' open connections (`Stats::connections_by_thread`); called under the accept lock, so
-/// every decision sees the ones before it.
-pub(crate) fn target(counts: &[AtomicU64], thread: usize) -> usize {
+/// the fewest open connections among those `taking` hand-offs when `thread` has more than that plus
+/// [`slack`]. `counts` are the threads' open connections (`Stats::connections_by_thread`); called
+/// under the accept lock, so every decision sees the ones before it. A thread that ended (its gauge
+/// fell to 0) or is stopping takes none: it would attract every decision.
+pub(crate) fn target(counts: &[AtomicU64], thread: usize, taking: impl Fn(usize) -> bool) -> usize {
     let Some(mine) = counts.get(thread).map(|n| n.load(Ordering::Relaxed)) else {
         return thread;
     };
@@ -78,6 +85,7 @@ pub(crate) fn target(counts: &[AtomicU64], thread: usize) -> usize {
         .iter()
         .map(|n| n.load(Ordering::Relaxed))
         .enumerate()
+        .filter(|&(i, _)| i != thread && taking(i))
         .min_by_key(|&(_, n)| n);
     match fewest {
         Some((least, n)) if mine > n + slack(mine) => least,
@@ -122,6 +130,10 @@ impl Drop for OnThread {
 mod tests {
     use super::*;
 
+    fn all(_: usize) -> bool {
+        true
+    }
+
     fn counts(open: &[u64]) -> Vec<AtomicU64> {
         open.iter().map(|&n| AtomicU64::new(n)).collect()
     }
@@ -129,16 +141,20 @@ mod tests {
     #[test]
     fn a_thread_keeps_what_it_accepts_unless_it_has_clearly_more_than_another() {
         // Within the slack (4 + 1/16 of its own): kept.
-        assert_eq!(target(&counts(&[5, 1]), 0), 0);
-        assert_eq!(target(&counts(&[0, 0]), 1), 1);
-        assert_eq!(target(&counts(&[3, 9]), 0), 0);
+        assert_eq!(target(&counts(&[5, 1]), 0, all), 0);
+        assert_eq!(target(&counts(&[0, 0]), 1, all), 1);
+        assert_eq!(target(&counts(&[3, 9]), 0, all), 0);
         // Beyond it: to the thread with the fewest.
-        assert_eq!(target(&counts(&[6, 1]), 0), 1);
-        assert_eq!(target(&counts(&[60, 40, 12, 30]), 0), 2);
-        assert_eq!(target(&counts(&[1_000, 900]), 0), 1);
-        assert_eq!(target(&counts(&[1_000, 940]), 0), 0);
+        assert_eq!(target(&counts(&[6, 1]), 0, all), 1);
+        assert_eq!(target(&counts(&[60, 40, 12, 30]), 0, all), 2);
+        assert_eq!(target(&counts(&[1_000, 900]), 0, all), 1);
+        assert_eq!(target(&counts(&[1_000, 940]), 0, all), 0);
         // No gauges (the threads have not started): kept.
-        assert_eq!(target(&[], 0), 0);
+        assert_eq!(target(&[], 0, all), 0);
+        // A thread that takes no hand-offs (ended, stopping) gets none, however few it has.
+        let no_1 = |i| i != 1;
+        assert_eq!(target(&counts(&[60, 0, 12, 30]), 0, no_1), 2);
+        assert_eq!(target(&counts(&[60, 0]), 0, no_1), 0);
     }
 
     #[test]
@@ -146,7 +162,7 @@ mod tests {
         // One thread wins every race: the others still end up close to it.
         let open = counts(&[0, 0, 0]);
         for _ in 0..3_000 {
-            let to = target(&open, 0);
+            let to = target(&open, 0, all);
             open[to].fetch_add(1, Ordering::Relaxed);
         }
         let n: Vec<u64> = open.iter().map(|n| n.load(Ordering::Relaxed)).collect();

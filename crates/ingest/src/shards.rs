@@ -167,7 +167,7 @@ impl Prepared {
         &mut self,
         shared: Arc<Shared>,
         index: usize,
-        handoffs: tokio::sync::mpsc::UnboundedReceiver<crate::handoff::Handoff>,
+        handoffs: tokio::sync::mpsc::UnboundedReceiver<Box<crate::handoff::Handoff>>,
     ) {
         let (Some(runtime), Some(listener)) = (&self.runtime, self.listener.take()) else {
             return;
