@@ -195,6 +195,10 @@ impl Db {
         conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "cache_size", -32_000)?; // KiB
         conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // The writer alone keeps 12 insert statements (frames and events, 32 down to 1 rows each)
+        // besides its updates, the device index's and the sinks' and the API's queries: rusqlite's
+        // default of 16 would evict and prepare them again on every commit.
+        conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn)?;
         let indexed = Some(device_index::Indexed::load(&conn)?);
         Ok(Db {

@@ -275,10 +275,12 @@ impl<'a> ConnectionRows<'a> {
 const ROWS_PER_INSERT: usize = 32;
 
 /// Inserts `rows` into an `AUTOINCREMENT` table with `insert` (`INSERT INTO t (c1, …)`, `columns`
-/// columns), [`ROWS_PER_INSERT`] rows per statement and the rest one by one; `bind` binds one row's
-/// values from parameter `at` (1-based) on. Pushes each row's id to `ids`, in order: the rows of one
-/// statement get consecutive ids (SQLite gives each new row the largest id so far plus one, and one
-/// connection writes), the last of which is `last_insert_rowid`.
+/// columns), [`ROWS_PER_INSERT`] rows per statement, then the rest in statements of 16, 8, 4, 2 and 1
+/// rows (at most five: each statement costs its start, its sequence lookup and update and its end, about
+/// as much as several rows, and a commit of a few hundred events left up to 31 rows one by one); `bind`
+/// binds one row's values from parameter `at` (1-based) on. Pushes each row's id to `ids`, in order:
+/// the rows of one statement get consecutive ids (SQLite gives each new row the largest id so far plus
+/// one, and one connection writes), the last of which is `last_insert_rowid`.
 fn insert_rows<T>(
     tx: &rusqlite::Transaction<'_>,
     insert: &str,
@@ -291,26 +293,23 @@ fn insert_rows<T>(
         let row = format!("({})", vec!["?"; columns].join(", "));
         format!("{insert} VALUES {}", vec![row; n].join(", "))
     };
-    let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
-    if chunks.len() > 0 {
-        let mut stmt = tx.prepare_cached(&values(ROWS_PER_INSERT))?;
-        for chunk in &mut chunks {
+    let mut rest = rows;
+    let mut size = ROWS_PER_INSERT;
+    while !rest.is_empty() {
+        if rest.len() < size {
+            size /= 2;
+            continue;
+        }
+        let mut stmt = tx.prepare_cached(&values(size))?;
+        while rest.len() >= size {
+            let (chunk, after) = rest.split_at(size);
             for (i, row) in chunk.iter().enumerate() {
                 bind(&mut stmt, 1 + i * columns, row)?;
             }
             stmt.raw_execute()?;
             let last = tx.last_insert_rowid();
-            let first = last - ROWS_PER_INSERT as i64 + 1;
-            ids.extend(first..=last);
-        }
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut stmt = tx.prepare_cached(&values(1))?;
-        for row in rest {
-            bind(&mut stmt, 1, row)?;
-            stmt.raw_execute()?;
-            ids.push(tx.last_insert_rowid());
+            ids.extend(last - size as i64 + 1..=last);
+            rest = after;
         }
     }
     Ok(())

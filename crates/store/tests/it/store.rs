@@ -64,14 +64,14 @@ fn batches_commit_atomically_and_query_back() {
     assert_eq!(reader.integrity_problem().unwrap(), None);
 }
 
-/// Frames and events go in several rows per statement (32), the rest one by one: every id returned
-/// must be the row written from the same place in the batch, across a full statement, a partial one
-/// and two batches.
+/// Frames and events go in several rows per statement (32, then 16, 8, 4, 2 and 1 for the rest): every
+/// id returned must be the row written from the same place in the batch, across statements of every
+/// size and several batches.
 #[test]
 fn ids_match_their_rows_across_multi_row_inserts() {
     let dir = tempfile::tempdir().unwrap();
     let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
-    for (round, n) in [(0, 70), (1, 33), (2, 5)] {
+    for (round, n) in [(0, 70), (1, 33), (2, 5), (3, 63), (4, 1)] {
         let base = round * 1_000;
         let frames: Vec<NewFrame> = (0..n)
             .map(|i| NewFrame {

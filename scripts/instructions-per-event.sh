@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Instructions per alarm event (not a test): runs the server under `valgrind --tool=callgrind` with a
+# fixed load from the simulator (outside valgrind) and prints the user-space instructions the server
+# executed per frame received, in all and for its main parts. Instruction counts do not depend on
+# what else the machine is doing, so two builds can be compared on a noisy machine where CPU times
+# cannot (they vary with batch sizes, so compare runs of the same load, and expect ±2 %). Kernel work
+# (system calls, wake-ups) is not counted: `scripts/load-run.sh` measures CPU time.
+# Usage: BIN=path/to/alarm-center scripts/instructions-per-event.sh
+#   env: DEVICES (100), RATE (2000 events/s in total), SECS (15), VARIANT (dhip), PORT (25003)
+# Traffic goes to 127.0.0.1 only; the run stops by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEVICES=${DEVICES:-100}
+RATE=${RATE:-2000}
+SECS=${SECS:-15}
+VARIANT=${VARIANT:-dhip}
+PORT=${PORT:-25003}
+if [[ -z ${BIN:-} ]]; then
+    cargo build --release --quiet
+    BIN=${CARGO_TARGET_DIR:-target}/release/alarm-center
+fi
+WORK=$(mktemp -d /tmp/alarm-center-instructions.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+
+ALARM_CENTER_LOG=info ALARM_CENTER_API__LISTEN=127.0.0.1:0 \
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
+    "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" 2> "$WORK/server.log" &
+SERVER=$!
+for _ in $(seq 120); do grep -q "accepting devices" "$WORK/server.log" 2>/dev/null && break; sleep 0.5; done
+grep -q "accepting devices" "$WORK/server.log" || { echo "server did not start"; cat "$WORK/server.log"; exit 1; }
+"$BIN" simulate --target "127.0.0.1:$PORT" --devices "$DEVICES" --keepalive 10s --alarm-rate "$RATE" \
+    --variant "$VARIANT" --duration "${SECS}s" --quiet > "$WORK/sim.out" 2> "$WORK/sim.err"
+# Let the writer catch up (it is ~50 times slower under valgrind), then stop and write the profile.
+sleep 5
+kill -TERM "$SERVER"
+wait "$SERVER" || true
+frames=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["report"]["frames_sent"])' "$WORK/sim.out")
+echo "== $(basename "$BIN"): $DEVICES devices, $RATE events/s ($VARIANT) for ${SECS}s: $frames frames"
+callgrind_annotate --inclusive=yes --threshold=100 "$WORK/callgrind.out" 2>/dev/null | python3 -c '
+import re, sys
+frames = int(sys.argv[1])
+parts = [
+    ("all", "PROGRAM TOTALS"),
+    ("connection threads", "alarm_center_ingest::shards::Prepared::run ["),
+    ("  decode", "connection::process::<impl alarm_center_ingest::connection::Connection>::decode ["),
+    ("  device (on_frame)", "alarm_center_devices::device::Device::on_frame ["),
+    ("store writer", "alarm_center_ingest::writer::run ["),
+    ("  Db::write", "alarm_center_store::Db>::write ["),
+    ("  per-device index", "alarm_center_store::device_index::Indexed::add ["),
+    ("checkpointer", "checkpoint::checkpoint_until_stopped ["),
+]
+seen = {}
+for line in sys.stdin:
+    m = re.match(r"\s*([\d,]+)\s", line)
+    if not m:
+        continue
+    for name, key in parts:
+        if key in line and name not in seen:
+            seen[name] = int(m.group(1).replace(",", ""))
+for name, _ in parts:
+    if name in seen:
+        print(f"  {name:<22} {seen[name] / frames:>9,.0f} instructions per frame")
+' "$frames"
+rm -rf "$WORK"
