@@ -56,10 +56,11 @@ impl Upkeep {
     }
 
     /// Before each commit: retention when due, or at once when the store is over its size limit or
-    /// the disk under its reserve. The look costs a `statvfs`, a file size and three pragmas; checking
-    /// every commit keeps the store from ever taking the last of the disk itself (once the write-ahead
-    /// log needs the database file to grow and the disk is full, neither a checkpoint nor retention
-    /// can run until space comes back).
+    /// the disk under its reserve. The look costs a `statvfs`, plus a file size and three pragmas when
+    /// `store.max-size-mb` is set and two pragmas when the disk is short of its reserve; checking every
+    /// commit keeps the store from ever taking the last of the disk itself (once the write-ahead log
+    /// needs the database file to grow and the disk is full, neither a checkpoint nor retention can
+    /// run until space comes back).
     pub(super) fn before_commit(&mut self, db: &mut Db, stats: &Stats) {
         if self
             .last_retention
@@ -123,6 +124,11 @@ impl Upkeep {
                 return None;
             }
         };
+        if available >= reserve {
+            // The usual case, checked before every commit: no need to ask the store for its free
+            // pages (two pragmas, each prepared anew).
+            return None;
+        }
         let inside = db.free_page_bytes().unwrap_or(0);
         let short = reserve.saturating_sub(available.saturating_add(inside));
         if short == 0 {
