@@ -5,8 +5,6 @@
 use std::borrow::Cow;
 use std::io::{self, Write};
 
-use tracing_subscriber::fmt::MakeWriter;
-
 /// `text` with its control characters escaped (`\n`, `\r`, `\t` kept readable, others as `\u{…}`),
 /// except one final newline.
 pub(crate) fn escape_controls(text: &str) -> Cow<'_, str> {
@@ -28,7 +26,8 @@ pub(crate) fn escape_controls(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// A writer that escapes each record it is given (the fmt layer writes one record per call).
+/// A writer that escapes each record it is given (the fmt layer writes one record per call, and the
+/// log thread hands over one record per call).
 pub(crate) struct Escaping<W>(W);
 
 impl<W: Write> Write for Escaping<W> {
@@ -43,15 +42,10 @@ impl<W: Write> Write for Escaping<W> {
     }
 }
 
-/// Standard error, escaped.
-pub(crate) struct EscapedStderr;
-
-impl<'a> MakeWriter<'a> for EscapedStderr {
-    type Writer = Escaping<io::Stderr>;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        Escaping(io::stderr())
-    }
+/// Standard error, escaped record by record and buffered: the log thread writes each record it is
+/// handed, then flushes once no more are waiting.
+pub(crate) fn escaped_stderr() -> Escaping<io::BufWriter<io::Stderr>> {
+    Escaping(io::BufWriter::with_capacity(64 * 1024, io::stderr()))
 }
 
 #[cfg(test)]
