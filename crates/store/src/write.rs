@@ -274,41 +274,74 @@ impl<'a> ConnectionRows<'a> {
 /// back), so nothing needs it (−12 % instructions for the store's writes, D57).
 const ROWS_PER_INSERT: usize = 32;
 
-/// Inserts `rows` into an `AUTOINCREMENT` table with `insert` (`INSERT INTO t (c1, …)`, `columns`
-/// columns), [`ROWS_PER_INSERT`] rows per statement, then the rest in statements of 16, 8, 4, 2 and 1
-/// rows (at most five: each statement costs its start, its sequence lookup and update and its end, about
-/// as much as several rows, and a commit of a few hundred events left up to 31 rows one by one); `bind`
+/// The multi-row `INSERT` statements of one table: [`ROWS_PER_INSERT`] rows, then 16, 8, 4, 2 and 1
+/// (a commit of a few hundred events left up to 31 rows, which went one statement each: each
+/// statement costs its start, its sequence lookup and update and its end, about as much as several
+/// rows). The SQL texts are made once: the statement cache is looked up by text.
+struct MultiInsert {
+    columns: usize,
+    /// `(rows, SQL)`, largest first.
+    statements: Vec<(usize, String)>,
+}
+
+impl MultiInsert {
+    /// `insert` is `INSERT … INTO t (c1, …)`, with `columns` columns.
+    fn new(insert: &str, columns: usize) -> MultiInsert {
+        let row = format!("({})", vec!["?"; columns].join(", "));
+        let statements = std::iter::successors(Some(ROWS_PER_INSERT), |n| (*n > 1).then(|| n / 2))
+            .map(|n| {
+                (
+                    n,
+                    format!("{insert} VALUES {}", vec![row.as_str(); n].join(", ")),
+                )
+            })
+            .collect();
+        MultiInsert {
+            columns,
+            statements,
+        }
+    }
+}
+
+static FRAME_ROWS: std::sync::LazyLock<MultiInsert> = std::sync::LazyLock::new(|| {
+    MultiInsert::new(
+        "INSERT OR FAIL INTO frames (received_at, device, connection, stream_offset, protocol, command, kind, body_format, error, length, bytes)",
+        11,
+    )
+});
+
+static EVENT_ROWS: std::sync::LazyLock<MultiInsert> = std::sync::LazyLock::new(|| {
+    MultiInsert::new(
+        "INSERT OR FAIL INTO events (device, code, action, idx, channel, channel_name, kind, device_time, received_at, frame_id, data, synthetic)",
+        12,
+    )
+});
+
+/// Inserts `rows` into an `AUTOINCREMENT` table with the statements of `insert`, largest first; `bind`
 /// binds one row's values from parameter `at` (1-based) on. Pushes each row's id to `ids`, in order:
 /// the rows of one statement get consecutive ids (SQLite gives each new row the largest id so far plus
 /// one, and one connection writes), the last of which is `last_insert_rowid`.
 fn insert_rows<T>(
     tx: &rusqlite::Transaction<'_>,
-    insert: &str,
-    columns: usize,
+    insert: &MultiInsert,
     rows: &[T],
     bind: impl Fn(&mut rusqlite::Statement<'_>, usize, &T) -> rusqlite::Result<()>,
     ids: &mut Vec<i64>,
 ) -> Result<()> {
-    let values = |n: usize| {
-        let row = format!("({})", vec!["?"; columns].join(", "));
-        format!("{insert} VALUES {}", vec![row; n].join(", "))
-    };
     let mut rest = rows;
-    let mut size = ROWS_PER_INSERT;
-    while !rest.is_empty() {
-        if rest.len() < size {
-            size /= 2;
+    for (size, sql) in &insert.statements {
+        if rest.len() < *size {
             continue;
         }
-        let mut stmt = tx.prepare_cached(&values(size))?;
-        while rest.len() >= size {
-            let (chunk, after) = rest.split_at(size);
+        let mut stmt = tx.prepare_cached(sql)?;
+        while rest.len() >= *size {
+            let (chunk, after) = rest.split_at(*size);
             for (i, row) in chunk.iter().enumerate() {
-                bind(&mut stmt, 1 + i * columns, row)?;
+                bind(&mut stmt, 1 + i * insert.columns, row)?;
             }
             stmt.raw_execute()?;
             let last = tx.last_insert_rowid();
-            ids.extend(last - size as i64 + 1..=last);
+            ids.extend(last - *size as i64 + 1..=last);
             rest = after;
         }
     }
@@ -346,8 +379,7 @@ impl Db {
             }
             insert_rows(
                 &tx,
-                "INSERT OR FAIL INTO frames (received_at, device, connection, stream_offset, protocol, command, kind, body_format, error, length, bytes)",
-                11,
+                &FRAME_ROWS,
                 &batch.frames,
                 |stmt, at, f| {
                     stmt.raw_bind_parameter(at, f.received_at)?;
@@ -399,8 +431,7 @@ impl Db {
             }
             insert_rows(
                 &tx,
-                "INSERT OR FAIL INTO events (device, code, action, idx, channel, channel_name, kind, device_time, received_at, frame_id, data, synthetic)",
-                12,
+                &EVENT_ROWS,
                 &batch.events,
                 |stmt, at, e| {
                     stmt.raw_bind_parameter(at, &e.device)?;
