@@ -3,7 +3,6 @@
 //! drive the terminal. Only the newline that ends a record is written as it is.
 
 use std::borrow::Cow;
-use std::io::{self, Write};
 
 /// `text` with its control characters escaped (`\n`, `\r`, `\t` kept readable, others as `\u{…}`),
 /// except one final newline.
@@ -24,28 +23,6 @@ pub(crate) fn escape_controls(text: &str) -> Cow<'_, str> {
         out.push('\n');
     }
     Cow::Owned(out)
-}
-
-/// A writer that escapes each record it is given (the fmt layer writes one record per call, and the
-/// log thread hands over one record per call).
-pub(crate) struct Escaping<W>(W);
-
-impl<W: Write> Write for Escaping<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
-        self.0.write_all(escape_controls(&text).as_bytes())?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
-/// Standard error, escaped record by record and buffered: the log thread writes each record it is
-/// handed, then flushes once no more are waiting.
-pub(crate) fn escaped_stderr() -> Escaping<io::BufWriter<io::Stderr>> {
-    Escaping(io::BufWriter::with_capacity(64 * 1024, io::stderr()))
 }
 
 #[cfg(test)]

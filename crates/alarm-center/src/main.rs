@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 mod log_escape;
+mod log_thread;
 mod startup;
 
 use commands::{config, decode, query, serve, simulate};
@@ -49,37 +50,27 @@ enum ConfigCommand {
     Check(config::CheckArgs),
 }
 
-/// Log records waiting for the log thread at most: beyond it, a thread that logs waits (nothing is
-/// dropped). About 15 MB at 200 bytes a line.
-const LOG_QUEUE_LINES: usize = 65_536;
-
 /// Logs go to standard error; `ALARM_CENTER_LOG` (or `RUST_LOG`) sets the filter, default `info`.
-/// Records are formatted where they happen and written by a thread of their own, in batches (one
-/// `write(2)` for all the lines waiting instead of one per line, and a slow reader of standard error,
-/// such as a throttled journald, no longer holds up a connection thread until the queue is full).
-/// Dropping the returned guard writes what is waiting and ends that thread.
-fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
+/// Records are formatted where they happen and written by the log thread, in batches (`log_thread.rs`,
+/// D65); `LogThread::finish` writes what is waiting.
+fn init_logging() -> log_thread::LogThread {
     let filter = std::env::var("ALARM_CENTER_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".into());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .buffered_lines_limit(LOG_QUEUE_LINES)
-        .lossy(false)
-        .thread_name("log-writer")
-        .finish(log_escape::escaped_stderr());
+    let (queue, log_thread) = log_thread::start();
     // No colours: every control character in a record is escaped (decision D26), ANSI ones included.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
+        .with_writer(queue)
         .with_ansi(false)
         .with_target(false)
         // A failed log write must not be reported with eprintln!, which panics when standard error
         // is closed: the task logging it would die (the signal task did, and SIGTERM was ignored).
         .log_internal_errors(false)
         .init();
-    guard
+    log_thread
 }
 
 fn main() -> ExitCode {
@@ -89,7 +80,7 @@ fn main() -> ExitCode {
             let log = init_logging();
             let result = serve::serve(&args);
             // Every log line is out before the error line and the exit status.
-            drop(log);
+            log.finish();
             result
         }
         Command::Events(args) => query::events(&args),

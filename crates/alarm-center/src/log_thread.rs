@@ -1,0 +1,159 @@
+//! The log thread (decision D65): records are formatted where they happen and queued; one thread
+//! escapes them (D26) and writes all that are waiting with one buffered write to standard error, so a
+//! connection thread neither makes a `write(2)` per line nor waits for a slow reader of standard error
+//! until the queue is full. Nothing is dropped: a full queue makes the logging thread wait, as a full
+//! pipe did before. Nothing is printed anywhere else (standard output may carry the `--stdout` sink's
+//! JSON), and shutdown waits for the queue to be written, without a deadline shorter than a stuck
+//! standard error deserves.
+
+use std::io::{self, Write};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::time::Duration;
+
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::log_escape::escape_controls;
+
+/// Records waiting at most (about 3 MB at 200 bytes a line; the queue's slots, ~0.5 MB, are taken
+/// at start).
+const QUEUE_LINES: usize = 16_384;
+
+/// How long [`LogThread::finish`] waits for the queue to be written: only a standard error that
+/// accepts nothing for this long loses the records still queued.
+const FINISH_WAIT: Duration = Duration::from_secs(10);
+
+enum Message {
+    /// One formatted record, with its final newline.
+    Record(Vec<u8>),
+    /// Write everything queued before this, flush, then say so.
+    Finish(mpsc::Sender<()>),
+}
+
+/// Where the formatter hands records: the queue of the log thread.
+pub(crate) struct Queue(SyncSender<Message>);
+
+/// The log thread; [`LogThread::finish`] writes what is queued.
+pub(crate) struct LogThread {
+    queue: SyncSender<Message>,
+}
+
+/// Starts the log thread writing to standard error. Falls back to writing each record directly
+/// (escaped) when the thread cannot start.
+pub(crate) fn start() -> (Queue, LogThread) {
+    let (queue, records) = mpsc::sync_channel(QUEUE_LINES);
+    // Should the thread not start, the receiver goes with its closure: every send then fails and the
+    // record is written directly.
+    let _ = std::thread::Builder::new()
+        .name("log-writer".into())
+        .spawn(move || write_records(&records, &mut io::BufWriter::new(io::stderr())));
+    (Queue(queue.clone()), LogThread { queue })
+}
+
+/// The thread's loop: waits for a record, writes it and every record already waiting, flushes.
+fn write_records(records: &Receiver<Message>, out: &mut impl Write) {
+    while let Ok(first) = records.recv() {
+        let mut next = Some(first);
+        while let Some(message) = next {
+            match message {
+                Message::Record(record) => write_escaped(out, &record),
+                Message::Finish(done) => {
+                    let _ = out.flush();
+                    let _ = done.send(());
+                }
+            }
+            next = records.try_recv().ok();
+        }
+        // Standard error closed or full disk: nothing to tell it to.
+        let _ = out.flush();
+    }
+}
+
+/// One record, its control characters escaped (D26); write errors are ignored (nowhere to report
+/// them).
+fn write_escaped(out: &mut impl Write, record: &[u8]) {
+    let text = String::from_utf8_lossy(record);
+    let _ = out.write_all(escape_controls(&text).as_bytes());
+}
+
+impl LogThread {
+    /// Waits (at most [`FINISH_WAIT`]) until every record queued so far is written and flushed.
+    pub(crate) fn finish(self) {
+        let (done, written) = mpsc::channel();
+        if self.queue.send(Message::Finish(done)).is_ok() {
+            let _ = written.recv_timeout(FINISH_WAIT);
+        }
+    }
+}
+
+/// Queues one record per `write` call (the formatter writes each record with one `write_all`).
+pub(crate) struct Queued<'a>(&'a SyncSender<Message>);
+
+impl Write for Queued<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Err(mpsc::SendError(Message::Record(record))) =
+            self.0.send(Message::Record(buf.to_vec()))
+        {
+            // No log thread: write it here, as before the thread existed.
+            write_escaped(&mut io::stderr(), &record);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Queue {
+    type Writer = Queued<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        Queued(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Output shared with the test, which reads it while the thread still runs.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn records_are_written_escaped_in_order_and_finish_waits_for_them() {
+        // A small queue: the loggers wait for room, nothing is dropped.
+        let (queue, records) = mpsc::sync_channel(4);
+        let out = Shared::default();
+        let mut thread_out = io::BufWriter::new(out.clone());
+        let writer = std::thread::spawn(move || write_records(&records, &mut thread_out));
+        let make = Queue(queue.clone());
+        for i in 0..1_000 {
+            let line = format!("line {i} serial=EVIL\nforged\n");
+            make.make_writer().write_all(line.as_bytes()).unwrap();
+        }
+        // Everything queued is written once `finish` returns, while the thread still runs.
+        LogThread { queue }.finish();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1_000);
+        for (i, line) in lines.iter().enumerate() {
+            assert_eq!(*line, format!("line {i} serial=EVIL\\nforged"));
+        }
+        drop(make);
+        writer.join().unwrap();
+    }
+}
