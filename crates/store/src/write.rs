@@ -339,7 +339,8 @@ fn insert_rows<T>(
             for (i, row) in chunk.iter().enumerate() {
                 bind(&mut stmt, 1 + i * insert.columns, row)?;
             }
-            stmt.raw_execute()?;
+            let inserted = stmt.raw_execute()?;
+            debug_assert_eq!(inserted, *size, "a multi-row insert wrote another number of rows");
             let last = tx.last_insert_rowid();
             ids.extend(last - *size as i64 + 1..=last);
             rest = after;
