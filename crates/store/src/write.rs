@@ -340,7 +340,10 @@ fn insert_rows<T>(
                 bind(&mut stmt, 1 + i * insert.columns, row)?;
             }
             let inserted = stmt.raw_execute()?;
-            debug_assert_eq!(inserted, *size, "a multi-row insert wrote another number of rows");
+            debug_assert_eq!(
+                inserted, *size,
+                "a multi-row insert wrote another number of rows"
+            );
             let last = tx.last_insert_rowid();
             ids.extend(last - *size as i64 + 1..=last);
             rest = after;
