@@ -39,26 +39,40 @@ echo "== $(basename "$BIN"): $DEVICES devices, $RATE events/s ($VARIANT) for ${S
 callgrind_annotate --inclusive=yes --threshold=100 "$WORK/callgrind.out" 2>/dev/null | python3 -c '
 import re, sys
 frames = int(sys.argv[1])
+# Threads: callgrind names a thread entry point by the source file its code was inlined from, so the
+# threads are summed by file (which file holds the writer loop depends on inlining).
+threads = {
+    "connection threads": ("ingest/src/shards.rs",),
+    "store writer": ("ingest/src/lib.rs", "ingest/src/writer.rs", "ingest/src/writer/upkeep.rs"),
+    "checkpointer": ("ingest/src/writer/checkpoint.rs",),
+}
 parts = [
-    ("all", "PROGRAM TOTALS"),
-    ("connection threads", "alarm_center_ingest::shards::Prepared::run ["),
     ("  decode", "connection::process::<impl alarm_center_ingest::connection::Connection>::decode ["),
     ("  device (on_frame)", "alarm_center_devices::device::Device::on_frame ["),
-    ("store writer", "alarm_center_ingest::writer::run ["),
     ("  Db::write", "alarm_center_store::Db>::write ["),
     ("  per-device index", "alarm_center_store::device_index::Indexed::add ["),
-    ("checkpointer", "checkpoint::checkpoint_until_stopped ["),
 ]
-seen = {}
+total, by_thread, seen = 0, {name: 0 for name in threads}, {}
 for line in sys.stdin:
-    m = re.match(r"\s*([\d,]+)\s", line)
+    m = re.match(r"\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(\S+)", line)
     if not m:
         continue
+    n, where = int(m.group(1).replace(",", "")), m.group(2)
+    if "PROGRAM TOTALS" in line:
+        total = n
+    if where.endswith(":std::sys::backtrace::__rust_begin_short_backtrace"):
+        for name, files in threads.items():
+            if any(where.startswith(f) or ("/" + f + ":") in where for f in files):
+                by_thread[name] += n
     for name, key in parts:
         if key in line and name not in seen:
-            seen[name] = int(m.group(1).replace(",", ""))
-for name, _ in parts:
-    if name in seen:
-        print(f"  {name:<22} {seen[name] / frames:>9,.0f} instructions per frame")
+            seen[name] = n
+label = "all"
+print(f"  {label:<22} {total / frames:>9,.0f} instructions per frame")
+for name in threads:
+    print(f"  {name:<22} {by_thread[name] / frames:>9,.0f} instructions per frame")
+    for part, _ in parts:
+        if part in seen and (part in ("  decode", "  device (on_frame)")) == (name == "connection threads") and name != "checkpointer":
+            print(f"  {part:<22} {seen[part] / frames:>9,.0f} instructions per frame")
 ' "$frames"
 rm -rf "$WORK"
