@@ -41,18 +41,18 @@ import re, sys
 frames = int(sys.argv[1])
 # Threads: callgrind names a thread entry point by the source file its code was inlined from, so the
 # threads are summed by file (which file holds the writer loop depends on inlining).
-threads = {
-    "connection threads": ("ingest/src/shards.rs",),
-    "store writer": ("ingest/src/lib.rs", "ingest/src/writer.rs", "ingest/src/writer/upkeep.rs"),
-    "checkpointer": ("ingest/src/writer/checkpoint.rs",),
-}
-parts = [
-    ("  decode", "connection::process::<impl alarm_center_ingest::connection::Connection>::decode ["),
-    ("  device (on_frame)", "alarm_center_devices::device::Device::on_frame ["),
-    ("  Db::write", "alarm_center_store::Db>::write ["),
-    ("  per-device index", "alarm_center_store::device_index::Indexed::add ["),
+threads = [  # (name, files of its entry point, parts of it: (name, function))
+    ("connection threads", ("ingest/src/shards.rs",), [
+        ("decode", "connection::process::<impl alarm_center_ingest::connection::Connection>::decode ["),
+        ("device (on_frame)", "alarm_center_devices::device::Device::on_frame ["),
+    ]),
+    ("store writer", ("ingest/src/lib.rs", "ingest/src/writer.rs", "ingest/src/writer/upkeep.rs"), [
+        ("Db::write", "alarm_center_store::Db>::write ["),
+        ("per-device index", "alarm_center_store::device_index::Indexed::add ["),
+    ]),
+    ("checkpointer", ("ingest/src/writer/checkpoint.rs",), []),
 ]
-total, by_thread, seen = 0, {name: 0 for name in threads}, {}
+total, by_thread, by_part = 0, {}, {}
 for line in sys.stdin:
     m = re.match(r"\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(\S+)", line)
     if not m:
@@ -60,19 +60,19 @@ for line in sys.stdin:
     n, where = int(m.group(1).replace(",", "")), m.group(2)
     if "PROGRAM TOTALS" in line:
         total = n
-    if where.endswith(":std::sys::backtrace::__rust_begin_short_backtrace"):
-        for name, files in threads.items():
-            if any(where.startswith(f) or ("/" + f + ":") in where for f in files):
-                by_thread[name] += n
-    for name, key in parts:
-        if key in line and name not in seen:
-            seen[name] = n
-label = "all"
-print(f"  {label:<22} {total / frames:>9,.0f} instructions per frame")
-for name in threads:
-    print(f"  {name:<22} {by_thread[name] / frames:>9,.0f} instructions per frame")
+    for name, files, parts in threads:
+        if where.endswith(":std::sys::backtrace::__rust_begin_short_backtrace") and any(f"/{f}:" in where for f in files):
+            by_thread[name] = by_thread.get(name, 0) + n
+        for part, function in parts:
+            if function in line:
+                by_part.setdefault(part, n)
+def show(name, n, indent=""):
+    print(f"  {indent + name:<22} {n / frames:>9,.0f} instructions per frame")
+show("all", total)
+for name, _, parts in threads:
+    show(name, by_thread.get(name, 0))
     for part, _ in parts:
-        if part in seen and (part in ("  decode", "  device (on_frame)")) == (name == "connection threads") and name != "checkpointer":
-            print(f"  {part:<22} {seen[part] / frames:>9,.0f} instructions per frame")
+        if part in by_part:
+            show(part, by_part[part], "  ")
 ' "$frames"
 rm -rf "$WORK"

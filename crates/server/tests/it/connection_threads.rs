@@ -46,11 +46,10 @@ async fn metrics_count_the_connections_open_on_each_thread() {
     }
     let metrics = format!("http://{}/metrics", t.server.api_addr().unwrap());
     // The gauges of the three threads, summed, once every connection is counted.
-    let gauges = open_by_thread;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
-        let counts = gauges(&text);
+        let counts = open_by_thread(&text);
         assert_eq!(counts.len(), 3, "{text}");
         if counts.iter().sum::<u64>() == CONNECTIONS {
             break;
@@ -63,7 +62,7 @@ async fn metrics_count_the_connections_open_on_each_thread() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
-        if gauges(&text).iter().sum::<u64>() == 0 {
+        if open_by_thread(&text).iter().sum::<u64>() == 0 {
             break;
         }
         assert!(Instant::now() < deadline, "{text}");
