@@ -59,8 +59,7 @@ pub(crate) fn start() -> (Queue, LogThread) {
 /// pauses for [`BATCH_PAUSE`] so that the next batch gathers without waking it.
 fn write_records(records: &Receiver<Message>, out: &mut impl Write) {
     while let Ok(first) = records.recv() {
-        let mut next = Some(first);
-        while let Some(message) = next {
+        for message in std::iter::once(first).chain(records.try_iter()) {
             match message {
                 Message::Record(record) => write_escaped(out, &record),
                 Message::Finish(done) => {
@@ -68,7 +67,6 @@ fn write_records(records: &Receiver<Message>, out: &mut impl Write) {
                     let _ = done.send(());
                 }
             }
-            next = records.try_recv().ok();
         }
         // Standard error closed or full disk: nothing to tell it to.
         let _ = out.flush();
