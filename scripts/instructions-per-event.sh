@@ -6,7 +6,8 @@
 # cannot (they vary with batch sizes, so compare runs of the same load, and expect ±2 %). Kernel work
 # (system calls, wake-ups) is not counted: `scripts/load-run.sh` measures CPU time.
 # Usage: BIN=path/to/alarm-center scripts/instructions-per-event.sh
-#   env: DEVICES (100), RATE (2000 events/s in total), SECS (15), VARIANT (dhip), PORT (25003)
+#   env: DEVICES (100), RATE (2000 events/s in total), KEEPALIVE (10s, each device's period), SECS (15),
+#   VARIANT (dhip), PORT (25003), KEEP=1 keeps the callgrind profile (its path is printed)
 # Traffic goes to 127.0.0.1 only; the run stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ DEVICES=${DEVICES:-100}
 RATE=${RATE:-2000}
 SECS=${SECS:-15}
 VARIANT=${VARIANT:-dhip}
+KEEPALIVE=${KEEPALIVE:-10s}
 PORT=${PORT:-25003}
 if [[ -z ${BIN:-} ]]; then
     cargo build --release --quiet
@@ -28,14 +30,14 @@ ALARM_CENTER_LOG=info ALARM_CENTER_API__LISTEN=127.0.0.1:0 \
 SERVER=$!
 for _ in $(seq 120); do grep -q "accepting devices" "$WORK/server.log" 2>/dev/null && break; sleep 0.5; done
 grep -q "accepting devices" "$WORK/server.log" || { echo "server did not start"; cat "$WORK/server.log"; exit 1; }
-"$BIN" simulate --target "127.0.0.1:$PORT" --devices "$DEVICES" --keepalive 10s --alarm-rate "$RATE" \
+"$BIN" simulate --target "127.0.0.1:$PORT" --devices "$DEVICES" --keepalive "$KEEPALIVE" --alarm-rate "$RATE" \
     --variant "$VARIANT" --duration "${SECS}s" --quiet > "$WORK/sim.out" 2> "$WORK/sim.err"
 # Let the writer catch up (it is ~50 times slower under valgrind), then stop and write the profile.
 sleep 5
 kill -TERM "$SERVER"
 wait "$SERVER" || true
 frames=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["report"]["frames_sent"])' "$WORK/sim.out")
-echo "== $(basename "$BIN"): $DEVICES devices, $RATE events/s ($VARIANT) for ${SECS}s: $frames frames"
+echo "== $(basename "$BIN"): $DEVICES devices, $RATE events/s ($VARIANT), a keepAlive every $KEEPALIVE, for ${SECS}s: $frames frames"
 callgrind_annotate --inclusive=yes --threshold=100 "$WORK/callgrind.out" 2>/dev/null | python3 -c '
 import re, sys
 frames = int(sys.argv[1])
@@ -75,4 +77,4 @@ for name, _, parts in threads:
         if part in by_part:
             show(part, by_part[part], "  ")
 ' "$frames"
-rm -rf "$WORK"
+if [[ -n ${KEEP:-} ]]; then echo "profile: $WORK/callgrind.out"; else rm -rf "$WORK"; fi

@@ -87,6 +87,35 @@ pub struct DeviceUpdate {
     pub first_frame: crate::FrameRef,
 }
 
+impl DeviceUpdate {
+    /// Says nothing but `last_seen` (what the upsert would change in an existing row).
+    fn only_last_seen(&self) -> bool {
+        let DeviceUpdate {
+            id: _,
+            name,
+            serial,
+            mac,
+            domain,
+            ip,
+            peer,
+            protocol,
+            state,
+            last_seen: _,
+            keepalive_period,
+            first_frame: _,
+        } = self;
+        name.is_none()
+            && serial.is_none()
+            && mac.is_none()
+            && domain.is_none()
+            && ip.is_none()
+            && peer.is_none()
+            && protocol.is_none()
+            && state.is_none()
+            && keepalive_period.is_none()
+    }
+}
+
 /// A connection opened.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionOpen {
@@ -352,6 +381,9 @@ fn insert_rows<T>(
     Ok(())
 }
 
+/// A device's `last_seen` moves on (never back), its other columns stay: what the upsert does with
+/// an update that says nothing else.
+const LAST_SEEN: &str = "UPDATE devices SET last_seen = MAX(last_seen, ?2) WHERE id = ?1";
 /// Deletes a device row unless it was heard after `?2` (unix ms).
 const REMOVE_DEVICE: &str = "DELETE FROM devices WHERE id = ?1 AND last_seen <= ?2";
 
@@ -415,7 +447,14 @@ impl Db {
                     last_seen = MAX(last_seen, excluded.last_seen),
                     keepalive_period = COALESCE(excluded.keepalive_period, keepalive_period)",
             )?;
+            let mut seen = tx.prepare_cached(LAST_SEEN)?;
             for d in &batch.devices {
+                // Most updates are the periodic `last_seen` of devices that only sent keepAlives:
+                // updating that column alone costs about 60 % of the upsert's instructions (which
+                // builds, checks and rewrites every column). Without a row, the upsert creates it.
+                if d.only_last_seen() && seen.execute(params![d.id, d.last_seen])? == 1 {
+                    continue;
+                }
                 let (state, since) = d.state.unzip();
                 device.execute(params![
                     d.id,

@@ -157,6 +157,97 @@ fn device_updates_keep_what_they_do_not_say() {
     assert_eq!(db.device_state("d").unwrap(), Some(DeviceState::Online));
 }
 
+/// A `last_seen`-only update (the periodic flush of keepAlives) takes a narrow path: it never moves
+/// `last_seen` back, leaves the other columns, and still creates a row that is missing.
+#[test]
+fn last_seen_updates_move_forward_only_and_create_a_missing_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
+    let only_seen = |id: &str, at: i64| DeviceUpdate {
+        id: id.into(),
+        last_seen: at,
+        ..Default::default()
+    };
+    let first = DeviceUpdate {
+        serial: Some("S1".into()),
+        state: Some((DeviceState::Online, 5)),
+        keepalive_period: Some(30),
+        ..only_seen("d", 5)
+    };
+    db.write(&Batch {
+        devices: vec![
+            first,
+            only_seen("d", 20),
+            only_seen("d", 12),
+            only_seen("new", 7),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    let rows = db.devices().unwrap();
+    let d = rows.iter().find(|r| r.id == "d").unwrap();
+    assert_eq!(d.last_seen, "1970-01-01T00:00:00.020Z");
+    assert_eq!(d.serial.as_deref(), Some("S1"));
+    assert_eq!(d.keepalive_period, Some(30));
+    assert_eq!(d.state, DeviceState::Online);
+    let new = rows
+        .iter()
+        .find(|r| r.id == "new")
+        .expect("a missing row is created");
+    assert_eq!(new.last_seen, "1970-01-01T00:00:00.007Z");
+    assert_eq!(new.first_seen, "1970-01-01T00:00:00.007Z");
+    assert_eq!(new.state, DeviceState::Online);
+}
+
+/// `last_seen`-only updates go in statements of 32, 16, …, 1 devices: every device gets its own time,
+/// a device twice in a batch keeps the later, a device without a row gets one.
+#[test]
+fn last_seen_updates_of_many_devices_each_reach_their_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
+    let ids: Vec<String> = (0..69).map(|i| format!("dev{i:02}")).collect();
+    let created = ids
+        .iter()
+        .map(|id| DeviceUpdate {
+            id: id.clone(),
+            state: Some((DeviceState::Online, 1)),
+            last_seen: 1,
+            ..Default::default()
+        })
+        .collect();
+    db.write(&Batch {
+        devices: created,
+        ..Default::default()
+    })
+    .unwrap();
+    let only_seen = |id: &str, at: i64| DeviceUpdate {
+        id: id.into(),
+        last_seen: at,
+        ..Default::default()
+    };
+    let mut updates: Vec<DeviceUpdate> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| only_seen(id, 1_000 + i as i64))
+        .collect();
+    updates.insert(45, only_seen("dev40", 5));
+    updates.insert(50, only_seen("unknown", 777));
+    db.write(&Batch {
+        devices: updates,
+        ..Default::default()
+    })
+    .unwrap();
+    let rows = db.devices().unwrap();
+    assert_eq!(rows.len(), 70);
+    for row in rows {
+        let expected = match row.id.as_str() {
+            "unknown" => 777,
+            id => 1_000 + id[3..].parse::<i64>().unwrap(),
+        };
+        assert_eq!(row.last_seen_ms, expected, "{}", row.id);
+    }
+}
+
 fn seen(id: &str, at: i64) -> DeviceUpdate {
     DeviceUpdate {
         id: id.into(),
