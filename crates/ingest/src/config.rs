@@ -89,6 +89,10 @@ impl IngestConfig {
         if self.supervision.keepalive < Duration::from_secs(1) {
             problems.push("supervision.keepalive must be at least 1s".to_owned());
         }
+        let flush = self.supervision.last_seen_flush;
+        if flush < Duration::from_secs(1) || flush > Duration::from_secs(3600) {
+            problems.push("supervision.last-seen-flush must be between 1s and 1h".to_owned());
+        }
         if self.store.batch_max == 0 {
             problems.push("store.batch-max must be at least 1".to_owned());
         }
@@ -247,6 +251,11 @@ pub struct SupervisionConfig {
     pub grace: Duration,
     /// Emit a synthetic `stop` for every active alarm of a device going offline.
     pub stop_alarms_on_offline: bool,
+    /// How often the `last_seen` of the devices heard from goes to the store (the store's copy, which
+    /// the API and the UI show, lags this much; online/offline does not depend on it). Each device heard
+    /// from costs one row update per flush: with many devices, most of the store's work for keepAlives.
+    #[serde(deserialize_with = "duration")]
+    pub last_seen_flush: Duration,
 }
 
 impl Default for SupervisionConfig {
@@ -255,6 +264,7 @@ impl Default for SupervisionConfig {
             keepalive: Duration::from_secs(60),
             grace: Duration::from_secs(30),
             stop_alarms_on_offline: true,
+            last_seen_flush: Duration::from_secs(5),
         }
     }
 }

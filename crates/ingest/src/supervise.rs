@@ -18,10 +18,6 @@ use crate::Shared;
 /// How often silence is checked.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
-/// How often the `last_seen` of the devices heard from goes to the store, in one record (the store's
-/// copy lags this much; the device core tracks it always).
-const LAST_SEEN_FLUSH: Duration = Duration::from_secs(5);
-
 /// How often expiry is checked: a pass looks at every device, so at most once a minute.
 const EXPIRY_EVERY: Duration = Duration::from_secs(60);
 
@@ -36,7 +32,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let expiry = shared.config.server.device_expiry;
     let mut next_expiry = Instant::now();
-    let mut next_flush = Instant::now() + LAST_SEEN_FLUSH;
+    // The `last_seen` of the devices heard from goes to the store in one record every `flush` (the
+    // store's copy lags this much; the device core tracks it always).
+    let flush = shared.config.supervision.last_seen_flush;
+    let mut next_flush = Instant::now() + flush;
     loop {
         tokio::select! {
             () = shared.shutdown.cancelled() => {
@@ -57,7 +56,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             }
         }
         if Instant::now() >= next_flush {
-            next_flush = Instant::now() + LAST_SEEN_FLUSH;
+            next_flush = Instant::now() + flush;
             if flush_last_seen(&shared).await.is_err() {
                 return;
             }

@@ -385,6 +385,36 @@ async fn last_seen_of_keepalives_reaches_the_store_by_shutdown() {
     );
 }
 
+/// `supervision.last-seen-flush` sets how often the store learns a keepAlive's `last_seen` while the
+/// server runs: at 1 s, well before the default 5 s would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_seen_reaches_the_store_at_the_configured_flush_interval() {
+    let mut t = start(|c| c.supervision.last_seen_flush = Duration::from_secs(1)).await;
+    let mut device = t.connect().await;
+    send(&mut device, &encode::dhip(7, 1, &keepalive("LF-1", 1, 30))).await;
+    t.until(WAIT, |e| e.event.code == "DeviceOnline").await;
+    // Let the first flush after the device came online pass, then send a keepAlive stamped later.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let before = alarm_center_server::time::now_ms() + 1;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    send(&mut device, &encode::dhip(7, 2, &keepalive("LF-1", 2, 30))).await;
+    let sent = std::time::Instant::now();
+    let db = Db::open_read_only(t.dir.path()).unwrap();
+    let mut seen = 0;
+    while sent.elapsed() < Duration::from_millis(2_500) {
+        seen = db.devices().unwrap()[0].last_seen_ms;
+        if seen >= before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        seen >= before,
+        "last_seen {seen} not flushed within 2.5 s (keepAlive sent after {before})"
+    );
+    t.server.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_reads_what_arrives_just_after_the_socket_ran_empty() {
     // A device's bytes may still be on their way (its send buffer, the network) when the drain at

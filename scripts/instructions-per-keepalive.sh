@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Instructions per keepAlive in steady state (not a test): runs the server under
+# `valgrind --tool=callgrind`, connects DEVICES simulated devices (outside valgrind) that keep alive
+# every KEEPALIVE and send no alarms, lets them settle for WARM seconds, then zeroes callgrind's
+# counters, counts SECS seconds and prints the user-space instructions per frame received in that
+# window (frames from the server's /metrics before and after), in all and by thread. Kernel work is
+# not counted (`scripts/load-run.sh d` measures CPU time). Instruction counts do not depend on what
+# else the machine is doing, so builds and settings can be compared on a noisy machine.
+# Usage: BIN=path/to/alarm-center scripts/instructions-per-keepalive.sh
+#   env: DEVICES (1000), KEEPALIVE (4s), WARM (30), SECS (30), VARIANT (mixed), PORT (26200; the API
+#   listens on PORT+1); other ALARM_CENTER_* settings pass through (e.g.
+#   ALARM_CENTER_SUPERVISION__LAST_SEEN_FLUSH=30s). Traffic goes to 127.0.0.1 only; the run stops by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEVICES=${DEVICES:-1000}
+KEEPALIVE=${KEEPALIVE:-4s}
+WARM=${WARM:-30}
+SECS=${SECS:-30}
+VARIANT=${VARIANT:-mixed}
+PORT=${PORT:-26200}
+if [[ -z ${BIN:-} ]]; then
+    cargo build --release --quiet
+    BIN=${CARGO_TARGET_DIR:-target}/release/alarm-center
+fi
+WORK=$(mktemp -d /tmp/alarm-center-keepalive-instructions.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+ulimit -n "$(ulimit -Hn)"
+
+ALARM_CENTER_LOG=info ALARM_CENTER_API__LISTEN="127.0.0.1:$((PORT + 1))" \
+ALARM_CENTER_SERVER__MAX_NEW_DEVICES_PER_IP_PER_MINUTE=0 ALARM_CENTER_SERVER__MAX_NEW_DEVICES_PER_MINUTE=0 \
+ALARM_CENTER_SERVER__MAX_CONNECTIONS_PER_IP=30000 \
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
+    "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" 2> "$WORK/server.log" &
+SERVER=$!
+for _ in $(seq 120); do grep -q "accepting devices" "$WORK/server.log" 2>/dev/null && break; sleep 0.5; done
+grep -q "accepting devices" "$WORK/server.log" || { echo "server did not start"; cat "$WORK/server.log"; exit 1; }
+"$BIN" simulate --target "127.0.0.1:$PORT" --devices "$DEVICES" --keepalive "$KEEPALIVE" --alarm-rate 0.001 \
+    --variant "$VARIANT" --duration "$((WARM + SECS + 10))s" --quiet > "$WORK/sim.out" 2> "$WORK/sim.err" &
+SIM=$!
+frames() { curl -s "http://127.0.0.1:$((PORT + 1))/metrics" | awk '/^alarm_center_frames_total /{print $2}'; }
+sleep "$WARM"
+callgrind_control -z "$SERVER" > /dev/null 2>&1
+before=$(frames)
+sleep "$SECS"
+after=$(frames)
+callgrind_control -d "$SERVER" > /dev/null 2>&1
+wait "$SIM" || true
+kill -TERM "$SERVER"
+wait "$SERVER" || true
+reconnects=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["report"]["reconnects"])' "$WORK/sim.out")
+echo "== $(basename "$BIN"): $DEVICES devices ($VARIANT), a keepAlive every $KEEPALIVE; ${SECS}s counted after ${WARM}s: $((after - before)) frames, $reconnects reconnects"
+callgrind_annotate --inclusive=yes --threshold=100 "$WORK/callgrind.out".1 2>/dev/null | python3 -c '
+import re, sys
+frames = int(sys.argv[1])
+threads = [("connection threads", ("ingest/src/shards.rs",)),
+           ("store writer", ("ingest/src/lib.rs", "ingest/src/writer.rs", "ingest/src/writer/upkeep.rs")),
+           ("checkpointer", ("ingest/src/writer/checkpoint.rs",))]
+total, by_thread = 0, {}
+for line in sys.stdin:
+    m = re.match(r"\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(\S+)", line)
+    if not m:
+        continue
+    n, where = int(m.group(1).replace(",", "")), m.group(2)
+    if "PROGRAM TOTALS" in line:
+        total = n
+    for name, files in threads:
+        if where.endswith(":std::sys::backtrace::__rust_begin_short_backtrace") and any(f"{f}:" in where for f in files):
+            by_thread[name] = by_thread.get(name, 0) + n
+rows = [("all", total)] + [(name, by_thread.get(name, 0)) for name, _ in threads]
+for name, n in rows:
+    print(f"  {name:<22} {n / frames:>9,.0f} instructions per frame")
+' "$((after - before))"
