@@ -37,13 +37,17 @@ grep -q "accepting devices" "$WORK/server.log" || { echo "server did not start";
 "$BIN" simulate --target "127.0.0.1:$PORT" --devices "$DEVICES" --keepalive "$KEEPALIVE" --alarm-rate 0.001 \
     --variant "$VARIANT" --duration "$((WARM + SECS + 10))s" --quiet > "$WORK/sim.out" 2> "$WORK/sim.err" &
 SIM=$!
-frames() { curl -s "http://127.0.0.1:$((PORT + 1))/metrics" | awk '/^alarm_center_frames_total /{print $2}'; }
+frames() {
+    curl -sf ${ALARM_CENTER_API__TOKEN:+-H "Authorization: Bearer $ALARM_CENTER_API__TOKEN"} \
+        "http://127.0.0.1:$((PORT + 1))/metrics" | awk '/^alarm_center_frames_total /{print $2}'
+}
 sleep "$WARM"
-callgrind_control -z "$SERVER" > /dev/null 2>&1
-before=$(frames)
+callgrind_control -z "$SERVER" > /dev/null
+before=$(frames || true)
 sleep "$SECS"
-after=$(frames)
-callgrind_control -d "$SERVER" > /dev/null 2>&1
+after=$(frames || true)
+callgrind_control -d "$SERVER" > /dev/null
+[[ -n $before && -n $after && $after -gt $before ]] || { echo "no frames counted from /metrics ($before → $after)"; exit 1; }
 wait "$SIM" || true
 kill -TERM "$SERVER"
 wait "$SERVER" || true

@@ -27,6 +27,13 @@ fn expiry_interval(expiry: Duration) -> Duration {
     (expiry / 4).clamp(CHECK_EVERY, EXPIRY_EVERY)
 }
 
+/// The flush after one due at `due` and checked at `now`: counted from the due time, not from the
+/// check (checked once a second, a flush counted from the check slipped by up to a second each time:
+/// a 5-s interval came every 5 or 6 s); never in the past after a stall.
+fn next_due(due: Instant, every: Duration, now: Instant) -> Instant {
+    (due + every).max(now)
+}
+
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -56,7 +63,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             }
         }
         if Instant::now() >= next_flush {
-            next_flush = Instant::now() + flush;
+            next_flush = next_due(next_flush, flush, Instant::now());
             if flush_last_seen(&shared).await.is_err() {
                 return;
             }
@@ -155,4 +162,24 @@ async fn expire(shared: &Shared, after: Duration) -> Result<(), ()> {
         .send(Record::Forget(removals))
         .await
         .map_err(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_flush_is_counted_from_the_due_time_not_from_the_check() {
+        let t0 = Instant::now();
+        let every = Duration::from_secs(5);
+        // Checked 300 ms late: the next one is still due 5 s after this one was.
+        let due = t0 + every;
+        assert_eq!(
+            next_due(due, every, due + Duration::from_millis(300)),
+            t0 + 2 * every
+        );
+        // After a stall longer than the interval: due now, not in the past.
+        let late = due + Duration::from_secs(12);
+        assert_eq!(next_due(due, every, late), late);
+    }
 }

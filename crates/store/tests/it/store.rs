@@ -199,8 +199,8 @@ fn last_seen_updates_move_forward_only_and_create_a_missing_row() {
     assert_eq!(new.state, DeviceState::Online);
 }
 
-/// `last_seen`-only updates go in statements of 32, 16, …, 1 devices: every device gets its own time,
-/// a device twice in a batch keeps the later, a device without a row gets one.
+/// A batch of `last_seen`-only updates for many devices: every device gets its own time, a device
+/// twice in the batch keeps the later, a device without a row gets one.
 #[test]
 fn last_seen_updates_of_many_devices_each_reach_their_row() {
     let dir = tempfile::tempdir().unwrap();
