@@ -38,43 +38,5 @@ kill -TERM "$SERVER"
 wait "$SERVER" || true
 frames=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["report"]["frames_sent"])' "$WORK/sim.out")
 echo "== $(basename "$BIN"): $DEVICES devices, $RATE events/s ($VARIANT), a keepAlive every $KEEPALIVE, for ${SECS}s: $frames frames"
-callgrind_annotate --inclusive=yes --threshold=100 "$WORK/callgrind.out" 2>/dev/null | python3 -c '
-import re, sys
-frames = int(sys.argv[1])
-# Threads: callgrind names a thread entry point by the source file its code was inlined from, so the
-# threads are summed by file (which file holds the writer loop depends on inlining).
-threads = [  # (name, files of its entry point, parts of it: (name, function))
-    ("connection threads", ("ingest/src/shards.rs",), [
-        ("decode", "connection::process::<impl alarm_center_ingest::connection::Connection>::decode ["),
-        ("device (on_frame)", "alarm_center_devices::device::Device::on_frame ["),
-    ]),
-    ("store writer", ("ingest/src/lib.rs", "ingest/src/writer.rs", "ingest/src/writer/upkeep.rs"), [
-        ("Db::write", "alarm_center_store::Db>::write ["),
-        ("per-device index", "alarm_center_store::device_index::Indexed::add ["),
-    ]),
-    ("checkpointer", ("ingest/src/writer/checkpoint.rs",), []),
-]
-total, by_thread, by_part = 0, {}, {}
-for line in sys.stdin:
-    m = re.match(r"\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(\S+)", line)
-    if not m:
-        continue
-    n, where = int(m.group(1).replace(",", "")), m.group(2)
-    if "PROGRAM TOTALS" in line:
-        total = n
-    for name, files, parts in threads:
-        if where.endswith(":std::sys::backtrace::__rust_begin_short_backtrace") and any(f"/{f}:" in where for f in files):
-            by_thread[name] = by_thread.get(name, 0) + n
-        for part, function in parts:
-            if function in line:
-                by_part.setdefault(part, n)
-def show(name, n, indent=""):
-    print(f"  {indent + name:<22} {n / frames:>9,.0f} instructions per frame")
-show("all", total)
-for name, _, parts in threads:
-    show(name, by_thread.get(name, 0))
-    for part, _ in parts:
-        if part in by_part:
-            show(part, by_part[part], "  ")
-' "$frames"
+callgrind_annotate --inclusive=yes --threshold=100 "$WORK/callgrind.out" 2>/dev/null | python3 scripts/callgrind-per-frame.py "$frames"
 if [[ -n ${KEEP:-} ]]; then echo "profile: $WORK/callgrind.out"; else rm -rf "$WORK"; fi

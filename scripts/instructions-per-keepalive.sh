@@ -3,7 +3,8 @@
 # `valgrind --tool=callgrind`, connects DEVICES simulated devices (outside valgrind) that keep alive
 # every KEEPALIVE and send no alarms, lets them settle for WARM seconds, then zeroes callgrind's
 # counters, counts SECS seconds and prints the user-space instructions per frame received in that
-# window (frames from the server's /metrics before and after), in all and by thread. Kernel work is
+# window (frames from the server's /metrics before and after), in all, by thread and for the main parts
+# of each (scripts/callgrind-per-frame.py). Kernel work is
 # not counted (`scripts/load-run.sh d` measures CPU time). Instruction counts do not depend on what
 # else the machine is doing, so builds and settings can be compared on a noisy machine.
 # Usage: BIN=path/to/alarm-center scripts/instructions-per-keepalive.sh
@@ -53,24 +54,4 @@ kill -TERM "$SERVER"
 wait "$SERVER" || true
 reconnects=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["report"]["reconnects"])' "$WORK/sim.out")
 echo "== $(basename "$BIN"): $DEVICES devices ($VARIANT), a keepAlive every $KEEPALIVE; ${SECS}s counted after ${WARM}s: $((after - before)) frames, $reconnects reconnects"
-callgrind_annotate --inclusive=yes --threshold=100 "$WORK/callgrind.out".1 2>/dev/null | python3 -c '
-import re, sys
-frames = int(sys.argv[1])
-threads = [("connection threads", ("ingest/src/shards.rs",)),
-           ("store writer", ("ingest/src/lib.rs", "ingest/src/writer.rs", "ingest/src/writer/upkeep.rs")),
-           ("checkpointer", ("ingest/src/writer/checkpoint.rs",))]
-total, by_thread = 0, {}
-for line in sys.stdin:
-    m = re.match(r"\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(\S+)", line)
-    if not m:
-        continue
-    n, where = int(m.group(1).replace(",", "")), m.group(2)
-    if "PROGRAM TOTALS" in line:
-        total = n
-    for name, files in threads:
-        if where.endswith(":std::sys::backtrace::__rust_begin_short_backtrace") and any(f"{f}:" in where for f in files):
-            by_thread[name] = by_thread.get(name, 0) + n
-rows = [("all", total)] + [(name, by_thread.get(name, 0)) for name, _ in threads]
-for name, n in rows:
-    print(f"  {name:<22} {n / frames:>9,.0f} instructions per frame")
-' "$((after - before))"
+callgrind_annotate --inclusive=yes --threshold=100 "$WORK/callgrind.out".1 2>/dev/null | python3 scripts/callgrind-per-frame.py "$((after - before))"
