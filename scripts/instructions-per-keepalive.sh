@@ -10,7 +10,8 @@
 # Usage: BIN=path/to/alarm-center scripts/instructions-per-keepalive.sh
 #   env: DEVICES (1000), KEEPALIVE (4s), WARM (30), SECS (30), VARIANT (mixed), PORT (26200; the API
 #   listens on PORT+1); other ALARM_CENTER_* settings pass through (e.g.
-#   ALARM_CENTER_SUPERVISION__LAST_SEEN_FLUSH=30s). Traffic goes to 127.0.0.1 only; the run stops by itself.
+#   ALARM_CENTER_SUPERVISION__LAST_SEEN_FLUSH=30s); KEEP=1 keeps the callgrind profile (its path is
+#   printed). Traffic goes to 127.0.0.1 only; the run stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICES=${DEVICES:-1000}
@@ -24,7 +25,7 @@ if [[ -z ${BIN:-} ]]; then
     BIN=${CARGO_TARGET_DIR:-target}/release/alarm-center
 fi
 WORK=$(mktemp -d /tmp/alarm-center-keepalive-instructions.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; [[ -n ${KEEP:-} ]] || rm -rf "$WORK"' EXIT
 ulimit -n "$(ulimit -Hn)"
 
 ALARM_CENTER_LOG=info ALARM_CENTER_API__LISTEN="127.0.0.1:$((PORT + 1))" \
@@ -55,3 +56,4 @@ wait "$SERVER" || true
 reconnects=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["report"]["reconnects"])' "$WORK/sim.out")
 echo "== $(basename "$BIN"): $DEVICES devices ($VARIANT), a keepAlive every $KEEPALIVE; ${SECS}s counted after ${WARM}s: $((after - before)) frames, $reconnects reconnects"
 callgrind_annotate --inclusive=yes --threshold=100 "$WORK/callgrind.out".1 2>/dev/null | python3 scripts/callgrind-per-frame.py "$((after - before))"
+[[ -z ${KEEP:-} ]] || echo "profile: $WORK/callgrind.out.1"

@@ -96,6 +96,12 @@ impl IngestConfig {
         if self.store.batch_max == 0 {
             problems.push("store.batch-max must be at least 1".to_owned());
         }
+        if !alarm_center_store::valid_page_size(self.store.page_size) {
+            problems.push(format!(
+                "store.page-size = {} must be a power of two from 512 to 65536 bytes",
+                self.store.page_size
+            ));
+        }
     }
 
     /// `[auto-clear]` and `[[devices]]`.
@@ -277,6 +283,9 @@ pub struct StoreConfig {
     pub data_dir: PathBuf,
     /// `normal` (survives kill -9) or `full` (survives power loss).
     pub sync: alarm_center_store::SyncMode,
+    /// Page size of a store created by this server, bytes (a power of two from 512 to 65536); an
+    /// existing store keeps the size it was created with (D67).
+    pub page_size: u32,
     /// Most records per transaction.
     pub batch_max: usize,
     /// Least time between the starts of two commits: records arriving sooner wait, with those that
@@ -328,6 +337,7 @@ impl Default for StoreConfig {
         StoreConfig {
             data_dir: PathBuf::from("./data"),
             sync: alarm_center_store::SyncMode::Normal,
+            page_size: alarm_center_store::DEFAULT_PAGE_SIZE,
             batch_max: 8192,
             commit_interval: Duration::from_millis(5),
             archive_keepalives: true,

@@ -124,8 +124,17 @@ impl Ingest {
     /// at the end of the log before any device is heard). Its tasks stop when `shutdown` is cancelled.
     pub fn open(config: IngestConfig, shutdown: CancellationToken) -> Result<Ingest, IngestError> {
         let config = Arc::new(config);
-        let db = Db::open(&config.store.data_dir, config.store.sync)?;
-        tracing::info!(path = %db.path().display(), "store opened");
+        let store = &config.store;
+        let db = Db::open_with_page_size(&store.data_dir, store.sync, store.page_size)?;
+        let page_size = db.page_size()?;
+        tracing::info!(path = %db.path().display(), page_size, "store opened");
+        if page_size != store.page_size {
+            tracing::info!(
+                page_size,
+                configured = store.page_size,
+                "store.page-size applies to new stores: this one keeps its page size (docs/config.example.toml tells how to change it)"
+            );
+        }
         let registry = Registry::new(&config);
         restore_devices(&db, &registry)?;
         let log_end = db.last_event_id()?;

@@ -282,6 +282,21 @@ mod tests {
     }
 
     #[test]
+    fn the_page_size_of_new_stores_is_16_kib_or_any_that_sqlite_accepts() {
+        let key = "ALARM_CENTER_STORE__PAGE_SIZE";
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config.store.page_size, 16 * 1024);
+        let config = Config::load(None, env(&[(key, "4096")])).unwrap();
+        assert_eq!(config.store.page_size, 4096);
+        for wrong in ["4000", "256", "131072"] {
+            let err = Config::load(None, env(&[(key, wrong)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("store.page-size"), "{wrong}: {err}");
+        }
+    }
+
+    #[test]
     fn numeric_looking_text_from_the_environment_stays_text() {
         let config = Config::load(
             None,

@@ -206,8 +206,8 @@ pub struct WriteResult {
     pub frame_ids: Vec<i64>,
     /// `events[i]` got id `event_ids[i]` (ascending).
     pub event_ids: Vec<i64>,
-    /// Pages in the write-ahead log after the commit (4 KiB each), when the connection reports it
-    /// (after [`Db::disable_auto_checkpoint`]).
+    /// Pages in the write-ahead log after the commit ([`Db::page_size`] bytes each), when the
+    /// connection reports it (after [`Db::disable_auto_checkpoint`]).
     pub log_pages: Option<u32>,
 }
 

@@ -13,12 +13,32 @@ use super::upkeep::WARN_EVERY;
 /// How often the write-ahead log is checkpointed when the writer does not ask sooner.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
-/// Length of the log, in 4 KiB pages, past which the writer asks the checkpointer for a pass.
-const COPY_AT_PAGES: u32 = 4096;
-/// Most pages left uncopied that the writer copies itself to start the log again.
-const FINISH_AT_MOST_PAGES: u32 = 1024;
+/// Length of the log, bytes, past which the writer asks the checkpointer for a pass.
+const COPY_AT_BYTES: u32 = 16 * 1024 * 1024;
+/// Most bytes left uncopied that the writer copies itself to start the log again.
+const FINISH_AT_MOST_BYTES: u32 = 4 * 1024 * 1024;
 /// Length of the log past which the writer copies whatever is left itself (the bound on its size).
-const RESTART_AT_PAGES: u32 = 8192;
+const RESTART_AT_BYTES: u32 = 32 * 1024 * 1024;
+
+/// The log's thresholds in pages of one store (SQLite counts the log in pages, whose size is the
+/// store's: 4 KiB in stores created before D67, 16 KiB since).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Limits {
+    copy_at: u32,
+    finish_at_most: u32,
+    restart_at: u32,
+}
+
+impl Limits {
+    fn for_page_size(page_size: u32) -> Limits {
+        let page_size = page_size.max(1);
+        Limits {
+            copy_at: COPY_AT_BYTES / page_size,
+            finish_at_most: FINISH_AT_MOST_BYTES / page_size,
+            restart_at: RESTART_AT_BYTES / page_size,
+        }
+    }
+}
 
 /// Tries, 1 ms apart, of a writer at the log's bound while a pass of the checkpointer is under way.
 const TRIES_AT_BOUND: u32 = 100;
@@ -41,6 +61,7 @@ pub(crate) struct Checkpointer {
 pub(crate) struct LogKeeper {
     shared: Arc<Shared>,
     checkpointer: std::thread::Thread,
+    limits: Limits,
 }
 
 impl Checkpointer {
@@ -54,6 +75,7 @@ impl Checkpointer {
 
 /// Starts the checkpointer on `db`; the writer keeps the [`LogKeeper`].
 pub(crate) fn spawn_checkpointer(db: Db) -> Result<(Checkpointer, LogKeeper), crate::IngestError> {
+    let limits = Limits::for_page_size(db.page_size()?);
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         copied: AtomicU32::new(0),
@@ -70,6 +92,7 @@ pub(crate) fn spawn_checkpointer(db: Db) -> Result<(Checkpointer, LogKeeper), cr
     let keeper = LogKeeper {
         shared: shared.clone(),
         checkpointer: thread.thread().clone(),
+        limits,
     };
     Ok((Checkpointer { shared, thread }, keeper))
 }
@@ -103,9 +126,9 @@ impl LogKeeper {
     /// steady stream of them, and the log grew by gigabytes a minute (each new page of the file
     /// costing the kernel a fresh page to zero); so the copy has to be finished between two
     /// transactions, by the writer. Finishing all of it there (up to 32 MiB, with the two `fsync`s
-    /// of a checkpoint) held commits for 20–70 ms. So past [`COPY_AT_PAGES`] the writer wakes the
+    /// of a checkpoint) held commits for 20–70 ms. So past [`COPY_AT_BYTES`] the writer wakes the
     /// checkpointer, which copies the bulk while commits go on, and finishes the copy itself only once
-    /// at most [`FINISH_AT_MOST_PAGES`] are left. Past [`RESTART_AT_PAGES`] (under the 64 MiB
+    /// at most [`FINISH_AT_MOST_BYTES`] are left. Past [`RESTART_AT_BYTES`] (under the 64 MiB
     /// `journal_size_limit`, so the file is reused rather than truncated) it copies whatever is left
     /// whoever is slow. A checkpoint busy in the other thread, or a reader still on an old snapshot,
     /// only defers it to a later commit. (Waking the checkpointer at every commit past 4 MiB, with
@@ -114,10 +137,10 @@ impl LogKeeper {
     pub(crate) fn after_commit(&self, db: &Db, log_pages: Option<u32>) {
         let Some(log) = log_pages else { return };
         let copied = self.shared.copied.load(Ordering::Relaxed);
-        match next_step(log, copied) {
+        match next_step(log, copied, self.limits) {
             Step::Nothing => {}
             Step::Wake => self.checkpointer.unpark(),
-            Step::Finish => self.finish(db, log >= RESTART_AT_PAGES),
+            Step::Finish => self.finish(db, log >= self.limits.restart_at),
         }
     }
 
@@ -159,11 +182,11 @@ enum Step {
 
 /// The writer's step for a log of `log` pages of which the checkpointer's last pass had copied
 /// `copied` (more than `log` when that pass was before the log started again: nothing copied).
-fn next_step(log: u32, copied: u32) -> Step {
+fn next_step(log: u32, copied: u32, limits: Limits) -> Step {
     let copied = if copied > log { 0 } else { copied };
-    if log < COPY_AT_PAGES {
+    if log < limits.copy_at {
         Step::Nothing
-    } else if log - copied <= FINISH_AT_MOST_PAGES || log >= RESTART_AT_PAGES {
+    } else if log - copied <= limits.finish_at_most || log >= limits.restart_at {
         Step::Finish
     } else {
         Step::Wake
@@ -172,7 +195,35 @@ fn next_step(log: u32, copied: u32) -> Step {
 
 #[cfg(test)]
 mod tests {
-    use super::{next_step, Step, COPY_AT_PAGES, FINISH_AT_MOST_PAGES, RESTART_AT_PAGES};
+    use super::{Limits, Step};
+
+    /// The limits of a store of 4 KiB pages (what these tests were written for).
+    const SMALL: Limits = Limits {
+        copy_at: 4096,
+        finish_at_most: 1024,
+        restart_at: 8192,
+    };
+    const COPY_AT_PAGES: u32 = SMALL.copy_at;
+    const FINISH_AT_MOST_PAGES: u32 = SMALL.finish_at_most;
+    const RESTART_AT_PAGES: u32 = SMALL.restart_at;
+
+    fn next_step(log: u32, copied: u32) -> Step {
+        super::next_step(log, copied, SMALL)
+    }
+
+    #[test]
+    fn the_limits_are_the_same_bytes_whatever_the_page_size() {
+        assert_eq!(Limits::for_page_size(4096), SMALL);
+        let large = Limits::for_page_size(16 * 1024);
+        assert_eq!(
+            (large.copy_at, large.finish_at_most, large.restart_at),
+            (1024, 256, 2048)
+        );
+        // Under the 64 MiB `journal_size_limit` for every page size SQLite accepts.
+        for size in [512, 65_536] {
+            assert!(Limits::for_page_size(size).restart_at * size <= 64 * 1024 * 1024);
+        }
+    }
 
     #[test]
     fn a_short_log_is_left_alone() {

@@ -100,3 +100,26 @@ async fn alarms_within_the_commit_interval_share_a_transaction() {
         "{ALARMS} alarms sent 5 ms apart took {used} commits"
     );
 }
+
+/// `store.page-size` is the page size of the store the server creates (D67); an existing store keeps
+/// its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_is_created_with_the_configured_page_size() {
+    let page_size = |dir: &std::path::Path| {
+        alarm_center_store::Db::open_read_only(dir)
+            .unwrap()
+            .page_size()
+            .unwrap()
+    };
+    let mut t = start(|_| {}).await;
+    let mut stream = t.connect().await;
+    send(&mut stream, &alarm("PAGE1", 0, 16)).await;
+    t.events(2, Duration::from_secs(10)).await;
+    assert_eq!(page_size(t.dir.path()), 16 * 1024);
+
+    let mut t = start(|c| c.store.page_size = 4096).await;
+    let mut stream = t.connect().await;
+    send(&mut stream, &alarm("PAGE2", 0, 16)).await;
+    t.events(2, Duration::from_secs(10)).await;
+    assert_eq!(page_size(t.dir.path()), 4096);
+}

@@ -4,5 +4,6 @@
 mod common;
 mod device_index;
 mod durability;
+mod page_size;
 mod schema;
 mod store;
