@@ -232,6 +232,7 @@ mod tests {
     use prometheus_client::registry::Registry;
 
     use super::*;
+    use alarm_center_proto::{Kind, Protocol};
 
     fn scrape(stats: &Arc<Stats>) -> String {
         let mut registry = Registry::with_prefix(alarm_center_api::metrics::PREFIX);
@@ -246,7 +247,12 @@ mod tests {
         let stats = Arc::new(Stats::default());
         Stats::inc(&stats.frames);
         Stats::inc(&stats.closed_by_reason[2]);
-        stats.count_frame("dvrip", "alarm", Some("oversized"), ["VideoMotion"]);
+        stats.count_frame(
+            Protocol::Dvrip,
+            Kind::Alarm,
+            Some("oversized"),
+            ["VideoMotion"],
+        );
         stats.set_store_failure("disk full".into());
         let text = scrape(&stats);
         for line in [
@@ -291,7 +297,7 @@ mod tests {
     #[test]
     fn a_hostile_event_code_is_escaped() {
         let stats = Arc::new(Stats::default());
-        stats.count_frame("json", "event", None, ["a\\b\"c\nd"]);
+        stats.count_frame(Protocol::Json, Kind::Request, None, ["a\\b\"c\nd"]);
         let text = scrape(&stats);
         assert!(
             text.contains("alarm_center_events_by_code_total{code=\"a\\\\b\\\"c\\nd\"} 1\n"),

@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use alarm_center_proto::{Kind, Protocol};
 use prometheus_client::metrics::histogram::Histogram;
 
 /// Server counters (monotonic unless noted). Read by the statistics line and, at each scrape, by
@@ -66,7 +67,9 @@ pub struct Stats {
     pub offline_transitions: AtomicU64,
     /// Receive→commit latencies of the current interval, microseconds (bounded sample).
     latencies_us: Mutex<Vec<u32>>,
-    /// Labelled counters: frames by (protocol, kind), decode errors by cause, events by code.
+    /// Frames by (protocol, kind), without a lock: every frame of every connection thread counts.
+    by_kind: FramesByKind,
+    /// Decode errors by cause and events by code (`Labelled::frames` comes from `by_kind`).
     labelled: Mutex<Labelled>,
     /// Receive→commit latency histogram since start, in seconds, buckets [`LATENCY_BUCKETS_MS`].
     latency: LatencyHistogram,
@@ -84,6 +87,23 @@ impl Default for LatencyHistogram {
         LatencyHistogram(Histogram::new(
             LATENCY_BUCKETS_MS.map(|ms| ms as f64 / 1000.0),
         ))
+    }
+}
+
+/// A counter for each (protocol, kind): indexed by the enums' declaration order.
+#[derive(Debug)]
+struct FramesByKind(Box<[AtomicU64]>);
+
+impl Default for FramesByKind {
+    fn default() -> Self {
+        let n = Protocol::ALL.len() * Kind::ALL.len();
+        FramesByKind((0..n).map(|_| AtomicU64::new(0)).collect())
+    }
+}
+
+impl FramesByKind {
+    fn counter(&self, protocol: Protocol, kind: Kind) -> &AtomicU64 {
+        &self.0[protocol as usize * Kind::ALL.len() + kind as usize]
     }
 }
 
@@ -115,16 +135,23 @@ impl Stats {
         counter.fetch_add(1, Ordering::Relaxed) == 0
     }
 
-    /// Counts a decoded frame, its error cause and its events' codes.
+    /// Counts a decoded frame, its error cause and its events' codes. A frame without error or
+    /// events (a keepAlive) takes no lock.
     pub fn count_frame<'a>(
         &self,
-        protocol: &'static str,
-        kind: &'static str,
+        protocol: Protocol,
+        kind: Kind,
         error: Option<&'static str>,
         codes: impl IntoIterator<Item = &'a str>,
     ) {
+        self.by_kind
+            .counter(protocol, kind)
+            .fetch_add(1, Ordering::Relaxed);
+        let mut codes = codes.into_iter().peekable();
+        if error.is_none() && codes.peek().is_none() {
+            return;
+        }
         let mut l = self.labelled.lock().unwrap_or_else(|p| p.into_inner());
-        *l.frames.entry((protocol, kind)).or_default() += 1;
         if let Some(cause) = error {
             *l.errors.entry(cause).or_default() += 1;
         }
@@ -142,12 +169,24 @@ impl Stats {
         }
     }
 
-    /// A copy of the labelled counters.
+    /// A copy of the labelled counters (frames by the (protocol, kind) pairs counted at least once).
     pub fn labelled(&self) -> Labelled {
-        self.labelled
+        let mut labelled = self
+            .labelled
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .clone();
+        for &protocol in Protocol::ALL {
+            for &kind in Kind::ALL {
+                let n = Stats::get(self.by_kind.counter(protocol, kind));
+                if n > 0 {
+                    labelled
+                        .frames
+                        .insert((protocol.as_str(), kind.as_str()), n);
+                }
+            }
+        }
+        labelled
     }
 
     /// The receive→commit latency histogram since start (seconds), for `/metrics`.
@@ -240,6 +279,42 @@ fn vm_rss(status: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_are_counted_by_protocol_and_kind_from_many_threads() {
+        let stats = Stats::default();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..10_000 {
+                        stats.count_frame(Protocol::Dhip, Kind::Keepalive, None, []);
+                    }
+                    stats.count_frame(Protocol::Xm, Kind::Alarm, None, ["HumanDetect"]);
+                });
+            }
+        });
+        stats.count_frame(Protocol::Junk, Kind::Unknown, Some("unrecognized"), []);
+        let labelled = stats.labelled();
+        let frames: Vec<_> = labelled.frames.into_iter().collect();
+        assert_eq!(
+            frames,
+            [
+                (("dhip", "keepalive"), 40_000),
+                (("junk", "unknown"), 1),
+                (("xm", "alarm"), 4)
+            ]
+        );
+        assert_eq!(labelled.events.get("HumanDetect"), Some(&4));
+        assert_eq!(labelled.errors.get("unrecognized"), Some(&1));
+        // Every pair has a counter of its own.
+        let mut all = std::collections::HashSet::new();
+        for &p in Protocol::ALL {
+            for &k in Kind::ALL {
+                assert!(all.insert(std::ptr::from_ref(stats.by_kind.counter(p, k))));
+            }
+        }
+        assert_eq!(all.len(), stats.by_kind.0.len());
+    }
 
     #[test]
     fn rss_is_read_in_kib_from_the_status_file() {

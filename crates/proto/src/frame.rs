@@ -8,7 +8,9 @@ use serde::Serialize;
 use crate::json_body::JsonFacts;
 
 /// Which wire variant a frame was recognised as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, strum::IntoStaticStr)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, strum::IntoStaticStr, strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
 #[strum(serialize_all = "lowercase")]
 pub enum Protocol {
@@ -27,6 +29,9 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Every protocol, in declaration order (`protocol as usize` is its position).
+    pub const ALL: &'static [Protocol] = <Protocol as strum::VariantArray>::VARIANTS;
+
     /// The lower-case name used in the JSON output and in metrics labels.
     pub fn as_str(self) -> &'static str {
         self.into()

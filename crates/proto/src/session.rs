@@ -13,7 +13,9 @@ use crate::{dhip, dvrip, http, text, xm};
 mod masks;
 
 /// What a frame is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, strum::IntoStaticStr)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, strum::IntoStaticStr, strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
 #[strum(serialize_all = "lowercase")]
 pub enum Kind {
@@ -41,6 +43,9 @@ impl BodyFormat {
 }
 
 impl Kind {
+    /// Every kind, in declaration order (`kind as usize` is its position).
+    pub const ALL: &'static [Kind] = <Kind as strum::VariantArray>::VARIANTS;
+
     /// The lower-case name used in the output and in metrics labels.
     pub fn as_str(self) -> &'static str {
         self.into()

@@ -139,8 +139,8 @@ impl Connection {
             .map(|e| e.cause())
             .or(decoded.error.as_ref().map(|_| "invalid_body"));
         stats.count_frame(
-            frame.protocol.as_str(),
-            decoded.kind.as_str(),
+            frame.protocol,
+            decoded.kind,
             cause,
             decoded.events.iter().map(|e| e.code.as_ref()),
         );
