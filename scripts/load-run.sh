@@ -84,7 +84,7 @@ def col(k):
     return out
 busy = [r for r in rows if float(r.get('events_committed_per_s', 0)) > 0]
 print(f"  stats lines: {len(rows)} (every 5 s)")
-for k in ('connections', 'devices_online', 'rss_mb', 'frames_per_s', 'events_committed_per_s', 'commit_latency_p50_ms', 'commit_latency_p99_ms', 'commit_latency_max_ms'):
+for k in ('connections', 'devices_online', 'rss_mb', 'frames_per_s', 'events_committed_per_s', 'commit_latency_p50_ms', 'commit_latency_p99_ms', 'commit_latency_max_ms', 'write_p99_ms', 'write_max_ms'):
     v = col(k)
     if v: print(f"  {k:24s} median {statistics.median(v):10.1f}   max {max(v):10.1f}")
 PY

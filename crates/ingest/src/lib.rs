@@ -341,6 +341,7 @@ async fn stats_loop(shared: Arc<Shared>) {
         );
         let secs = every.as_secs_f64();
         let latency = stats.take_latency_ms();
+        let writes = stats.take_write_ms();
         tracing::info!(
             connections = Stats::get(&stats.connections_open),
             devices_online = shared.registry.online_count(),
@@ -350,6 +351,8 @@ async fn stats_loop(shared: Arc<Shared>) {
             commit_latency_p50_ms = latency.map(|l| l.0),
             commit_latency_p99_ms = latency.map(|l| l.1),
             commit_latency_max_ms = latency.map(|l| l.2),
+            write_p99_ms = writes.map(|w| w.1),
+            write_max_ms = writes.map(|w| w.2),
             rss_mb = stats::rss_bytes().map(|b| b / (1024 * 1024)),
             refused =
                 Stats::get(&stats.refused_total_limit) + Stats::get(&stats.refused_per_ip_limit),

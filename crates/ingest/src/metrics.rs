@@ -31,7 +31,11 @@ impl Collector for StatsCollector {
         let latency = s.latency_histogram();
         let help = "Receive-to-commit latency of frames.";
         let kind = latency.metric_type();
-        latency.encode(e.encode_descriptor("commit_latency_seconds", help, None, kind)?)
+        latency.encode(e.encode_descriptor("commit_latency_seconds", help, None, kind)?)?;
+        let writes = s.write_histogram();
+        let help = "Duration of the store writer's write transactions (statements and commit).";
+        let kind = writes.metric_type();
+        writes.encode(e.encode_descriptor("store_write_seconds", help, None, kind)?)
     }
 }
 
@@ -292,6 +296,27 @@ mod tests {
         }
         // The statistics line's figures are the interval's samples, not the histogram's.
         assert_eq!(stats.take_latency_ms(), Some((1.5, 30.0, 2000.0)));
+        assert_eq!(stats.take_latency_ms(), None);
+    }
+
+    #[test]
+    fn write_transactions_have_a_histogram_in_seconds_and_interval_figures() {
+        let stats = Arc::new(Stats::default());
+        for ms in [3, 4, 40] {
+            stats.record_write(std::time::Duration::from_millis(ms));
+        }
+        let text = scrape(&stats);
+        for line in [
+            "# TYPE alarm_center_store_write_seconds histogram",
+            "alarm_center_store_write_seconds_bucket{le=\"0.002\"} 0",
+            "alarm_center_store_write_seconds_bucket{le=\"0.005\"} 2",
+            "alarm_center_store_write_seconds_bucket{le=\"0.05\"} 3",
+            "alarm_center_store_write_seconds_count 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
+        assert_eq!(stats.take_write_ms(), Some((4.0, 4.0, 40.0)));
+        assert_eq!(stats.take_write_ms(), None);
     }
 
     #[test]

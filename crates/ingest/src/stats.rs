@@ -73,6 +73,11 @@ pub struct Stats {
     labelled: Mutex<Labelled>,
     /// Receive→commit latency histogram since start, in seconds, buckets [`LATENCY_BUCKETS_MS`].
     latency: LatencyHistogram,
+    /// Durations of the store writer's write transactions in the current interval, microseconds
+    /// (bounded sample).
+    writes_us: Mutex<Vec<u32>>,
+    /// Write transaction duration histogram since start, in seconds, buckets [`LATENCY_BUCKETS_MS`].
+    writes: LatencyHistogram,
 }
 
 /// Upper bounds (milliseconds) of the receive→commit latency histogram buckets.
@@ -207,14 +212,32 @@ impl Stats {
 
     /// Takes the interval's latency samples and returns (p50, p99, max) in milliseconds.
     pub fn take_latency_ms(&self) -> Option<(f64, f64, f64)> {
-        let mut all =
-            std::mem::take(&mut *self.latencies_us.lock().unwrap_or_else(|p| p.into_inner()));
-        if all.is_empty() {
-            return None;
+        quantiles_ms(std::mem::take(
+            &mut *self.latencies_us.lock().unwrap_or_else(|p| p.into_inner()),
+        ))
+    }
+
+    /// The store writer's write transaction duration histogram since start (seconds), for `/metrics`.
+    pub(crate) fn write_histogram(&self) -> &Histogram {
+        &self.writes.0
+    }
+
+    /// Records how long one write transaction took (the batch's statements, its commit and the
+    /// per-device index addition after it, if due).
+    pub fn record_write(&self, took: std::time::Duration) {
+        let us = took.as_micros().min(u128::from(u32::MAX)) as u32;
+        self.writes.0.observe(took.as_secs_f64());
+        let mut all = self.writes_us.lock().unwrap_or_else(|p| p.into_inner());
+        if all.len() < MAX_SAMPLES {
+            all.push(us);
         }
-        all.sort_unstable();
-        let at = |q: f64| f64::from(all[((all.len() - 1) as f64 * q) as usize]) / 1000.0;
-        Some((at(0.5), at(0.99), at(1.0)))
+    }
+
+    /// Takes the interval's write durations and returns (p50, p99, max) in milliseconds.
+    pub fn take_write_ms(&self) -> Option<(f64, f64, f64)> {
+        quantiles_ms(std::mem::take(
+            &mut *self.writes_us.lock().unwrap_or_else(|p| p.into_inner()),
+        ))
     }
 
     /// Reads a counter.
@@ -247,6 +270,16 @@ impl Stats {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
+}
+
+/// (p50, p99, max) of samples in microseconds, in milliseconds; `None` without samples.
+fn quantiles_ms(mut all: Vec<u32>) -> Option<(f64, f64, f64)> {
+    if all.is_empty() {
+        return None;
+    }
+    all.sort_unstable();
+    let at = |q: f64| f64::from(all[((all.len() - 1) as f64 * q) as usize]) / 1000.0;
+    Some((at(0.5), at(0.99), at(1.0)))
 }
 
 impl Stats {

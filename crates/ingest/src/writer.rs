@@ -288,8 +288,10 @@ fn commit(
         .without_max_times()
         .build();
     loop {
+        let started = Instant::now();
         let error = match db.write(batch) {
             Ok(ids) => {
+                stats.record_write(started.elapsed());
                 upkeep.failing_at_shutdown = None;
                 if stats.clear_store_failure() {
                     tracing::info!("store writes succeed again: ready");

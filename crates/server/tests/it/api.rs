@@ -144,6 +144,19 @@ async fn devices_events_frames_decode_and_metrics() {
         metrics.contains("alarm_center_commit_latency_seconds_count 3"),
         "{metrics}"
     );
+    // One duration per write transaction (recorded just before the commit is counted).
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
+            .parse::<u64>()
+            .unwrap()
+    };
+    let commits = value("alarm_center_store_commits_total");
+    assert!(commits >= 1, "{metrics}");
+    let writes = value("alarm_center_store_write_seconds_count");
+    assert!((commits..=commits + 1).contains(&writes), "{metrics}");
     assert!(
         metrics.contains("# TYPE alarm_center_events_committed counter\n"),
         "{metrics}"
