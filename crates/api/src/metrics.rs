@@ -197,7 +197,8 @@ fn encode(registry: &Registry, sinks: SinkCursors) -> Result<String, fmt::Error>
 /// `devices_expired_total`, `offline_transitions_total`, `devices_online` (gauge),
 /// `frames_by_kind_total{protocol,kind}`, `decode_errors_total{cause}`, `events_by_code_total{code}`
 /// (the first 500 codes, then `other`), `commit_latency_seconds` (histogram), `store_write_seconds`
-/// (histogram of the store writer's write transactions: statements and commit). The HTTP API:
+/// (histogram of the store writer's write transactions: statements, commit and the per-device index
+/// addition after it; not retention passes nor the writer's own checkpoints). The HTTP API:
 /// `api_connections_open` (gauge), `api_connections_refused_total`, `api_stream_clients` (gauge),
 /// `api_stream_refused_total`, `api_decode_busy_total`, `api_decode_truncated_total`. Per sink,
 /// labelled `{sink="<name>"}`: `sink_delivered_total`, `sink_dead_letters_total`,

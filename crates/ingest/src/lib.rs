@@ -153,8 +153,11 @@ impl Ingest {
                 .then(|| config.store.min_free_mb * 1024 * 1024),
         };
         db.disable_auto_checkpoint()?;
-        let (checkpointer, log_keeper) =
-            writer::spawn_checkpointer(Db::open(&config.store.data_dir, config.store.sync)?)?;
+        let (checkpointer, log_keeper) = writer::spawn_checkpointer(Db::open_with_page_size(
+            &store.data_dir,
+            store.sync,
+            store.page_size,
+        )?)?;
         let writer = {
             let (stats, committed, stopping) = (stats.clone(), committed.clone(), shutdown.clone());
             std::thread::Builder::new()

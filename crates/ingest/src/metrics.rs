@@ -1,5 +1,5 @@
 //! The server's own families of `GET /metrics` (the API encodes the rest): ingest counters, decode
-//! errors, events by code, the receive-to-commit histogram. [`StatsCollector`] reads [`Stats`] at each
+//! errors, events by code, the receive-to-commit and write-transaction histograms. [`StatsCollector`] reads [`Stats`] at each
 //! scrape, so every counter is kept once, where it is counted. Counter names lack `_total`: the
 //! encoder appends it (`frames` → `alarm_center_frames_total`).
 
@@ -33,7 +33,7 @@ impl Collector for StatsCollector {
         let kind = latency.metric_type();
         latency.encode(e.encode_descriptor("commit_latency_seconds", help, None, kind)?)?;
         let writes = s.write_histogram();
-        let help = "Duration of the store writer's write transactions (statements and commit).";
+        let help = "Duration of the store writer's write transactions (statements, commit, per-device index addition).";
         let kind = writes.metric_type();
         writes.encode(e.encode_descriptor("store_write_seconds", help, None, kind)?)
     }
