@@ -6,6 +6,8 @@
 //! process's user + system time); run it under `valgrind --tool=callgrind` for instruction counts that
 //! do not depend on what else the machine does.
 //!
+//! Prints, too, the median, 99th percentile and longest of the writes.
+//!
 //! `cargo run --release -p alarm-center-store --example write_bench -- [batches] [batch] [devices] [normal|full] [page-size]`
 //! (defaults 400, 250, 100, normal, the store's default page size).
 
@@ -38,6 +40,8 @@ fn main() {
     let frame_bytes = bytes::Bytes::from(vec![0x20u8; 230]);
     let cpu_before = cpu_seconds();
     let started = std::time::Instant::now();
+    // How long each write took (`Db::write`: statements, commit, per-device index step).
+    let mut durations = Vec::with_capacity(batches);
     let mut n = 0usize;
     for _ in 0..batches {
         let mut batch = Batch::default();
@@ -71,7 +75,9 @@ fn main() {
             });
             n += 1;
         }
+        let write_started = std::time::Instant::now();
         let written = db.write(&batch).expect("a commit");
+        durations.push(write_started.elapsed());
         if written
             .log_pages
             .is_some_and(|pages| pages >= checkpoint_at)
@@ -80,14 +86,20 @@ fn main() {
         }
     }
     let wall = started.elapsed().as_secs_f64();
+    durations.sort_unstable();
+    let at = |q: f64| durations[((durations.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
     let cpu = cpu_seconds() - cpu_before;
     println!(
         "{n} events in {batches} commits of {batch_len} from {devices} devices ({sync:?}, \
          {page_size}-byte pages): \
-         {:.0} events/s, {:.2} µs CPU per event, {:.2} µs wall per event",
+         {:.0} events/s, {:.2} µs CPU per event, {:.2} µs wall per event; \
+         write p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         n as f64 / wall,
         cpu * 1e6 / n as f64,
-        wall * 1e6 / n as f64
+        wall * 1e6 / n as f64,
+        at(0.5),
+        at(0.99),
+        at(1.0)
     );
 }
 
