@@ -1,6 +1,6 @@
 //! The server's own families of `GET /metrics` (the API encodes the rest): ingest counters, decode
-//! errors, events by code, the receive-to-commit and write-transaction histograms. [`StatsCollector`] reads [`Stats`] at each
-//! scrape, so every counter is kept once, where it is counted. Counter names lack `_total`: the
+//! errors, events by code, the receive-to-commit and write-transaction histograms. [`StatsCollector`]
+//! reads [`Stats`] at each scrape, so every counter is kept once, where it is counted. Counter names lack `_total`: the
 //! encoder appends it (`frames` → `alarm_center_frames_total`).
 
 use std::fmt;
@@ -11,6 +11,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
 
 use crate::close_reason::CloseReason;
 use crate::stats::Stats;
@@ -26,17 +27,30 @@ impl Collector for StatsCollector {
         pipeline(e, s)?;
         devices(e, s)?;
         labelled(e, s)?;
-        // Named with its unit but without a `# UNIT` line, as before (the OpenMetrics parser of the
-        // tests, `openmetrics-parser`, refuses one on a histogram).
-        let latency = s.latency_histogram();
-        let help = "Receive-to-commit latency of frames.";
-        let kind = latency.metric_type();
-        latency.encode(e.encode_descriptor("commit_latency_seconds", help, None, kind)?)?;
-        let writes = s.write_histogram();
-        let help = "Duration of the store writer's write transactions (statements, commit, per-device index addition).";
-        let kind = writes.metric_type();
-        writes.encode(e.encode_descriptor("store_write_seconds", help, None, kind)?)
+        histogram(
+            e,
+            "commit_latency_seconds",
+            "Receive-to-commit latency of frames.",
+            s.latency_histogram(),
+        )?;
+        histogram(
+            e,
+            "store_write_seconds",
+            "Duration of the store writer's write transactions (statements, commit, per-device index addition).",
+            s.write_histogram(),
+        )
     }
+}
+
+/// A histogram family, named with its unit but without a `# UNIT` line, as before (the OpenMetrics
+/// parser of the tests, `openmetrics-parser`, refuses one on a histogram).
+fn histogram(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    histogram: &Histogram,
+) -> fmt::Result {
+    histogram.encode(e.encode_descriptor(name, help, None, histogram.metric_type())?)
 }
 
 /// A counter's value.

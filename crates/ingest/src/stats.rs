@@ -65,33 +65,60 @@ pub struct Stats {
     store_failure: Mutex<Option<String>>,
     /// Devices that went offline.
     pub offline_transitions: AtomicU64,
-    /// Receive→commit latencies of the current interval, microseconds (bounded sample).
-    latencies_us: Mutex<Vec<u32>>,
     /// Frames by (protocol, kind), without a lock: every frame of every connection thread counts.
     by_kind: FramesByKind,
     /// Decode errors by cause and events by code (`Labelled::frames` comes from `by_kind`).
     labelled: Mutex<Labelled>,
-    /// Receive→commit latency histogram since start, in seconds, buckets [`LATENCY_BUCKETS_MS`].
-    latency: LatencyHistogram,
-    /// Durations of the store writer's write transactions in the current interval, microseconds
-    /// (bounded sample).
-    writes_us: Mutex<Vec<u32>>,
-    /// Write transaction duration histogram since start, in seconds, buckets [`LATENCY_BUCKETS_MS`].
-    writes: LatencyHistogram,
+    /// Receive→commit latencies.
+    latency: Durations,
+    /// Durations of the store writer's write transactions.
+    writes: Durations,
 }
 
 /// Upper bounds (milliseconds) of the receive→commit latency histogram buckets.
 pub const LATENCY_BUCKETS_MS: [u64; 9] = [1, 2, 5, 10, 25, 50, 100, 250, 1000];
 
-/// The receive→commit latency histogram (seconds) with the bounds of [`LATENCY_BUCKETS_MS`].
+/// Durations of one kind: a histogram since start (seconds, the bounds of [`LATENCY_BUCKETS_MS`])
+/// for `/metrics`, and the current interval's samples (microseconds, at most [`MAX_SAMPLES`]) for the
+/// statistics line.
 #[derive(Debug)]
-struct LatencyHistogram(Histogram);
+struct Durations {
+    histogram: Histogram,
+    interval_us: Mutex<Vec<u32>>,
+}
 
-impl Default for LatencyHistogram {
+impl Default for Durations {
     fn default() -> Self {
-        LatencyHistogram(Histogram::new(
-            LATENCY_BUCKETS_MS.map(|ms| ms as f64 / 1000.0),
-        ))
+        Durations {
+            histogram: Histogram::new(LATENCY_BUCKETS_MS.map(|ms| ms as f64 / 1000.0)),
+            interval_us: Mutex::default(),
+        }
+    }
+}
+
+impl Durations {
+    /// Records durations in microseconds.
+    fn record_us(&self, samples: impl IntoIterator<Item = u32>) {
+        let mut all = self.interval_us.lock().unwrap_or_else(|p| p.into_inner());
+        for s in samples {
+            self.histogram.observe(f64::from(s) / 1e6);
+            if all.len() < MAX_SAMPLES {
+                all.push(s);
+            }
+        }
+    }
+
+    /// Takes the interval's samples and returns (p50, p99, max) in milliseconds; `None` without
+    /// samples.
+    fn take_ms(&self) -> Option<(f64, f64, f64)> {
+        let mut all =
+            std::mem::take(&mut *self.interval_us.lock().unwrap_or_else(|p| p.into_inner()));
+        if all.is_empty() {
+            return None;
+        }
+        all.sort_unstable();
+        let at = |q: f64| f64::from(all[((all.len() - 1) as f64 * q) as usize]) / 1000.0;
+        Some((at(0.5), at(0.99), at(1.0)))
     }
 }
 
@@ -196,48 +223,34 @@ impl Stats {
 
     /// The receive→commit latency histogram since start (seconds), for `/metrics`.
     pub(crate) fn latency_histogram(&self) -> &Histogram {
-        &self.latency.0
+        &self.latency.histogram
     }
 
     /// Records receive→commit latencies (microseconds).
     pub fn record_latencies(&self, samples: impl IntoIterator<Item = u32>) {
-        let mut all = self.latencies_us.lock().unwrap_or_else(|p| p.into_inner());
-        for s in samples {
-            self.latency.0.observe(f64::from(s) / 1e6);
-            if all.len() < MAX_SAMPLES {
-                all.push(s);
-            }
-        }
+        self.latency.record_us(samples);
     }
 
     /// Takes the interval's latency samples and returns (p50, p99, max) in milliseconds.
     pub fn take_latency_ms(&self) -> Option<(f64, f64, f64)> {
-        quantiles_ms(std::mem::take(
-            &mut *self.latencies_us.lock().unwrap_or_else(|p| p.into_inner()),
-        ))
+        self.latency.take_ms()
     }
 
     /// The store writer's write transaction duration histogram since start (seconds), for `/metrics`.
     pub(crate) fn write_histogram(&self) -> &Histogram {
-        &self.writes.0
+        &self.writes.histogram
     }
 
     /// Records how long one write transaction took (the batch's statements, its commit and the
     /// per-device index addition after it, if due).
     pub fn record_write(&self, took: std::time::Duration) {
         let us = took.as_micros().min(u128::from(u32::MAX)) as u32;
-        self.writes.0.observe(took.as_secs_f64());
-        let mut all = self.writes_us.lock().unwrap_or_else(|p| p.into_inner());
-        if all.len() < MAX_SAMPLES {
-            all.push(us);
-        }
+        self.writes.record_us([us]);
     }
 
     /// Takes the interval's write durations and returns (p50, p99, max) in milliseconds.
     pub fn take_write_ms(&self) -> Option<(f64, f64, f64)> {
-        quantiles_ms(std::mem::take(
-            &mut *self.writes_us.lock().unwrap_or_else(|p| p.into_inner()),
-        ))
+        self.writes.take_ms()
     }
 
     /// Reads a counter.
@@ -270,16 +283,6 @@ impl Stats {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
-}
-
-/// (p50, p99, max) of samples in microseconds, in milliseconds; `None` without samples.
-fn quantiles_ms(mut all: Vec<u32>) -> Option<(f64, f64, f64)> {
-    if all.is_empty() {
-        return None;
-    }
-    all.sort_unstable();
-    let at = |q: f64| f64::from(all[((all.len() - 1) as f64 * q) as usize]) / 1000.0;
-    Some((at(0.5), at(0.99), at(1.0)))
 }
 
 impl Stats {
