@@ -4,10 +4,12 @@
 //! An index entry lands in its device's part of the index, so a commit of events from N devices
 //! rewrote N index pages in the write-ahead log (and the checkpointer copied them again): with 100
 //! devices and commits every 5 ms that was as many log bytes as the events themselves, and with
-//! thousands of devices one 4 KiB page per event. Added in bulk after a commit, every [`BATCH`] events
-//! or after [`WAIT`], each page is written once per addition. Queries by device read
-//! `device_events` for the events up to `device_index.upto` and the events table itself above it (at
-//! most [`BATCH`] rows, found by id).
+//! thousands of devices one 4 KiB page per event. Added in bulk, every [`BATCH`] events or after
+//! [`WAIT`], each page is written once per addition. The writer keeps the events of each device in
+//! memory until then, and adds them in key order a step of [`STEP`] rows or more after each write,
+//! each step a transaction of its own, so that no write waits for a whole addition (D68). Queries by
+//! device read `device_events` for the events up to `device_index.upto` and the events table itself
+//! above it (found by id: [`BATCH`] events and what arrives while an addition is under way).
 
 use std::time::{Duration, Instant};
 
@@ -15,12 +17,21 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{Db, Result};
 
-/// Events written before the writer adds them to `device_events` in one statement.
+mod pending;
+
+use pending::{Adding, Pending};
+
+/// Events written before the writer adds them to `device_events`.
 pub(crate) const BATCH: i64 = 16_384;
 
 /// Longest an event stays out of `device_events` while fewer than [`BATCH`] arrive (it is found by
 /// queries meanwhile all the same, in the events table).
 pub(crate) const WAIT: Duration = Duration::from_secs(1);
+
+/// Rows one step of an addition inserts, at least (D68): an addition of [`BATCH`] events goes in
+/// eight transactions, so that no write waits for a whole addition. After a write of more events than
+/// half this, a step takes twice that write's events, so that additions keep up with any rate.
+pub(crate) const STEP: usize = 2_048;
 
 /// The writer's view of `device_events`.
 #[derive(Debug)]
@@ -29,7 +40,14 @@ pub(crate) struct Indexed {
     upto: i64,
     /// The newest event written.
     newest: i64,
-    /// When rows were last added.
+    /// Events up to this id that are not in `device_events` yet are added by reading them back from
+    /// the events table: those written before the store was opened, or forgotten ([`Indexed::written`]).
+    read_back_until: i64,
+    /// The events after `upto`, `read_back_until` and the addition under way, by device.
+    pending: Pending,
+    /// The addition under way, if any: it takes the events after `upto` up to its `until`.
+    adding: Option<Adding>,
+    /// When an addition last completed.
     added_at: Instant,
     /// `device_events` holds no row below this event id (pruned after retention).
     pruned_below: i64,
@@ -43,33 +61,83 @@ impl Indexed {
         let upto = indexed_upto(conn)?;
         let newest: i64 =
             conn.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
+        let newest = newest.max(upto);
         Ok(Indexed {
             upto,
-            newest: newest.max(upto),
+            newest,
+            read_back_until: newest,
+            pending: Pending::default(),
+            adding: None,
             added_at: Instant::now(),
             pruned_below: 0,
             failing: false,
         })
     }
 
-    /// Notes the newest event of a committed write.
-    pub(crate) fn written(&mut self, last: Option<&i64>) {
-        if let Some(&id) = last {
-            self.newest = self.newest.max(id);
+    /// Notes the events of a committed write: `events[i]` got id `ids[i]` (ascending). They are kept
+    /// by device, unless their ids do not follow the newest event (an event written some other way
+    /// in between: never by this writer, but the events are then read back rather than guessed) or
+    /// too many are kept already ([`pending::MAX_KEPT`]): then every event kept is forgotten and read
+    /// back instead.
+    pub(crate) fn written(&mut self, events: &[crate::NewEvent], ids: &[i64]) {
+        let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
+            return;
+        };
+        if first != self.newest.saturating_add(1)
+            || self.pending.len() + ids.len() > pending::MAX_KEPT
+        {
+            self.pending.clear();
+            self.read_back_until = last;
+        } else {
+            for (event, &id) in events.iter().zip(ids) {
+                self.pending.push(&event.device, id);
+            }
         }
+        self.newest = self.newest.max(last);
     }
 
-    /// Whether the events not yet in `device_events` are due to be added.
+    /// Whether an addition is under way or the events not yet in `device_events` are due to be added.
     fn due(&self) -> bool {
         let waited = self.added_at.elapsed() >= WAIT;
-        // After a failure, only once a second whatever is waiting.
-        self.newest > self.upto && (waited || (!self.failing && self.newest - self.upto >= BATCH))
+        if self.failing {
+            // After a failure, only once a second whatever is waiting.
+            return waited && self.newest > self.upto;
+        }
+        self.adding.is_some()
+            || (self.newest > self.upto && (waited || self.newest - self.upto >= BATCH))
     }
 
-    /// Adds the rows of the next events after `upto` (at most [`MAX_ADD`]) in a transaction of its
-    /// own; the writer's view changes only once it has committed.
-    fn add(&mut self, conn: &mut Connection) -> Result<()> {
-        let until = self.newest.min(self.upto.saturating_add(MAX_ADD));
+    /// One step of an addition in a transaction of its own, at most `budget` rows: events to read
+    /// back first (at most [`MAX_ADD`], in one step), then those kept in memory, starting an
+    /// addition of all of them when none is under way. The writer's view changes only once the step
+    /// has committed.
+    fn step(&mut self, conn: &mut Connection, budget: usize) -> Result<()> {
+        if self.adding.is_none() && self.upto < self.read_back_until {
+            return self.read_back(conn);
+        }
+        let adding = self
+            .adding
+            .get_or_insert_with(|| self.pending.take(self.newest));
+        let tx = conn.transaction()?;
+        let (next, complete) = adding.insert_step(&tx, budget)?;
+        if complete {
+            tx.prepare_cached("UPDATE device_index SET upto = ?1")?
+                .execute([adding.until])?;
+        }
+        tx.commit()?;
+        adding.advance(next);
+        if complete {
+            self.upto = adding.until;
+            self.adding = None;
+            self.added_at = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Adds the rows of the next events after `upto` up to `read_back_until` (at most [`MAX_ADD`]),
+    /// reading them from the events table, in one transaction.
+    fn read_back(&mut self, conn: &mut Connection) -> Result<()> {
+        let until = self.read_back_until.min(self.upto.saturating_add(MAX_ADD));
         let tx = conn.transaction()?;
         // In id order, not sorted by device: sorting them first saved nothing (D61).
         tx.prepare_cached(
@@ -86,8 +154,8 @@ impl Indexed {
     }
 }
 
-/// Most events one addition takes (a writer that could not add for a while catches up in steps, each
-/// a bounded transaction).
+/// Most events one addition that reads events back takes (a store opened with many events not added
+/// yet catches up in steps, each a bounded transaction).
 const MAX_ADD: i64 = 4 * BATCH;
 
 /// `device_index.upto`: every event up to this id has its row in `device_events`.
@@ -106,23 +174,28 @@ impl Db {
             return Ok(());
         };
         while indexed.newest > indexed.upto {
-            indexed.add(&mut self.conn)?;
+            indexed.step(&mut self.conn, usize::MAX)?;
         }
         Ok(())
     }
 
-    /// After a committed write: adds the events not in the per-device index yet when they are due.
-    /// A failure (a full disk) does not fail the write, which has committed: it is logged once and
-    /// tried again after [`WAIT`]. Returns whether an addition committed.
-    pub(crate) fn add_due_to_device_index(&mut self, last: Option<&i64>) -> bool {
+    /// After a committed write of `events` (which got `ids`): one step of an addition to the
+    /// per-device index when one is under way or due, of at least [`STEP`] rows and twice the
+    /// write's events. A failure (a full disk) does not fail the write, which has committed: it is
+    /// logged once and tried again after [`WAIT`]. Returns whether a step committed.
+    pub(crate) fn add_due_to_device_index(
+        &mut self,
+        events: &[crate::NewEvent],
+        ids: &[i64],
+    ) -> bool {
         let Some(indexed) = self.indexed.as_mut() else {
             return false;
         };
-        indexed.written(last);
+        indexed.written(events, ids);
         if !indexed.due() {
             return false;
         }
-        match indexed.add(&mut self.conn) {
+        match indexed.step(&mut self.conn, STEP.max(2 * ids.len())) {
             Ok(()) => {
                 if std::mem::take(&mut indexed.failing) {
                     tracing::info!("events are added to the per-device index again");
@@ -189,3 +262,51 @@ impl Db {
 
 /// Devices per transaction of [`Db::prune_device_index`]: a pass never holds the writer long.
 const PRUNE_DEVICES: usize = 1_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(device: &str) -> crate::NewEvent {
+        crate::NewEvent {
+            frame: crate::FrameRef::None,
+            device: device.into(),
+            code: "VideoMotion".into(),
+            action: crate::EventAction::Start,
+            index: None,
+            channel: None,
+            channel_name: None,
+            kind: crate::EventKind::Alarm,
+            device_time: None,
+            received_at: 0,
+            data: None,
+            synthetic: None,
+        }
+    }
+
+    #[test]
+    fn past_its_bound_the_memory_is_given_up_for_reading_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path(), crate::SyncMode::Normal).unwrap();
+        let mut indexed = Indexed::load(&db.conn).unwrap();
+        let events: Vec<_> = ["a", "b", "c", "d"].iter().map(|d| event(d)).collect();
+        let mut id = 0;
+        let mut write = |indexed: &mut Indexed| {
+            let ids: Vec<i64> = (id + 1..=id + 4).collect();
+            id += 4;
+            indexed.written(&events, &ids);
+        };
+        for _ in 0..pending::MAX_KEPT / 4 {
+            write(&mut indexed);
+        }
+        assert_eq!(indexed.pending.len(), pending::MAX_KEPT);
+        assert_eq!(indexed.read_back_until, 0);
+        write(&mut indexed);
+        assert_eq!(indexed.pending.len(), 0);
+        assert_eq!(indexed.read_back_until, pending::MAX_KEPT as i64 + 4);
+        assert_eq!(indexed.newest, pending::MAX_KEPT as i64 + 4);
+        // Kept again from there.
+        write(&mut indexed);
+        assert_eq!(indexed.pending.len(), 4);
+    }
+}

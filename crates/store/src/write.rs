@@ -521,7 +521,7 @@ impl Db {
         tx.commit()?;
         result.log_pages = LOG_PAGES.take();
         // The per-device index, in bulk when due, in a transaction of its own (D61).
-        if self.add_due_to_device_index(result.event_ids.last()) {
+        if self.add_due_to_device_index(&batch.events, &result.event_ids) {
             result.log_pages = LOG_PAGES.take().or(result.log_pages);
         }
         Ok(result)
