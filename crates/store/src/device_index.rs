@@ -47,7 +47,7 @@ pub(crate) struct Indexed {
     pending: Pending,
     /// The addition under way, if any: it takes the events after `upto` up to its `until`.
     adding: Option<Adding>,
-    /// When an addition last completed.
+    /// When an addition last completed, a read-back step committed, or a step failed.
     added_at: Instant,
     /// `device_events` holds no row below this event id (pruned after retention).
     pruned_below: i64,
@@ -75,23 +75,24 @@ impl Indexed {
     }
 
     /// Notes the events of a committed write: `events[i]` got id `ids[i]` (ascending). They are kept
-    /// by device, unless their ids do not follow the newest event (an event written some other way
-    /// in between: never by this writer, but the events are then read back rather than guessed) or
-    /// too many are kept already ([`pending::MAX_KEPT`]): then every event kept is forgotten and read
-    /// back instead.
+    /// by device. When their ids do not follow the newest event (an event written some other way in
+    /// between: never by this writer, but the events are then read back rather than guessed), or when
+    /// the memory kept, the addition under way included, is past [`pending::MAX_BYTES`], every event
+    /// kept (these and those before) is forgotten and read back instead.
     pub(crate) fn written(&mut self, events: &[crate::NewEvent], ids: &[i64]) {
         let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
             return;
         };
-        if first != self.newest.saturating_add(1)
-            || self.pending.len() + ids.len() > pending::MAX_KEPT
-        {
-            self.pending.clear();
-            self.read_back_until = last;
-        } else {
+        let follows = first == self.newest.saturating_add(1);
+        if follows {
             for (event, &id) in events.iter().zip(ids) {
                 self.pending.push(&event.device, id);
             }
+        }
+        let adding = self.adding.as_ref().map_or(0, |a| a.bytes);
+        if !follows || self.pending.bytes() + adding > pending::MAX_BYTES {
+            self.pending.clear();
+            self.read_back_until = last;
         }
         self.newest = self.newest.max(last);
     }
@@ -284,29 +285,67 @@ mod tests {
         }
     }
 
+    /// Rows of `device_events`, and those whose device is not their event's.
+    fn rows(db: &Db) -> (i64, i64) {
+        db.conn
+            .query_row(
+                "SELECT COUNT(*), COUNT(*) FILTER (WHERE e.device IS NOT d.device)
+                 FROM device_events d LEFT JOIN events e ON e.id = d.id",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    }
+
     #[test]
-    fn past_its_bound_the_memory_is_given_up_for_reading_back() {
+    fn a_flood_of_new_device_names_is_forgotten_past_the_bound_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(dir.path(), crate::SyncMode::Normal).unwrap();
-        let mut indexed = Indexed::load(&db.conn).unwrap();
-        let events: Vec<_> = ["a", "b", "c", "d"].iter().map(|d| event(d)).collect();
-        let mut id = 0;
-        let mut write = |indexed: &mut Indexed| {
-            let ids: Vec<i64> = (id + 1..=id + 4).collect();
-            id += 4;
-            indexed.written(&events, &ids);
-        };
-        for _ in 0..pending::MAX_KEPT / 4 {
-            write(&mut indexed);
+        let mut db = Db::open(dir.path(), crate::SyncMode::Normal).unwrap();
+        // Additions fail, as on a full disk, so that everything stays in memory.
+        db.conn
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON device_events BEGIN SELECT RAISE(FAIL, 'injected'); END;",
+            )
+            .unwrap();
+        let mut written = 0;
+        let mut forgotten_at = None;
+        for write in 0..100 {
+            // 1,000 devices never heard before, with names of 1,000 bytes.
+            let events: Vec<_> = (0..1_000)
+                .map(|i| event(&format!("{:0>1000}", write * 1_000 + i)))
+                .collect();
+            db.write(&crate::Batch {
+                events,
+                ..Default::default()
+            })
+            .unwrap();
+            written += 1_000;
+            let indexed = db.indexed.as_ref().unwrap();
+            let kept = indexed.pending.bytes() + indexed.adding.as_ref().map_or(0, |a| a.bytes);
+            // At most one write's worth (~1.1 MB) past the bound.
+            assert!(
+                kept <= pending::MAX_BYTES,
+                "{kept} bytes kept after write {write}"
+            );
+            if indexed.read_back_until > 0 {
+                forgotten_at = Some(write);
+                break;
+            }
         }
-        assert_eq!(indexed.pending.len(), pending::MAX_KEPT);
-        assert_eq!(indexed.read_back_until, 0);
-        write(&mut indexed);
+        let forgotten_at = forgotten_at.expect("the memory was given up");
+        assert!(forgotten_at >= 20, "given up after {forgotten_at} writes");
+        let indexed = db.indexed.as_ref().unwrap();
         assert_eq!(indexed.pending.len(), 0);
-        assert_eq!(indexed.read_back_until, pending::MAX_KEPT as i64 + 4);
-        assert_eq!(indexed.newest, pending::MAX_KEPT as i64 + 4);
-        // Kept again from there.
-        write(&mut indexed);
-        assert_eq!(indexed.pending.len(), 4);
+        assert_eq!(indexed.read_back_until, written);
+        // Kept again from there, and every event ends up in the index with its device.
+        db.write(&crate::Batch {
+            events: vec![event("cam-1"), event("cam-2")],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(db.indexed.as_ref().unwrap().pending.len(), 2);
+        db.conn.execute_batch("DROP TRIGGER refuse").unwrap();
+        db.index_devices().unwrap();
+        assert_eq!(rows(&db), (written + 2, 0));
     }
 }

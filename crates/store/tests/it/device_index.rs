@@ -297,10 +297,10 @@ fn the_writer_adds_the_events_in_steps_as_it_writes_and_queries_stay_exact_throu
             assert_eq!(ids, expected(&db, &q), "write {write}");
         }
     }
-    // An addition of the first 17,000 events (due after 16,384) went in 9 steps; the next one of
-    // what had come meanwhile was under way at the end.
+    // Additions completed while the writes went on (the first of 17,000 events, due after 16,384,
+    // in 9 steps, or earlier ones when a second passed first), each up to the end of a write.
     assert!(
-        !uptos.is_empty() && uptos[0] >= 16_384,
+        !uptos.is_empty() && uptos.iter().all(|u| u % 1_000 == 0),
         "upto moved to {uptos:?}"
     );
     db.index_devices().unwrap();
@@ -384,4 +384,60 @@ fn a_failing_addition_to_the_index_fails_no_write_and_catches_up_later() {
     let ids: Vec<i64> = db.events(&q).unwrap().iter().map(|e| e.id).collect();
     assert_eq!(ids, expected(&db, &q));
     assert_eq!(ids.len(), 5_714);
+}
+
+#[test]
+fn an_addition_that_fails_halfway_resumes_and_one_with_a_gap_reads_the_rest_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join(alarm_center_store::DB_FILE)).unwrap();
+    let mut at = 0;
+    // Up to an addition under way: some of its steps in, upto not moved yet (after 17,000 events, or
+    // earlier when a second passed first).
+    let (upto, rows) = loop {
+        write_events(&mut db, 1_000, &mut at);
+        let (upto, rows) = index_state(dir.path());
+        if rows > upto {
+            break (upto, rows);
+        }
+        assert!(at < 40_000, "no addition went in steps");
+    };
+    // Then the steps fail (a full disk), and an event is written by someone else meanwhile.
+    conn.execute_batch(
+        "CREATE TRIGGER refuse BEFORE INSERT ON device_events BEGIN SELECT RAISE(FAIL, 'injected'); END;",
+    )
+    .unwrap();
+    let ((), log) = logged(|| write_events(&mut db, 3_000, &mut at));
+    assert_eq!(index_state(dir.path()), (upto, rows));
+    assert_eq!(
+        log.matches("cannot add events to the per-device index")
+            .count(),
+        1,
+        "{log}"
+    );
+    conn.execute(
+        "INSERT INTO events (device, code, action, kind, received_at) VALUES ('intruder', 'X', 'pulse', 'alarm', 1)",
+        [],
+    )
+    .unwrap();
+    write_events(&mut db, 2_000, &mut at);
+    let q = EventQuery {
+        device: Some("cam-3".into()),
+        limit: Some(10_000),
+        ..Default::default()
+    };
+    let ids: Vec<i64> = db.events(&q).unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(ids, expected(&db, &q));
+
+    conn.execute_batch("DROP TRIGGER refuse").unwrap();
+    db.index_devices().unwrap();
+    assert_eq!(index_state(dir.path()), (at + 1, at + 1));
+    assert_eq!(misattributed_rows(dir.path()), 0);
+    let ids: Vec<i64> = db.events(&q).unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(ids, expected(&db, &q));
+    let q = EventQuery {
+        device: Some("intruder".into()),
+        ..Default::default()
+    };
+    assert_eq!(db.events(&q).unwrap().len(), 1);
 }
