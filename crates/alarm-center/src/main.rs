@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod commands;
 mod log_escape;
 mod log_thread;
+mod log_time;
 mod startup;
 
 use commands::{config, decode, query, serve, simulate};
@@ -66,6 +67,8 @@ fn init_logging() -> log_thread::LogThread {
         .with_writer(queue)
         .with_ansi(false)
         .with_target(false)
+        // The time's text up to the second is made once a second (`log_time.rs`).
+        .with_timer(log_time::LogTime)
         // A failed log write must not be reported with eprintln!, which panics when standard error
         // is closed: the task logging it would die (the signal task did, and SIGTERM was ignored).
         .log_internal_errors(false)

@@ -12,6 +12,7 @@
 //! All multi-byte integers on the wire are little-endian unless a field's doc says otherwise.
 #![forbid(unsafe_code)]
 
+pub mod addr_text;
 pub mod decoder;
 pub mod dhip;
 pub mod dvrip;

@@ -91,12 +91,13 @@ impl<'de> Found<'de> {
             Key::Ip => first(&mut self.device.ip, value.text()),
             Key::Domain => first(&mut self.device.domain, value.text()),
             // XM writes its IPv4 as the hex of a little-endian u32; keep other spellings verbatim.
-            Key::Address => {
+            // Only the first one counts: the text is not made for the others.
+            Key::Address if self.device.ip.is_none() => {
                 let text = value.text();
                 let ip = text
                     .as_deref()
                     .and_then(xm::address_to_ipv4)
-                    .map(|ip| Cow::Owned(ip.to_string()));
+                    .map(|ip| Cow::Owned(crate::addr_text::ipv4_text(ip)));
                 first(&mut self.device.ip, ip.or(text));
             }
             _ => {}
