@@ -2,7 +2,7 @@
 //! writes each octet and the port through the formatting machinery, about 3,000 instructions an
 //! address, and a camera that connects for each alarm has its address written up to four times per
 //! alarm (the connection's row, its device's row, the two log lines), and an XM frame's own address
-//! once more.
+//! was written twice per frame.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
