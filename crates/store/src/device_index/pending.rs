@@ -121,8 +121,6 @@ fn heap_bytes(ids: &Ids) -> usize {
 #[derive(Debug, Default)]
 pub(super) struct Pending {
     by_device: HashMap<Name, Ids>,
-    /// Events kept.
-    len: usize,
     /// The heap memory of the names and ids in the map (not its table).
     bytes: usize,
 }
@@ -131,7 +129,7 @@ impl Pending {
     /// Events kept.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.len
+        self.by_device.values().map(|ids| ids.len()).sum()
     }
 
     /// The memory the map takes, estimated: names, ids and table.
@@ -153,13 +151,11 @@ impl Pending {
                 self.by_device.insert(name, smallvec::smallvec![id]);
             }
         }
-        self.len += 1;
     }
 
     /// Forgets every event kept, and gives the map's memory back.
     pub(super) fn clear(&mut self) {
         self.by_device = HashMap::default();
-        self.len = 0;
         self.bytes = 0;
     }
 
@@ -184,7 +180,6 @@ impl Pending {
             self.by_device.shrink_to_fit();
         }
         devices.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        self.len = 0;
         self.bytes = kept_bytes;
         Adding {
             bytes: taken_bytes + devices.capacity() * size_of::<(Name, Ids)>(),
