@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use alarm_center_proto::digits::push_fixed;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
 
@@ -16,9 +17,13 @@ use tracing_subscriber::fmt::time::FormatTime;
 pub(crate) struct LogTime;
 
 thread_local! {
-    /// The second (unix time) this thread last wrote, and its text up to the dot: `…T20:23:45.`.
+    /// The second (unix time) this thread last wrote, and its text: up to the dot (`…T20:23:45.`,
+    /// [`PREFIX`] bytes), then the last line's microseconds and zone.
     static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
 }
+
+/// Bytes of `YYYY-MM-DDTHH:MM:SS.` (the years 1970 to 9999 have four digits).
+const PREFIX: usize = 20;
 
 impl FormatTime for LogTime {
     fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
@@ -40,33 +45,22 @@ fn write_time(w: &mut impl fmt::Write, at: SystemTime) -> Option<fmt::Result> {
             *text = prefix(second)?;
             *cached = second;
         }
-        Some(write_rest(w, text, micros))
+        text.truncate(PREFIX);
+        push_fixed(text, micros, 6);
+        text.push('Z');
+        Some(w.write_str(text))
     })
 }
 
-/// The second's text, then six digits of microseconds and the zone.
-fn write_rest(w: &mut impl fmt::Write, second: &str, micros: u32) -> fmt::Result {
-    w.write_str(second)?;
-    let mut digits = [b'0'; 6];
-    let mut rest = micros;
-    for digit in digits.iter_mut().rev() {
-        *digit = b'0' + (rest % 10) as u8;
-        rest /= 10;
-    }
-    for digit in digits {
-        w.write_char(char::from(digit))?;
-    }
-    w.write_char('Z')
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.` of a unix second in UTC, from 1970 to jiff's end (9999-12-30).
+/// `YYYY-MM-DDTHH:MM:SS.` of a unix second in UTC, from 1970 to jiff's end (9999-12-30): always
+/// [`PREFIX`] bytes.
 fn prefix(second: u64) -> Option<String> {
     let at = jiff::Timestamp::from_second(i64::try_from(second).ok()?).ok()?;
-    Some(
-        at.to_zoned(jiff::tz::TimeZone::UTC)
-            .strftime("%Y-%m-%dT%H:%M:%S.")
-            .to_string(),
-    )
+    let text = at
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .strftime("%Y-%m-%dT%H:%M:%S.")
+        .to_string();
+    (text.len() == PREFIX).then_some(text)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Device clocks: a device reports its local time without a zone; its configured zone gives the offset.
 
+use alarm_center_proto::digits::push_fixed;
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 use jiff::Zoned;
@@ -40,7 +41,7 @@ fn rfc3339(zoned: &Zoned) -> Option<String> {
         return None;
     }
     let mut out = String::with_capacity(25);
-    push_digits(&mut out, year, 4);
+    push_fixed(&mut out, year, 4);
     let fields = [
         ('-', zoned.month()),
         ('-', zoned.day()),
@@ -50,22 +51,14 @@ fn rfc3339(zoned: &Zoned) -> Option<String> {
     ];
     for (separator, value) in fields {
         out.push(separator);
-        push_digits(&mut out, u32::try_from(value).ok()?, 2);
+        push_fixed(&mut out, u32::try_from(value).ok()?, 2);
     }
     let minutes = offset.unsigned_abs() / 60;
     out.push(if offset < 0 { '-' } else { '+' });
-    push_digits(&mut out, minutes / 60, 2);
+    push_fixed(&mut out, minutes / 60, 2);
     out.push(':');
-    push_digits(&mut out, minutes % 60, 2);
+    push_fixed(&mut out, minutes % 60, 2);
     Some(out)
-}
-
-/// Appends the last `width` decimal digits of `n`, with leading zeros.
-fn push_digits(out: &mut String, n: u32, width: u32) {
-    for place in (0..width).rev() {
-        let digit = n / 10u32.pow(place) % 10;
-        out.push(char::from(b'0' + digit as u8));
-    }
 }
 
 fn has_offset(text: &str) -> bool {

@@ -6,6 +6,8 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
+use crate::digits::push_decimal;
+
 /// `ip` as `ip.to_string()` writes it (`192.0.2.7`).
 pub fn ipv4_text(ip: Ipv4Addr) -> String {
     let mut text = String::with_capacity(15);
@@ -35,21 +37,6 @@ pub fn peer_text(addr: SocketAddr) -> String {
         }
         SocketAddr::V6(_) => addr.to_string(),
     }
-}
-
-/// Appends `n` in decimal, without leading zeros.
-fn push_decimal(text: &mut String, mut n: u32) {
-    let mut digits = [0u8; 10];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    text.extend(digits[start..].iter().map(|&d| char::from(d)));
 }
 
 #[cfg(test)]

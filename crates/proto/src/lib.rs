@@ -15,6 +15,7 @@
 pub mod addr_text;
 pub mod decoder;
 pub mod dhip;
+pub mod digits;
 pub mod dvrip;
 pub mod encode;
 pub mod event;
