@@ -17,9 +17,11 @@ use tokio_util::sync::CancellationToken;
 use crate::stats::Stats;
 
 mod checkpoint;
+mod idle;
 mod upkeep;
 
 pub(crate) use checkpoint::{spawn_checkpointer, Checkpointer, LogKeeper};
+use idle::next_record;
 use upkeep::Upkeep;
 
 /// What the ingest side hands to the writer.
@@ -194,7 +196,7 @@ pub(crate) fn run(
     let interval = config.commit_interval;
     let mut upkeep = Upkeep::new(config);
     let mut last_commit: Option<Instant> = None;
-    while let Some(first) = rx.blocking_recv() {
+    while let Some(first) = next_record(&mut rx, &mut db, &log_keeper) {
         let mut pending = Pending::default();
         pending.push(first);
         pending.fill(&mut rx, batch_max);

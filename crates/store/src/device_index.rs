@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::write::LOG_PAGES;
 use crate::{Db, Result};
 
 mod pending;
@@ -97,15 +98,18 @@ impl Indexed {
         self.newest = self.newest.max(last);
     }
 
-    /// Whether an addition is under way or the events not yet in `device_events` are due to be added.
-    fn due(&self) -> bool {
-        let waited = self.added_at.elapsed() >= WAIT;
-        if self.failing {
-            // After a failure, only once a second whatever is waiting.
-            return waited && self.newest > self.upto;
+    /// When the next step of an addition is due: `None` when every event written has its row, zero
+    /// when an addition is under way or [`BATCH`] events wait, else what is left of [`WAIT`] (after a
+    /// failure, of [`WAIT`] whatever is waiting).
+    fn due_in(&self) -> Option<Duration> {
+        if self.newest <= self.upto {
+            return None;
         }
-        self.adding.is_some()
-            || (self.newest > self.upto && (waited || self.newest - self.upto >= BATCH))
+        let left = WAIT.saturating_sub(self.added_at.elapsed());
+        if !self.failing && (self.adding.is_some() || self.newest - self.upto >= BATCH) {
+            return Some(Duration::ZERO);
+        }
+        Some(left)
     }
 
     /// One step of an addition in a transaction of its own, at most `budget` rows: events to read
@@ -193,10 +197,40 @@ impl Db {
             return false;
         };
         indexed.written(events, ids);
-        if !indexed.due() {
+        if indexed.due_in() != Some(Duration::ZERO) {
             return false;
         }
-        match indexed.step(&mut self.conn, STEP.max(2 * ids.len())) {
+        self.device_index_step(STEP.max(2 * ids.len()))
+    }
+
+    /// When the writer should call [`Db::add_to_device_index_while_idle`] if no write comes first:
+    /// `None` when there is nothing to add (or the store is read-only), zero when a step is due now.
+    pub fn device_index_due_in(&self) -> Option<Duration> {
+        self.indexed.as_ref().and_then(Indexed::due_in)
+    }
+
+    /// One step of an addition to the per-device index ([`STEP`] rows) when one is due, for a writer
+    /// that has nothing to write: without it an addition under way, or events that arrived less
+    /// than [`BATCH`] at a time, would wait for the next write to be added. Errors are handled as
+    /// after a write (logged once, tried again after [`WAIT`]). Returns the write-ahead log's length
+    /// in pages when a step committed (as [`WriteResult::log_pages`](crate::WriteResult)).
+    pub fn add_to_device_index_while_idle(&mut self) -> Option<u32> {
+        if self.device_index_due_in() != Some(Duration::ZERO) {
+            return None;
+        }
+        LOG_PAGES.set(None);
+        self.device_index_step(STEP)
+            .then(|| LOG_PAGES.take())
+            .flatten()
+    }
+
+    /// One step of at most `budget` rows; a failure is logged once and retried after [`WAIT`].
+    /// Returns whether the step committed.
+    fn device_index_step(&mut self, budget: usize) -> bool {
+        let Some(indexed) = self.indexed.as_mut() else {
+            return false;
+        };
+        match indexed.step(&mut self.conn, budget) {
             Ok(()) => {
                 if std::mem::take(&mut indexed.failing) {
                     tracing::info!("events are added to the per-device index again");

@@ -214,7 +214,7 @@ pub struct WriteResult {
 thread_local! {
     /// What the write-ahead log hook saw at this thread's last commit: SQLite calls it on the
     /// committing thread, inside the commit, so [`Db::write`] reads it right after.
-    static LOG_PAGES: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+    pub(crate) static LOG_PAGES: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
 }
 
 /// The write-ahead log hook (`sqlite3_wal_hook`): records the log's length in pages after a commit.

@@ -8,6 +8,7 @@ mod api;
 mod api_security;
 mod browser;
 mod connection_threads;
+mod device_index;
 mod http_mode;
 mod identity;
 mod ingest;

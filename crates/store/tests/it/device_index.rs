@@ -441,3 +441,91 @@ fn an_addition_that_fails_halfway_resumes_and_one_with_a_gap_reads_the_rest_back
     };
     assert_eq!(db.events(&q).unwrap().len(), 1);
 }
+
+#[test]
+fn an_addition_goes_on_while_the_writer_is_idle_a_step_at_a_time() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
+    let mut at = 0;
+    // Nothing to add, nothing due.
+    assert_eq!(db.device_index_due_in(), None);
+    assert_eq!(db.add_to_device_index_while_idle(), None);
+    // Fewer events than an addition takes: due a second after the store opened, not before.
+    write_events(&mut db, 3_000, &mut at);
+    let due_in = db.device_index_due_in().expect("events wait");
+    if !due_in.is_zero() {
+        assert!(due_in <= Duration::from_secs(1), "{due_in:?}");
+        db.add_to_device_index_while_idle();
+        assert_eq!(index_state(dir.path()), (0, 0), "added before it was due");
+        std::thread::sleep(due_in);
+    }
+    // Then, with no write, one step of 2,048 rows at most per call until everything is in.
+    let (_, mut last_rows) = index_state(dir.path());
+    let from_scratch = last_rows == 0;
+    let mut steps = 0;
+    while let Some(due_in) = db.device_index_due_in() {
+        assert_eq!(
+            due_in,
+            Duration::ZERO,
+            "an addition under way is due at once"
+        );
+        db.add_to_device_index_while_idle();
+        let (_, rows) = index_state(dir.path());
+        assert!(
+            rows - last_rows <= 2_048,
+            "{} rows at once",
+            rows - last_rows
+        );
+        last_rows = rows;
+        steps += 1;
+        assert!(steps <= 10, "the addition does not end");
+    }
+    if from_scratch {
+        assert_eq!(steps, 2);
+    }
+    assert_eq!(index_state(dir.path()), (3_000, 3_000));
+    assert_eq!(misattributed_rows(dir.path()), 0);
+    // A reader never adds.
+    assert_eq!(
+        Db::open_read_only(dir.path())
+            .unwrap()
+            .device_index_due_in(),
+        None
+    );
+}
+
+#[test]
+fn a_failing_addition_is_retried_by_the_idle_writer_a_second_later() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join(alarm_center_store::DB_FILE)).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refuse BEFORE INSERT ON device_events BEGIN SELECT RAISE(FAIL, 'injected'); END;",
+    )
+    .unwrap();
+    let mut at = 0;
+    // Past an addition's 16,384 events: due at once; the steps after the writes fail.
+    let ((), log) = logged(|| write_events(&mut db, 17_000, &mut at));
+    assert!(
+        log.contains("cannot add events to the per-device index"),
+        "{log}"
+    );
+    // While it fails, the next try is a second after the last one, not at once: an idle writer
+    // waits rather than trying again and again.
+    let due_in = db.device_index_due_in().unwrap();
+    assert!(
+        !due_in.is_zero() && due_in <= Duration::from_secs(1),
+        "{due_in:?}"
+    );
+    assert_eq!(db.add_to_device_index_while_idle(), None);
+    assert_eq!(index_state(dir.path()), (0, 0));
+    conn.execute_batch("DROP TRIGGER refuse").unwrap();
+    std::thread::sleep(due_in);
+    while db.device_index_due_in().is_some() {
+        db.add_to_device_index_while_idle();
+        std::thread::sleep(db.device_index_due_in().unwrap_or_default());
+    }
+    assert_eq!(index_state(dir.path()), (17_000, 17_000));
+}
