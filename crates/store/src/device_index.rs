@@ -6,10 +6,11 @@
 //! devices and commits every 5 ms that was as many log bytes as the events themselves, and with
 //! thousands of devices one 4 KiB page per event. Added in bulk, every [`BATCH`] events or after
 //! [`WAIT`], each page is written once per addition. The writer keeps the events of each device in
-//! memory until then, and adds them in key order a step of [`STEP`] rows or more after each write,
-//! each step a transaction of its own, so that no write waits for a whole addition (D68). Queries by
-//! device read `device_events` for the events up to `device_index.upto` and the events table itself
-//! above it (found by id: [`BATCH`] events and what arrives while an addition is under way).
+//! memory until then, and adds them in key order a step of [`STEP`] rows or more after each write
+//! (and while it has nothing to write, D70), each step a transaction of its own, so that no write
+//! waits for a whole addition (D68). Queries by device read `device_events` for the events up to
+//! `device_index.upto` and the events table itself above it (found by id: [`BATCH`] events and what
+//! arrives while an addition is under way).
 
 use std::time::{Duration, Instant};
 
@@ -209,11 +210,12 @@ impl Db {
         self.indexed.as_ref().and_then(Indexed::due_in)
     }
 
-    /// One step of an addition to the per-device index ([`STEP`] rows) when one is due, for a writer
-    /// that has nothing to write: without it an addition under way, or events that arrived less
-    /// than [`BATCH`] at a time, would wait for the next write to be added. Errors are handled as
-    /// after a write (logged once, tried again after [`WAIT`]). Returns the write-ahead log's length
-    /// in pages when a step committed (as [`WriteResult::log_pages`](crate::WriteResult)).
+    /// One step of an addition to the per-device index ([`STEP`] rows, or a read-back of at most
+    /// [`MAX_ADD`] events) when one is due, for a writer that has nothing to write: without it an
+    /// addition under way, or events that arrived less than [`BATCH`] at a time, would wait for the
+    /// next write to be added. Errors are handled as after a write (logged once, tried again after
+    /// [`WAIT`]). Returns the write-ahead log's length in pages when a step committed (as
+    /// [`WriteResult::log_pages`](crate::WriteResult)).
     pub fn add_to_device_index_while_idle(&mut self) -> Option<u32> {
         if self.device_index_due_in() != Some(Duration::ZERO) {
             return None;

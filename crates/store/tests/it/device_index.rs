@@ -454,22 +454,25 @@ fn an_addition_goes_on_while_the_writer_is_idle_a_step_at_a_time() {
     // Fewer events than an addition takes: due a second after the store opened, not before.
     write_events(&mut db, 3_000, &mut at);
     let due_in = db.device_index_due_in().expect("events wait");
-    if !due_in.is_zero() {
-        assert!(due_in <= Duration::from_secs(1), "{due_in:?}");
+    assert!(due_in <= Duration::from_secs(1), "{due_in:?}");
+    // (Unless the writes took most of that second, on a busy machine.)
+    if due_in >= Duration::from_millis(200) {
+        let before = index_state(dir.path());
         db.add_to_device_index_while_idle();
-        assert_eq!(index_state(dir.path()), (0, 0), "added before it was due");
-        std::thread::sleep(due_in);
+        assert_eq!(index_state(dir.path()), before, "added before it was due");
     }
+    std::thread::sleep(due_in);
     // Then, with no write, one step of 2,048 rows at most per call until everything is in.
     let (_, mut last_rows) = index_state(dir.path());
     let from_scratch = last_rows == 0;
     let mut steps = 0;
     while let Some(due_in) = db.device_index_due_in() {
-        assert_eq!(
-            due_in,
-            Duration::ZERO,
-            "an addition under way is due at once"
-        );
+        // Not due yet only when earlier additions completed after the writes (a busy machine).
+        if !due_in.is_zero() {
+            assert!(!from_scratch, "an addition under way is due at once");
+            std::thread::sleep(due_in);
+            continue;
+        }
         db.add_to_device_index_while_idle();
         let (_, rows) = index_state(dir.path());
         assert!(
@@ -512,14 +515,18 @@ fn a_failing_addition_is_retried_by_the_idle_writer_a_second_later() {
         log.contains("cannot add events to the per-device index"),
         "{log}"
     );
-    // While it fails, the next try is a second after the last one, not at once: an idle writer
-    // waits rather than trying again and again.
+    // An idle try that fails puts the next a second later, not at once: an idle writer waits
+    // rather than trying again and again.
+    std::thread::sleep(db.device_index_due_in().unwrap());
+    assert_eq!(db.device_index_due_in(), Some(Duration::ZERO));
+    let (tried, log) = logged(|| db.add_to_device_index_while_idle());
+    assert_eq!(tried, None);
+    assert!(!log.contains("cannot add"), "logged again: {log}");
     let due_in = db.device_index_due_in().unwrap();
     assert!(
-        !due_in.is_zero() && due_in <= Duration::from_secs(1),
+        due_in > Duration::from_millis(500) && due_in <= Duration::from_secs(1),
         "{due_in:?}"
     );
-    assert_eq!(db.add_to_device_index_while_idle(), None);
     assert_eq!(index_state(dir.path()), (0, 0));
     conn.execute_batch("DROP TRIGGER refuse").unwrap();
     std::thread::sleep(due_in);
