@@ -133,6 +133,11 @@ impl JsonText {
         JsonText(valid_json.into())
     }
 
+    /// Wraps a string known to be valid JSON, without copying it (when it has no spare capacity).
+    pub(crate) fn from_string(valid_json: String) -> JsonText {
+        JsonText(valid_json.into_boxed_str())
+    }
+
     /// Serialises a value.
     pub fn from_value(value: &serde_json::Value) -> JsonText {
         JsonText(value.to_string().into())

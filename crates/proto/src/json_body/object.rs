@@ -203,22 +203,41 @@ impl<'de> Object<'de> {
         }
         let code = self.xm_event.take()?;
         self.list_others();
-        let mut data = String::from("{");
-        for (i, (key, raw)) in self.others.iter().enumerate() {
-            if i > 0 {
-                data.push(',');
-            }
-            data.push_str(&serde_json::to_string(key.as_ref()).unwrap_or_default());
-            data.push(':');
-            data.push_str(raw);
-        }
-        data.push('}');
         Some(Event {
             code: event_code(code),
             action: self.status.as_deref().map_or(Action::Pulse, Action::parse),
             index: self.channel,
             device_time: self.found.time().map(String::into_boxed_str),
-            data: (!self.others.is_empty()).then(|| JsonText::new(&data)),
+            data: (!self.others.is_empty()).then(|| xm_data(&self.others)),
         })
     }
+}
+
+/// The data of an XM event: an object of the keys we do not read, with their raw values, in order,
+/// written once into a string of the right size.
+fn xm_data(others: &[(Cow<'_, str>, &str)]) -> JsonText {
+    // Quotes, colon and comma for each key; braces.
+    let size = 2 + others
+        .iter()
+        .map(|(key, raw)| key.len() + raw.len() + 4)
+        .sum::<usize>();
+    let mut data = String::with_capacity(size);
+    data.push('{');
+    for (i, (key, raw)) in others.iter().enumerate() {
+        if i > 0 {
+            data.push(',');
+        }
+        // A key the device wrote without escapes is written as it was; others are escaped again.
+        if key.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+            data.push_str(&serde_json::to_string(key.as_ref()).unwrap_or_default());
+        } else {
+            data.push('"');
+            data.push_str(key);
+            data.push('"');
+        }
+        data.push(':');
+        data.push_str(raw);
+    }
+    data.push('}');
+    JsonText::from_string(data)
 }

@@ -511,7 +511,8 @@ impl<'de> Strict<'de> {
             // that below any level: all of it is skipped here.
             skip_cap: 4 * Self::MAX_DEPTH,
         };
-        let mut others = Vec::new();
+        // An XM alarm has four or five such keys.
+        let mut others = Vec::with_capacity(8);
         r.peek()?;
         r.entries(b'}', 0, |r, _| {
             if r.peek()? != b'"' {

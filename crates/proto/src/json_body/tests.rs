@@ -528,3 +528,21 @@ fn serde_json_reads_numbers_as_the_strict_reader_assumes() {
     let big: serde_json::Value = serde_json::from_str("123456789012345678901234567890").unwrap();
     assert!(big.is_f64(), "{big:?}");
 }
+
+/// An XM event's data lists the keys we do not read with their values, in order: keys written with
+/// escapes (read by serde's reader, which decodes them) are escaped again, the others kept as written.
+#[test]
+fn an_xm_events_data_keeps_its_other_keys_escaped_as_json() {
+    let body = r#"{"Event":"HumanDetect","Status":"Start","Ty\"pe":"A","Na\\me":1,"Plain":[1, 2],"Uni\u00e9":{"x":null}}"#;
+    let facts = json_facts(body).unwrap();
+    let data = facts.events[0].data.as_ref().unwrap().as_str();
+    assert_eq!(
+        data,
+        r#"{"Ty\"pe":"A","Na\\me":1,"Plain":[1, 2],"Unié":{"x":null}}"#
+    );
+    let plain = json_facts(r#"{"Event":"HumanDetect","Type":"Alarm","Descrip":""}"#).unwrap();
+    assert_eq!(
+        plain.events[0].data.as_ref().unwrap().as_str(),
+        r#"{"Type":"Alarm","Descrip":""}"#
+    );
+}
