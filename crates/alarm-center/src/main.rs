@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 mod log_escape;
+mod log_fields;
 mod log_thread;
 mod log_time;
 mod startup;
@@ -69,6 +70,8 @@ fn init_logging() -> log_thread::LogThread {
         .with_target(false)
         // The time's text up to the second is made once a second (`log_time.rs`).
         .with_timer(log_time::LogTime)
+        // Integers, booleans and plain strings written directly, in the same text (`log_fields.rs`).
+        .fmt_fields(log_fields::LogFields)
         // A failed log write must not be reported with eprintln!, which panics when standard error
         // is closed: the task logging it would die (the signal task did, and SIGTERM was ignored).
         .log_internal_errors(false)
