@@ -18,6 +18,11 @@ pub(crate) struct LogFields;
 
 impl<'writer> FormatFields<'writer> for LogFields {
     fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
+        // With colours (never in the server's log, D26), names are painted: tracing-subscriber's.
+        if writer.has_ansi_escapes() {
+            return tracing_subscriber::fmt::format::DefaultFields::new()
+                .format_fields(writer, fields);
+        }
         let mut visitor = Visitor {
             writer,
             is_empty: true,
@@ -283,6 +288,10 @@ mod tests {
         tracing::info!(log.target = "rumqttc", log.line = 7, "from the log crate");
         tracing::info!(log.target = "rumqttc", text = "after", "from the log crate");
         tracing::info!(first = 1, log.target = "rumqttc", "log field between");
+        // A skipped field first: the next one has no space before it.
+        tracing::info!(log.target = "rumqttc", after = 1);
+        tracing::info!(log.target = "rumqttc", after = "x", n = 2);
+        tracing::info!(log.target = "rumqttc", after = %"display");
         let span = tracing::info_span!("span", id = 3, name = "n");
         let _entered = span.enter();
         tracing::info!(inside = "yes", "in a span");

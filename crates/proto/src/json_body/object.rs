@@ -216,8 +216,8 @@ impl<'de> Object<'de> {
 /// The data of an XM event: an object of the keys we do not read, with their raw values, in order,
 /// written once into a string of the right size.
 fn xm_data(others: &[(Cow<'_, str>, &str)]) -> JsonText {
-    // Quotes, colon and comma for each key; braces.
-    let size = 2 + others
+    // Quotes and colon for each key, the commas between them, the braces (`others` is not empty).
+    let size = 1 + others
         .iter()
         .map(|(key, raw)| key.len() + raw.len() + 4)
         .sum::<usize>();
