@@ -1,11 +1,15 @@
-//! The fields of a log line in the text tracing-subscriber's `DefaultFields` writes, with the common
-//! ones written directly: integers, booleans and plain strings. `DefaultFields` writes every field
-//! through `write!` with `{:?}` (about 1,000 instructions a field); with a camera that connects for
-//! each alarm, two lines of five to seven fields per alarm (docs/benchmarks.md §22). Every other
-//! field (the message, `%` and `?` values, errors, floats, strings that need escaping) is handed to
-//! tracing-subscriber's own `DefaultVisitor`, so that the text stays the same byte for byte.
+//! The fields of a log line in the text tracing-subscriber's `DefaultFields` writes, without its
+//! styling machinery: `DefaultVisitor` writes each field with a three-argument `write!` (name, `=`,
+//! value, through no-op colour wrappers) and the message through a writer that escapes terminal
+//! controls character by character, about 1,000 to 1,500 instructions a field; with a camera that
+//! connects for each alarm, two lines of two to seven fields per alarm (docs/benchmarks.md §22).
+//! Here integers, booleans and strings that `{:?}` writes as themselves are written directly, other
+//! values with one `{:?}`, the message through the same escapes with a fast path for text that has
+//! none. Errors, strings that need escaping, `r#` names and the `log.` fields of the `log` crate's
+//! records go to tracing-subscriber's own `DefaultVisitor`; so does everything when colours are on.
+//! A test compares the text with `DefaultFields`' byte for byte.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use tracing::field::{Field, Visit};
 use tracing_subscriber::field::RecordFields;
@@ -108,6 +112,33 @@ fn integer_text(buf: &mut [u8; INTEGER_BYTES], negative: bool, magnitude: u64) -
     std::str::from_utf8(&buf[at..]).unwrap_or_default()
 }
 
+/// The message's writer: escapes what tracing-subscriber's `EscapeGuard` escapes (terminal controls
+/// ESC, BEL, BS, FF, DEL and the C1 controls), the same way; text without any goes in one piece.
+struct Sanitizing<'a, 'writer>(&'a mut Writer<'writer>);
+
+impl fmt::Write for Sanitizing<'_, '_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        // C1 controls are not ASCII: ASCII without the five is written as it is.
+        if s.bytes()
+            .all(|b| b.is_ascii() && !matches!(b, 0x1b | 0x07 | 0x08 | 0x0c | 0x7f))
+        {
+            return self.0.write_str(s);
+        }
+        for c in s.chars() {
+            match c {
+                '\x1b' => self.0.write_str("\\x1b")?,
+                '\x07' => self.0.write_str("\\x07")?,
+                '\x08' => self.0.write_str("\\x08")?,
+                '\x0c' => self.0.write_str("\\x0c")?,
+                '\x7f' => self.0.write_str("\\x7f")?,
+                c if ('\u{80}'..='\u{9f}').contains(&c) => write!(self.0, "\\u{{{:x}}}", c as u32)?,
+                c => self.0.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Whether `{:?}` writes `value` as itself in quotes: printable ASCII without quote or backslash.
 fn debug_is_plain(value: &str) -> bool {
     value
@@ -147,6 +178,10 @@ impl Visit for Visitor<'_> {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            // As `DefaultVisitor::record_str` hands it on.
+            return self.record_debug(field, &format_args!("{value}"));
+        }
         match Self::own_name(field) {
             Some(name) if debug_is_plain(value) => {
                 if self.result.is_err() {
@@ -174,7 +209,32 @@ impl Visit for Visitor<'_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.delegate(field, |v| v.record_debug(field, value));
+        let name = field.name();
+        if name.starts_with("r#") || name.starts_with("log.") {
+            return self.delegate(field, |v| v.record_debug(field, value));
+        }
+        if self.result.is_err() {
+            return;
+        }
+        let pad = if std::mem::replace(&mut self.is_empty, false) {
+            ""
+        } else {
+            " "
+        };
+        self.result = (|| {
+            self.writer.write_str(pad)?;
+            if name != "message" {
+                self.writer.write_str(name)?;
+                self.writer.write_char('=')?;
+                return write!(self.writer, "{value:?}");
+            }
+            // As `DefaultVisitor` writes the message: terminal controls escaped (its `EscapeGuard`).
+            if self.writer.sanitizes_ansi_escapes() {
+                write!(Sanitizing(&mut self.writer), "{value:?}")
+            } else {
+                write!(self.writer, "{value:?}")
+            }
+        })();
     }
 }
 
@@ -236,6 +296,8 @@ mod tests {
             "ünïcödé",
             "\u{7f}",
             "\u{301}accent first",
+            "\u{85}next line\u{9f}",
+            "bell\u{7}bs\u{8}ff\u{c}",
             "~ }",
         ];
         for text in texts {
