@@ -190,6 +190,18 @@ impl Session {
         Session::default()
     }
 
+    /// Whether decoding `frame` neither reads nor changes a session's state (the 0x69 masks, the
+    /// fragments of a message): every session decodes it alike. True of XM, bare JSON, HTTP and
+    /// unrecognised frames, and of frames the decoder marked as errors (only their bytes are kept);
+    /// DVRIP and DHIP frames go through the masks or the reassembly.
+    pub fn is_stateless(frame: &Frame) -> bool {
+        frame.error.is_some()
+            || matches!(
+                frame.protocol,
+                Protocol::Xm | Protocol::Json | Protocol::Http | Protocol::Junk
+            )
+    }
+
     /// The active bits of every (alarm type, channel group) seen, as `((type, group), mask)`.
     pub fn masks(&self) -> &[((u8, u8), u32)] {
         &self.masks

@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use alarm_center_devices::{Heard, Identity, Now, Refusal};
-use alarm_center_proto::{Decoded, Frame, Protocol};
+use alarm_center_proto::{Decoded, Frame, Protocol, Session};
 use alarm_center_store::{ConnectionIdentified, DeviceUpdate, NewEvent};
 
 use super::process::hex_head;
@@ -36,9 +36,10 @@ impl Connection {
             // behind one NAT address must not mix their masks.
             if created {
                 core.adopt_session(std::mem::take(&mut self.private));
-            } else if self.device.is_none() {
+            } else if self.device.is_none() && !Session::is_stateless(frame) {
                 // Reconnection: decode again with the device's own state so that alarms still
-                // active are not reported as new.
+                // active are not reported as new. A frame no state changes (an XM alarm, a camera
+                // that connects for each one) is decoded already.
                 *decoded = core.decode(frame);
             }
         }

@@ -519,3 +519,88 @@ fn a_long_bare_json_event_list_decodes_whole() {
     assert_eq!(frames.len(), 1);
     assert_eq!(Session::new().decode(&frames[0]).events.len(), 100);
 }
+
+/// A frame `Session::is_stateless` calls stateless decodes alike in a fresh session and in one with
+/// masks and a message half reassembled, and leaves the latter as it was (its next mask and the rest
+/// of its message decode as if the frame had not come); the frames it does not call stateless are
+/// the DVRIP and DHIP ones that are not errors.
+#[test]
+fn a_stateless_frame_decodes_alike_in_every_session_and_changes_none() {
+    let json = r#"{"id":5,"method":"client.notifyEventStream","params":{"eventList":[{"Code":"VideoMotion","Action":"Start","Index":3}]}}"#;
+    let body = format!("{json}\n");
+    let (a, b) = body.as_bytes().split_at(40);
+    let total = body.len() as u32;
+    let dhip_piece = |piece: &[u8]| {
+        let mut f = encode::dhip(9, 5, "");
+        f.truncate(32);
+        f[16..20].copy_from_slice(&(piece.len() as u32).to_le_bytes());
+        f[24..28].copy_from_slice(&total.to_le_bytes());
+        f.extend_from_slice(piece);
+        f
+    };
+    let setup = decode_all(&[encode::dvrip_mask(2, 0, 0b101), dhip_piece(a)].concat());
+    let after = decode_all(&[encode::dvrip_mask(2, 0, 0b110), dhip_piece(b)].concat());
+    let dirty = || {
+        let mut session = Session::new();
+        for frame in &setup {
+            session.decode(frame);
+        }
+        session
+    };
+    let mut truncated = encode::dhip(1, 2, r#"{"Code":"X"}"#);
+    truncated.truncate(truncated.len() - 3);
+    let candidates = decode_all(
+        &[
+            encode::xm_alarm(
+                "SN1",
+                "192.168.1.10".parse().unwrap(),
+                0,
+                "HumanDetect",
+                true,
+                "2026-12-01 10:00:00",
+            ),
+            encode::bare_json(r#"{"Code":"VideoMotion","Action":"Start","Index":0}"#),
+            encode::http_request("POST", "/alarm", &[], br#"{"Code":"VideoMotion"}"#),
+            b"\x00junk bytes\x01".to_vec(),
+            encode::dhip(1, 2, r#"{"Code":"VideoMotion","Action":"Start","Index":0}"#),
+            encode::dvrip_json(1, 2, r#"{"Name":"AlarmInfo"}"#),
+            encode::dvrip_mask(2, 0, 0b111),
+            encode::dvrip_heartbeat(),
+            truncated,
+        ]
+        .concat(),
+    );
+    let mut stateless = Vec::new();
+    for frame in &candidates {
+        if !Session::is_stateless(frame) {
+            assert!(
+                matches!(frame.protocol, Protocol::Dvrip | Protocol::Dhip) && frame.error.is_none(),
+                "{frame:?}"
+            );
+            continue;
+        }
+        stateless.push(frame.protocol);
+        let mut session = dirty();
+        assert_eq!(
+            Session::new().decode(frame),
+            session.decode(frame),
+            "{frame:?}"
+        );
+        assert_eq!(session.masks(), dirty().masks());
+        for next in &after {
+            assert_eq!(session.decode(next), dirty().decode(next), "{frame:?}");
+        }
+    }
+    for protocol in [Protocol::Xm, Protocol::Json, Protocol::Http, Protocol::Junk] {
+        assert!(
+            stateless.contains(&protocol),
+            "{protocol:?} in {stateless:?}"
+        );
+    }
+    assert!(
+        candidates
+            .iter()
+            .any(|f| f.error.is_some() && Session::is_stateless(f)),
+        "a frame with an error"
+    );
+}
