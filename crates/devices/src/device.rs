@@ -249,7 +249,7 @@ impl Device {
                 &self.profile.id,
                 "DeviceOnline",
                 at,
-                serde_json::json!({"peer": alarm_center_proto::addr_text::peer_text(heard.peer), "connection": heard.connection}),
+                serde_json::json!({"peer": heard.peer_text, "connection": heard.connection}),
             ));
         }
         if decoded.kind == Kind::Keepalive && !self.sends_keepalives {
@@ -313,7 +313,7 @@ impl Device {
             mac: reported.mac.clone(),
             domain: reported.domain.clone(),
             ip: reported.ip.clone(),
-            peer: Some(alarm_center_proto::addr_text::peer_text(heard.peer)),
+            peer: Some(heard.peer_text.to_owned()),
             protocol: Some(heard.protocol.as_str().to_owned()),
             state: online_at.map(|at| (DeviceState::Online, at)),
             last_seen: now.wall_ms,

@@ -46,6 +46,7 @@ fn hear(device: &mut Device, now: Now, bytes: &[u8]) -> Effects {
     let heard = Heard {
         connection: 1,
         peer: PEER.parse().unwrap(),
+        peer_text: PEER,
         protocol: frame.protocol,
         decoded: &decoded,
     };
@@ -297,6 +298,7 @@ fn the_row_is_written_on_news_and_last_seen_alone_is_flushed() {
         Heard {
             connection: 2,
             peer: "192.0.2.7:40001".parse().unwrap(),
+            peer_text: "192.0.2.7:40001",
             protocol: frame.protocol,
             decoded: &decoded,
         },

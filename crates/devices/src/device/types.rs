@@ -77,6 +77,8 @@ pub struct Heard<'a> {
     pub connection: i64,
     /// That connection's peer.
     pub peer: SocketAddr,
+    /// The same as text (`addr_text::peer_text`), made once per connection.
+    pub peer_text: &'a str,
     /// Its framing.
     pub protocol: Protocol,
     /// What it means.

@@ -47,11 +47,11 @@ impl Connection {
         let attached = core.attach(self.id, self.peer.ip(), now);
         if identity.strong && attached.conflicting > 0 {
             Stats::inc(&self.shared.stats.identity_conflicts);
-            tracing::warn!(device = %device.id, conn = self.id, peer = %self.peer, other_connections = attached.conflicting, "identity conflict: connections from other addresses claim the same device; all are kept");
+            tracing::warn!(device = %device.id, conn = self.id, peer = %self.peer_text, other_connections = attached.conflicting, "identity conflict: connections from other addresses claim the same device; all are kept");
         }
         if let Some(row) = attached.first_contact {
             tracing::info!(
-                device = %device.id, conn = self.id, peer = %self.peer, protocol = frame.protocol.as_str(),
+                device = %device.id, conn = self.id, peer = %self.peer_text, protocol = frame.protocol.as_str(),
                 kind = decoded.kind.as_str(), serial = ?decoded.device.serial.as_deref().unwrap_or("-"),
                 mac = ?decoded.device.mac.as_deref().unwrap_or("-"), domain = ?decoded.device.domain.as_deref().unwrap_or("-"),
                 first_bytes = %hex_head(&frame.bytes),
@@ -111,7 +111,7 @@ impl Connection {
             // A frame naming a device that is not configured: refuse at once. Frames without identity
             // get until the frame timeout to be followed by one that identifies a configured device.
             if identity.strong && self.device.is_none() {
-                tracing::warn!(conn = self.id, peer = %self.peer, device = %identity.id, "unknown device refused");
+                tracing::warn!(conn = self.id, peer = %self.peer_text, device = %identity.id, "unknown device refused");
                 self.refused = true;
             }
             return None;
@@ -131,7 +131,7 @@ impl Connection {
     fn limit_new_device(&mut self, id: &str, refusal: Refusal) {
         Stats::inc(&self.shared.stats.new_devices_refused);
         if refusal.log {
-            tracing::warn!(conn = self.id, peer = %self.peer, device = %id, limit = %refusal.limit, "new device refused: connection closed, frame kept without device (logged once a minute per address)");
+            tracing::warn!(conn = self.id, peer = %self.peer_text, device = %id, limit = %refusal.limit, "new device refused: connection closed, frame kept without device (logged once a minute per address)");
         }
         self.limited = Some(CloseReason::NewDeviceLimit(refusal.limit.to_string()));
     }
@@ -154,6 +154,7 @@ impl Connection {
         let heard = Heard {
             connection: self.id,
             peer: self.peer,
+            peer_text: &self.peer_text,
             protocol,
             decoded,
         };

@@ -117,11 +117,11 @@ impl Connection {
         if decoded.error.is_some() {
             Stats::inc(&stats.frames_error);
             if frame.protocol != Protocol::Junk {
-                tracing::warn!(conn = self.id, peer = %self.peer, offset = frame.offset, protocol = frame.protocol.as_str(), error = ?decoded.error.as_deref().unwrap_or(""), "undecodable frame kept");
+                tracing::warn!(conn = self.id, peer = %self.peer_text, offset = frame.offset, protocol = frame.protocol.as_str(), error = ?decoded.error.as_deref().unwrap_or(""), "undecodable frame kept");
             }
         }
         if frame.protocol == Protocol::Junk {
-            tracing::warn!(conn = self.id, peer = %self.peer, offset = frame.offset, bytes = frame.len(), head = %hex_head(&frame.bytes), "unrecognized bytes kept");
+            tracing::warn!(conn = self.id, peer = %self.peer_text, offset = frame.offset, bytes = frame.len(), head = %hex_head(&frame.bytes), "unrecognized bytes kept");
         }
         decoded
     }
