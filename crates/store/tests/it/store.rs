@@ -248,6 +248,48 @@ fn last_seen_updates_of_many_devices_each_reach_their_row() {
     }
 }
 
+/// A long batch of `last_seen`-only updates with a device twice (an older time after its own, or
+/// before it) ends with every device at its later time, whichever comes first (a batched statement
+/// would update the row from either of its two values: tried and rejected, docs/benchmarks.md §22).
+#[test]
+fn a_device_twice_among_many_last_seen_updates_keeps_its_later_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
+    let ids: Vec<String> = (0..200).map(|i| format!("dev{i:03}")).collect();
+    db.write(&Batch {
+        devices: ids.iter().map(|id| seen(id, 1)).collect(),
+        ..Default::default()
+    })
+    .unwrap();
+    let only_seen = |id: &str, at: i64| DeviceUpdate {
+        id: id.into(),
+        last_seen: at,
+        ..Default::default()
+    };
+    for (round, base) in [(0, 1_000), (1, 2_000)] {
+        let mut updates: Vec<DeviceUpdate> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| only_seen(id, base + i as i64))
+            .collect();
+        // An older time of dev005, after its own in the first round, before it in the second; and
+        // one of dev150 in the third statement.
+        updates.insert(if round == 0 { 40 } else { 2 }, only_seen("dev005", 3));
+        updates.insert(170, only_seen("dev150", 4));
+        db.write(&Batch {
+            devices: updates,
+            ..Default::default()
+        })
+        .unwrap();
+        let rows = db.devices().unwrap();
+        assert_eq!(rows.len(), 200);
+        for row in rows {
+            let i: i64 = row.id[3..].parse().unwrap();
+            assert_eq!(row.last_seen_ms, base + i, "round {round}: {}", row.id);
+        }
+    }
+}
+
 fn seen(id: &str, at: i64) -> DeviceUpdate {
     DeviceUpdate {
         id: id.into(),
