@@ -50,6 +50,9 @@ pub trait Live: Send + Sync + 'static {
     fn online_count(&self) -> usize;
     /// Frames and bytes received so far on open connection `id`.
     fn connection_counters(&self, id: i64) -> Option<(u64, u64)>;
+    /// When `device` last sent a frame (unix ms), as the server knows it now: the store's copy is
+    /// written every `supervision.last-seen-flush` (D72). `None` when the server has not heard it.
+    fn last_seen_ms(&self, device: &str) -> Option<i64>;
     /// Why committing to the store fails, while it does (`/readyz` answers 503).
     fn store_failure(&self) -> Option<String>;
     /// Registers the server's own metric families in `registry` (prefixed `alarm_center_`), once per

@@ -109,6 +109,15 @@ pub(crate) async fn devices(
             devices.last().map(|d| d.id.clone())
         })
         .flatten();
+    // The store's `last_seen` is written every `supervision.last-seen-flush`; the server's is now.
+    for device in &mut devices {
+        if let Some(at) = state.live.last_seen_ms(&device.id) {
+            if at > device.last_seen_ms {
+                device.last_seen_ms = at;
+                device.last_seen = alarm_center_store::format_ms(at);
+            }
+        }
+    }
     let online = state.live.online_count();
     Ok(Json(DevicesPage {
         devices,

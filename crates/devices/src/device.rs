@@ -322,6 +322,12 @@ impl Device {
         }
     }
 
+    /// When the device last sent a frame (unix ms), as it is now: the store's copy lags by up to
+    /// `supervision.last-seen-flush`.
+    pub fn last_seen_ms(&self) -> i64 {
+        self.last_seen_wall_ms
+    }
+
     /// The `last_seen` update owed to the store since the last flush (see [`Effects::last_seen_pending`]).
     pub fn take_last_seen(&mut self) -> Option<DeviceUpdate> {
         if !std::mem::take(&mut self.last_seen_pending) {

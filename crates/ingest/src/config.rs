@@ -257,9 +257,10 @@ pub struct SupervisionConfig {
     pub grace: Duration,
     /// Emit a synthetic `stop` for every active alarm of a device going offline.
     pub stop_alarms_on_offline: bool,
-    /// How often the `last_seen` of the devices heard from goes to the store (the store's copy, which
-    /// the API and the UI show, lags this much; online/offline does not depend on it). Each device heard
-    /// from costs one row update per flush: with many devices, most of the store's work for keepAlives.
+    /// How often the `last_seen` of the devices heard from goes to the store (default 60 s, D72). The
+    /// store's copy, which the `devices` command reads, lags this much; the API and the UI show the
+    /// server's own; online/offline does not depend on it. Each device heard from costs one row
+    /// update per flush: with many devices, most of the store's work for keepAlives.
     #[serde(deserialize_with = "duration")]
     pub last_seen_flush: Duration,
 }
@@ -270,7 +271,7 @@ impl Default for SupervisionConfig {
             keepalive: Duration::from_secs(60),
             grace: Duration::from_secs(30),
             stop_alarms_on_offline: true,
-            last_seen_flush: Duration::from_secs(5),
+            last_seen_flush: Duration::from_secs(60),
         }
     }
 }

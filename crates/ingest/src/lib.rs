@@ -84,6 +84,10 @@ impl alarm_center_api::Live for Shared {
         self.live.get(id)
     }
 
+    fn last_seen_ms(&self, device: &str) -> Option<i64> {
+        self.registry.last_seen_ms(device)
+    }
+
     fn store_failure(&self) -> Option<String> {
         self.stats.store_failure()
     }

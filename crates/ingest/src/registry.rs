@@ -357,6 +357,13 @@ impl Registry {
         gone
     }
 
+    /// When device `id` last sent a frame (unix ms), if it is known and was heard since the start.
+    pub(crate) fn last_seen_ms(&self, id: &str) -> Option<i64> {
+        let device = self.map().get(id).cloned()?;
+        let at = device.lock().last_seen_ms();
+        (at > 0).then_some(at)
+    }
+
     /// Number of devices online.
     pub(crate) fn online_count(&self) -> usize {
         self.map().values().filter(|d| d.lock().is_online()).count()

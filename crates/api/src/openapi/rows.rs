@@ -92,7 +92,8 @@ pub struct Device {
     /// First contact, RFC 3339 UTC.
     #[schema(format = DateTime)]
     pub first_seen: String,
-    /// Last frame received, RFC 3339 UTC.
+    /// Last frame received, RFC 3339 UTC: as the running server knows it (the store's copy, which
+    /// the `devices` command reads, is written every `supervision.last-seen-flush`).
     #[schema(format = DateTime)]
     pub last_seen: String,
     /// Keep-alive period, seconds.
