@@ -33,7 +33,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Query the event log (works while the server runs).
     Events(query::EventsArgs),
-    /// List devices with their state and last-seen time (works while the server runs).
+    /// List devices with their state and last-seen time (works while the server runs; its last-seen
+    /// time is the store's, written every `supervision.last-seen-flush`).
     Devices(query::DevicesArgs),
     /// Show each output's cursor, lag, counters and last error (works while the server runs).
     Sinks(query::SinksArgs),
