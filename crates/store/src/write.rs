@@ -301,13 +301,13 @@ impl<'a> ConnectionRows<'a> {
 /// statement touches into a statement journal, to undo that statement alone if a later row fails; here
 /// any failure fails the whole transaction (`Db::write` returns the error and the transaction rolls
 /// back), so nothing needs it (−12 % instructions for the store's writes, D57).
-const ROWS_PER_INSERT: usize = 32;
+pub(crate) const ROWS_PER_INSERT: usize = 32;
 
 /// The multi-row `INSERT` statements of one table: [`ROWS_PER_INSERT`] rows, then 16, 8, 4, 2 and 1
 /// (a commit of a few hundred events left up to 31 rows, which went one statement each: each
 /// statement costs its start, its sequence lookup and update and its end, about as much as several
 /// rows). The SQL texts are made once: the statement cache is looked up by text.
-struct MultiInsert {
+pub(crate) struct MultiInsert {
     columns: usize,
     /// `(rows, SQL)`, largest first.
     statements: Vec<(usize, String)>,
@@ -315,7 +315,7 @@ struct MultiInsert {
 
 impl MultiInsert {
     /// `insert` is `INSERT … INTO t (c1, …)`, with `columns` columns.
-    fn new(insert: &str, columns: usize) -> MultiInsert {
+    pub(crate) fn new(insert: &str, columns: usize) -> MultiInsert {
         let row = format!("({})", vec!["?"; columns].join(", "));
         let statements = std::iter::successors(Some(ROWS_PER_INSERT), |n| (*n > 1).then(|| n / 2))
             .map(|n| {
@@ -346,16 +346,14 @@ static EVENT_ROWS: std::sync::LazyLock<MultiInsert> = std::sync::LazyLock::new(|
     )
 });
 
-/// Inserts `rows` into an `AUTOINCREMENT` table with the statements of `insert`, largest first; `bind`
-/// binds one row's values from parameter `at` (1-based) on. Pushes each row's id to `ids`, in order:
-/// the rows of one statement get consecutive ids (SQLite gives each new row the largest id so far plus
-/// one, and one connection writes), the last of which is `last_insert_rowid`.
-fn insert_rows<T>(
+/// Inserts `rows` with the statements of `insert`, largest first; `bind` binds one row's values from
+/// parameter `at` (1-based) on. After each statement, `done(rows, inserted)`.
+pub(crate) fn execute_rows<T>(
     tx: &rusqlite::Transaction<'_>,
     insert: &MultiInsert,
     rows: &[T],
     bind: impl Fn(&mut rusqlite::Statement<'_>, usize, &T) -> rusqlite::Result<()>,
-    ids: &mut Vec<i64>,
+    mut done: impl FnMut(usize, usize),
 ) -> Result<()> {
     let mut rest = rows;
     for (size, sql) in &insert.statements {
@@ -368,17 +366,31 @@ fn insert_rows<T>(
             for (i, row) in chunk.iter().enumerate() {
                 bind(&mut stmt, 1 + i * insert.columns, row)?;
             }
-            let inserted = stmt.raw_execute()?;
-            debug_assert_eq!(
-                inserted, *size,
-                "a multi-row insert wrote another number of rows"
-            );
-            let last = tx.last_insert_rowid();
-            ids.extend(last - *size as i64 + 1..=last);
+            done(*size, stmt.raw_execute()?);
             rest = after;
         }
     }
     Ok(())
+}
+
+/// Inserts `rows` into an `AUTOINCREMENT` table with [`execute_rows`]. Pushes each row's id to `ids`,
+/// in order: the rows of one statement get consecutive ids (SQLite gives each new row the largest id
+/// so far plus one, and one connection writes), the last of which is `last_insert_rowid`.
+fn insert_rows<T>(
+    tx: &rusqlite::Transaction<'_>,
+    insert: &MultiInsert,
+    rows: &[T],
+    bind: impl Fn(&mut rusqlite::Statement<'_>, usize, &T) -> rusqlite::Result<()>,
+    ids: &mut Vec<i64>,
+) -> Result<()> {
+    execute_rows(tx, insert, rows, bind, |size, inserted| {
+        debug_assert_eq!(
+            inserted, size,
+            "a multi-row insert wrote another number of rows"
+        );
+        let last = tx.last_insert_rowid();
+        ids.extend(last - size as i64 + 1..=last);
+    })
 }
 
 /// A device's `last_seen` moves on (never back), its other columns stay: what the upsert does with

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use rusqlite::Transaction;
 use smallvec::SmallVec;
 
+use crate::write::{execute_rows, MultiInsert, ROWS_PER_INSERT};
 use crate::Result;
 
 /// Most bytes the writer's memory of events may take, the addition under way included, as
@@ -214,7 +215,7 @@ impl Adding {
     ) -> Result<((usize, usize), bool)> {
         let (mut device, mut at) = self.next;
         let mut left = budget.max(1);
-        let mut mixed = Vec::with_capacity(MIXED.sizes[0]);
+        let mut mixed = Vec::with_capacity(ROWS_PER_INSERT);
         while left > 0 {
             let Some((name, ids)) = self.devices.get(device) else {
                 break;
@@ -228,7 +229,7 @@ impl Adding {
             insert_same_device(tx, &name, &run[..own])?;
             for &id in &run[own..] {
                 mixed.push((name.clone(), id));
-                if mixed.len() == MIXED.sizes[0] {
+                if mixed.len() == ROWS_PER_INSERT {
                     insert_mixed(tx, &mixed)?;
                     mixed.clear();
                 }
@@ -250,63 +251,43 @@ impl Adding {
     }
 }
 
-/// Multi-row `INSERT` statements of `device_events`, largest first (the statement cache is looked up
-/// by text, so the texts are made once).
-struct Statements {
-    /// Rows of each statement.
-    sizes: Vec<usize>,
-    /// `INSERT OR IGNORE INTO device_events (device, id) VALUES …` with that many rows.
-    sql: Vec<String>,
-}
-
-impl Statements {
-    /// Statements of `sizes` rows, each row's parameters written by `row(i)` for row `i`.
-    fn new(sizes: &[usize], row: impl Fn(usize) -> String) -> Statements {
-        let sql = sizes
-            .iter()
-            .map(|&n| {
-                let rows: Vec<String> = (0..n).map(&row).collect();
-                format!(
-                    "INSERT OR IGNORE INTO device_events (device, id) VALUES {}",
-                    rows.join(", ")
-                )
-            })
-            .collect();
-        Statements {
-            sizes: sizes.to_vec(),
-            sql,
-        }
-    }
-}
-
 /// Rows of one device take statements of their own in multiples of this; fewer go with other
 /// devices' rows. Each statement costs about as much as twenty rows to start and end, a row of pairs
 /// about 340 instructions more than one with the device bound once (SQLite copies each text bound).
 const SAME_DEVICE_MIN: usize = 16;
 
-/// One device's rows: `(?1, ?2), (?1, ?3), …`, the device bound once.
-static SAME_DEVICE: std::sync::LazyLock<Statements> = std::sync::LazyLock::new(|| {
-    Statements::new(&[32, SAME_DEVICE_MIN], |i| format!("(?1, ?{})", i + 2))
+/// One device's rows, `(rows, SQL)` largest first: `(?1, ?2), (?1, ?3), …`, the device bound once
+/// (the statement cache is looked up by text, so the texts are made once).
+static SAME_DEVICE: std::sync::LazyLock<Vec<(usize, String)>> = std::sync::LazyLock::new(|| {
+    [2 * SAME_DEVICE_MIN, SAME_DEVICE_MIN]
+        .into_iter()
+        .map(|n| {
+            let rows: Vec<String> = (0..n).map(|i| format!("(?1, ?{})", i + 2)).collect();
+            let sql = format!(
+                "INSERT OR IGNORE INTO device_events (device, id) VALUES {}",
+                rows.join(", ")
+            );
+            (n, sql)
+        })
+        .collect()
 });
 
-/// Rows of several devices: `(?1, ?2), (?3, ?4), …`.
-static MIXED: std::sync::LazyLock<Statements> = std::sync::LazyLock::new(|| {
-    Statements::new(&[32, 16, 8, 4, 2, 1], |i| {
-        format!("(?{}, ?{})", 2 * i + 1, 2 * i + 2)
-    })
+/// Rows of several devices, (device, id) pairs, in the store's multi-row statements.
+static MIXED: std::sync::LazyLock<MultiInsert> = std::sync::LazyLock::new(|| {
+    MultiInsert::new("INSERT OR IGNORE INTO device_events (device, id)", 2)
 });
 
 /// Inserts the rows of `device`'s events `ids` (a multiple of [`SAME_DEVICE_MIN`]).
 fn insert_same_device(tx: &Transaction<'_>, device: &str, ids: &[i64]) -> Result<()> {
     let mut rest = ids;
-    for (&size, sql) in SAME_DEVICE.sizes.iter().zip(&SAME_DEVICE.sql) {
-        if rest.len() < size {
+    for (size, sql) in SAME_DEVICE.iter() {
+        if rest.len() < *size {
             continue;
         }
         let mut stmt = tx.prepare_cached(sql)?;
         stmt.raw_bind_parameter(1, device)?;
-        while rest.len() >= size {
-            let (chunk, after) = rest.split_at(size);
+        while rest.len() >= *size {
+            let (chunk, after) = rest.split_at(*size);
             for (i, id) in chunk.iter().enumerate() {
                 stmt.raw_bind_parameter(i + 2, id)?;
             }
@@ -320,23 +301,16 @@ fn insert_same_device(tx: &Transaction<'_>, device: &str, ids: &[i64]) -> Result
 
 /// Inserts `rows`, (device, event id) pairs.
 fn insert_mixed(tx: &Transaction<'_>, rows: &[(Cow<'_, str>, i64)]) -> Result<()> {
-    let mut rest = rows;
-    for (&size, sql) in MIXED.sizes.iter().zip(&MIXED.sql) {
-        if rest.len() < size {
-            continue;
-        }
-        let mut stmt = tx.prepare_cached(sql)?;
-        while rest.len() >= size {
-            let (chunk, after) = rest.split_at(size);
-            for (i, (device, id)) in chunk.iter().enumerate() {
-                stmt.raw_bind_parameter(2 * i + 1, &**device)?;
-                stmt.raw_bind_parameter(2 * i + 2, id)?;
-            }
-            stmt.raw_execute()?;
-            rest = after;
-        }
-    }
-    Ok(())
+    execute_rows(
+        tx,
+        &MIXED,
+        rows,
+        |stmt, at, (device, id)| {
+            stmt.raw_bind_parameter(at, &**device)?;
+            stmt.raw_bind_parameter(at + 1, id)
+        },
+        |_, _| {},
+    )
 }
 
 #[cfg(test)]
