@@ -55,22 +55,28 @@ impl Visitor<'_> {
         (name != "message" && !name.starts_with("r#") && !name.starts_with("log.")).then_some(name)
     }
 
-    /// Writes `name=` and `value` after a space when fields came before.
-    fn write(&mut self, name: &str, value: &str) {
+    /// Writes one field with `write` after a space when fields came before (unless writing failed).
+    fn field(&mut self, write: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
         if self.result.is_err() {
             return;
         }
-        let pad = if std::mem::replace(&mut self.is_empty, false) {
-            ""
+        let first = std::mem::replace(&mut self.is_empty, false);
+        let mut writer = self.writer.by_ref();
+        self.result = if first {
+            Ok(())
         } else {
-            " "
-        };
-        self.result = (|| {
-            self.writer.write_str(pad)?;
-            self.writer.write_str(name)?;
-            self.writer.write_char('=')?;
-            self.writer.write_str(value)
-        })();
+            writer.write_char(' ')
+        }
+        .and_then(|()| write(&mut writer));
+    }
+
+    /// Writes `name=` and `value`.
+    fn write(&mut self, name: &str, value: &str) {
+        self.field(|w| {
+            w.write_str(name)?;
+            w.write_char('=')?;
+            w.write_str(value)
+        });
     }
 
     /// Hands the field to tracing-subscriber's visitor, which writes it (after a space when fields
@@ -86,30 +92,6 @@ impl Visitor<'_> {
             self.is_empty = false;
         }
     }
-}
-
-/// Digits of a u64, its sign, in a buffer on the stack.
-const INTEGER_BYTES: usize = 21;
-
-/// Writes an integer as `{:?}` writes it (its sign and `magnitude` in decimal) into `buf`, returning
-/// the text.
-fn integer_text(buf: &mut [u8; INTEGER_BYTES], negative: bool, magnitude: u64) -> &str {
-    let mut at = INTEGER_BYTES;
-    let mut rest = magnitude;
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    if negative {
-        at -= 1;
-        buf[at] = b'-';
-    }
-    // ASCII: always UTF-8.
-    std::str::from_utf8(&buf[at..]).unwrap_or_default()
 }
 
 /// The message's writer: escapes what tracing-subscriber's `EscapeGuard` escapes (terminal controls
@@ -149,23 +131,14 @@ fn debug_is_plain(value: &str) -> bool {
 impl Visit for Visitor<'_> {
     fn record_i64(&mut self, field: &Field, value: i64) {
         match Self::own_name(field) {
-            Some(name) => {
-                let mut buf = [0; INTEGER_BYTES];
-                self.write(
-                    name,
-                    integer_text(&mut buf, value < 0, value.unsigned_abs()),
-                );
-            }
+            Some(name) => self.write(name, itoa::Buffer::new().format(value)),
             None => self.delegate(field, |v| v.record_i64(field, value)),
         }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         match Self::own_name(field) {
-            Some(name) => {
-                let mut buf = [0; INTEGER_BYTES];
-                self.write(name, integer_text(&mut buf, false, value));
-            }
+            Some(name) => self.write(name, itoa::Buffer::new().format(value)),
             None => self.delegate(field, |v| v.record_u64(field, value)),
         }
     }
@@ -183,23 +156,12 @@ impl Visit for Visitor<'_> {
             return self.record_debug(field, &format_args!("{value}"));
         }
         match Self::own_name(field) {
-            Some(name) if debug_is_plain(value) => {
-                if self.result.is_err() {
-                    return;
-                }
-                let pad = if std::mem::replace(&mut self.is_empty, false) {
-                    ""
-                } else {
-                    " "
-                };
-                self.result = (|| {
-                    self.writer.write_str(pad)?;
-                    self.writer.write_str(name)?;
-                    self.writer.write_str("=\"")?;
-                    self.writer.write_str(value)?;
-                    self.writer.write_char('"')
-                })();
-            }
+            Some(name) if debug_is_plain(value) => self.field(|w| {
+                w.write_str(name)?;
+                w.write_str("=\"")?;
+                w.write_str(value)?;
+                w.write_char('"')
+            }),
             _ => self.delegate(field, |v| v.record_str(field, value)),
         }
     }
@@ -213,28 +175,19 @@ impl Visit for Visitor<'_> {
         if name.starts_with("r#") || name.starts_with("log.") {
             return self.delegate(field, |v| v.record_debug(field, value));
         }
-        if self.result.is_err() {
-            return;
-        }
-        let pad = if std::mem::replace(&mut self.is_empty, false) {
-            ""
-        } else {
-            " "
-        };
-        self.result = (|| {
-            self.writer.write_str(pad)?;
+        self.field(|w| {
             if name != "message" {
-                self.writer.write_str(name)?;
-                self.writer.write_char('=')?;
-                return write!(self.writer, "{value:?}");
+                w.write_str(name)?;
+                w.write_char('=')?;
+                return write!(w, "{value:?}");
             }
             // As `DefaultVisitor` writes the message: terminal controls escaped (its `EscapeGuard`).
-            if self.writer.sanitizes_ansi_escapes() {
-                write!(Sanitizing(&mut self.writer), "{value:?}")
+            if w.sanitizes_ansi_escapes() {
+                write!(Sanitizing(w), "{value:?}")
             } else {
-                write!(self.writer, "{value:?}")
+                write!(w, "{value:?}")
             }
-        })();
+        });
     }
 }
 
