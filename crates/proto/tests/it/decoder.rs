@@ -408,8 +408,9 @@ fn fuzz_regressions() {
         .all(|f| f.protocol == Protocol::Json && f.error.is_none()));
 }
 
-#[test]
-fn fragmented_json_messages_are_joined() {
+/// An event notification (`json`) split into two DHIP packets of one message (session 9, request 5),
+/// and the message's length.
+fn fragmented_json() -> (&'static str, [Vec<u8>; 2], u32) {
     let json = r#"{"id":5,"method":"client.notifyEventStream","params":{"eventList":[{"Code":"VideoMotion","Action":"Start","Index":3}]}}"#;
     let body = format!("{json}\n");
     let (a, b) = body.as_bytes().split_at(40);
@@ -422,7 +423,13 @@ fn fragmented_json_messages_are_joined() {
         f.extend_from_slice(piece);
         f
     };
-    let frames = decode_all(&[dhip_piece(a), encode::dvrip_heartbeat(), dhip_piece(b)].concat());
+    (json, [dhip_piece(a), dhip_piece(b)], total)
+}
+
+#[test]
+fn fragmented_json_messages_are_joined() {
+    let (json, [a, b], total) = fragmented_json();
+    let frames = decode_all(&[a, encode::dvrip_heartbeat(), b].concat());
     assert_eq!(frames.len(), 3);
     let mut session = Session::new();
     let first = session.decode(&frames[0]);
@@ -526,20 +533,9 @@ fn a_long_bare_json_event_list_decodes_whole() {
 /// the DVRIP and DHIP ones that are not errors.
 #[test]
 fn a_stateless_frame_decodes_alike_in_every_session_and_changes_none() {
-    let json = r#"{"id":5,"method":"client.notifyEventStream","params":{"eventList":[{"Code":"VideoMotion","Action":"Start","Index":3}]}}"#;
-    let body = format!("{json}\n");
-    let (a, b) = body.as_bytes().split_at(40);
-    let total = body.len() as u32;
-    let dhip_piece = |piece: &[u8]| {
-        let mut f = encode::dhip(9, 5, "");
-        f.truncate(32);
-        f[16..20].copy_from_slice(&(piece.len() as u32).to_le_bytes());
-        f[24..28].copy_from_slice(&total.to_le_bytes());
-        f.extend_from_slice(piece);
-        f
-    };
-    let setup = decode_all(&[encode::dvrip_mask(2, 0, 0b101), dhip_piece(a)].concat());
-    let after = decode_all(&[encode::dvrip_mask(2, 0, 0b110), dhip_piece(b)].concat());
+    let (_, [a, b], _) = fragmented_json();
+    let setup = decode_all(&[encode::dvrip_mask(2, 0, 0b101), a].concat());
+    let after = decode_all(&[encode::dvrip_mask(2, 0, 0b110), b].concat());
     let dirty = || {
         let mut session = Session::new();
         for frame in &setup {

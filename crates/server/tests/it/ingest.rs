@@ -349,32 +349,41 @@ async fn keepalives_are_archived_sampled_unless_the_interval_is_zero() {
     }
 }
 
-/// KeepAlives write no row each: the device's `last_seen` reaches the store with the periodic flush,
-/// and at the latest when the server stops.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn last_seen_of_keepalives_reaches_the_store_by_shutdown() {
-    let mut t = start(|_| {}).await;
+/// Device `serial` comes online with a keepAlive, sends three more and then an alarm, and the alarm is
+/// stored (so the server has read the keepAlives: same framing, same identity, no news for the
+/// device's row, which therefore says nothing newer by itself). Returns a time before the three later
+/// keepAlives and after the first, and the device's connection (kept open).
+async fn keepalives_then_an_alarm(
+    t: &mut TestServer,
+    serial: &str,
+) -> (i64, tokio::net::TcpStream) {
     let mut device = t.connect().await;
-    send(&mut device, &encode::dhip(7, 1, &keepalive("LS-1", 1, 30))).await;
+    send(&mut device, &encode::dhip(7, 1, &keepalive(serial, 1, 30))).await;
     t.until(WAIT, |e| e.event.code == "DeviceOnline").await;
-    // Later keepAlives, stamped after this.
     let before = alarm_center_server::time::now_ms() + 1;
     tokio::time::sleep(Duration::from_millis(5)).await;
     for id in 2..=4 {
         send(
             &mut device,
-            &encode::dhip(7, id, &keepalive("LS-1", id, 30)),
+            &encode::dhip(7, id, &keepalive(serial, id, 30)),
         )
         .await;
     }
-    // The server has read them once an event sent after them is stored (same framing, same
-    // identity: no news for the device's row, which therefore says nothing newer by itself).
     send(
         &mut device,
-        &encode::dhip(7, 5, &motion("LS-1", "Start", 0)),
+        &encode::dhip(7, 5, &motion(serial, "Start", 0)),
     )
     .await;
     t.until(WAIT, |e| e.event.code == "VideoMotion").await;
+    (before, device)
+}
+
+/// KeepAlives write no row each: the device's `last_seen` reaches the store with the periodic flush,
+/// and at the latest when the server stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_seen_of_keepalives_reaches_the_store_by_shutdown() {
+    let mut t = start(|_| {}).await;
+    let (before, _device) = keepalives_then_an_alarm(&mut t, "LS-1").await;
     t.server.shutdown().await.unwrap();
     let db = Db::open_read_only(t.dir.path()).unwrap();
     let row = &db.devices().unwrap()[0];
@@ -426,25 +435,7 @@ async fn last_seen_reaches_the_store_at_the_configured_flush_interval() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_shows_last_seen_as_of_the_last_frame_between_flushes() {
     let mut t = start(|c| c.supervision.last_seen_flush = Duration::from_secs(3_600)).await;
-    let mut device = t.connect().await;
-    send(&mut device, &encode::dhip(7, 1, &keepalive("LA-1", 1, 30))).await;
-    t.until(WAIT, |e| e.event.code == "DeviceOnline").await;
-    let before = alarm_center_server::time::now_ms() + 1;
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    for id in 2..=4 {
-        send(
-            &mut device,
-            &encode::dhip(7, id, &keepalive("LA-1", id, 30)),
-        )
-        .await;
-    }
-    // Read once an event sent after them is stored.
-    send(
-        &mut device,
-        &encode::dhip(7, 5, &motion("LA-1", "Start", 0)),
-    )
-    .await;
-    t.until(WAIT, |e| e.event.code == "VideoMotion").await;
+    let (before, _device) = keepalives_then_an_alarm(&mut t, "LA-1").await;
     let stored = Db::open_read_only(t.dir.path()).unwrap().devices().unwrap()[0].last_seen_ms;
     assert!(
         stored < before,

@@ -253,6 +253,14 @@ fn write_events(db: &mut Db, n: i64, at: &mut i64) {
     }
 }
 
+/// Makes every insert into `device_events` fail (as on a full disk) until the trigger is dropped.
+fn refuse_index_rows(conn: &rusqlite::Connection) {
+    conn.execute_batch(
+        "CREATE TRIGGER refuse BEFORE INSERT ON device_events BEGIN SELECT RAISE(FAIL, 'injected'); END;",
+    )
+    .unwrap();
+}
+
 /// Rows of `device_events` whose device is not their event's device (none, whoever added them).
 fn misattributed_rows(dir: &std::path::Path) -> i64 {
     let conn = rusqlite::Connection::open(dir.join(alarm_center_store::DB_FILE)).unwrap();
@@ -357,10 +365,7 @@ fn a_failing_addition_to_the_index_fails_no_write_and_catches_up_later() {
     let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
     // Every addition fails (as on a full disk) until the trigger goes.
     let conn = rusqlite::Connection::open(dir.path().join(alarm_center_store::DB_FILE)).unwrap();
-    conn.execute_batch(
-        "CREATE TRIGGER refuse BEFORE INSERT ON device_events BEGIN SELECT RAISE(FAIL, 'injected'); END;",
-    )
-    .unwrap();
+    refuse_index_rows(&conn);
     let mut at = 0;
     let ((), log) = logged(|| write_events(&mut db, 40_000, &mut at));
     assert_eq!(db.event_count().unwrap(), 40_000);
@@ -403,10 +408,7 @@ fn an_addition_that_fails_halfway_resumes_and_one_with_a_gap_reads_the_rest_back
         assert!(at < 40_000, "no addition went in steps");
     };
     // Then the steps fail (a full disk), and an event is written by someone else meanwhile.
-    conn.execute_batch(
-        "CREATE TRIGGER refuse BEFORE INSERT ON device_events BEGIN SELECT RAISE(FAIL, 'injected'); END;",
-    )
-    .unwrap();
+    refuse_index_rows(&conn);
     let ((), log) = logged(|| write_events(&mut db, 3_000, &mut at));
     assert_eq!(index_state(dir.path()), (upto, rows));
     assert_eq!(
@@ -504,10 +506,7 @@ fn a_failing_addition_is_retried_by_the_idle_writer_a_second_later() {
     let dir = tempfile::tempdir().unwrap();
     let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
     let conn = rusqlite::Connection::open(dir.path().join(alarm_center_store::DB_FILE)).unwrap();
-    conn.execute_batch(
-        "CREATE TRIGGER refuse BEFORE INSERT ON device_events BEGIN SELECT RAISE(FAIL, 'injected'); END;",
-    )
-    .unwrap();
+    refuse_index_rows(&conn);
     let mut at = 0;
     // Past an addition's 16,384 events: due at once; the steps after the writes fail.
     let ((), log) = logged(|| write_events(&mut db, 17_000, &mut at));

@@ -163,11 +163,6 @@ fn device_updates_keep_what_they_do_not_say() {
 fn last_seen_updates_move_forward_only_and_create_a_missing_row() {
     let dir = tempfile::tempdir().unwrap();
     let mut db = Db::open(dir.path(), SyncMode::Normal).unwrap();
-    let only_seen = |id: &str, at: i64| DeviceUpdate {
-        id: id.into(),
-        last_seen: at,
-        ..Default::default()
-    };
     let first = DeviceUpdate {
         serial: Some("S1".into()),
         state: Some((DeviceState::Online, 5)),
@@ -220,11 +215,6 @@ fn last_seen_updates_of_many_devices_each_reach_their_row() {
         ..Default::default()
     })
     .unwrap();
-    let only_seen = |id: &str, at: i64| DeviceUpdate {
-        id: id.into(),
-        last_seen: at,
-        ..Default::default()
-    };
     let mut updates: Vec<DeviceUpdate> = ids
         .iter()
         .enumerate()
@@ -261,11 +251,6 @@ fn a_device_twice_among_many_last_seen_updates_keeps_its_later_time() {
         ..Default::default()
     })
     .unwrap();
-    let only_seen = |id: &str, at: i64| DeviceUpdate {
-        id: id.into(),
-        last_seen: at,
-        ..Default::default()
-    };
     for (round, base) in [(0, 1_000), (1, 2_000)] {
         let mut updates: Vec<DeviceUpdate> = ids
             .iter()
@@ -287,6 +272,15 @@ fn a_device_twice_among_many_last_seen_updates_keeps_its_later_time() {
             let i: i64 = row.id[3..].parse().unwrap();
             assert_eq!(row.last_seen_ms, base + i, "round {round}: {}", row.id);
         }
+    }
+}
+
+/// An update that says nothing but `last_seen` (the periodic flush's).
+fn only_seen(id: &str, at: i64) -> DeviceUpdate {
+    DeviceUpdate {
+        id: id.into(),
+        last_seen: at,
+        ..Default::default()
     }
 }
 
