@@ -1,8 +1,10 @@
-//! Accepting device connections. Every connection thread (D62) runs [`accept_loop`] on the same
-//! listening socket; the accept itself, the connection's id and its place in its address's arrival line
-//! are taken under one lock, so ids and arrival tickets follow the kernel's accept order whichever
-//! thread accepted (D33 relies on it: an XM camera's start and stop come on two connections a
-//! millisecond apart). The same lock decides which thread serves the connection (D64, `handoff.rs`).
+//! Accepting device connections. Every connection thread runs [`accept_loop`]: the acceptor with the
+//! listening socket in its epoll, the others only while it is behind (D73, `listener.rs`), serving
+//! meanwhile the connections handed to them. The accept itself, the connection's id and its place in
+//! its address's arrival line are taken under one lock, so ids and arrival tickets follow the kernel's
+//! accept order whichever thread accepted (D33 relies on it: an XM camera's start and stop come on
+//! two connections a millisecond apart). The same lock decides which thread serves the connection
+//! (D64, `handoff.rs`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -16,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use crate::handoff::{self, Handoff, Handoffs, Incoming, OnThread};
+use crate::listener::{Backlog, Helpers, Listener, ACCEPTOR};
 use crate::slots::Refused;
 use crate::{connection, Shared, Stats};
 
@@ -34,6 +37,8 @@ pub(crate) struct AcceptState {
     failure_logged: Mutex<Option<Instant>>,
     /// The way to each connection thread, for connections another thread accepted (D64).
     pub(crate) handoffs: Handoffs,
+    /// Whether the threads other than the acceptor accept too (D73).
+    pub(crate) helpers: Helpers,
 }
 
 /// One connection accepted, numbered, placed in its address's arrival line and given the thread
@@ -47,22 +52,28 @@ enum Accepted {
 enum Next {
     Accepted(std::io::Result<Accepted>),
     HandedOver(Box<Handoff>),
+    /// The acceptor called the other threads in, or dismissed them.
+    Helpers,
 }
 
-/// Accepts connections and serves each on a task of `tasks`, on the runtime it runs on (a connection
-/// thread's) or, when another thread has clearly fewer connections, on that thread's (D64); serves
-/// what the other threads hand to this one (`handoffs`); until shutdown.
+/// Accepts connections, while `listener` is in this thread's epoll (always on the acceptor, on the
+/// others while the acceptor calls them in, D73), and serves each on a task of `tasks`, on the runtime
+/// it runs on (a connection thread's) or, when another thread has clearly fewer connections, on that
+/// thread's (D64); serves what the other threads hand to this one (`handoffs`); until shutdown.
 pub(crate) async fn accept_loop(
     shared: Arc<Shared>,
-    listener: TcpListener,
+    mut listener: Listener,
     tasks: TaskTracker,
     thread: usize,
     mut handoffs: mpsc::UnboundedReceiver<Box<Handoff>>,
 ) {
+    let mut helpers = shared.accept.helpers.watch();
+    let mut backlog = Backlog::default();
     // After a failed accept (out of descriptors and similar) this thread pauses accepting for a
     // moment instead of spinning, and still takes hand-offs meanwhile.
     let mut paused_until = None;
     loop {
+        let accepting = listener.accepting().is_some() && paused_until.is_none();
         let next = tokio::select! {
             () = shared.shutdown.cancelled() => break,
             Some(handoff) = handoffs.recv() => Next::HandedOver(handoff),
@@ -70,11 +81,28 @@ pub(crate) async fn accept_loop(
                 paused_until = None;
                 continue;
             }
-            accepted = std::future::poll_fn(|cx| poll_accept_in_order(&shared, &listener, thread, cx)), if paused_until.is_none() => Next::Accepted(accepted),
+            Ok(()) = helpers.changed(), if thread != ACCEPTOR => Next::Helpers,
+            accepted = std::future::poll_fn(|cx| match listener.accepting() {
+                Some(listener) => {
+                    let accepted = poll_accept_in_order(&shared, listener, thread, cx);
+                    if accepted.is_pending() {
+                        backlog.emptied();
+                    }
+                    accepted
+                }
+                None => Poll::Pending,
+            }), if accepting => Next::Accepted(accepted),
         };
         match next {
             Next::Accepted(Ok(Accepted::Served(stream, incoming))) => {
                 Stats::inc(&shared.stats.connections_accepted);
+                if thread == ACCEPTOR {
+                    let helpers = &shared.accept.helpers;
+                    let wanted = backlog.accepted(Instant::now(), helpers.called());
+                    if helpers.set(wanted) && wanted {
+                        Stats::inc(&shared.stats.accept_helpers_called);
+                    }
+                }
                 let _ = stream.set_nodelay(true);
                 if incoming.on_thread.thread() == thread {
                     serve(&shared, &tasks, stream, incoming);
@@ -90,6 +118,10 @@ pub(crate) async fn accept_loop(
                 paused_until = Some(tokio::time::Instant::now() + Duration::from_millis(50));
             }
             Next::HandedOver(handoff) => serve_handed_over(&shared, &tasks, *handoff),
+            Next::Helpers => {
+                let called = *helpers.borrow_and_update();
+                change_listener(&mut listener, called, thread);
+            }
         }
     }
     // Connections handed to this thread before it stopped are served here like the ones it accepted
@@ -98,6 +130,19 @@ pub(crate) async fn accept_loop(
     handoffs.close();
     while let Some(handoff) = handoffs.recv().await {
         serve_handed_over(&shared, &tasks, *handoff);
+    }
+}
+
+/// Puts this thread's listener in its epoll (`accept`) or takes it out; an error (logged) leaves
+/// this thread without a listener, the acceptor still accepting.
+fn change_listener(listener: &mut Listener, accept: bool, thread: usize) {
+    let changed = if accept {
+        listener.accept()
+    } else {
+        listener.stand()
+    };
+    if let Err(e) = changed {
+        tracing::error!(thread, error = %e, accept, "a connection thread could not change whether it accepts: it no longer does");
     }
 }
 

@@ -1,9 +1,9 @@
-//! Spreading connections over the connection threads (decision D64). Every thread races to accept
-//! (D62), and the race is uneven: 100 devices connecting at once landed 65/35, 60/40 and 31/69 on two
-//! threads, so one thread carried twice the other's frames for as long as they stayed connected. The
-//! thread that accepts therefore decides, under the accept lock, which thread serves the connection:
-//! itself, unless it has clearly more open connections than the thread with the fewest, which then
-//! gets the socket through a channel and registers it in its own epoll.
+//! Spreading connections over the connection threads (decision D64). One thread accepts, the others
+//! only while it is behind (D73); when every thread raced to accept, the race was uneven (100 devices
+//! connecting at once landed 65/35, 60/40 and 31/69 on two threads). The thread that accepts decides,
+//! under the accept lock, which thread serves the connection: itself, unless it has clearly more open
+//! connections than the thread with the fewest, which then gets the socket through a channel and
+//! registers it in its own epoll.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -11,6 +11,7 @@ mod connection;
 mod handoff;
 mod http_auth;
 mod http_mode;
+mod listener;
 mod live;
 mod metrics;
 mod registry;

@@ -88,6 +88,13 @@ fn connections(e: &mut DescriptorEncoder<'_>, s: &Stats) -> fmt::Result {
         "Device connections accepted by one connection thread and served by another that had fewer.",
         handed_over,
     )?;
+    let helpers_called = counter(&s.accept_helpers_called);
+    single(
+        e,
+        "accept_helpers_called",
+        "Times the connection thread that accepts fell behind and called the others in to accept too.",
+        helpers_called,
+    )?;
     let closed = CloseReason::LABELS
         .iter()
         .zip(&s.closed_by_reason)

@@ -1,9 +1,9 @@
 //! Device connections run on connection threads (decision D62): each has a current-thread tokio runtime
-//! of its own (its own epoll and timer wheel), watches the device port through a duplicate of the
-//! listening descriptor registered in that epoll, and serves each connection it accepted, or was
-//! handed by a busier thread when it accepted it (D64), until that connection ends: a connection
-//! never moves once served, and a frame wakes only the thread that owns its socket, where the
-//! multi-thread runtime's workers woke each other to steal work. The rest of the
+//! of its own (its own epoll and timer wheel) and a duplicate of the listening descriptor. One of them
+//! has it in its epoll and accepts, the others only while it is behind (D73, `listener.rs`); each
+//! serves the connections it accepted and kept, or was handed by another (D64), until that connection
+//! ends: a connection never moves once served, and a frame wakes only the thread that owns its
+//! socket, where the multi-thread runtime's workers woke each other to steal work. The rest of the
 //! server (API, sinks, supervision) stays on the multi-thread runtime.
 
 use std::sync::atomic::AtomicU64;
@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 use tokio_util::task::TaskTracker;
 
+use crate::listener::{Listener, ACCEPTOR};
 use crate::{IngestError, Shared};
 
 /// The connection threads to run: `configured`, or one per core when 0 (at most
@@ -52,8 +53,8 @@ pub(crate) fn start(
     let gauges = (0..listeners.len()).map(|_| AtomicU64::new(0)).collect();
     let _ = shared.stats.connections_by_thread.set(gauges);
     let handoffs = shared.accept.handoffs.open(listeners.len());
-    // Each thread builds its runtime and registers its listener, says so on `ready`, then waits for
-    // the word to accept (true) or to end (false).
+    // Each thread builds its runtime (the acceptor registers its listener), says so on `ready`, then
+    // waits for the word to accept (true) or to end (false).
     let (ready_tx, ready) = mpsc::channel::<Result<(), String>>();
     let mut started = Vec::new();
     let mut failure = None;
@@ -64,7 +65,7 @@ pub(crate) fn start(
         let spawned = std::thread::Builder::new()
             .name(format!("connections-{index}"))
             .spawn(move || {
-                let Some(mut thread) = Prepared::new(listener, ready_tx, done) else {
+                let Some(mut thread) = Prepared::new(index, listener, ready_tx, done) else {
                     return;
                 };
                 if go.recv() == Ok(true) {
@@ -101,13 +102,17 @@ pub(crate) fn start(
     failure.map_or(Ok(()), Err)
 }
 
-/// Waits for connection thread `index` to end. Should this task be dropped unfinished (the server was
-/// dropped without its shutdown, with the runtime that runs it), shutdown is cancelled so that the
-/// thread stops too.
+/// Waits for connection thread `index` to end; should the acceptor end before shutdown, the other
+/// threads accept from then on (D73). Should this task be dropped unfinished (the server was dropped
+/// without its shutdown, with the runtime that runs it), shutdown is cancelled so that the thread
+/// stops too.
 async fn watch(shared: Arc<Shared>, index: usize, finished: tokio::sync::oneshot::Receiver<()>) {
     let guard = shared.shutdown.clone().drop_guard();
     let _ = finished.await;
     if !shared.shutdown.is_cancelled() {
+        if index == ACCEPTOR {
+            shared.accept.helpers.set(true);
+        }
         tracing::error!(
             thread = index,
             "a connection thread ended before shutdown: its connections are closed, the other threads go on accepting"
@@ -121,15 +126,16 @@ async fn watch(shared: Arc<Shared>, index: usize, finished: tokio::sync::oneshot
 /// normally or unwinds from a panic.
 struct Prepared {
     runtime: Option<Runtime>,
-    listener: Option<TcpListener>,
+    listener: Option<Listener>,
     done: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Prepared {
-    /// Builds the runtime and registers the listener in it; reports the outcome on `ready`, which it
-    /// then drops (should a thread die before reporting, the starter learns it when every thread has
-    /// reported or dropped its sender).
+    /// Builds thread `index`'s runtime and, for the acceptor, registers the listener in it; reports
+    /// the outcome on `ready`, which it then drops (should a thread die before reporting, the starter
+    /// learns it when every thread has reported or dropped its sender).
     fn new(
+        index: usize,
         listener: std::net::TcpListener,
         ready: mpsc::Sender<Result<(), String>>,
         done: tokio::sync::oneshot::Sender<()>,
@@ -139,9 +145,13 @@ impl Prepared {
             .build()
             .map_err(|e| format!("connection runtime: {e}"))
             .and_then(|runtime| {
-                let listener = {
+                let listener = if index == ACCEPTOR {
                     let _entered = runtime.enter();
-                    TcpListener::from_std(listener).map_err(|e| format!("device listener: {e}"))?
+                    let listener = TcpListener::from_std(listener)
+                        .map_err(|e| format!("device listener: {e}"))?;
+                    Listener::Accepting(listener)
+                } else {
+                    Listener::Standing(listener)
                 };
                 Ok(Prepared {
                     runtime: Some(runtime),
