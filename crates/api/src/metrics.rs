@@ -191,7 +191,8 @@ fn encode(registry: &Registry, sinks: SinkCursors) -> Result<String, fmt::Error>
 /// (gauge), `connections_open_by_thread{thread}` (gauges, per connection thread),
 /// `connections_accepted_total`, `connections_handed_over_total` (accepted by one connection thread,
 /// served by another that had fewer), `accept_helpers_called_total` (the connection thread that
-/// accepts fell behind and called the others in), `connections_closed_total{reason}`,
+/// accepts fell behind and called the others in), `connections_accepted_by_helpers_total` (accepted
+/// by those others meanwhile), `connections_closed_total{reason}`,
 /// `connections_refused_total{limit="total"|"per_ip"}`, `bytes_received_total`, `frames_total`,
 /// `frames_junk_total`, `frames_error_total`, `events_received_total`, `events_committed_total`,
 /// `store_errors_total`, `store_commits_total`, `identity_conflicts_total`, `new_devices_refused_total`,

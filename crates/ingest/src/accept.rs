@@ -68,7 +68,17 @@ pub(crate) async fn accept_loop(
     mut handoffs: mpsc::UnboundedReceiver<Box<Handoff>>,
 ) {
     let mut helpers = shared.accept.helpers.watch();
+    // A thread that starts after the acceptor called the others in (or after it ended) must see that
+    // call: its receiver counts the current value as seen.
+    helpers.mark_changed();
     let mut backlog = Backlog::default();
+    // The acceptor calls the others in only when there are others.
+    let acceptor = thread == ACCEPTOR
+        && shared
+            .stats
+            .connections_by_thread
+            .get()
+            .is_some_and(|threads| threads.len() > 1);
     // After a failed accept (out of descriptors and similar) this thread pauses accepting for a
     // moment instead of spinning, and still takes hand-offs meanwhile.
     let mut paused_until = None;
@@ -93,15 +103,27 @@ pub(crate) async fn accept_loop(
                 None => Poll::Pending,
             }), if accepting => Next::Accepted(accepted),
         };
+        if acceptor {
+            if let Next::Accepted(accepted) = &next {
+                let now = Instant::now();
+                let called = shared.accept.helpers.called();
+                let wanted = match accepted {
+                    Ok(_) => backlog.accepted(now, called),
+                    Err(_) => {
+                        backlog.failed(now);
+                        true
+                    }
+                };
+                if shared.accept.helpers.set(wanted) && wanted {
+                    Stats::inc(&shared.stats.accept_helpers_called);
+                }
+            }
+        }
         match next {
             Next::Accepted(Ok(Accepted::Served(stream, incoming))) => {
                 Stats::inc(&shared.stats.connections_accepted);
-                if thread == ACCEPTOR {
-                    let helpers = &shared.accept.helpers;
-                    let wanted = backlog.accepted(Instant::now(), helpers.called());
-                    if helpers.set(wanted) && wanted {
-                        Stats::inc(&shared.stats.accept_helpers_called);
-                    }
+                if thread != ACCEPTOR {
+                    Stats::inc(&shared.stats.connections_accepted_by_helpers);
                 }
                 let _ = stream.set_nodelay(true);
                 if incoming.on_thread.thread() == thread {

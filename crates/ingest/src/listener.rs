@@ -3,9 +3,9 @@
 //! watches a listening socket), and all but one would wait for the accept lock and find nothing to
 //! accept. So one thread, the acceptor, has it in its epoll and accepts, and spreads what it accepts
 //! over the threads (D64); the others keep a duplicate of the descriptor outside their epoll. When
-//! the acceptor falls behind (it keeps finding connections waiting), it calls the others in to
-//! accept too, and dismisses them once it has kept up for a while; should it end, they accept from
-//! then on.
+//! the acceptor falls behind (it keeps finding connections waiting) or an accept fails, it calls the
+//! others in to accept too, and dismisses them at its first accept after a while without falling
+//! behind; should it end, they accept from then on.
 
 use std::time::{Duration, Instant};
 
@@ -42,13 +42,15 @@ impl Listener {
     }
 
     /// Puts a standing listener in the current runtime's epoll: from now on this thread accepts.
-    /// Must run on the thread's runtime.
+    /// Must run on the thread's runtime. Should that fail, the listener stays standing (a duplicate
+    /// of it, made first), so that a later call may succeed.
     pub(crate) fn accept(&mut self) -> std::io::Result<()> {
-        match std::mem::replace(self, Listener::Gone) {
-            Listener::Standing(listener) => {
-                *self = Listener::Accepting(TcpListener::from_std(listener)?)
+        if let Listener::Standing(listener) = self {
+            let spare = listener.try_clone()?;
+            if let Listener::Standing(listener) = std::mem::replace(self, Listener::Standing(spare))
+            {
+                *self = Listener::Accepting(TcpListener::from_std(listener)?);
             }
-            other => *self = other,
         }
         Ok(())
     }
@@ -106,8 +108,15 @@ impl Backlog {
         self.streak = 0;
     }
 
-    /// A connection was accepted at `now`, the other threads being `called` in or not: whether they
-    /// should be now.
+    /// An accept failed at `now` (this thread pauses accepting for a moment): the others should
+    /// accept meanwhile, as when behind.
+    pub(crate) fn failed(&mut self, now: Instant) {
+        self.streak = 0;
+        self.behind_at = Some(now);
+    }
+
+    /// A connection was taken off the queue at `now` (served or refused), the other threads being
+    /// `called` in or not: whether they should be now.
     pub(crate) fn accepted(&mut self, now: Instant, called: bool) -> bool {
         self.streak = self.streak.saturating_add(1);
         if self.streak >= BEHIND_AFTER {
@@ -146,6 +155,11 @@ mod tests {
         // …and are dismissed after that.
         backlog.emptied();
         assert!(!backlog.accepted(start + CALM_FOR, true));
+        // A failed accept counts as behind.
+        let failed_at = start + CALM_FOR * 3;
+        backlog.failed(failed_at);
+        assert!(backlog.accepted(failed_at + CALM_FOR / 2, true));
+        assert!(!backlog.accepted(failed_at + CALM_FOR, true));
     }
 
     #[test]
@@ -177,6 +191,10 @@ mod tests {
         );
         listener.stand().unwrap();
         assert!(matches!(listener, Listener::Standing(_)));
+        // Put in the epoll twice: the second time changes nothing.
+        listener.accept().unwrap();
+        listener.accept().unwrap();
+        listener.stand().unwrap();
         // Standing, it still holds the socket: a connection waits in the queue until it accepts again.
         let _waiting = tokio::net::TcpStream::connect(addr).await.unwrap();
         listener.accept().unwrap();

@@ -92,8 +92,15 @@ fn connections(e: &mut DescriptorEncoder<'_>, s: &Stats) -> fmt::Result {
     single(
         e,
         "accept_helpers_called",
-        "Times the connection thread that accepts fell behind and called the others in to accept too.",
+        "Times the connection thread that accepts fell behind (or an accept failed) and called the others in to accept too.",
         helpers_called,
+    )?;
+    let by_helpers = counter(&s.connections_accepted_by_helpers);
+    single(
+        e,
+        "connections_accepted_by_helpers",
+        "Device connections accepted by the other connection threads while the one that accepts had called them in.",
+        by_helpers,
     )?;
     let closed = CloseReason::LABELS
         .iter()

@@ -14,8 +14,11 @@ pub struct Stats {
     pub connections_accepted: AtomicU64,
     /// Connections accepted by one connection thread and served by another that had fewer (D64).
     pub connections_handed_over: AtomicU64,
-    /// Times the accepting connection thread fell behind and called the others in to accept too (D73).
+    /// Times the accepting connection thread fell behind (or an accept failed) and called the others
+    /// in to accept too (D73).
     pub accept_helpers_called: AtomicU64,
+    /// Connections accepted by the other connection threads while called in (D73).
+    pub connections_accepted_by_helpers: AtomicU64,
     /// Connections refused: over the total limit.
     pub refused_total_limit: AtomicU64,
     /// Connections refused: over the per-address limit.

@@ -101,13 +101,15 @@ async fn one_thread_accepts_and_keeps_connections_within_the_slack() {
     t.server.shutdown().await.unwrap();
 }
 
-/// A flood of connections puts the acceptor behind (D73): it calls the other threads in to accept too,
-/// and every connection is served. Four client threads connect as fast as they can, much faster
-/// than a debug build accepts, so connections wait in the accept queue.
+/// A flood of connections puts the acceptor behind (D73): it calls the other thread in, which accepts
+/// too, and every connection is served. Four client threads connect as fast as they can, faster than
+/// a debug build accepts, so connections wait in the accept queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_connections_calls_the_other_threads_in_to_accept() {
     const CLIENTS: usize = 4;
     const EACH: usize = 500;
+    // Both ends of 2,000 connections in this process.
+    rlimit::increase_nofile_limit(u64::MAX).unwrap();
     let t = start(|c| {
         c.server.connection_threads = 2;
         c.server.max_connections_per_ip = 10_000;
@@ -138,11 +140,16 @@ async fn a_flood_of_connections_calls_the_other_threads_in_to_accept() {
         assert!(Instant::now() < deadline, "{:?}", open_by_thread(&text));
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let called = text
-        .lines()
-        .find_map(|l| l.strip_prefix("alarm_center_accept_helpers_called_total "))
-        .map(|n| n.parse::<u64>().unwrap());
-    assert!(called >= Some(1), "{text}");
+    let counter = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("alarm_center_{name}_total ")))
+            .map(|n| n.parse::<u64>().unwrap())
+    };
+    assert!(counter("accept_helpers_called") >= Some(1), "{text}");
+    assert!(
+        counter("connections_accepted_by_helpers") >= Some(1),
+        "{text}"
+    );
     drop(open);
     t.server.shutdown().await.unwrap();
 }
