@@ -103,21 +103,8 @@ pub(crate) async fn accept_loop(
                 None => Poll::Pending,
             }), if accepting => Next::Accepted(accepted),
         };
-        if acceptor {
-            if let Next::Accepted(accepted) = &next {
-                let now = Instant::now();
-                let called = shared.accept.helpers.called();
-                let wanted = match accepted {
-                    Ok(_) => backlog.accepted(now, called),
-                    Err(_) => {
-                        backlog.failed(now);
-                        true
-                    }
-                };
-                if shared.accept.helpers.set(wanted) && wanted {
-                    Stats::inc(&shared.stats.accept_helpers_called);
-                }
-            }
+        if let (true, Next::Accepted(accepted)) = (acceptor, &next) {
+            call_in_or_dismiss(&shared, &mut backlog, accepted);
         }
         match next {
             Next::Accepted(Ok(Accepted::Served(stream, incoming))) => {
@@ -152,6 +139,27 @@ pub(crate) async fn accept_loop(
     handoffs.close();
     while let Some(handoff) = handoffs.recv().await {
         serve_handed_over(&shared, &tasks, *handoff);
+    }
+}
+
+/// The acceptor's side of D73, after each accept (`accepted`: a connection taken off the queue, or a
+/// failure): calls the other threads in when it is behind or failed, dismisses them once calm.
+fn call_in_or_dismiss(
+    shared: &Shared,
+    backlog: &mut Backlog,
+    accepted: &std::io::Result<Accepted>,
+) {
+    let now = Instant::now();
+    let helpers = &shared.accept.helpers;
+    let wanted = match accepted {
+        Ok(_) => backlog.accepted(now, helpers.called()),
+        Err(_) => {
+            backlog.failed(now);
+            true
+        }
+    };
+    if helpers.set(wanted) && wanted {
+        Stats::inc(&shared.stats.accept_helpers_called);
     }
 }
 
