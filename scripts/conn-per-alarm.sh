@@ -15,8 +15,8 @@
 # 12000) whether a rate is stored without loss and the CPU per event at that rate.
 # Usage: scripts/conn-per-alarm.sh   (env: RUNS=3 SECS=20 CAMERAS=200 SOURCES=40 RATE=0 CONCURRENCY=256
 #        PORT=25006 LOG=info (alarm-center's log filter) WINDOW= (server.arrival-order-window, default
-#        when empty) ZERO_LINGER=no; BIN=…, SINK=…, GEN=… to use given builds). Traffic stays on
-#        127.0.0.1; every process is stopped at the end.
+#        when empty) ZERO_LINGER=no NO_SINK= (non-empty: alarm-center only, no ratios); BIN=…, SINK=…,
+#        GEN=… to use given builds). Traffic stays on 127.0.0.1; every process is stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -128,19 +128,20 @@ report() { # $1 = name, $2 = run, $3 = what was counted; then sent handled gen_s
 : > "$WORK/results"
 echo "== one connection per alarm: $CAMERAS cameras, $SOURCES source addresses, rate ${RATE/#0/as fast as possible}, concurrency $CONCURRENCY, ${SECS}s, $RUNS runs each (alarm-center log $LOG${WINDOW:+, window $WINDOW}; binary $BIN)"
 for run in $(seq "$RUNS"); do
-    report count_sink "$run" counted $(run_sink "$run")
+    [[ -n ${NO_SINK:-} ]] || report count_sink "$run" counted $(run_sink "$run")
     report alarm-center "$run" stored $(run_server "$run")
 done
 python3 - "$WORK/results" <<'PY'
 import re, statistics, sys
-rows = {"count_sink": [], "alarm-center": []}
+rows = {}
 for line in open(sys.argv[1]):
     m = re.match(r'(\S+)\s+run \d+: sent (\d+), \w+ (\d+) \(lost (-?\d+)\), (\d+) events/s.* ([\d.]+) µs/event', line)
-    rows[m.group(1)].append((int(m.group(5)), float(m.group(6)), int(m.group(4))))
+    rows.setdefault(m.group(1), []).append((int(m.group(5)), float(m.group(6)), int(m.group(4))))
 med = {k: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v), sum(r[2] for r in v)) for k, v in rows.items()}
 for k, (rate, cpu, lost) in med.items():
     print(f"{k:12s} median {rate:.0f} events/s, {cpu:.1f} µs CPU/event, lost {lost} in all runs")
-(sr, sc, _), (ar, ac, _) = med["count_sink"], med["alarm-center"]
-print(f"ratio alarm-center / count_sink: throughput {100 * ar / sr:.0f} %, CPU per event {ac / sc:.2f}x")
+if "count_sink" in med:
+    (sr, sc, _), (ar, ac, _) = med["count_sink"], med["alarm-center"]
+    print(f"ratio alarm-center / count_sink: throughput {100 * ar / sr:.0f} %, CPU per event {ac / sc:.2f}x")
 PY
 echo "logs: $WORK"
