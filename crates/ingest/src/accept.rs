@@ -151,14 +151,16 @@ fn call_in_or_dismiss(
 ) {
     let now = Instant::now();
     let helpers = &shared.accept.helpers;
+    let called = helpers.called();
     let wanted = match accepted {
-        Ok(_) => backlog.accepted(now, helpers.called()),
+        Ok(_) => backlog.accepted(now, called),
         Err(_) => {
             backlog.failed(now);
             true
         }
     };
-    if helpers.set(wanted) && wanted {
+    // Most accepts change nothing: no write to the channel then.
+    if wanted != called && helpers.set(wanted) && wanted {
         Stats::inc(&shared.stats.accept_helpers_called);
     }
 }

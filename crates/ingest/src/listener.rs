@@ -42,15 +42,11 @@ impl Listener {
     }
 
     /// Puts a standing listener in the current runtime's epoll: from now on this thread accepts.
-    /// Must run on the thread's runtime. Should that fail, the listener stays standing (a duplicate
-    /// of it, made first), so that a later call may succeed.
+    /// Must run on the thread's runtime. A duplicate goes in, so that should that fail the listener
+    /// stays standing and a later call may succeed.
     pub(crate) fn accept(&mut self) -> std::io::Result<()> {
         if let Listener::Standing(listener) = self {
-            let spare = listener.try_clone()?;
-            if let Listener::Standing(listener) = std::mem::replace(self, Listener::Standing(spare))
-            {
-                *self = Listener::Accepting(TcpListener::from_std(listener)?);
-            }
+            *self = Listener::Accepting(TcpListener::from_std(listener.try_clone()?)?);
         }
         Ok(())
     }
